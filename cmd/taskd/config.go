@@ -1,0 +1,260 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	taskhttp "github.com/taskd/taskd/internal/http"
+	"github.com/taskd/taskd/internal/jobs"
+)
+
+// flagSet wraps flag.FlagSet so that every flag has an environment twin
+// whose value becomes the flag's default, and parse errors name both.
+type flagSet struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	envs   map[string]string // flag name → env name
+}
+
+func newFlagSet(name string, getenv func(string) string, out io.Writer) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &flagSet{fs: fs, getenv: getenv, envs: map[string]string{}}
+}
+
+func (f *flagSet) string(name, env, def, usage string) *string {
+	if v := f.getenv(env); v != "" {
+		def = v
+	}
+	f.envs[name] = env
+	return f.fs.String(name, def, usage+" ("+env+")")
+}
+
+func (f *flagSet) bool(name, env string, def bool, usage string) *string {
+	return f.string(name, env, strconv.FormatBool(def), usage)
+}
+
+// setting names a flag with its twin for error messages.
+func (f *flagSet) setting(name string) string {
+	return "--" + name + " (" + f.envs[name] + ")"
+}
+
+func (f *flagSet) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return &usageError{err: errHelp}
+		}
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+func (f *flagSet) duration(name, raw string, min time.Duration, allowNegOne bool) (time.Duration, error) {
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		return 0, usagef("invalid %s %q: want a duration such as 500ms, 30s or 2h", f.setting(name), raw)
+	}
+	if allowNegOne && d == -1*time.Nanosecond {
+		return -1, nil
+	}
+	if d < min {
+		return 0, usagef("invalid %s %q: must be at least %s", f.setting(name), raw, min)
+	}
+	return d, nil
+}
+
+func (f *flagSet) int(name, raw string, min, max int64) (int64, error) {
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < min || n > max {
+		return 0, usagef("invalid %s %q: want an integer between %d and %d", f.setting(name), raw, min, max)
+	}
+	return n, nil
+}
+
+func (f *flagSet) parseBool(name, raw string) (bool, error) {
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, usagef("invalid %s %q: want true or false", f.setting(name), raw)
+	}
+	return b, nil
+}
+
+// serveConfig is the configuration of serve and worker.
+type serveConfig struct {
+	DatabaseURL        string
+	Addr               string
+	Queues             map[string]int
+	FetchCooldown      time.Duration
+	FetchPollInterval  time.Duration
+	ShutdownGrace      time.Duration
+	MaxBodyBytes       int64
+	MaxBatchBodyBytes  int64
+	DBMaxConns         int32
+	LogLevel           string
+	PprofAddr          string
+	Migrate            bool
+	JobTimeout         time.Duration
+	CompletedRetention time.Duration
+	CancelledRetention time.Duration
+	DiscardedRetention time.Duration
+	HeartbeatInterval  time.Duration
+	RescueAfter        time.Duration
+	RecordAttempts     bool
+	UI                 bool
+}
+
+func defaultQueues() string {
+	return "default=" + strconv.Itoa(jobs.QueueDefaultWorkers) + ",cpu=" + strconv.Itoa(runtime.NumCPU())
+}
+
+// parseServeConfig reads flags and their environment twins. Invalid
+// settings give a usage error naming the setting.
+func parseServeConfig(name string, args []string, getenv func(string) string, out io.Writer, withHTTP bool) (*serveConfig, error) {
+	f := newFlagSet("taskd "+name, getenv, out)
+	f.fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: taskd %s [flags]\n\nFlags (each with its environment variable):\n", name)
+		f.fs.PrintDefaults()
+	}
+	var (
+		dbURL      = f.string("database-url", "DATABASE_URL", "", "PostgreSQL connection string (required)")
+		addr       = f.string("addr", "TASKD_ADDR", "127.0.0.1:8080", "HTTP listen address")
+		queues     = f.string("queues", "TASKD_QUEUES", defaultQueues(), "queues to work and their worker counts, name=n,...")
+		cooldown   = f.string("fetch-cooldown", "TASKD_FETCH_COOLDOWN", jobs.FetchCooldownDefault.String(), "minimum time between two fetches of a queue (River FetchCooldown)")
+		poll       = f.string("fetch-poll-interval", "TASKD_FETCH_POLL_INTERVAL", jobs.FetchPollIntervalDefault.String(), "how often an idle queue polls when no notification arrives (River FetchPollInterval)")
+		grace      = f.string("shutdown-grace", "TASKD_SHUTDOWN_GRACE", "30s", "on SIGTERM, how long running tasks may take to finish before they are cancelled")
+		maxBody    = f.string("max-body-bytes", "TASKD_MAX_BODY_BYTES", strconv.Itoa(taskhttp.MaxBodyBytesDefault), "largest POST /v1/tasks body")
+		maxBatch   = f.string("max-batch-body-bytes", "TASKD_MAX_BATCH_BODY_BYTES", strconv.Itoa(taskhttp.MaxBatchBodyBytesDefault), "largest POST /v1/batches body")
+		maxConns   = f.string("db-max-conns", "TASKD_DB_MAX_CONNS", "20", "size of the database connection pool")
+		logLevel   = f.string("log-level", "TASKD_LOG_LEVEL", "info", "debug, info, warn or error")
+		pprofAddr  = f.string("pprof-addr", "TASKD_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
+		migrate    = f.bool("migrate", "TASKD_MIGRATE", false, "apply pending migrations at start instead of refusing to start")
+		jobTimeout = f.string("job-timeout", "TASKD_JOB_TIMEOUT", jobs.JobTimeoutDefault.String(), "longest one attempt may run, for kinds without their own timeout (-1ns: none)")
+		completed  = f.string("completed-retention", "TASKD_COMPLETED_RETENTION", jobs.CompletedRetentionDefault.String(), "how long completed tasks are kept (-1ns: forever)")
+		cancelled  = f.string("cancelled-retention", "TASKD_CANCELLED_RETENTION", jobs.CancelledRetentionDefault.String(), "how long cancelled tasks are kept (-1ns: forever)")
+		discarded  = f.string("discarded-retention", "TASKD_DISCARDED_RETENTION", jobs.DiscardedRetentionDefault.String(), "how long discarded tasks are kept (-1ns: forever)")
+		heartbeat  = f.string("heartbeat-interval", "TASKD_HEARTBEAT_INTERVAL", jobs.HeartbeatIntervalDefault.String(), "how often this process marks itself alive")
+		rescue     = f.string("rescue-after", "TASKD_RESCUE_AFTER", jobs.RescueAfterDefault.String(), "silence after which a process counts as dead and its running tasks are run again")
+		attempts   = f.bool("record-attempts", "TASKD_RECORD_ATTEMPTS", true, "record every attempt in task_attempts (off only to benchmark its cost)")
+		ui         = f.bool("ui", "TASKD_UI", true, "serve the River UI under /riverui")
+	)
+	if err := f.parse(args); err != nil {
+		return nil, err
+	}
+	if f.fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", f.fs.Arg(0))
+	}
+	cfg := &serveConfig{DatabaseURL: *dbURL, Addr: *addr, LogLevel: *logLevel, PprofAddr: *pprofAddr}
+	if cfg.DatabaseURL == "" {
+		return nil, usagef("%s is required", f.setting("database-url"))
+	}
+	if withHTTP && cfg.Addr == "" {
+		return nil, usagef("%s must not be empty", f.setting("addr"))
+	}
+	var err error
+	if cfg.Queues, err = parseQueues(*queues); err != nil {
+		return nil, usagef("invalid %s %q: %v", f.setting("queues"), *queues, err)
+	}
+	durations := []struct {
+		name   string
+		raw    string
+		dst    *time.Duration
+		min    time.Duration
+		negOne bool
+	}{
+		{"fetch-cooldown", *cooldown, &cfg.FetchCooldown, river.FetchCooldownMin, false},
+		{"fetch-poll-interval", *poll, &cfg.FetchPollInterval, river.FetchPollIntervalMin, false},
+		{"shutdown-grace", *grace, &cfg.ShutdownGrace, 0, false},
+		{"job-timeout", *jobTimeout, &cfg.JobTimeout, time.Second, true},
+		{"completed-retention", *completed, &cfg.CompletedRetention, time.Second, true},
+		{"cancelled-retention", *cancelled, &cfg.CancelledRetention, time.Second, true},
+		{"discarded-retention", *discarded, &cfg.DiscardedRetention, time.Second, true},
+		{"heartbeat-interval", *heartbeat, &cfg.HeartbeatInterval, 100 * time.Millisecond, false},
+		{"rescue-after", *rescue, &cfg.RescueAfter, time.Second, false},
+	}
+	for _, d := range durations {
+		if *d.dst, err = f.duration(d.name, d.raw, d.min, d.negOne); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.FetchPollInterval < cfg.FetchCooldown {
+		return nil, usagef("invalid %s: must be at least %s", f.setting("fetch-poll-interval"), f.setting("fetch-cooldown"))
+	}
+	if cfg.RescueAfter < 2*cfg.HeartbeatInterval {
+		return nil, usagef("invalid %s: must be at least twice %s", f.setting("rescue-after"), f.setting("heartbeat-interval"))
+	}
+	if cfg.MaxBodyBytes, err = f.int("max-body-bytes", *maxBody, 1024, 1<<30); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBatchBodyBytes, err = f.int("max-batch-body-bytes", *maxBatch, 1024, 1<<31); err != nil {
+		return nil, err
+	}
+	n, err := f.int("db-max-conns", *maxConns, 2, 1000)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DBMaxConns = int32(n)
+	if cfg.Migrate, err = f.parseBool("migrate", *migrate); err != nil {
+		return nil, err
+	}
+	if cfg.RecordAttempts, err = f.parseBool("record-attempts", *attempts); err != nil {
+		return nil, err
+	}
+	if cfg.UI, err = f.parseBool("ui", *ui); err != nil {
+		return nil, err
+	}
+	switch strings.ToLower(cfg.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, usagef("invalid %s %q: want debug, info, warn or error", f.setting("log-level"), cfg.LogLevel)
+	}
+	return cfg, nil
+}
+
+// parseQueues parses "name=n,name=n".
+func parseQueues(s string) (map[string]int, error) {
+	queues := map[string]int{}
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, count, ok := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q is not name=workers", item)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if err != nil || n < 1 || n > river.QueueNumWorkersMax {
+			return nil, fmt.Errorf("queue %q: workers must be an integer between 1 and %d", name, river.QueueNumWorkersMax)
+		}
+		if len(name) > 128 || strings.ContainsAny(name, " \t,=") {
+			return nil, fmt.Errorf("queue %q: invalid name", name)
+		}
+		if _, dup := queues[name]; dup {
+			return nil, fmt.Errorf("queue %q given twice", name)
+		}
+		queues[name] = n
+	}
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("at least one queue is required")
+	}
+	return queues, nil
+}
+
+// queueList formats queues for logs.
+func queueList(queues map[string]int) string {
+	names := make([]string, 0, len(queues))
+	for name, n := range queues {
+		names = append(names, name+"="+strconv.Itoa(n))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,32 @@
+// Command taskd is a PostgreSQL-backed, persistent task service: an HTTP API
+// in front of River workers.
+//
+//	taskd serve     HTTP API and workers in one process
+//	taskd worker    workers only (scale out on more machines)
+//	taskd migrate   apply or inspect database migrations
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		var uerr *usageError
+		if errors.As(err, &uerr) {
+			if !errors.Is(err, errHelp) {
+				fmt.Fprintln(os.Stderr, "taskd:", err)
+			}
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "taskd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"riverqueue.com/riverui"
+
+	taskhttp "github.com/taskd/taskd/internal/http"
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/migrations"
+)
+
+// runServe runs "serve" (withHTTP) or "worker" until ctx is cancelled, then
+// shuts down in reverse order of start: HTTP, workers, pool.
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, withHTTP bool) error {
+	name := "worker"
+	if withHTTP {
+		name = "serve"
+	}
+	cfg, err := parseServeConfig(name, args, getenv, stderr, withHTTP)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+
+	pool, err := openPool(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+
+	if err := checkSchema(ctx, db, cfg.Migrate, logger); err != nil {
+		return err
+	}
+
+	st := store.New(pool)
+	client, err := jobs.NewClient(jobs.Config{
+		Store:              st,
+		Logger:             logger,
+		Queues:             cfg.Queues,
+		FetchCooldown:      cfg.FetchCooldown,
+		FetchPollInterval:  cfg.FetchPollInterval,
+		JobTimeout:         cfg.JobTimeout,
+		CompletedRetention: cfg.CompletedRetention,
+		CancelledRetention: cfg.CancelledRetention,
+		DiscardedRetention: cfg.DiscardedRetention,
+		HeartbeatInterval:  cfg.HeartbeatInterval,
+		RescueAfter:        cfg.RescueAfter,
+		DisableAttempts:    !cfg.RecordAttempts,
+	})
+	if err != nil {
+		return usagef("%v", err)
+	}
+
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
+	var (
+		srv     *http.Server
+		srvErr  = make(chan error, 1)
+		ln      net.Listener
+		uiStart func(context.Context) error
+	)
+	if withHTTP {
+		hcfg := taskhttp.Config{
+			Store:             st,
+			Jobs:              client,
+			Logger:            logger,
+			MaxBodyBytes:      cfg.MaxBodyBytes,
+			MaxBatchBodyBytes: cfg.MaxBatchBodyBytes,
+			Ready: func(ctx context.Context) error {
+				return ready(ctx, st, db)
+			},
+		}
+		if cfg.UI {
+			ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+				Endpoints: riverui.NewEndpoints(client.River(), nil),
+				Logger:    logger,
+				Prefix:    "/riverui",
+			})
+			if err != nil {
+				return fmt.Errorf("configuring River UI: %w", err)
+			}
+			hcfg.Extra, hcfg.ExtraPrefix, uiStart = ui, "/riverui", ui.Start
+		}
+		srv = &http.Server{
+			Handler:           taskhttp.NewServer(hcfg),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       time.Minute,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		// Listen before starting workers so that a busy port fails fast.
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listening on %s (--addr, TASKD_ADDR): %w", cfg.Addr, err)
+		}
+		defer ln.Close()
+	}
+
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	logger.Info("workers started", slog.String("client_id", client.ID()), slog.String("queues", queueList(cfg.Queues)),
+		slog.Duration("fetch_cooldown", cfg.FetchCooldown), slog.Duration("fetch_poll_interval", cfg.FetchPollInterval))
+
+	if withHTTP {
+		if uiStart != nil {
+			if err := uiStart(ctx); err != nil {
+				return fmt.Errorf("starting River UI: %w", err)
+			}
+		}
+		go func() { srvErr <- srv.Serve(ln) }()
+		logger.Info("listening", slog.String("addr", ln.Addr().String()))
+		fmt.Fprintf(stdout, "taskd listening on http://%s\n", ln.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", slog.Duration("grace", cfg.ShutdownGrace))
+	case err := <-srvErr:
+		runErr = fmt.Errorf("HTTP server: %w", err)
+	}
+
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+	defer cancel()
+	if err := client.Stop(gctx, 10*time.Second); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if runErr == nil {
+		logger.Info("stopped")
+	}
+	return runErr
+}
+
+func openPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, usagef("invalid --database-url (DATABASE_URL) %q: %v", redactURL(url), err)
+	}
+	pcfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to database %s: %w", redactURL(url), err)
+	}
+	return pool, nil
+}
+
+// checkSchema refuses to go on with pending migrations unless migrate is
+// set, in which case it applies them.
+func checkSchema(ctx context.Context, db *sql.DB, migrate bool, logger *slog.Logger) error {
+	provider, err := migrations.NewProvider(db)
+	if err != nil {
+		return err
+	}
+	pending, err := provider.HasPending(ctx)
+	if err != nil {
+		return fmt.Errorf("checking migrations: %w", err)
+	}
+	if !pending {
+		return nil
+	}
+	if !migrate {
+		return errors.New("the database schema is not current: run `taskd migrate up` first, or start with --migrate (TASKD_MIGRATE=true)")
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	for _, r := range results {
+		logger.Info("applied migration", slog.Int64("version", r.Source.Version), slog.String("file", r.Source.Path), slog.Duration("took", r.Duration))
+	}
+	return nil
+}
+
+// ready is what /readyz checks: the database answers and the schema is
+// current.
+func ready(ctx context.Context, st *store.Store, db *sql.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := st.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	pending, err := migrations.Pending(ctx, db)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return errors.New("migrations pending")
+	}
+	return nil
+}
+
+func servePprof(addr string, logger *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (--pprof-addr, TASKD_PPROF_ADDR): %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	logger.Info("pprof listening", slog.String("addr", ln.Addr().String()))
+	return func() { _ = srv.Close() }, nil
+}

@@ -1,0 +1,122 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/strictjson"
+)
+
+type batchRequest struct {
+	Tasks []json.RawMessage `json:"tasks"`
+}
+
+type batchCreatedJSON struct {
+	ID      int64   `json:"id"`
+	TaskIDs []int64 `json:"task_ids"`
+}
+
+type batchTaskJSON struct {
+	ID     int64           `json:"id"`
+	State  string          `json:"state"`
+	Result json.RawMessage `json:"result"`
+	Errors []errorJSON     `json:"errors"`
+}
+
+type batchJSON struct {
+	ID     int64           `json:"id"`
+	Total  int             `json:"total"`
+	Counts map[string]int  `json:"counts"`
+	Done   bool            `json:"done"`
+	Tasks  []batchTaskJSON `json:"tasks"`
+}
+
+func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, s.MaxBatchBodyBytes)
+	if !ok {
+		return
+	}
+	var req batchRequest
+	if !decodeBody(w, body, &req) {
+		return
+	}
+	if req.Tasks == nil {
+		fieldProblem(w, http.StatusUnprocessableEntity, "tasks", "is required")
+		return
+	}
+	// Items are decoded one by one so that errors carry their index.
+	params := make([]jobs.TaskParams, len(req.Tasks))
+	for i, raw := range req.Tasks {
+		prefix := "tasks[" + strconv.Itoa(i) + "]"
+		if !decodeItem(w, raw, &params[i], prefix) {
+			return
+		}
+	}
+	idem, ok := idempotency(w, r, body)
+	if !ok {
+		return
+	}
+	sub, err := s.Jobs.SubmitBatch(r.Context(), params, idem)
+	if err != nil {
+		s.submitError(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	ids := sub.TaskIDs
+	if !sub.Created {
+		status = http.StatusOK
+		b, err := s.Store.Batch(r.Context(), sub.BatchID)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		ids = b.TaskIDs
+	}
+	w.Header().Set("Location", "/v1/batches/"+strconv.FormatInt(sub.BatchID, 10))
+	writeJSON(w, status, batchCreatedJSON{ID: sub.BatchID, TaskIDs: ids})
+}
+
+// decodeItem decodes one batch item, answering a problem whose field path
+// starts with prefix when it returns false.
+func decodeItem(w http.ResponseWriter, raw json.RawMessage, v *jobs.TaskParams, prefix string) bool {
+	err := strictjson.Unmarshal(raw, v)
+	if err == nil {
+		return true
+	}
+	var jerr *strictjson.Error
+	if !errors.As(err, &jerr) || jerr.Field == "" {
+		fieldProblem(w, http.StatusUnprocessableEntity, prefix, "must be a JSON object")
+		return false
+	}
+	fieldProblem(w, http.StatusUnprocessableEntity, prefix+"."+jerr.Field, jerr.Message)
+	return false
+}
+
+func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	b, err := s.Store.Batch(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "batch " + strconv.FormatInt(id, 10) + " does not exist"})
+			return
+		}
+		s.serverError(w, r, err)
+		return
+	}
+	out := batchJSON{ID: b.ID, Total: len(b.TaskIDs), Counts: map[string]int{}, Done: true, Tasks: make([]batchTaskJSON, len(b.Tasks))}
+	for i, t := range b.Tasks {
+		out.Counts[t.State]++
+		if !store.IsFinal(t.State) {
+			out.Done = false
+		}
+		out.Tasks[i] = batchTaskJSON{ID: t.ID, State: t.State, Result: t.Result, Errors: toErrorsJSON(t.Errors)}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

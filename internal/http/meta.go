@@ -1,0 +1,44 @@
+package http
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/taskd/taskd/internal/jobs"
+)
+
+type kindJSON struct {
+	Name         string          `json:"name"`
+	Queue        string          `json:"queue"`
+	Description  string          `json:"description"`
+	ArgsSchema   json.RawMessage `json:"args_schema"`
+	ResultSchema json.RawMessage `json:"result_schema"`
+}
+
+func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
+	kinds := jobs.Kinds()
+	out := struct {
+		Kinds []kindJSON `json:"kinds"`
+	}{Kinds: make([]kindJSON, len(kinds))}
+	for i, k := range kinds {
+		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Description: k.Description, ArgsSchema: k.Schema, ResultSchema: k.Result}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.Ready(r.Context()); err != nil {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "not ready: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPIDocument)
+}

@@ -1,0 +1,381 @@
+package http
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/strictjson"
+)
+
+// List limits of GET /v1/tasks.
+const (
+	listLimitDefault = 50
+	listLimitMax     = 500
+)
+
+type taskJSON struct {
+	ID              int64           `json:"id"`
+	Kind            string          `json:"kind"`
+	Queue           string          `json:"queue"`
+	State           string          `json:"state"`
+	Args            json.RawMessage `json:"args"`
+	Priority        int             `json:"priority"`
+	Attempt         int             `json:"attempt"`
+	MaxAttempts     int             `json:"max_attempts"`
+	Tags            []string        `json:"tags"`
+	CreatedAt       time.Time       `json:"created_at"`
+	ScheduledAt     time.Time       `json:"scheduled_at"`
+	StartedAt       *time.Time      `json:"started_at"`
+	FinishedAt      *time.Time      `json:"finished_at"`
+	Result          json.RawMessage `json:"result"`
+	Errors          []errorJSON     `json:"errors"`
+	Attempts        []attemptJSON   `json:"attempts,omitempty"`
+	CancelRequested bool            `json:"cancel_requested"`
+}
+
+type errorJSON struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
+}
+
+type attemptJSON struct {
+	Attempt    int        `json:"attempt"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Outcome    string     `json:"outcome"`
+	Error      *string    `json:"error"`
+	DurationMS float64    `json:"duration_ms"`
+	Worker     string     `json:"worker"`
+}
+
+func toErrorsJSON(errs []store.TaskError) []errorJSON {
+	out := make([]errorJSON, len(errs))
+	for i, e := range errs {
+		out[i] = errorJSON{Attempt: e.Attempt, At: e.At, Message: e.Message}
+	}
+	return out
+}
+
+func toTaskJSON(t *store.Task) taskJSON {
+	tj := taskJSON{
+		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
+		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
+		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
+		Result: t.Result, Errors: toErrorsJSON(t.Errors), CancelRequested: t.CancelRequested,
+	}
+	if t.Attempts != nil {
+		tj.Attempts = make([]attemptJSON, len(t.Attempts))
+		for i, a := range t.Attempts {
+			aj := attemptJSON{
+				Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
+				DurationMS: float64(a.Duration.Microseconds()) / 1000, Worker: a.Worker,
+			}
+			if a.Error != "" {
+				aj.Error = &a.Error
+			}
+			tj.Attempts[i] = aj
+		}
+	}
+	return tj
+}
+
+// taskWithAttempts is the single-task form: attempts always present.
+type taskWithAttempts struct {
+	taskJSON
+	Attempts []attemptJSON `json:"attempts"`
+}
+
+func singleTask(t *store.Task) taskWithAttempts {
+	tj := toTaskJSON(t)
+	out := taskWithAttempts{taskJSON: tj, Attempts: tj.Attempts}
+	if out.Attempts == nil {
+		out.Attempts = []attemptJSON{}
+	}
+	return out
+}
+
+// readBody reads a request body up to limit bytes and rejects NUL
+// characters, answering the problem itself when it returns false.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			writeProblem(w, Problem{Type: typeTooLarge, Status: http.StatusRequestEntityTooLarge,
+				Detail: "request body is larger than " + strconv.FormatInt(limit, 10) + " bytes"})
+			return nil, false
+		}
+		fieldProblem(w, http.StatusBadRequest, "body", "could not read the request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+// decodeBody decodes body strictly into v (the Content-Type is ignored on
+// purpose: curl -d sends a form type). It answers the problem itself when
+// it returns false. prefix is put before field paths.
+func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
+	err := strictjson.Unmarshal(body, v)
+	if err == nil {
+		if path, found := strictjson.FindNUL(body); found {
+			fieldProblem(w, http.StatusUnprocessableEntity, path, "must not contain the NUL character (\\u0000)")
+			return false
+		}
+		return true
+	}
+	var jerr *strictjson.Error
+	if errors.As(err, &jerr) {
+		if jerr.Syntax {
+			writeProblem(w, Problem{Type: typeSyntax, Status: http.StatusBadRequest, Detail: "request body is not valid JSON: " + jerr.Message,
+				Errors: []FieldError{{Field: "body", Message: jerr.Message}}})
+			return false
+		}
+		field := jerr.Field
+		msg := jerr.Message
+		if field == "" {
+			field, msg = "body", "must be a JSON object"
+		}
+		fieldProblem(w, http.StatusUnprocessableEntity, field, msg)
+		return false
+	}
+	fieldProblem(w, http.StatusBadRequest, "body", err.Error())
+	return false
+}
+
+// idempotency reads the Idempotency-Key header. It answers the problem
+// itself when it returns false.
+func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*jobs.Idempotency, bool) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return nil, true
+	}
+	if len(key) > jobs.IdempotencyKeyMaxLength || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		fieldProblem(w, http.StatusBadRequest, "Idempotency-Key",
+			"must be 1 to "+strconv.Itoa(jobs.IdempotencyKeyMaxLength)+" printable ASCII characters")
+		return nil, false
+	}
+	hash, err := jobs.RequestHash(body)
+	if err != nil { // the body decoded already, so this cannot happen
+		fieldProblem(w, http.StatusBadRequest, "body", err.Error())
+		return nil, false
+	}
+	return &jobs.Idempotency{Key: key, Hash: hash}, true
+}
+
+// submitError answers the errors Submit and SubmitBatch return.
+func (s *server) submitError(w http.ResponseWriter, r *http.Request, err error) {
+	var verr *jobs.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
+		for _, fe := range verr.Errors {
+			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
+		}
+		writeProblem(w, p)
+	case errors.Is(err, jobs.ErrIdempotencyMismatch):
+		writeProblem(w, Problem{Type: typeIdempotency, Status: http.StatusConflict,
+			Detail: "this Idempotency-Key was used with a different request body",
+			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used with a different request body"}}})
+	default:
+		s.serverError(w, r, err)
+	}
+}
+
+func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, s.MaxBodyBytes)
+	if !ok {
+		return
+	}
+	var p jobs.TaskParams
+	if !decodeBody(w, body, &p) {
+		return
+	}
+	idem, ok := idempotency(w, r, body)
+	if !ok {
+		return
+	}
+	sub, err := s.Jobs.Submit(r.Context(), &p, idem)
+	if err != nil {
+		s.submitError(w, r, err)
+		return
+	}
+	if sub.Created {
+		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
+		writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+		return
+	}
+	t, err := s.Store.Task(r.Context(), sub.TaskID)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
+	writeJSON(w, http.StatusOK, singleTask(t))
+}
+
+// pathID parses the {id} path parameter, answering 400 when it is not a
+// positive 64-bit integer.
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	raw := chi.URLParam(r, "id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 {
+		fieldProblem(w, http.StatusBadRequest, "id", "must be a positive integer below 2^63")
+		return 0, false
+	}
+	return id, true
+}
+
+// taskError answers the errors of reading or changing one task.
+func (s *server) taskError(w http.ResponseWriter, r *http.Request, id int64, err error) {
+	var serr *jobs.StateError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "task " + strconv.FormatInt(id, 10) + " does not exist (finished tasks are deleted after their retention period)"})
+	case errors.As(err, &serr):
+		writeProblem(w, Problem{Type: typeState, Status: http.StatusConflict, Detail: serr.Error(),
+			Errors: []FieldError{{Field: "state", Message: serr.Error()}}})
+	default:
+		s.serverError(w, r, err)
+	}
+}
+
+func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.Store.Task(r.Context(), id)
+	if err != nil {
+		s.taskError(w, r, id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, singleTask(t))
+}
+
+func (s *server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
+	s.changeTask(w, r, s.Jobs.Cancel)
+}
+
+func (s *server) handleTaskRetry(w http.ResponseWriter, r *http.Request) {
+	s.changeTask(w, r, s.Jobs.Retry)
+}
+
+// changeTask runs change (Cancel or Retry) on the task in the path and
+// answers with the task as it is afterwards.
+func (s *server) changeTask(w http.ResponseWriter, r *http.Request, change func(context.Context, int64) error) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := change(r.Context(), id); err != nil {
+		s.taskError(w, r, id, err)
+		return
+	}
+	t, err := s.Store.Task(r.Context(), id)
+	if err != nil {
+		s.taskError(w, r, id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, singleTask(t))
+}
+
+type listJSON struct {
+	Tasks      []taskJSON `json:"tasks"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var (
+		p    store.ListParams
+		errs []FieldError
+	)
+	for name := range q {
+		switch name {
+		case "state", "kind", "queue", "limit", "cursor":
+		default:
+			errs = append(errs, FieldError{Field: name, Message: "unknown query parameter; known: state, kind, queue, limit, cursor"})
+		}
+	}
+	if v := q.Get("state"); v != "" {
+		for st := range strings.SplitSeq(v, ",") {
+			st = strings.TrimSpace(st)
+			if !slices.Contains(store.States, st) {
+				errs = append(errs, FieldError{Field: "state", Message: "unknown state " + strconv.Quote(st) + "; known: " + strings.Join(store.States, ", ")})
+				continue
+			}
+			if !slices.Contains(p.States, st) {
+				p.States = append(p.States, st)
+			}
+		}
+	}
+	p.Kind = q.Get("kind")
+	p.Queue = q.Get("queue")
+	p.Limit = listLimitDefault
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > listLimitMax {
+			errs = append(errs, FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(listLimitMax)})
+		}
+		p.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		id, ok := decodeCursor(v)
+		if !ok {
+			errs = append(errs, FieldError{Field: "cursor", Message: "is not a cursor returned by this endpoint"})
+		}
+		p.BeforeID = id
+	}
+	if errs != nil {
+		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: "invalid query parameters", Errors: errs})
+		return
+	}
+	tasks, err := s.Store.TaskList(r.Context(), p)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	out := listJSON{Tasks: make([]taskJSON, len(tasks))}
+	for i, t := range tasks {
+		out.Tasks[i] = toTaskJSON(t)
+	}
+	if len(tasks) == p.Limit {
+		c := encodeCursor(tasks[len(tasks)-1].ID)
+		out.NextCursor = &c
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Cursors are opaque to clients; today they carry the last task ID seen.
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(string(raw), "id:")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id < 1 {
+		return 0, false
+	}
+	return id, true
+}

@@ -1,0 +1,279 @@
+// Package jobs runs taskd's tasks on River: the River client configured in
+// one place, the built-in kinds and their workers, the retry policy, the
+// middleware that records attempts, and the heartbeat that lets any process
+// rescue the tasks of a dead one. It also validates and inserts
+// submissions, in the caller's transaction together with taskd's own rows.
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+// Defaults of Config.
+const (
+	// FetchCooldownDefault is River's minimum time between two fetches of a
+	// queue. River's own default (100 ms) caps a queue at a few thousand
+	// tasks a second and adds up to 100 ms of pickup latency; see
+	// docs/PERFORMANCE.md for how this value was chosen.
+	FetchCooldownDefault = 2 * time.Millisecond
+	// FetchPollIntervalDefault is how often an idle queue polls for work
+	// when no insert notification arrives (notifications normally wake it
+	// at once).
+	FetchPollIntervalDefault = time.Second
+	// JobTimeoutDefault bounds one attempt of kinds that set no timeout of
+	// their own ("sleep" sets its own).
+	JobTimeoutDefault = 15 * time.Minute
+	// CompletedRetentionDefault is how long completed tasks are kept.
+	CompletedRetentionDefault = 24 * time.Hour
+	// CancelledRetentionDefault is how long cancelled tasks are kept.
+	CancelledRetentionDefault = 24 * time.Hour
+	// DiscardedRetentionDefault is how long discarded tasks are kept.
+	DiscardedRetentionDefault = 7 * 24 * time.Hour
+	// QueueDefaultWorkers is the size of the default queue.
+	QueueDefaultWorkers = 100
+	// MaxAttemptsDefault is a task's max_attempts when the submission sets
+	// none.
+	MaxAttemptsDefault = 25
+)
+
+// DefaultQueues returns the default queue sizes: "default" with
+// QueueDefaultWorkers workers and "cpu" with one worker per core.
+func DefaultQueues() map[string]int {
+	return map[string]int{river.QueueDefault: QueueDefaultWorkers, QueueCPU: runtime.NumCPU()}
+}
+
+// Config configures a Client.
+type Config struct {
+	// Store is taskd's database access. Required.
+	Store *store.Store
+	// Logger is handed to River too. Defaults to a discarding logger.
+	Logger *slog.Logger
+	// Queues maps each queue this process works to its number of workers.
+	// Defaults to DefaultQueues(). Submissions to a queue not listed here
+	// are refused, so that no task waits for a worker that never comes.
+	Queues map[string]int
+	// FetchCooldown: see FetchCooldownDefault.
+	FetchCooldown time.Duration
+	// FetchPollInterval: see FetchPollIntervalDefault.
+	FetchPollInterval time.Duration
+	// JobTimeout: see JobTimeoutDefault. -1 means no timeout.
+	JobTimeout time.Duration
+	// CompletedRetention, CancelledRetention, DiscardedRetention: how long
+	// finished tasks are kept before River's cleaner deletes them (and
+	// taskd's rows with them); -1 keeps them forever.
+	CompletedRetention, CancelledRetention, DiscardedRetention time.Duration
+	// HeartbeatInterval: see HeartbeatIntervalDefault.
+	HeartbeatInterval time.Duration
+	// RescueAfter: see RescueAfterDefault. Must be at least twice
+	// HeartbeatInterval.
+	RescueAfter time.Duration
+	// DisableAttempts turns off attempt recording. Only the benchmark uses
+	// it, to measure what recording costs.
+	DisableAttempts bool
+	// ID is the River client ID. Defaults to hostname, PID and a random
+	// suffix, unique for every start.
+	ID string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = DefaultQueues()
+	}
+	c.FetchCooldown = cmp.Or(c.FetchCooldown, FetchCooldownDefault)
+	c.FetchPollInterval = cmp.Or(c.FetchPollInterval, FetchPollIntervalDefault)
+	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
+	c.CompletedRetention = cmp.Or(c.CompletedRetention, CompletedRetentionDefault)
+	c.CancelledRetention = cmp.Or(c.CancelledRetention, CancelledRetentionDefault)
+	c.DiscardedRetention = cmp.Or(c.DiscardedRetention, DiscardedRetentionDefault)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault)
+	c.RescueAfter = cmp.Or(c.RescueAfter, RescueAfterDefault)
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Store == nil {
+		return errors.New("jobs: Config.Store is required")
+	}
+	for name, n := range c.Queues {
+		if n < 1 || n > river.QueueNumWorkersMax {
+			return fmt.Errorf("jobs: queue %q: workers must be between 1 and %d", name, river.QueueNumWorkersMax)
+		}
+	}
+	if c.FetchCooldown < river.FetchCooldownMin {
+		return fmt.Errorf("jobs: FetchCooldown must be at least %s", river.FetchCooldownMin)
+	}
+	if c.FetchPollInterval < c.FetchCooldown {
+		return errors.New("jobs: FetchPollInterval must be at least FetchCooldown")
+	}
+	if c.RescueAfter < 2*c.HeartbeatInterval {
+		return errors.New("jobs: RescueAfter must be at least twice HeartbeatInterval")
+	}
+	return nil
+}
+
+// Client is taskd's River client with the machinery around it.
+type Client struct {
+	cfg      Config
+	store    *store.Store
+	logger   *slog.Logger
+	river    *river.Client[pgx.Tx]
+	recorder *attemptRecorder
+	id       string
+	hostname string
+	pid      int
+
+	stopMaintain  context.CancelFunc
+	maintainDone  chan struct{}
+	recorderStart bool
+}
+
+// NewClient configures a Client. Start runs it.
+func NewClient(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	hostname, _ := os.Hostname()
+	c := &Client{
+		cfg:      cfg,
+		store:    cfg.Store,
+		logger:   cfg.Logger,
+		hostname: hostname,
+		pid:      os.Getpid(),
+	}
+	c.id = cfg.ID
+	if c.id == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.id = fmt.Sprintf("%s_%d_%s", cmp.Or(hostname, "taskd"), c.pid, hex.EncodeToString(b[:]))
+	}
+
+	workers := river.NewWorkers()
+	addWorkers(workers)
+	queues := make(map[string]river.QueueConfig, len(cfg.Queues))
+	for name, n := range cfg.Queues {
+		queues[name] = river.QueueConfig{MaxWorkers: n}
+	}
+
+	var middleware []rivertype.Middleware
+	if !cfg.DisableAttempts {
+		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
+		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder})
+	}
+
+	// River's own rescuer only looks at how long a job has been running, so
+	// it cannot tell a dead owner from a slow task; taskd's heartbeat
+	// rescue handles dead processes within seconds, and River's stays as a
+	// backstop well beyond any attempt's timeout.
+	longest := max(cfg.JobTimeout, time.Duration(SleepMaxMS)*time.Millisecond+time.Minute)
+	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
+		ID:                          c.id,
+		Logger:                      cfg.Logger,
+		Queues:                      queues,
+		Workers:                     workers,
+		Middleware:                  middleware,
+		RetryPolicy:                 &RetryPolicy{},
+		MaxAttempts:                 MaxAttemptsDefault,
+		FetchCooldown:               cfg.FetchCooldown,
+		FetchPollInterval:           cfg.FetchPollInterval,
+		JobTimeout:                  cfg.JobTimeout,
+		RescueStuckJobsAfter:        longest + time.Hour,
+		CompletedJobRetentionPeriod: cfg.CompletedRetention,
+		CancelledJobRetentionPeriod: cfg.CancelledRetention,
+		DiscardedJobRetentionPeriod: cfg.DiscardedRetention,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configuring River client: %w", err)
+	}
+	c.river = rc
+	return c, nil
+}
+
+// ID returns the client's ID, as recorded in attempts and River's
+// attempted_by.
+func (c *Client) ID() string { return c.id }
+
+// River returns the underlying River client (for the River UI).
+func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
+
+// HasQueue reports whether this process works queue.
+func (c *Client) HasQueue(queue string) bool {
+	_, ok := c.cfg.Queues[queue]
+	return ok
+}
+
+// Start registers the process, then starts working tasks. The process is
+// registered first so that its tasks never look ownerless.
+func (c *Client) Start(ctx context.Context) error {
+	if err := c.store.ProcessRegister(ctx, c.id, c.hostname, c.pid); err != nil {
+		return err
+	}
+	if c.recorder != nil {
+		go c.recorder.run()
+		c.recorderStart = true
+	}
+	// River's work context must outlive ctx: cancelling it would stop River
+	// without the grace period Stop gives.
+	if err := c.river.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("starting River client: %w", err)
+	}
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopMaintain = cancel
+	c.maintainDone = make(chan struct{})
+	go func() {
+		defer close(c.maintainDone)
+		c.maintain(mctx)
+	}()
+	return nil
+}
+
+// Stop stops fetching new tasks and waits for running ones until ctx is
+// done; then it cancels them (River makes them available again) and waits
+// up to hardTimeout more. Attempts are written and the process row removed
+// before it returns.
+func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
+	err := c.river.Stop(ctx)
+	if err != nil && ctx.Err() != nil {
+		c.logger.Warn("grace period over; cancelling running tasks")
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hardTimeout)
+		err = c.river.StopAndCancel(hctx)
+		cancel()
+	}
+	if c.stopMaintain != nil {
+		c.stopMaintain()
+		<-c.maintainDone
+	}
+	// A worker that ignored even the hard stop may still record an
+	// attempt, so the recorder is closed only after a clean stop.
+	if c.recorderStart && err == nil {
+		c.recorder.close()
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if derr := c.store.ProcessDelete(dctx, c.id); derr != nil {
+		err = errors.Join(err, derr)
+	}
+	if err != nil {
+		return fmt.Errorf("stopping River client: %w", err)
+	}
+	return nil
+}

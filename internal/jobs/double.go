@@ -1,0 +1,59 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+
+	"github.com/riverqueue/river"
+)
+
+// DoubleArgs are the args of the "double" kind: the seed article's
+// process_data, which doubles a number.
+type DoubleArgs struct {
+	Value float64 `json:"value"`
+}
+
+// Kind implements river.JobArgs.
+func (DoubleArgs) Kind() string { return "double" }
+
+// DoubleResult is the result of a "double" task.
+type DoubleResult struct {
+	Result float64 `json:"result"`
+}
+
+// DoubleWorker works "double" tasks.
+type DoubleWorker struct {
+	river.WorkerDefaults[DoubleArgs]
+}
+
+// Work records value*2 as the task's result.
+func (w *DoubleWorker) Work(ctx context.Context, job *river.Job[DoubleArgs]) error {
+	return river.RecordOutput(ctx, DoubleResult{Result: job.Args.Value * 2})
+}
+
+var doubleKind = Kind{
+	Name:        "double",
+	Queue:       river.QueueDefault,
+	Description: "Doubles a number: {\"value\": 21} gives {\"result\": 42}.",
+	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["value"],` +
+		`"properties":{"value":{"type":"number","description":"Any number whose double is finite."}}}`),
+	Result: json.RawMessage(`{"type":"object","properties":{"result":{"type":"number"}}}`),
+	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
+		var wire struct {
+			Value *float64 `json:"value"`
+		}
+		if !decodeArgs(raw, &wire, fe) {
+			return nil
+		}
+		switch {
+		case wire.Value == nil:
+			fe.add("value", "is required")
+		case math.IsInf(*wire.Value*2, 0):
+			fe.add("value", "is too large: its double is not a finite number")
+		default:
+			return DoubleArgs{Value: *wire.Value}
+		}
+		return nil
+	},
+}

@@ -1,0 +1,91 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+const (
+	// HeartbeatIntervalDefault is how often a process marks itself alive.
+	HeartbeatIntervalDefault = 5 * time.Second
+	// RescueAfterDefault is how long a process may stay silent before its
+	// running tasks count as lost and are run again.
+	RescueAfterDefault = 15 * time.Second
+
+	rescueBatch        = 1000
+	staleProcessMaxAge = time.Hour
+	batchCleanInterval = time.Minute
+	batchCleanMinAge   = time.Hour
+)
+
+// maintain heartbeats for this process and, on the same beat, rescues the
+// tasks of dead processes and cleans up after them. Every process runs it;
+// the queries are safe to run concurrently.
+func (c *Client) maintain(ctx context.Context) {
+	c.rescueOnce(ctx)
+	beat := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	lastClean := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+		}
+		c.heartbeat(ctx)
+		// Jitter keeps processes started together from rescuing in step.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rand.N(c.cfg.HeartbeatInterval / 4)):
+		}
+		c.rescueOnce(ctx)
+		if time.Since(lastClean) >= batchCleanInterval {
+			lastClean = time.Now()
+			c.clean(ctx)
+		}
+	}
+}
+
+func (c *Client) heartbeat(ctx context.Context) {
+	err := c.store.ProcessHeartbeat(ctx, c.id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = c.store.ProcessRegister(ctx, c.id, c.hostname, c.pid)
+	}
+	if err != nil && ctx.Err() == nil {
+		c.logger.Error("heartbeat failed", slog.String("error", err.Error()))
+	}
+}
+
+// rescueOnce rescues lost tasks until none is left.
+func (c *Client) rescueOnce(ctx context.Context) {
+	for {
+		ids, err := c.store.RescueLost(ctx, c.cfg.RescueAfter, rescueBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.logger.Error("rescuing lost tasks", slog.String("error", err.Error()))
+			}
+			return
+		}
+		if len(ids) > 0 {
+			c.logger.Warn("rescued tasks of a dead process", slog.Int("count", len(ids)), slog.Int64("first_id", ids[0]))
+		}
+		if len(ids) < rescueBatch {
+			return
+		}
+	}
+}
+
+func (c *Client) clean(ctx context.Context) {
+	if _, err := c.store.ProcessDeleteStale(ctx, staleProcessMaxAge); err != nil && ctx.Err() == nil {
+		c.logger.Error("deleting stale processes", slog.String("error", err.Error()))
+	}
+	if _, err := c.store.BatchDeleteEmpty(ctx, batchCleanMinAge, 1000); err != nil && ctx.Err() == nil {
+		c.logger.Error("deleting empty batches", slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,378 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/strictjson"
+)
+
+// Limits on submissions.
+const (
+	MaxAttemptsMax = 1000
+	// MaxDelay bounds "delay" and how far ahead "scheduled_at" may be.
+	MaxDelay = 365 * 24 * time.Hour
+	MaxTags  = 32
+	// MaxTagLength is River's limit.
+	MaxTagLength = 255
+	// BatchMax is the most tasks one batch may hold.
+	BatchMax = 10_000
+	// IdempotencyKeyMaxLength bounds the Idempotency-Key header.
+	IdempotencyKeyMaxLength = 255
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrIdempotencyMismatch: the Idempotency-Key was used before with a
+	// different request body.
+	ErrIdempotencyMismatch = errors.New("idempotency key was used with a different request")
+)
+
+// StateError is returned when a task's state does not allow an operation.
+type StateError struct {
+	Op    string
+	State string
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("cannot %s a task that is %s", e.Op, e.State)
+}
+
+// TaskParams is one task as submitted. Its JSON form is the body of
+// POST /v1/tasks and an item of POST /v1/batches.
+type TaskParams struct {
+	Kind        *string         `json:"kind"`
+	Args        json.RawMessage `json:"args"`
+	Queue       *string         `json:"queue"`
+	Priority    *int            `json:"priority"`
+	MaxAttempts *int            `json:"max_attempts"`
+	ScheduledAt *string         `json:"scheduled_at"`
+	Delay       *string         `json:"delay"`
+	Tags        []string        `json:"tags"`
+}
+
+// prepare validates p and turns it into River insert params. Field paths in
+// errors start with prefix.
+func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
+	fe := &fieldErrors{prefix: prefix}
+	var kind Kind
+	switch {
+	case p.Kind == nil || *p.Kind == "":
+		fe.add("kind", "is required; known kinds: %s", strings.Join(KindNames(), ", "))
+	default:
+		var ok bool
+		if kind, ok = kindByName(*p.Kind); !ok {
+			fe.add("kind", "unknown kind %q; known kinds: %s", *p.Kind, strings.Join(KindNames(), ", "))
+		}
+	}
+	var args river.JobArgs
+	if kind.decode != nil {
+		afe := &fieldErrors{prefix: joinPath(prefix, "args")}
+		args = kind.decode(p.Args, afe)
+		fe.errs = append(fe.errs, afe.errs...)
+	}
+	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: MaxAttemptsDefault, Priority: 1}
+	if p.Queue != nil {
+		opts.Queue = *p.Queue
+		if !c.HasQueue(*p.Queue) {
+			fe.add("queue", "unknown queue %q; configured queues: %s", *p.Queue, strings.Join(c.queueNames(), ", "))
+		}
+	} else if kind.Name != "" && !c.HasQueue(kind.Queue) {
+		fe.add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
+			kind.Name, kind.Queue, strings.Join(c.queueNames(), ", "))
+	}
+	if p.Priority != nil {
+		if *p.Priority < 1 || *p.Priority > 4 {
+			fe.add("priority", "must be between 1 and 4")
+		}
+		opts.Priority = *p.Priority
+	}
+	if p.MaxAttempts != nil {
+		if *p.MaxAttempts < 1 || *p.MaxAttempts > MaxAttemptsMax {
+			fe.add("max_attempts", "must be between 1 and %d", MaxAttemptsMax)
+		}
+		opts.MaxAttempts = *p.MaxAttempts
+	}
+	switch {
+	case p.ScheduledAt != nil && p.Delay != nil:
+		fe.add("delay", "cannot be given together with scheduled_at")
+	case p.ScheduledAt != nil:
+		t, err := time.Parse(time.RFC3339Nano, *p.ScheduledAt)
+		switch {
+		case err != nil:
+			fe.add("scheduled_at", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		case t.After(now.Add(MaxDelay)):
+			fe.add("scheduled_at", "must be less than %s ahead", MaxDelay)
+		default:
+			opts.ScheduledAt = t
+		}
+	case p.Delay != nil:
+		d, err := time.ParseDuration(*p.Delay)
+		switch {
+		case err != nil:
+			fe.add("delay", "must be a duration such as \"90s\" or \"1h30m\"")
+		case d < 0 || d > MaxDelay:
+			fe.add("delay", "must be between 0s and %s", MaxDelay)
+		case d > 0:
+			opts.ScheduledAt = now.Add(d)
+		}
+	}
+	if len(p.Tags) > MaxTags {
+		fe.add("tags", "must have at most %d tags", MaxTags)
+	}
+	for i, tag := range p.Tags {
+		if msg := checkTag(tag); msg != "" {
+			fe.add("tags["+strconv.Itoa(i)+"]", "%s", msg)
+		}
+	}
+	opts.Tags = p.Tags
+	if len(fe.errs) > 0 {
+		return river.InsertManyParams{}, fe.errs
+	}
+	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// checkTag applies River's rules for tags, returning a message or "".
+func checkTag(tag string) string {
+	if len(tag) > MaxTagLength {
+		return fmt.Sprintf("must be at most %d characters", MaxTagLength)
+	}
+	if len(tag) < 3 {
+		return "must be at least 3 characters"
+	}
+	for i, r := range tag {
+		word := r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		inner := i > 0 && i < len(tag)-utf8.RuneLen(r)
+		if !word && !(r == '-' && inner) {
+			return "must consist of letters, digits and underscores, with hyphens only inside (River's tag format)"
+		}
+	}
+	return ""
+}
+
+func (c *Client) queueNames() []string {
+	names := make([]string, 0, len(c.cfg.Queues))
+	for name := range c.cfg.Queues {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Submission is the outcome of Submit or SubmitBatch.
+type Submission struct {
+	// Created is false when an Idempotency-Key matched an earlier request.
+	Created bool
+	// TaskID is set by Submit, BatchID and TaskIDs by SubmitBatch.
+	TaskID int64
+	// Task is the inserted task, set by Submit when Created.
+	Task    *store.Task
+	BatchID int64
+	TaskIDs []int64
+}
+
+// RequestHash returns the hash under which an Idempotency-Key remembers a
+// request body: that of its canonical JSON, so formatting and key order do
+// not matter.
+func RequestHash(body []byte) ([]byte, error) {
+	canon, err := strictjson.Canonical(body)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(canon)
+	return sum[:], nil
+}
+
+// Idempotency is an Idempotency-Key with the hash of its request.
+type Idempotency struct {
+	Key  string
+	Hash []byte
+}
+
+// Submit validates and inserts one task. With idem set, a repeated request
+// returns the first task (Created false), and a different request under the
+// same key fails with ErrIdempotencyMismatch.
+func (c *Client) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) (*Submission, error) {
+	params, errs := c.prepare(p, "", time.Now())
+	if errs != nil {
+		return nil, &ValidationError{Errors: errs}
+	}
+	var sub *Submission
+	err := c.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+		res, err := c.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
+		if err != nil {
+			return store.IdempotencyKey{}, fmt.Errorf("inserting task: %w", err)
+		}
+		sub = &Submission{Created: true, TaskID: res.Job.ID, Task: taskFromJobRow(res.Job)}
+		return store.IdempotencyKey{TaskID: res.Job.ID}, nil
+	}, func(k *store.IdempotencyKey) {
+		sub = &Submission{TaskID: k.TaskID}
+	})
+	return sub, err
+}
+
+// SubmitBatch validates every task, then inserts them all in one
+// transaction, or none when any is invalid. Errors name "tasks[i].field".
+func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempotency) (*Submission, error) {
+	if len(ps) == 0 || len(ps) > BatchMax {
+		return nil, &ValidationError{Errors: []FieldError{{Field: "tasks", Message: fmt.Sprintf("must hold between 1 and %d tasks", BatchMax)}}}
+	}
+	now := time.Now()
+	params := make([]river.InsertManyParams, len(ps))
+	var errs []FieldError
+	for i := range ps {
+		p, ferrs := c.prepare(&ps[i], "tasks["+strconv.Itoa(i)+"]", now)
+		errs = append(errs, ferrs...)
+		params[i] = p
+	}
+	if errs != nil {
+		return nil, &ValidationError{Errors: errs}
+	}
+	var sub *Submission
+	err := c.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+		// InsertManyTx returns the rows in submission order (River's
+		// InsertManyFast uses COPY and returns no IDs).
+		res, err := c.river.InsertManyTx(ctx, tx, params)
+		if err != nil {
+			return store.IdempotencyKey{}, fmt.Errorf("inserting batch: %w", err)
+		}
+		ids := make([]int64, len(res))
+		for i, r := range res {
+			ids[i] = r.Job.ID
+		}
+		b, err := c.store.BatchInsertTx(ctx, tx, ids)
+		if err != nil {
+			return store.IdempotencyKey{}, err
+		}
+		sub = &Submission{Created: true, BatchID: b.ID, TaskIDs: ids}
+		return store.IdempotencyKey{BatchID: b.ID}, nil
+	}, func(k *store.IdempotencyKey) {
+		sub = &Submission{BatchID: k.BatchID}
+	})
+	return sub, err
+}
+
+// insert runs insertFn in a transaction together with the idempotency key,
+// if any. When the key exists already, the transaction is rolled back and
+// existing is called with the stored key instead; forTask says whether the
+// key must name a task (or else a batch).
+func (c *Client) insert(ctx context.Context, idem *Idempotency, forTask bool, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
+	for try := 0; ; try++ {
+		errKeyTaken := errors.New("idempotency key taken")
+		err := c.store.WithTx(ctx, func(tx pgx.Tx) error {
+			k, err := insertFn(tx)
+			if err != nil || idem == nil {
+				return err
+			}
+			k.Key, k.RequestHash = idem.Key, idem.Hash
+			ok, err := c.store.IdempotencyKeyInsertTx(ctx, tx, k)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errKeyTaken
+			}
+			return nil
+		})
+		if !errors.Is(err, errKeyTaken) {
+			return err
+		}
+		k, err := c.store.IdempotencyKey(ctx, idem.Key)
+		if errors.Is(err, store.ErrNotFound) && try < 3 {
+			continue // its task was deleted in between; the key is free again
+		}
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(k.RequestHash, idem.Hash) || forTask != (k.TaskID != 0) {
+			return ErrIdempotencyMismatch
+		}
+		existing(k)
+		return nil
+	}
+}
+
+// Cancel cancels a task. A task not yet running is cancelled at once; a
+// running one is asked to stop and stays running until its worker returns.
+// Finished tasks give a *StateError.
+func (c *Client) Cancel(ctx context.Context, id int64) error {
+	return c.store.WithTx(ctx, func(tx pgx.Tx) error {
+		state, err := c.store.TaskLockStateTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if store.IsFinal(state) {
+			return &StateError{Op: "cancel", State: state}
+		}
+		if _, err := c.river.JobCancelTx(ctx, tx, id); err != nil {
+			return fmt.Errorf("cancelling task %d: %w", id, interpretRiverError(err))
+		}
+		return nil
+	})
+}
+
+// Retry makes a retryable, completed, cancelled or discarded task available
+// to run again now. Tasks waiting or running give a *StateError.
+func (c *Client) Retry(ctx context.Context, id int64) error {
+	return c.store.WithTx(ctx, func(tx pgx.Tx) error {
+		state, err := c.store.TaskLockStateTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		switch state {
+		case store.StateRetryable, store.StateCompleted, store.StateCancelled, store.StateDiscarded:
+		default:
+			return &StateError{Op: "retry", State: state}
+		}
+		if _, err := c.river.JobRetryTx(ctx, tx, id); err != nil {
+			return fmt.Errorf("retrying task %d: %w", id, interpretRiverError(err))
+		}
+		return c.store.TaskClearResultTx(ctx, tx, id)
+	})
+}
+
+func interpretRiverError(err error) error {
+	if errors.Is(err, rivertype.ErrNotFound) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// taskFromJobRow maps a freshly inserted job to a store.Task, saving a read.
+func taskFromJobRow(j *rivertype.JobRow) *store.Task {
+	t := &store.Task{
+		ID:          j.ID,
+		Kind:        j.Kind,
+		Queue:       j.Queue,
+		State:       string(j.State),
+		Args:        json.RawMessage(j.EncodedArgs),
+		Priority:    j.Priority,
+		Attempt:     j.Attempt,
+		MaxAttempts: j.MaxAttempts,
+		Tags:        j.Tags,
+		CreatedAt:   j.CreatedAt,
+		ScheduledAt: j.ScheduledAt,
+		StartedAt:   j.AttemptedAt,
+		FinishedAt:  j.FinalizedAt,
+		Errors:      []store.TaskError{},
+		Attempts:    []store.Attempt{},
+	}
+	if t.Tags == nil {
+		t.Tags = []string{}
+	}
+	return t
+}

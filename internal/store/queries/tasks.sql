@@ -1,0 +1,59 @@
+-- name: TaskGetByID :one
+SELECT
+    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
+    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
+    (metadata -> 'output')::jsonb AS output,
+    errors,
+    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
+FROM river_job
+WHERE id = @id;
+
+-- TaskList serves GET /v1/tasks. Every filter is optional; the store runs it
+-- unprepared so PostgreSQL plans it with the actual values (a NULL filter
+-- folds away and the matching (col, id) index is used).
+-- name: TaskList :many
+SELECT
+    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
+    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
+    (metadata -> 'output')::jsonb AS output,
+    errors,
+    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
+FROM river_job
+WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
+    AND (sqlc.narg('states')::text[] IS NULL OR state = ANY(sqlc.narg('states')::text[]::river_job_state[]))
+    AND (sqlc.narg('kind')::text IS NULL OR kind = sqlc.narg('kind')::text)
+    AND (sqlc.narg('queue')::text IS NULL OR queue = sqlc.narg('queue')::text)
+    AND (sqlc.narg('before_id')::bigint IS NULL OR id < sqlc.narg('before_id')::bigint)
+ORDER BY id DESC
+LIMIT @max::int;
+
+-- name: TaskLockState :one
+SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
+
+-- A retried task must not show the result of its previous run.
+-- name: TaskClearOutput :exec
+UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
+
+-- name: AttemptListByTask :many
+SELECT attempt, worker, started_at, finished_at, outcome, error, duration_ms
+FROM task_attempts
+WHERE task_id = @task_id
+ORDER BY id;
+
+-- Attempts are written in batches after they finish. A task deleted in the
+-- meantime takes no row.
+-- name: AttemptInsertMany :execrows
+INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms
+FROM (
+    SELECT
+        unnest(@task_id::bigint[]) AS task_id,
+        unnest(@attempt::integer[]) AS attempt,
+        unnest(@worker::text[]) AS worker,
+        unnest(@started_at::timestamptz[]) AS started_at,
+        unnest(@finished_at::timestamptz[]) AS finished_at,
+        unnest(@outcome::text[]) AS outcome,
+        unnest(@error::text[]) AS error,
+        unnest(@duration_ms::double precision[]) AS duration_ms
+) AS a
+WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id);

@@ -1,0 +1,536 @@
+// Package store reads and writes taskd's state in PostgreSQL: River's job
+// table as taskd sees it (tasks) and taskd's own tables (attempts, batches,
+// idempotency keys, processes). Queries live in queries/*.sql; sqlc generates
+// package dbsqlc from them, and this package maps its rows to taskd's own
+// types so that no sqlc or pgtype type leaves it.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskd/taskd/internal/store/dbsqlc"
+)
+
+// ErrNotFound is returned when a task, batch or key does not exist (or no
+// longer does: finished tasks are deleted after their retention period).
+var ErrNotFound = errors.New("not found")
+
+// DBTX is what the store's transactional methods run on: a pool, a
+// connection or a pgx.Tx owned by the caller.
+type DBTX = dbsqlc.DBTX
+
+// Store is taskd's access to PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+	q    *dbsqlc.Queries
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, q: dbsqlc.New(pool)}
+}
+
+// Pool returns the pool the store runs on.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// WithTx runs fn in a transaction, committing when fn returns nil and rolling
+// back otherwise.
+func (s *Store) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.pool.Ping(ctx)
+}
+
+// interpretError turns driver errors callers branch on into the store's own.
+func interpretError(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// IsRetryable reports whether err is a transient database error (a
+// serialization failure or deadlock) after which the transaction may simply
+// be run again.
+func IsRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// Task is a task as taskd shows it: a River job plus what taskd records.
+type Task struct {
+	ID          int64
+	Kind        string
+	Queue       string
+	State       string
+	Args        json.RawMessage
+	Priority    int
+	Attempt     int
+	MaxAttempts int
+	Tags        []string
+	CreatedAt   time.Time
+	ScheduledAt time.Time
+	// StartedAt is when the latest attempt started; nil before the first.
+	StartedAt *time.Time
+	// FinishedAt is when the task reached a final state.
+	FinishedAt *time.Time
+	// Worker is the client that ran (or runs) the latest attempt.
+	Worker string
+	// Result is the recorded output, nil until there is one.
+	Result json.RawMessage
+	// Errors are the errors of failed attempts, oldest first.
+	Errors []TaskError
+	// CancelRequested is set once a cancellation was asked for while the
+	// task was running.
+	CancelRequested bool
+	// Attempts is filled by Task only, oldest first.
+	Attempts []Attempt
+}
+
+// TaskError is one failed attempt's error as River recorded it.
+type TaskError struct {
+	Attempt int
+	At      time.Time
+	Message string
+}
+
+// Attempt is one attempt at running a task.
+type Attempt struct {
+	TaskID     int64
+	Attempt    int
+	Worker     string
+	StartedAt  time.Time
+	FinishedAt *time.Time // nil while running
+	Outcome    string
+	Error      string
+	Duration   time.Duration
+}
+
+// Attempt outcomes.
+const (
+	OutcomeCompleted   = "completed"
+	OutcomeFailed      = "failed"
+	OutcomeTimeout     = "timeout"
+	OutcomePanic       = "panic"
+	OutcomeCancelled   = "cancelled"
+	OutcomeSnoozed     = "snoozed"
+	OutcomeInterrupted = "interrupted"
+	OutcomeLost        = "lost"
+	// OutcomeRunning is shown for the attempt in progress; it is never
+	// stored.
+	OutcomeRunning = "running"
+)
+
+// Task states (River's).
+const (
+	StateAvailable = "available"
+	StateCancelled = "cancelled"
+	StateCompleted = "completed"
+	StateDiscarded = "discarded"
+	StatePending   = "pending"
+	StateRetryable = "retryable"
+	StateRunning   = "running"
+	StateScheduled = "scheduled"
+)
+
+// States lists every task state.
+var States = []string{StateAvailable, StateCancelled, StateCompleted, StateDiscarded, StatePending, StateRetryable, StateRunning, StateScheduled}
+
+// IsFinal reports whether state is one a task does not leave by itself.
+func IsFinal(state string) bool {
+	return state == StateCompleted || state == StateCancelled || state == StateDiscarded
+}
+
+// riverAttemptError is the JSON River stores for each failed attempt.
+type riverAttemptError struct {
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt"`
+	Error   string    `json:"error"`
+}
+
+func decodeErrors(raw [][]byte) ([]TaskError, error) {
+	errs := make([]TaskError, 0, len(raw))
+	for _, r := range raw {
+		var e riverAttemptError
+		if err := json.Unmarshal(r, &e); err != nil {
+			return nil, fmt.Errorf("decoding attempt error: %w", err)
+		}
+		errs = append(errs, TaskError{Attempt: e.Attempt, At: e.At, Message: e.Error})
+	}
+	return errs, nil
+}
+
+// taskRow is what TaskGetByID and TaskList have in common.
+type taskRow = dbsqlc.TaskGetByIDRow
+
+func taskFromRow(r taskRow) (*Task, error) {
+	errs, err := decodeErrors(r.Errors)
+	if err != nil {
+		return nil, err
+	}
+	t := &Task{
+		ID:              r.ID,
+		Kind:            r.Kind,
+		Queue:           r.Queue,
+		State:           string(r.State),
+		Args:            json.RawMessage(r.Args),
+		Priority:        int(r.Priority),
+		Attempt:         int(r.Attempt),
+		MaxAttempts:     int(r.MaxAttempts),
+		Tags:            r.Tags,
+		CreatedAt:       r.CreatedAt,
+		ScheduledAt:     r.ScheduledAt,
+		StartedAt:       r.AttemptedAt,
+		FinishedAt:      r.FinalizedAt,
+		Errors:          errs,
+		CancelRequested: r.CancelRequested,
+	}
+	if t.Tags == nil {
+		t.Tags = []string{}
+	}
+	if len(r.AttemptedBy) > 0 {
+		t.Worker = r.AttemptedBy[len(r.AttemptedBy)-1]
+	}
+	if len(r.Output) > 0 && string(r.Output) != "null" {
+		t.Result = json.RawMessage(r.Output)
+	}
+	return t, nil
+}
+
+// Task returns the task with its attempts. A running task's attempt in
+// progress is listed last with outcome "running".
+func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
+	row, err := s.q.TaskGetByID(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("getting task %d: %w", id, interpretError(err))
+	}
+	t, err := taskFromRow(row)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.q.AttemptListByTask(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("listing attempts of task %d: %w", id, err)
+	}
+	t.Attempts = make([]Attempt, 0, len(rows)+1)
+	for _, r := range rows {
+		finished := r.FinishedAt
+		a := Attempt{
+			TaskID:     id,
+			Attempt:    int(r.Attempt),
+			Worker:     r.Worker,
+			StartedAt:  r.StartedAt,
+			FinishedAt: &finished,
+			Outcome:    r.Outcome,
+			Duration:   time.Duration(r.DurationMs * float64(time.Millisecond)),
+		}
+		if r.Error != nil {
+			a.Error = *r.Error
+		}
+		t.Attempts = append(t.Attempts, a)
+	}
+	if t.State == StateRunning && t.StartedAt != nil {
+		t.Attempts = append(t.Attempts, Attempt{
+			TaskID:    id,
+			Attempt:   len(t.Errors) + 1,
+			Worker:    t.Worker,
+			StartedAt: *t.StartedAt,
+			Outcome:   OutcomeRunning,
+			Duration:  time.Since(*t.StartedAt),
+		})
+	}
+	return t, nil
+}
+
+// ListParams filters and pages TaskList. Zero values mean "any".
+type ListParams struct {
+	States []string
+	Kind   string
+	Queue  string
+	// BeforeID continues a listing after the task with this ID (keyset
+	// pagination, newest first).
+	BeforeID int64
+	Limit    int
+}
+
+// TaskList lists tasks newest first. Attempts are not filled.
+func (s *Store) TaskList(ctx context.Context, p ListParams) ([]*Task, error) {
+	var arg dbsqlc.TaskListParams
+	switch len(p.States) {
+	case 0:
+	case 1:
+		// A single state is matched with = so that the (state, id) index
+		// also gives the order.
+		arg.State = &p.States[0]
+	default:
+		arg.States = p.States
+	}
+	if p.Kind != "" {
+		arg.Kind = &p.Kind
+	}
+	if p.Queue != "" {
+		arg.Queue = &p.Queue
+	}
+	if p.BeforeID > 0 {
+		arg.BeforeID = &p.BeforeID
+	}
+	arg.Max = int32(p.Limit)
+
+	// An unnamed statement is planned with its parameter values every time,
+	// which a cached prepared statement would not be after five runs.
+	q := dbsqlc.New(execMode{db: s.pool, mode: pgx.QueryExecModeExec})
+	rows, err := q.TaskList(ctx, arg)
+	if err != nil {
+		return nil, fmt.Errorf("listing tasks: %w", err)
+	}
+	tasks := make([]*Task, 0, len(rows))
+	for _, r := range rows {
+		t, err := taskFromRow(taskRow(r))
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, nil
+}
+
+// execMode runs queries in a given pgx query exec mode.
+type execMode struct {
+	db   DBTX
+	mode pgx.QueryExecMode
+}
+
+func (e execMode) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return e.db.Exec(ctx, sql, append([]any{e.mode}, args...)...)
+}
+
+func (e execMode) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return e.db.Query(ctx, sql, append([]any{e.mode}, args...)...)
+}
+
+func (e execMode) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return e.db.QueryRow(ctx, sql, append([]any{e.mode}, args...)...)
+}
+
+// TaskLockStateTx locks the task's row for the rest of tx and returns its
+// state.
+func (s *Store) TaskLockStateTx(ctx context.Context, tx pgx.Tx, id int64) (string, error) {
+	state, err := s.q.WithTx(tx).TaskLockState(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("locking task %d: %w", id, interpretError(err))
+	}
+	return state, nil
+}
+
+// TaskClearResultTx removes a task's recorded result.
+func (s *Store) TaskClearResultTx(ctx context.Context, tx pgx.Tx, id int64) error {
+	if err := s.q.WithTx(tx).TaskClearOutput(ctx, id); err != nil {
+		return fmt.Errorf("clearing result of task %d: %w", id, err)
+	}
+	return nil
+}
+
+// AttemptInsertMany stores finished attempts in one statement. Attempts of
+// tasks that no longer exist are dropped.
+func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error {
+	n := len(attempts)
+	arg := dbsqlc.AttemptInsertManyParams{
+		TaskID:     make([]int64, n),
+		Attempt:    make([]int32, n),
+		Worker:     make([]string, n),
+		StartedAt:  make([]time.Time, n),
+		FinishedAt: make([]time.Time, n),
+		Outcome:    make([]string, n),
+		Error:      make([]string, n),
+		DurationMs: make([]float64, n),
+	}
+	for i, a := range attempts {
+		arg.TaskID[i] = a.TaskID
+		arg.Attempt[i] = int32(a.Attempt)
+		arg.Worker[i] = a.Worker
+		arg.StartedAt[i] = a.StartedAt
+		if a.FinishedAt != nil {
+			arg.FinishedAt[i] = *a.FinishedAt
+		} else {
+			arg.FinishedAt[i] = a.StartedAt.Add(a.Duration)
+		}
+		arg.Outcome[i] = a.Outcome
+		arg.Error[i] = a.Error
+		arg.DurationMs[i] = float64(a.Duration) / float64(time.Millisecond)
+	}
+	if _, err := s.q.AttemptInsertMany(ctx, arg); err != nil {
+		return fmt.Errorf("inserting %d attempts: %w", n, err)
+	}
+	return nil
+}
+
+// Batch is a group of tasks submitted together.
+type Batch struct {
+	ID        int64
+	TaskIDs   []int64
+	CreatedAt time.Time
+	// Tasks are the batch's tasks still present, in submission order; only
+	// ID, State, Result and Errors are filled.
+	Tasks []*Task
+}
+
+// BatchInsertTx records a batch of already inserted tasks.
+func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, taskIDs []int64) (*Batch, error) {
+	row, err := s.q.WithTx(tx).BatchInsert(ctx, taskIDs)
+	if err != nil {
+		return nil, fmt.Errorf("inserting batch: %w", err)
+	}
+	return &Batch{ID: row.ID, TaskIDs: taskIDs, CreatedAt: row.CreatedAt}, nil
+}
+
+// Batch returns a batch with its tasks in submission order. Tasks already
+// deleted by retention are left out.
+func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
+	row, err := s.q.BatchGetByID(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("getting batch %d: %w", id, interpretError(err))
+	}
+	rows, err := s.q.BatchTasks(ctx, row.TaskIds)
+	if err != nil {
+		return nil, fmt.Errorf("getting tasks of batch %d: %w", id, err)
+	}
+	byID := make(map[int64]*Task, len(rows))
+	for _, r := range rows {
+		errs, err := decodeErrors(r.Errors)
+		if err != nil {
+			return nil, err
+		}
+		t := &Task{ID: r.ID, State: string(r.State), Errors: errs}
+		if len(r.Output) > 0 && string(r.Output) != "null" {
+			t.Result = json.RawMessage(r.Output)
+		}
+		byID[r.ID] = t
+	}
+	b := &Batch{ID: row.ID, TaskIDs: row.TaskIds, CreatedAt: row.CreatedAt, Tasks: make([]*Task, 0, len(rows))}
+	for _, tid := range row.TaskIds {
+		if t, ok := byID[tid]; ok {
+			b.Tasks = append(b.Tasks, t)
+		}
+	}
+	return b, nil
+}
+
+// BatchDeleteEmpty deletes up to max batches older than minAge none of whose
+// tasks is left.
+func (s *Store) BatchDeleteEmpty(ctx context.Context, minAge time.Duration, max int) (int64, error) {
+	n, err := s.q.BatchDeleteEmpty(ctx, dbsqlc.BatchDeleteEmptyParams{MinAgeSecs: minAge.Seconds(), Max: int32(max)})
+	if err != nil {
+		return 0, fmt.Errorf("deleting empty batches: %w", err)
+	}
+	return n, nil
+}
+
+// IdempotencyKey is a stored Idempotency-Key with what it created.
+type IdempotencyKey struct {
+	Key         string
+	RequestHash []byte
+	TaskID      int64 // 0 when the key created a batch
+	BatchID     int64 // 0 when the key created a task
+}
+
+// IdempotencyKeyInsertTx stores key for the task or batch created in tx. It
+// returns false, storing nothing, when the key exists already. A concurrent
+// transaction inserting the same key makes it wait until that one ends.
+func (s *Store) IdempotencyKeyInsertTx(ctx context.Context, tx pgx.Tx, k IdempotencyKey) (bool, error) {
+	arg := dbsqlc.IdempotencyKeyInsertParams{Key: k.Key, RequestHash: k.RequestHash}
+	if k.TaskID != 0 {
+		arg.TaskID = &k.TaskID
+	}
+	if k.BatchID != 0 {
+		arg.BatchID = &k.BatchID
+	}
+	n, err := s.q.WithTx(tx).IdempotencyKeyInsert(ctx, arg)
+	if err != nil {
+		return false, fmt.Errorf("inserting idempotency key: %w", err)
+	}
+	return n == 1, nil
+}
+
+// IdempotencyKey returns a stored key.
+func (s *Store) IdempotencyKey(ctx context.Context, key string) (*IdempotencyKey, error) {
+	row, err := s.q.IdempotencyKeyGet(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("getting idempotency key: %w", interpretError(err))
+	}
+	k := &IdempotencyKey{Key: row.Key, RequestHash: row.RequestHash}
+	if row.TaskID != nil {
+		k.TaskID = *row.TaskID
+	}
+	if row.BatchID != nil {
+		k.BatchID = *row.BatchID
+	}
+	return k, nil
+}
+
+// ProcessRegister records a starting process (River client).
+func (s *Store) ProcessRegister(ctx context.Context, clientID, hostname string, pid int) error {
+	err := s.q.ProcessRegister(ctx, dbsqlc.ProcessRegisterParams{ClientID: clientID, Hostname: hostname, Pid: int32(pid)})
+	if err != nil {
+		return fmt.Errorf("registering process %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// ProcessHeartbeat marks a process alive. It returns ErrNotFound when the
+// process's row is gone (deleted as stale), so that the caller registers
+// again.
+func (s *Store) ProcessHeartbeat(ctx context.Context, clientID string) error {
+	n, err := s.q.ProcessHeartbeat(ctx, clientID)
+	if err != nil {
+		return fmt.Errorf("heartbeat of process %s: %w", clientID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("heartbeat of process %s: %w", clientID, ErrNotFound)
+	}
+	return nil
+}
+
+// ProcessDelete removes a stopping process's row.
+func (s *Store) ProcessDelete(ctx context.Context, clientID string) error {
+	if err := s.q.ProcessDelete(ctx, clientID); err != nil {
+		return fmt.Errorf("deleting process %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// ProcessDeleteStale removes rows of processes silent for longer than age.
+func (s *Store) ProcessDeleteStale(ctx context.Context, age time.Duration) (int64, error) {
+	n, err := s.q.ProcessDeleteStale(ctx, age.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("deleting stale processes: %w", err)
+	}
+	return n, nil
+}
+
+// RescueLost makes up to max running tasks whose process has not
+// heartbeated for staleAfter available again (discarded when out of
+// attempts), recording a "lost" attempt for each. It returns their IDs.
+func (s *Store) RescueLost(ctx context.Context, staleAfter time.Duration, max int) ([]int64, error) {
+	rows, err := s.q.ProcessRescueLost(ctx, dbsqlc.ProcessRescueLostParams{StaleSecs: staleAfter.Seconds(), Max: int32(max)})
+	if err != nil {
+		return nil, fmt.Errorf("rescuing lost tasks: %w", err)
+	}
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	slices.Sort(ids)
+	return ids, nil
+}

@@ -1,0 +1,176 @@
+// Package strictjson decodes JSON request bodies strictly (no unknown fields,
+// no trailing data) and turns decoding failures into errors that name the
+// offending field, so that an API can answer with a precise 4xx.
+package strictjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Error is a decoding failure. Syntax is true when the input is not JSON at
+// all (a 400 in HTTP terms); otherwise the JSON is well-formed but does not
+// fit the target (a 422), and Field names where.
+type Error struct {
+	Field   string
+	Message string
+	Syntax  bool
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+// Unmarshal decodes data into v, rejecting unknown object keys and trailing
+// data. Failures are *Error values.
+func Unmarshal(data []byte, v any) error {
+	return Decode(bytes.NewReader(data), v)
+}
+
+// Decode is Unmarshal for a reader. Errors of the reader itself (such as
+// *http.MaxBytesError) are returned unchanged.
+func Decode(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return convert(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			if cerr := convert(err); isJSONError(cerr) {
+				return cerr
+			}
+			return err
+		}
+		return &Error{Syntax: true, Message: "unexpected data after the JSON value"}
+	}
+	return nil
+}
+
+func isJSONError(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+func convert(err error) error {
+	var (
+		syntaxErr *json.SyntaxError
+		typeErr   *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return &Error{Syntax: true, Message: "body is empty; expected a JSON object"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Syntax: true, Message: "unexpected end of JSON input"}
+	case errors.As(err, &syntaxErr):
+		return &Error{Syntax: true, Message: fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))}
+	case errors.As(err, &typeErr):
+		return &Error{Field: typeErr.Field, Message: "must be " + describe(typeErr.Type)}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, uerr := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		if uerr != nil {
+			name = strings.TrimPrefix(err.Error(), "json: unknown field ")
+		}
+		return &Error{Field: name, Message: "unknown field"}
+	}
+	return err
+}
+
+// describe names a Go type the way a JSON client thinks of it.
+func describe(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[json.RawMessage]() {
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a finite number in range"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	}
+	return "a value of type " + t.String()
+}
+
+// nulEscape is how a NUL character appears in JSON text.
+var nulEscape = []byte(`\u0000`)
+
+// FindNUL reports the path of the first string (key or value) in the JSON
+// document data that contains a NUL character, which PostgreSQL cannot store
+// in text or jsonb. data must be valid JSON; the check is a byte scan unless
+// the escape appears at all.
+func FindNUL(data []byte) (path string, found bool) {
+	if !bytes.Contains(data, nulEscape) {
+		return "", false
+	}
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return "", false
+	}
+	return findNUL(doc, "")
+}
+
+func findNUL(v any, path string) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return path, strings.IndexByte(v, 0) >= 0
+	case []any:
+		for i, e := range v {
+			if p, ok := findNUL(e, path+"["+strconv.Itoa(i)+"]"); ok {
+				return p, true
+			}
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.IndexByte(k, 0) >= 0 {
+				return p, true
+			}
+			if p, ok := findNUL(v[k], p); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// Canonical returns a canonical encoding of the JSON document data (object
+// keys sorted, insignificant whitespace removed, numbers kept as written), so
+// that two requests meaning the same thing compare equal.
+func Canonical(data []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
