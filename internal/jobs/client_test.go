@@ -1,0 +1,483 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+func TestKindsRunAndRecordResults(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+
+	tests := []struct {
+		kind  string
+		args  any
+		queue string
+		want  string
+	}{
+		{"double", map[string]any{"value": 21}, "default", `{"result":42}`},
+		{"double", map[string]any{"value": -1.5}, "default", `{"result":-3}`},
+		{"sleep", map[string]any{"ms": 5}, "default", `{"slept_ms":5}`},
+		{"fail", map[string]any{"times": 0}, "default", `{"attempts":1}`},
+		{"cpu", map[string]any{"n": 100}, "cpu", `{"primes":25}`},
+		{"cpu", map[string]any{"n": 2}, "cpu", `{"primes":0}`},
+	}
+	for _, tt := range tests {
+		id := b.submit(t, tt.kind, tt.args, nil)
+		task := b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+		if task.Queue != tt.queue {
+			t.Errorf("%s: queue = %q, want %q", tt.kind, task.Queue, tt.queue)
+		}
+		if compact(task.Result) != tt.want {
+			t.Errorf("%s %v: result = %s, want %s", tt.kind, tt.args, task.Result, tt.want)
+		}
+		attempts := b.finishedAttempts(t, id, 1)
+		if got := outcomes(attempts); !slices.Equal(got, []string{store.OutcomeCompleted}) {
+			t.Errorf("%s: outcomes = %v", tt.kind, got)
+		}
+		if attempts[0].Worker != b.client.ID() || attempts[0].Attempt != 1 {
+			t.Errorf("%s: attempt = %+v, want worker %s attempt 1", tt.kind, attempts[0], b.client.ID())
+		}
+	}
+}
+
+func TestFailRetriesWithBackoffThenCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+
+	id := b.submit(t, "fail", map[string]any{"times": 2, "message": "boom"}, nil)
+	task := b.waitTask(t, id, 20*time.Second, inState(store.StateCompleted))
+	if compact(task.Result) != `{"attempts":3}` {
+		t.Errorf("result = %s", task.Result)
+	}
+	if len(task.Errors) != 2 || task.Errors[0].Message != "boom" || task.Errors[0].Attempt != 1 || task.Errors[1].Attempt != 2 {
+		t.Fatalf("errors = %+v", task.Errors)
+	}
+	attempts := b.finishedAttempts(t, id, 3)
+	if got := outcomes(attempts); !slices.Equal(got, []string{"failed", "failed", "completed"}) {
+		t.Errorf("outcomes = %v", got)
+	}
+	if attempts[0].Error != "boom" {
+		t.Errorf("attempt error = %q", attempts[0].Error)
+	}
+	// Backoff: about 1 s after the first failure, 2 s after the second
+	// (±10% jitter, plus scheduling slack).
+	gap1 := attempts[1].StartedAt.Sub(*attempts[0].FinishedAt)
+	gap2 := attempts[2].StartedAt.Sub(*attempts[1].FinishedAt)
+	if gap1 < 850*time.Millisecond || gap1 > 3*time.Second {
+		t.Errorf("first retry after %s, want about 1s", gap1)
+	}
+	if gap2 < 1700*time.Millisecond || gap2 > 5*time.Second {
+		t.Errorf("second retry after %s, want about 2s", gap2)
+	}
+}
+
+func TestFailDiscardedAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+
+	id := b.submit(t, "fail", map[string]any{"times": 10, "message": "nope"}, func(p *TaskParams) { p.MaxAttempts = ptr(2) })
+	task := b.waitTask(t, id, 20*time.Second, inState(store.StateDiscarded))
+	if len(task.Errors) != 2 || task.FinishedAt == nil || task.Result != nil {
+		t.Errorf("discarded task = %+v", task)
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 2)); !slices.Equal(got, []string{"failed", "failed"}) {
+		t.Errorf("outcomes = %v", got)
+	}
+}
+
+func TestTimeoutIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.JobTimeout = 50 * time.Millisecond })
+	b.start(t)
+
+	id := b.submit(t, "cpu", map[string]any{"n": CPUMaxN}, func(p *TaskParams) { p.MaxAttempts = ptr(1) })
+	task := b.waitTask(t, id, 20*time.Second, inState(store.StateDiscarded))
+	if len(task.Errors) != 1 || !strings.Contains(task.Errors[0].Message, "deadline exceeded") {
+		t.Errorf("errors = %+v", task.Errors)
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeTimeout}) {
+		t.Errorf("outcomes = %v", got)
+	}
+}
+
+func TestCancelRunningTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+	ctx := context.Background()
+
+	id := b.submit(t, "sleep", map[string]any{"ms": 60_000}, nil)
+	b.waitTask(t, id, 10*time.Second, inState(store.StateRunning))
+	if err := b.client.Cancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCancelled))
+	if !task.CancelRequested {
+		t.Error("cancel_requested not set")
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeCancelled}) {
+		t.Errorf("outcomes = %v", got)
+	}
+
+	var serr *StateError
+	if err := b.client.Cancel(ctx, id); !errors.As(err, &serr) || serr.State != store.StateCancelled {
+		t.Errorf("second cancel: %v, want StateError cancelled", err)
+	}
+	if err := b.client.Cancel(ctx, 999_999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("cancel unknown: %v, want ErrNotFound", err)
+	}
+}
+
+func TestRetryFinishedTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+	ctx := context.Background()
+
+	id := b.submit(t, "double", map[string]any{"value": 1}, nil)
+	b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	b.finishedAttempts(t, id, 1)
+	if err := b.client.Retry(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	task := b.waitTask(t, id, 10*time.Second, func(task *store.Task) bool {
+		return task.State == store.StateCompleted && len(task.Attempts) == 2
+	})
+	if compact(task.Result) != `{"result":2}` {
+		t.Errorf("result after retry = %s", task.Result)
+	}
+
+	sched := b.submit(t, "double", map[string]any{"value": 1}, func(p *TaskParams) { p.Delay = ptr("1h") })
+	var serr *StateError
+	if err := b.client.Retry(ctx, sched); !errors.As(err, &serr) || serr.State != store.StateScheduled {
+		t.Errorf("retry scheduled: %v, want StateError scheduled", err)
+	}
+}
+
+// A process that dies leaves its tasks running; any live process makes
+// them available again once the dead one's heartbeat is stale, and records
+// the attempt as lost.
+func TestRescueLostTasksOfDeadProcess(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+
+	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
+	// Simulate a process that took the task and died 10 s ago.
+	if err := b.store.ProcessRegister(ctx, "dead-process", "elsewhere", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.pool.Exec(ctx, `UPDATE taskd_processes SET heartbeat_at = now() - interval '10 seconds' WHERE client_id = 'dead-process'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
+		attempted_by = ARRAY['dead-process'] WHERE id = $1`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	b.start(t)
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("rescued after %s; want within a few heartbeats", elapsed)
+	}
+	if compact(task.Result) != `{"result":8}` {
+		t.Errorf("result = %s", task.Result)
+	}
+	attempts := b.finishedAttempts(t, id, 2)
+	if got := outcomes(attempts); !slices.Equal(got, []string{store.OutcomeLost, store.OutcomeCompleted}) {
+		t.Errorf("outcomes = %v", got)
+	}
+	if attempts[0].Worker != "dead-process" || attempts[1].Worker != b.client.ID() {
+		t.Errorf("workers = %q, %q", attempts[0].Worker, attempts[1].Worker)
+	}
+	if len(task.Errors) != 1 || !strings.Contains(task.Errors[0].Message, "dead-process") {
+		t.Errorf("errors = %+v", task.Errors)
+	}
+}
+
+// A task that runs much longer than RescueAfter on a live process is not
+// rescued: its owner keeps heartbeating.
+func TestLongTaskOnLiveProcessIsNotRescued(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil) // RescueAfter 1 s, heartbeat 200 ms
+	b.start(t)
+
+	id := b.submit(t, "sleep", map[string]any{"ms": 3500}, nil)
+	b.waitTask(t, id, 10*time.Second, inState(store.StateRunning))
+	for range 3 {
+		// Time passing is what is tested here: RescueAfter elapses several
+		// times over while the task runs. The client's own maintenance
+		// loop rescues on every heartbeat too, as any other process would.
+		time.Sleep(1200 * time.Millisecond)
+		if ids, err := b.store.RescueLost(context.Background(), b.client.cfg.RescueAfter, 100); err != nil || len(ids) > 0 {
+			t.Fatalf("RescueLost = %v, %v; want nothing rescued", ids, err)
+		}
+	}
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	if task.Attempt != 1 || len(task.Errors) != 0 {
+		t.Errorf("attempt = %d, errors = %+v; want one clean attempt", task.Attempt, task.Errors)
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeCompleted}) {
+		t.Errorf("outcomes = %v", got)
+	}
+}
+
+// Stopping with running tasks past the grace period cancels them; River
+// makes them available again and the attempt is recorded as interrupted.
+func TestStopInterruptsRunningTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	if err := b.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := b.submit(t, "sleep", map[string]any{"ms": 60_000}, nil)
+	b.waitTask(t, id, 10*time.Second, inState(store.StateRunning))
+
+	gctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := b.client.Stop(gctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	task, err := b.store.Task(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.State != store.StateAvailable || len(task.Errors) != 0 {
+		t.Errorf("state = %s, errors = %+v; want available without error", task.State, task.Errors)
+	}
+	if got := outcomes(task.Attempts); !slices.Equal(got, []string{store.OutcomeInterrupted}) {
+		t.Errorf("outcomes = %v", got)
+	}
+	var n int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM taskd_processes`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("process rows after stop = %d, %v; want 0", n, err)
+	}
+}
+
+func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
+	t.Parallel()
+	rec := &attemptRecorder{ch: make(chan store.Attempt, 1)}
+	m := &attemptMiddleware{clientID: "me", recorder: rec}
+	job := &rivertype.JobRow{ID: 7, Errors: make([]rivertype.AttemptError, 1)}
+	func() {
+		defer func() {
+			if p := recover(); p != "kaboom" {
+				t.Errorf("recovered %v, want the panic to go on to River", p)
+			}
+		}()
+		_ = m.Work(context.Background(), job, func(context.Context) error { panic("kaboom") })
+	}()
+	a := <-rec.ch
+	if a.TaskID != 7 || a.Attempt != 2 || a.Outcome != store.OutcomePanic || a.Error != "kaboom" || a.Worker != "me" || a.FinishedAt == nil {
+		t.Errorf("attempt = %+v", a)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	remote, cancelRemote := context.WithCancelCause(context.Background())
+	cancelRemote(rivertype.ErrJobCancelledRemotely)
+	stopped, stop := context.WithCancelCause(context.Background())
+	stop(errors.New("stop initiated"))
+	live := context.Background()
+
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{"nil", live, nil, store.OutcomeCompleted},
+		{"error", live, errors.New("x"), store.OutcomeFailed},
+		{"snooze", live, river.JobSnooze(time.Second), store.OutcomeSnoozed},
+		{"cancel from worker", live, river.JobCancel(errors.New("x")), store.OutcomeCancelled},
+		{"cancel from API", remote, context.Canceled, store.OutcomeCancelled},
+		{"shutdown", stopped, context.Canceled, store.OutcomeInterrupted},
+		{"shutdown, other error", stopped, errors.New("x"), store.OutcomeFailed},
+		{"timeout", live, context.DeadlineExceeded, store.OutcomeTimeout},
+		{"wrapped timeout", live, errors.Join(errors.New("query"), context.DeadlineExceeded), store.OutcomeTimeout},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.ctx, tt.err); got != tt.want {
+			t.Errorf("%s: classify = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestIdempotentSubmitUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	body := []byte(`{"kind":"double","args":{"value":3}}`)
+	hash, err := RequestHash(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created int
+		ids     = map[int64]int{}
+	)
+	for range 20 {
+		wg.Go(func() {
+			var p TaskParams
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Error(err)
+				return
+			}
+			sub, err := b.client.Submit(ctx, &p, &Idempotency{Key: "k1", Hash: hash})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[sub.TaskID]++
+			if sub.Created {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	if created != 1 || len(ids) != 1 {
+		t.Errorf("created = %d, distinct ids = %v; want exactly one task", created, ids)
+	}
+	var n int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("river_job rows = %d, %v", n, err)
+	}
+
+	other, _ := RequestHash([]byte(`{"kind":"double","args":{"value":4}}`))
+	p := TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":4}`)}
+	if _, err := b.client.Submit(ctx, &p, &Idempotency{Key: "k1", Hash: other}); !errors.Is(err, ErrIdempotencyMismatch) {
+		t.Errorf("different body: %v, want ErrIdempotencyMismatch", err)
+	}
+	// A batch may not reuse a task's key either.
+	if _, err := b.client.SubmitBatch(ctx, []TaskParams{p}, &Idempotency{Key: "k1", Hash: hash}); !errors.Is(err, ErrIdempotencyMismatch) {
+		t.Errorf("batch under a task's key: %v, want ErrIdempotencyMismatch", err)
+	}
+}
+
+func TestSubmitBatchOrderAndAtomicity(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+
+	params := make([]TaskParams, 300)
+	for i := range params {
+		params[i] = TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":` + itoa(i) + `}`)}
+	}
+	sub, err := b.client.SubmitBatch(ctx, params, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sub.TaskIDs) != len(params) {
+		t.Fatalf("got %d ids", len(sub.TaskIDs))
+	}
+	for i, id := range sub.TaskIDs {
+		task, err := b.store.Task(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"value":` + itoa(i) + `}`; compact(task.Args) != want {
+			t.Fatalf("task_ids[%d] = %d has args %s, want %s", i, id, task.Args, want)
+		}
+	}
+	batch, err := b.store.Batch(ctx, sub.BatchID)
+	if err != nil || !slices.Equal(batch.TaskIDs, sub.TaskIDs) {
+		t.Fatalf("stored batch = %+v, %v", batch, err)
+	}
+
+	// One bad item: nothing is inserted, and the error names it.
+	bad := slices.Clone(params[:5])
+	bad[3] = TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":"x"}`)}
+	bad[4] = TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1}`), Priority: ptr(7)}
+	_, err = b.client.SubmitBatch(ctx, bad, nil)
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want ValidationError", err)
+	}
+	var fields []string
+	for _, fe := range verr.Errors {
+		fields = append(fields, fe.Field)
+	}
+	if !slices.Equal(fields, []string{"tasks[3].args.value", "tasks[4].priority"}) {
+		t.Errorf("fields = %v", fields)
+	}
+	var n int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&n); err != nil || n != len(params) {
+		t.Errorf("river_job rows = %d, %v; want %d", n, err, len(params))
+	}
+}
+
+func TestPrepareValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	now := time.Now()
+	tests := []struct {
+		name   string
+		params TaskParams
+		fields []string
+	}{
+		{"ok", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`)}, nil},
+		{"no kind", TaskParams{}, []string{"kind"}},
+		{"unknown kind", TaskParams{Kind: ptr("triple")}, []string{"kind"}},
+		{"missing args", TaskParams{Kind: ptr("sleep")}, []string{"args.ms"}},
+		{"args not object", TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`[1]`)}, []string{"args"}},
+		{"unknown arg", TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1,"x":2}`)}, []string{"args.x"}},
+		{"double overflow", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1e308}`)}, []string{"args.value"}},
+		{"sleep too long", TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":3600001}`)}, []string{"args.ms"}},
+		{"sleep fraction", TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1.5}`)}, []string{"args.ms"}},
+		{"fail negative", TaskParams{Kind: ptr("fail"), Args: json.RawMessage(`{"times":-1}`)}, []string{"args.times"}},
+		{"fail empty message", TaskParams{Kind: ptr("fail"), Args: json.RawMessage(`{"times":1,"message":""}`)}, []string{"args.message"}},
+		{"cpu too big", TaskParams{Kind: ptr("cpu"), Args: json.RawMessage(`{"n":10000001}`)}, []string{"args.n"}},
+		{"unknown queue", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Queue: ptr("nope")}, []string{"queue"}},
+		{"priority", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Priority: ptr(5)}, []string{"priority"}},
+		{"max_attempts", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), MaxAttempts: ptr(1001)}, []string{"max_attempts"}},
+		{"both times", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Delay: ptr("1s"), ScheduledAt: ptr(now.Format(time.RFC3339))}, []string{"delay"}},
+		{"bad time", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), ScheduledAt: ptr("tomorrow")}, []string{"scheduled_at"}},
+		{"far time", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), ScheduledAt: ptr("2999-01-01T00:00:00Z")}, []string{"scheduled_at"}},
+		{"bad delay", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Delay: ptr("soon")}, []string{"delay"}},
+		{"negative delay", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Delay: ptr("-1s")}, []string{"delay"}},
+		{"tags", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`), Tags: []string{"ok_tag", "a", "has space", "-lead", "in-side", strings.Repeat("x", 256)}}, []string{"tags[1]", "tags[2]", "tags[3]", "tags[5]"}},
+		{"several", TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{}`), Priority: ptr(0), MaxAttempts: ptr(0)}, []string{"args.value", "priority", "max_attempts"}},
+	}
+	for _, tt := range tests {
+		_, errs := b.client.prepare(&tt.params, "", now)
+		var fields []string
+		for _, fe := range errs {
+			fields = append(fields, fe.Field)
+			if fe.Message == "" {
+				t.Errorf("%s: empty message for %s", tt.name, fe.Field)
+			}
+		}
+		if !slices.Equal(fields, tt.fields) {
+			t.Errorf("%s: fields = %v (%+v), want %v", tt.name, fields, errs, tt.fields)
+		}
+	}
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
