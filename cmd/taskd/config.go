@@ -38,9 +38,24 @@ func (f *flagSet) string(name, env, def, usage string) *string {
 	return f.fs.String(name, def, usage+" ("+env+")")
 }
 
+// bool is a string flag that, like a flag.Bool, may be given without a
+// value ("--migrate"); parseBool checks its value.
 func (f *flagSet) bool(name, env string, def bool, usage string) *string {
-	return f.string(name, env, strconv.FormatBool(def), usage)
+	v := strconv.FormatBool(def)
+	if e := f.getenv(env); e != "" {
+		v = e
+	}
+	f.envs[name] = env
+	b := boolFlag(v)
+	f.fs.Var(&b, name, usage+" ("+env+")")
+	return (*string)(&b)
 }
+
+type boolFlag string
+
+func (b *boolFlag) String() string     { return string(*b) }
+func (b *boolFlag) Set(v string) error { *b = boolFlag(v); return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }
 
 // setting names a flag with its twin for error messages.
 func (f *flagSet) setting(name string) string {

@@ -1,0 +1,45 @@
+# taskd's developer tasks. `make test` is what CI runs (.ci/run).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+.PHONY: run test bench generate sqlc-check vet fmt-check
+
+## run: start taskd against the development database, migrating it first.
+run:
+	url=$$(scripts/devdb.sh taskd); \
+	DATABASE_URL=$$url go run ./cmd/taskd serve --migrate
+
+## test: everything CI checks, against a PostgreSQL server that
+## scripts/devdb.sh finds or starts (or TASKD_TEST_DATABASE_URL if set).
+test: sqlc-check vet fmt-check
+	if [[ -z $${TASKD_TEST_DATABASE_URL:-} ]]; then \
+		TASKD_TEST_DATABASE_URL=$$(scripts/devdb.sh postgres); \
+	fi; \
+	export TASKD_TEST_DATABASE_URL; \
+	go test -race -count=1 ./...
+
+## bench: run the load benchmark against the development database.
+bench:
+	url=$$(scripts/devdb.sh taskd); \
+	DATABASE_URL=$$url go run ./cmd/taskd-bench
+
+## generate: regenerate River's goose migrations and sqlc's code.
+generate:
+	go run ./cmd/rivergoose
+	scripts/sqlc.sh generate
+
+## sqlc-check: fail if sqlc's generated code is out of date.
+sqlc-check:
+	scripts/sqlc-check.sh
+
+vet:
+	go vet ./...
+
+## fmt-check: fail listing the Go files gofmt would change.
+fmt-check:
+	files=$$(find . -path './.*' -prune -o -name '*.go' -print); \
+	unformatted=$$(gofmt -l $$files); \
+	if [[ -n $$unformatted ]]; then \
+		echo "gofmt needed in:" >&2; echo "$$unformatted" >&2; exit 1; \
+	fi
