@@ -267,6 +267,25 @@ type ListParams struct {
 
 // TaskList lists tasks newest first. Attempts are not filled.
 func (s *Store) TaskList(ctx context.Context, p ListParams) ([]*Task, error) {
+	// An unnamed statement is planned with its parameter values every time,
+	// which a cached prepared statement would not be after five runs.
+	q := dbsqlc.New(execMode{db: s.pool, mode: pgx.QueryExecModeExec})
+	rows, err := q.TaskList(ctx, listArgs(p))
+	if err != nil {
+		return nil, fmt.Errorf("listing tasks: %w", err)
+	}
+	tasks := make([]*Task, 0, len(rows))
+	for _, r := range rows {
+		t, err := taskFromRow(taskRow(r))
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, nil
+}
+
+func listArgs(p ListParams) dbsqlc.TaskListParams {
 	var arg dbsqlc.TaskListParams
 	switch len(p.States) {
 	case 0:
@@ -287,23 +306,7 @@ func (s *Store) TaskList(ctx context.Context, p ListParams) ([]*Task, error) {
 		arg.BeforeID = &p.BeforeID
 	}
 	arg.Max = int32(p.Limit)
-
-	// An unnamed statement is planned with its parameter values every time,
-	// which a cached prepared statement would not be after five runs.
-	q := dbsqlc.New(execMode{db: s.pool, mode: pgx.QueryExecModeExec})
-	rows, err := q.TaskList(ctx, arg)
-	if err != nil {
-		return nil, fmt.Errorf("listing tasks: %w", err)
-	}
-	tasks := make([]*Task, 0, len(rows))
-	for _, r := range rows {
-		t, err := taskFromRow(taskRow(r))
-		if err != nil {
-			return nil, err
-		}
-		tasks = append(tasks, t)
-	}
-	return tasks, nil
+	return arg
 }
 
 // execMode runs queries in a given pgx query exec mode.
