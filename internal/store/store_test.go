@@ -183,7 +183,7 @@ func TestTaskDeletionCascades(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	var id int64
-	if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state) VALUES ('{}', 'double', 25, 'default', 'completed') RETURNING id`).Scan(&id); err != nil {
+	if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
