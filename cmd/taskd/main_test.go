@@ -444,3 +444,38 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestWorkerCommand runs "taskd worker" (no HTTP) and has it work a task
+// submitted by another process.
+func TestWorkerCommand(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDB(t)
+	pool := testPool(t, dbURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	env := envFunc(map[string]string{"DATABASE_URL": dbURL, "TASKD_LOG_LEVEL": "warn", "TASKD_DB_MAX_CONNS": "5"})
+	go func() { done <- run(ctx, []string{"worker"}, env, &out, &out) }()
+
+	// Insert as another process would: River's own insert, no workers here.
+	_, err := pool.Exec(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state) VALUES ('{"value":5}', 'double', 25, 'default', 'available')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		return count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'completed' AND metadata->'output' = '{"result":10}'`) == 1
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("worker returned %v; output:\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+	if strings.Contains(out.String(), "listening") {
+		t.Errorf("worker served HTTP:\n%s", out.String())
+	}
+}

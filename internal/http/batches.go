@@ -48,52 +48,60 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		fieldProblem(w, http.StatusUnprocessableEntity, "tasks", "is required")
 		return
 	}
-	// Items are decoded one by one so that errors carry their index.
+	// Items are decoded one by one so that errors carry their index; every
+	// item's problems are reported at once.
 	params := make([]jobs.TaskParams, len(req.Tasks))
+	var errs []FieldError
 	for i, raw := range req.Tasks {
-		prefix := "tasks[" + strconv.Itoa(i) + "]"
-		if !decodeItem(w, raw, &params[i], prefix) {
-			return
+		if fe := decodeItem(raw, &params[i], "tasks["+strconv.Itoa(i)+"]"); fe != nil {
+			errs = append(errs, *fe)
 		}
+	}
+	if errs != nil {
+		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity,
+			Detail: strconv.Itoa(len(errs)) + " invalid task(s); nothing was inserted", Errors: errs})
+		return
 	}
 	idem, ok := idempotency(w, r, body)
 	if !ok {
 		return
 	}
-	sub, err := s.Jobs.SubmitBatch(r.Context(), params, idem)
-	if err != nil {
-		s.submitError(w, r, err)
-		return
-	}
-	status := http.StatusCreated
-	ids := sub.TaskIDs
-	if !sub.Created {
-		status = http.StatusOK
+	for try := 0; ; try++ {
+		sub, err := s.Jobs.SubmitBatch(r.Context(), params, idem)
+		if err != nil {
+			s.submitError(w, r, err)
+			return
+		}
+		w.Header().Set("Location", "/v1/batches/"+strconv.FormatInt(sub.BatchID, 10))
+		if sub.Created {
+			writeJSON(w, http.StatusCreated, batchCreatedJSON{ID: sub.BatchID, TaskIDs: sub.TaskIDs})
+			return
+		}
 		b, err := s.Store.Batch(r.Context(), sub.BatchID)
+		if errors.Is(err, store.ErrNotFound) && try == 0 {
+			continue // deleted after its key was read; the request is new again
+		}
 		if err != nil {
 			s.serverError(w, r, err)
 			return
 		}
-		ids = b.TaskIDs
+		writeJSON(w, http.StatusOK, batchCreatedJSON{ID: b.ID, TaskIDs: b.TaskIDs})
+		return
 	}
-	w.Header().Set("Location", "/v1/batches/"+strconv.FormatInt(sub.BatchID, 10))
-	writeJSON(w, status, batchCreatedJSON{ID: sub.BatchID, TaskIDs: ids})
 }
 
-// decodeItem decodes one batch item, answering a problem whose field path
-// starts with prefix when it returns false.
-func decodeItem(w http.ResponseWriter, raw json.RawMessage, v *jobs.TaskParams, prefix string) bool {
+// decodeItem decodes one batch item, returning its problem (with a field
+// path starting with prefix) or nil.
+func decodeItem(raw json.RawMessage, v *jobs.TaskParams, prefix string) *FieldError {
 	err := strictjson.Unmarshal(raw, v)
 	if err == nil {
-		return true
+		return nil
 	}
 	var jerr *strictjson.Error
 	if !errors.As(err, &jerr) || jerr.Field == "" {
-		fieldProblem(w, http.StatusUnprocessableEntity, prefix, "must be a JSON object")
-		return false
+		return &FieldError{Field: prefix, Message: "must be a JSON object"}
 	}
-	fieldProblem(w, http.StatusUnprocessableEntity, prefix+"."+jerr.Field, jerr.Message)
-	return false
+	return &FieldError{Field: prefix + "." + jerr.Field, Message: jerr.Message}
 }
 
 func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {

@@ -207,23 +207,30 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, err := s.Jobs.Submit(r.Context(), &p, idem)
-	if err != nil {
-		s.submitError(w, r, err)
-		return
-	}
-	if sub.Created {
+	for try := 0; ; try++ {
+		sub, err := s.Jobs.Submit(r.Context(), &p, idem)
+		if err != nil {
+			s.submitError(w, r, err)
+			return
+		}
 		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
-		writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+		if sub.Created {
+			writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+			return
+		}
+		t, err := s.Store.Task(r.Context(), sub.TaskID)
+		if errors.Is(err, store.ErrNotFound) && try == 0 {
+			// The key's task was deleted after the key was read, taking the
+			// key with it: the request is new again.
+			continue
+		}
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, singleTask(t))
 		return
 	}
-	t, err := s.Store.Task(r.Context(), sub.TaskID)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
-	writeJSON(w, http.StatusOK, singleTask(t))
 }
 
 // pathID parses the {id} path parameter, answering 400 when it is not a
@@ -313,6 +320,9 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("state"); v != "" {
 		for st := range strings.SplitSeq(v, ",") {
 			st = strings.TrimSpace(st)
+			if st == "" {
+				continue
+			}
 			if !slices.Contains(store.States, st) {
 				errs = append(errs, FieldError{Field: "state", Message: "unknown state " + strconv.Quote(st) + "; known: " + strings.Join(store.States, ", ")})
 				continue

@@ -481,3 +481,25 @@ func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
 }
+
+// A task whose cancellation was asked for while its process died is
+// cancelled by the rescue, not run again.
+func TestRescueHonoursCancellation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
+	_, err := b.pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
+		attempted_by = ARRAY['gone'], metadata = jsonb_build_object('cancel_attempted_at', now()) WHERE id = $1`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCancelled))
+	if task.Result != nil || task.FinishedAt == nil {
+		t.Errorf("task = %+v", task)
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeLost}) {
+		t.Errorf("outcomes = %v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 )
@@ -12,7 +13,7 @@ const (
 	// FailMaxTimes bounds "fail"'s times; more than the largest max_attempts
 	// would make no difference.
 	FailMaxTimes = 1000
-	// FailMaxMessage bounds the length of "fail"'s message, in bytes.
+	// FailMaxMessage bounds the length of "fail"'s message, in characters.
 	FailMaxMessage = 4096
 
 	failDefaultMessage = "failed on purpose"
@@ -52,7 +53,7 @@ var failKind = Kind{
 	Description: "Fails its first `times` attempts with `message`, then succeeds with the attempt count.",
 	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["times"],` +
 		`"properties":{"times":{"type":"integer","minimum":0,"maximum":1000},` +
-		`"message":{"type":"string","maxLength":4096,"default":"failed on purpose"}}}`),
+		`"message":{"type":"string","minLength":1,"maxLength":4096,"default":"failed on purpose"}}}`),
 	Result: json.RawMessage(`{"type":"object","properties":{"attempts":{"type":"integer"}}}`),
 	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
 		var wire struct {
@@ -79,8 +80,8 @@ var failKind = Kind{
 			case *wire.Message == "":
 				fe.add("message", "must not be empty")
 				ok = false
-			case len(*wire.Message) > FailMaxMessage:
-				fe.add("message", "must be at most %d bytes", FailMaxMessage)
+			case utf8.RuneCountInString(*wire.Message) > FailMaxMessage:
+				fe.add("message", "must be at most %d characters", FailMaxMessage)
 				ok = false
 			default:
 				args.Message = *wire.Message

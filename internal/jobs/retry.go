@@ -26,7 +26,9 @@ type RetryPolicy struct {
 	Jitter func() float64
 }
 
-// NextRetry implements river.ClientRetryPolicy.
+// NextRetry implements river.ClientRetryPolicy. The attempt that just
+// failed is counted from the recorded errors (its own is not yet among
+// them), so snoozes and interruptions do not lengthen the wait.
 func (p *RetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 	now := time.Now
 	if p.Now != nil {
@@ -36,7 +38,7 @@ func (p *RetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 	if p.Jitter != nil {
 		jitter = p.Jitter
 	}
-	return now().Add(Backoff(attemptNumber(job), jitter()))
+	return now().Add(Backoff(len(job.Errors)+1, jitter()))
 }
 
 // Backoff is the wait after a failed attempt (counted from 1), given a
@@ -56,8 +58,10 @@ func Backoff(attempt int, r float64) time.Duration {
 }
 
 // attemptNumber is the number of the attempt that is running (or just ran)
-// for job. It counts recorded errors rather than trusting job.Attempt, which
-// River lowers again when an attempt is snoozed or interrupted by shutdown.
+// for job. Failed attempts are counted from the recorded errors, because
+// River lowers job.Attempt again when an attempt is snoozed or interrupted by
+// shutdown; job.Attempt still counts attempts after a manual retry of a
+// task that had completed without errors.
 func attemptNumber(job *rivertype.JobRow) int {
-	return len(job.Errors) + 1
+	return max(len(job.Errors)+1, job.Attempt)
 }

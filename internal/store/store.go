@@ -244,7 +244,7 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	if t.State == StateRunning && t.StartedAt != nil {
 		t.Attempts = append(t.Attempts, Attempt{
 			TaskID:    id,
-			Attempt:   len(t.Errors) + 1,
+			Attempt:   max(len(t.Errors)+1, t.Attempt),
 			Worker:    t.Worker,
 			StartedAt: *t.StartedAt,
 			Outcome:   OutcomeRunning,

@@ -78,9 +78,20 @@ WITH lost AS (
 rescued AS (
     UPDATE river_job j
     SET
-        state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END::river_job_state,
-        finalized_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
-        scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE now() END,
+        -- A cancellation asked for while the task ran wins, as in River's
+        -- own rescuer.
+        state = CASE
+            WHEN j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'discarded'
+            ELSE 'available'
+        END::river_job_state,
+        finalized_at = CASE
+            WHEN j.metadata ? 'cancel_attempted_at' OR j.attempt >= j.max_attempts THEN now()
+        END,
+        scheduled_at = CASE
+            WHEN j.metadata ? 'cancel_attempted_at' OR j.attempt >= j.max_attempts THEN j.scheduled_at
+            ELSE now()
+        END,
         errors = array_append(j.errors, jsonb_build_object(
             'at', now(),
             'attempt', j.attempt,
