@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -126,7 +127,7 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 
 // decodeBody decodes body strictly into v (the Content-Type is ignored on
 // purpose: curl -d sends a form type). It answers the problem itself when
-// it returns false. prefix is put before field paths.
+// it returns false.
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	err := strictjson.Unmarshal(body, v)
 	if err == nil {
@@ -238,7 +239,8 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	raw := chi.URLParam(r, "id")
 	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id < 1 {
+	// Only the canonical form: no sign, no leading zeros.
+	if err != nil || id < 1 || strconv.FormatInt(id, 10) != raw {
 		fieldProblem(w, http.StatusBadRequest, "id", "must be a positive integer below 2^63")
 		return 0, false
 	}
@@ -310,7 +312,7 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 		p    store.ListParams
 		errs []FieldError
 	)
-	for name := range q {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
 		switch name {
 		case "state", "kind", "queue", "limit", "cursor":
 		default:

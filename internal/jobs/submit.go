@@ -117,9 +117,12 @@ func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.Ins
 			fe.add("scheduled_at", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 		case t.After(now.Add(MaxDelay)):
 			fe.add("scheduled_at", "must be less than %s ahead", MaxDelay)
-		default:
+		case t.After(now):
 			opts.ScheduledAt = t
 		}
+		// A time in the past runs the task at once: River would mark any
+		// explicit ScheduledAt "scheduled" and leave it to its scheduler,
+		// which runs every few seconds.
 	case p.Delay != nil:
 		d, err := time.ParseDuration(*p.Delay)
 		switch {

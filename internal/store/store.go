@@ -92,8 +92,8 @@ type Task struct {
 	Result json.RawMessage
 	// Errors are the errors of failed attempts, oldest first.
 	Errors []TaskError
-	// CancelRequested is set once a cancellation was asked for while the
-	// task was running.
+	// CancelRequested is set once a cancellation was asked for (River marks
+	// every cancelled task so, whether it was running or not).
 	CancelRequested bool
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt

@@ -31,16 +31,11 @@ func (e *Error) Error() string {
 	return e.Field + ": " + e.Message
 }
 
-// Unmarshal decodes data into v, rejecting unknown object keys and trailing
-// data. Failures are *Error values.
+// Unmarshal decodes data into v, rejecting unknown object keys, keys that
+// match a field only when case is ignored (encoding/json would accept
+// them), and trailing data. Failures are *Error values.
 func Unmarshal(data []byte, v any) error {
-	return Decode(bytes.NewReader(data), v)
-}
-
-// Decode is Unmarshal for a reader. Errors of the reader itself (such as
-// *http.MaxBytesError) are returned unchanged.
-func Decode(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return convert(err)
@@ -53,6 +48,45 @@ func Decode(r io.Reader, v any) error {
 			return err
 		}
 		return &Error{Syntax: true, Message: "unexpected data after the JSON value"}
+	}
+	return checkExactKeys(data, reflect.TypeOf(v))
+}
+
+// checkExactKeys rejects top-level keys of data that are not exactly the
+// JSON name of a field of the struct t points to. Nested structs are not
+// checked; taskd decodes each nested object it cares about on its own.
+func checkExactKeys(data []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return nil // not an object (null), which Decode accepted
+	}
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	unknown := make([]string, 0)
+	for k := range keys {
+		if !names[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return &Error{Field: unknown[0], Message: "unknown field (field names are case-sensitive)"}
 	}
 	return nil
 }

@@ -1,0 +1,94 @@
+package strictjson
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+type target struct {
+	Kind  string          `json:"kind"`
+	Count *int            `json:"count"`
+	Args  json.RawMessage `json:"args"`
+}
+
+func TestUnmarshal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in     string
+		field  string
+		syntax bool
+		ok     bool
+	}{
+		{in: `{"kind":"a","count":1,"args":{"X":1}}`, ok: true},
+		{in: ` {"kind":"a"} `, ok: true},
+		{in: `{"kind":"a","extra":1}`, field: "extra"},
+		{in: `{"Kind":"a"}`, field: "Kind"},
+		{in: `{"kind":1}`, field: "kind"},
+		{in: `{"count":1.5}`, field: "count"},
+		{in: `{"count":1e400}`, field: "count"},
+		{in: `[1]`, field: ""},
+		{in: `{"kind":"a"} {}`, syntax: true},
+		{in: `{"kind":"a"}x`, syntax: true},
+		{in: `{"kind":`, syntax: true},
+		{in: ``, syntax: true},
+		{in: `{'kind':1}`, syntax: true},
+	}
+	for _, tt := range tests {
+		var v target
+		err := Unmarshal([]byte(tt.in), &v)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("%s: %v", tt.in, err)
+			}
+			continue
+		}
+		var jerr *Error
+		if !errors.As(err, &jerr) {
+			t.Errorf("%s: err = %v, want *Error", tt.in, err)
+			continue
+		}
+		if jerr.Syntax != tt.syntax || (!tt.syntax && jerr.Field != tt.field) || jerr.Message == "" {
+			t.Errorf("%s: got %+v, want field %q syntax %v", tt.in, jerr, tt.field, tt.syntax)
+		}
+	}
+}
+
+func TestFindNUL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in    string
+		path  string
+		found bool
+	}{
+		{`{"a":"x"}`, "", false},
+		{`{"a":"\\u0000"}`, "", false}, // an escaped backslash, then text
+		{`{"a":{"b":["ok","x\u0000"]}}`, "a.b[1]", true},
+		{`{"k\u0000":1}`, "k\u0000", true},
+		{`{"tasks":[{"args":{"message":"\u0000"}}]}`, "tasks[0].args.message", true},
+	}
+	for _, tt := range tests {
+		path, found := FindNUL([]byte(tt.in))
+		if found != tt.found || path != tt.path {
+			t.Errorf("FindNUL(%s) = %q, %v; want %q, %v", tt.in, path, found, tt.path, tt.found)
+		}
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	t.Parallel()
+	a, err := Canonical([]byte(`{ "b": [1, 2.50], "a": {"y": null, "x": "s"} }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Canonical([]byte(`{"a":{"x":"s","y":null},"b":[1,2.50]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Errorf("%s != %s", a, b)
+	}
+	if want := `{"a":{"x":"s","y":null},"b":[1,2.50]}`; string(a) != want {
+		t.Errorf("Canonical = %s, want %s", a, want)
+	}
+}
