@@ -7,8 +7,9 @@ SHELL := /bin/bash
 
 ## run: start taskd against the development database, migrating it first.
 run:
+	go build -o bin/taskd ./cmd/taskd
 	url=$$(scripts/devdb.sh taskd); \
-	DATABASE_URL=$$url go run ./cmd/taskd serve --migrate
+	DATABASE_URL=$$url exec bin/taskd serve --migrate
 
 ## test: everything CI checks, against a PostgreSQL server that
 ## scripts/devdb.sh finds or starts (or TASKD_TEST_DATABASE_URL if set).
