@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -233,6 +234,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	return cfg, nil
 }
 
+// queueNameRE is River's rule for queue names.
+var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+
 // parseQueues parses "name=n,name=n".
 func parseQueues(s string) (map[string]int, error) {
 	queues := map[string]int{}
@@ -250,8 +254,8 @@ func parseQueues(s string) (map[string]int, error) {
 		if err != nil || n < 1 || n > river.QueueNumWorkersMax {
 			return nil, fmt.Errorf("queue %q: workers must be an integer between 1 and %d", name, river.QueueNumWorkersMax)
 		}
-		if len(name) > 128 || strings.ContainsAny(name, " \t,=") {
-			return nil, fmt.Errorf("queue %q: invalid name", name)
+		if len(name) > 64 || !queueNameRE.MatchString(name) {
+			return nil, fmt.Errorf("queue %q: a name is up to 64 lowercase letters and digits, separated by single underscores or hyphens (River's rule)", name)
 		}
 		if _, dup := queues[name]; dup {
 			return nil, fmt.Errorf("queue %q given twice", name)

@@ -75,6 +75,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad cooldown flag", []string{"serve", "--fetch-cooldown", "0s"}, base, "--fetch-cooldown"},
 		{"poll below cooldown", []string{"serve", "--fetch-cooldown", "1s", "--fetch-poll-interval", "10ms"}, base, "TASKD_FETCH_POLL_INTERVAL"},
 		{"bad queues", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_QUEUES": "default=lots"}, "TASKD_QUEUES"},
+		{"bad queue name", []string{"serve", "--queues", "Default=5"}, base, "TASKD_QUEUES"},
 		{"zero workers", []string{"serve", "--queues", "default=0"}, base, "TASKD_QUEUES"},
 		{"bad grace", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_SHUTDOWN_GRACE": "-1s"}, "TASKD_SHUTDOWN_GRACE"},
 		{"bad body limit", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_MAX_BODY_BYTES": "ten"}, "TASKD_MAX_BODY_BYTES"},
