@@ -42,6 +42,9 @@ var (
 	ErrIdempotencyMismatch = errors.New("idempotency key was used with a different request")
 )
 
+// errKeyTaken rolls back an insert whose idempotency key exists already.
+var errKeyTaken = errors.New("idempotency key taken")
+
 // StateError is returned when a task's state does not allow an operation.
 type StateError struct {
 	Op    string
@@ -275,7 +278,6 @@ func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempot
 // key must name a task (or else a batch).
 func (c *Client) insert(ctx context.Context, idem *Idempotency, forTask bool, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
 	for try := 0; ; try++ {
-		errKeyTaken := errors.New("idempotency key taken")
 		err := c.store.WithTx(ctx, func(tx pgx.Tx) error {
 			k, err := insertFn(tx)
 			if err != nil || idem == nil {

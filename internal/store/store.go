@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -308,6 +309,57 @@ func listArgs(p ListParams) dbsqlc.TaskListParams {
 	arg.Max = int32(p.Limit)
 	return arg
 }
+
+// ExplainTaskList returns PostgreSQL's plan for TaskList with p, run the
+// way TaskList runs it. With analyze, the query is executed too (EXPLAIN
+// (ANALYZE, BUFFERS)). For operators and the benchmark.
+func (s *Store) ExplainTaskList(ctx context.Context, p ListParams, analyze bool) (string, error) {
+	c := &captureDB{}
+	if _, err := dbsqlc.New(c).TaskList(ctx, listArgs(p)); !errors.Is(err, errCaptured) {
+		return "", fmt.Errorf("capturing list query: %w", err)
+	}
+	explain := "EXPLAIN "
+	if analyze {
+		explain = "EXPLAIN (ANALYZE, BUFFERS) "
+	}
+	rows, err := s.pool.Query(ctx, explain+c.sql, append([]any{pgx.QueryExecModeExec}, c.args...)...)
+	if err != nil {
+		return "", fmt.Errorf("explaining list query: %w", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("explaining list query: %w", err)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// captureDB records the statement a sqlc query would run instead of
+// running it.
+type captureDB struct {
+	sql  string
+	args []any
+}
+
+var errCaptured = errors.New("statement captured")
+
+func (c *captureDB) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.sql, c.args = sql, args
+	return pgconn.CommandTag{}, errCaptured
+}
+
+func (c *captureDB) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.sql, c.args = sql, args
+	return nil, errCaptured
+}
+
+func (c *captureDB) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	c.sql, c.args = sql, args
+	return errRow{}
+}
+
+type errRow struct{}
+
+func (errRow) Scan(...any) error { return errCaptured }
 
 // execMode runs queries in a given pgx query exec mode.
 type execMode struct {
