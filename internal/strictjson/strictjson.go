@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Error is a decoding failure. Syntax is true when the input is not JSON at
@@ -62,8 +63,8 @@ func checkExactKeys(data []byte, t reflect.Type) error {
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(data, &keys); err != nil {
+	keys, ok := topLevelKeys(data)
+	if !ok {
 		return nil // not an object (null), which Decode accepted
 	}
 	names := make(map[string]bool, t.NumField())
@@ -78,17 +79,95 @@ func checkExactKeys(data []byte, t reflect.Type) error {
 		}
 		names[name] = true
 	}
-	unknown := make([]string, 0)
-	for k := range keys {
+	for _, k := range keys {
 		if !names[k] {
-			unknown = append(unknown, k)
+			return &Error{Field: k, Message: "unknown field (field names are case-sensitive)"}
 		}
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return &Error{Field: unknown[0], Message: "unknown field (field names are case-sensitive)"}
-	}
 	return nil
+}
+
+// topLevelKeys returns the keys of the JSON object data, in order, in one
+// pass that skips over the values without decoding them (a batch body is
+// megabytes of values under one key). data must be valid JSON; ok is false
+// when it is not an object.
+func topLevelKeys(data []byte) (keys []string, ok bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false
+	}
+	i++
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] == '}' {
+			return keys, true
+		}
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+		end := skipString(data, i)
+		raw := data[i:end]
+		key := string(raw[1 : len(raw)-1])
+		if bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) { // as encoding/json reads it
+			if err := json.Unmarshal(raw, &key); err != nil {
+				return nil, false
+			}
+		}
+		keys = append(keys, key)
+		i = skipSpace(data, end)
+		i = skipValue(data, skipSpace(data, i+1)) // past ':' and the value
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at data[i].
+func skipString(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(data)
+}
+
+// skipValue returns the index just past the value starting at data[i].
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for i < len(data) {
+		switch data[i] {
+		case '"':
+			i = skipString(data, i)
+			if depth == 0 {
+				return i
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+			if depth < 0 {
+				return i
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return i
 }
 
 func isJSONError(err error) bool {

@@ -3,6 +3,7 @@ package strictjson
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -54,6 +55,28 @@ func TestUnmarshal(t *testing.T) {
 	}
 }
 
+func TestTopLevelKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		keys []string
+		ok   bool
+	}{
+		{`{}`, nil, true},
+		{` { "a" : 1 , "b":[1,{"c":"}]"}], "d\"e": {"x":{}} ,"f":"s,\"t","g":null,"h":-1.5e3,"i":true}`,
+			[]string{"a", "b", `d"e`, "f", "g", "h", "i"}, true},
+		{`{"\u0041":1}`, []string{"A"}, true},
+		{`[1]`, nil, false},
+		{`null`, nil, false},
+	}
+	for _, tt := range tests {
+		keys, ok := topLevelKeys([]byte(tt.in))
+		if ok != tt.ok || !slices.Equal(keys, tt.keys) {
+			t.Errorf("topLevelKeys(%s) = %q, %v; want %q, %v", tt.in, keys, ok, tt.keys, tt.ok)
+		}
+	}
+}
+
 func TestFindNUL(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -91,4 +114,34 @@ func TestCanonical(t *testing.T) {
 	if want := `{"a":{"x":"s","y":null},"b":[1,2.50]}`; string(a) != want {
 		t.Errorf("Canonical = %s, want %s", a, want)
 	}
+}
+
+// FuzzTopLevelKeys checks the scanner against encoding/json on any valid
+// JSON object (go test -fuzz=FuzzTopLevelKeys ./internal/strictjson).
+func FuzzTopLevelKeys(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"a":1,"b":{"c":[1,"]"]}}`, `{"x\"y":"\\","z":[{},[]]}`, `{"tasks":[{"kind":"double","args":{"value":1}}]}`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(in), &m) != nil || m == nil {
+			return
+		}
+		keys, ok := topLevelKeys([]byte(in))
+		if !ok {
+			t.Fatalf("topLevelKeys(%q) not ok", in)
+		}
+		for _, k := range keys {
+			if _, found := m[k]; !found {
+				t.Fatalf("topLevelKeys(%q) found %q, not a key", in, k)
+			}
+		}
+		uniq := map[string]bool{}
+		for _, k := range keys {
+			uniq[k] = true
+		}
+		if len(uniq) != len(m) {
+			t.Fatalf("topLevelKeys(%q) = %q, want the keys of %v", in, keys, m)
+		}
+	})
 }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
+	"github.com/pressly/goose/v3"
+
+	"github.com/taskd/taskd/migrations"
+)
+
+// databases makes the benchmark's databases on the admin URL's server: a
+// template migrated once, and a fresh clone of it for every run. All of
+// them are dropped by close.
+type databases struct {
+	admin    string
+	conn     *pgx.Conn
+	template string
+
+	mu      sync.Mutex
+	created []string
+}
+
+func openDatabases(ctx context.Context, admin string) (*databases, error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to DATABASE_URL: %w", err)
+	}
+	d := &databases{admin: admin, conn: conn}
+	d.template = "taskd_bench_tpl_" + randomHex()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quote(d.template)); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("creating template database: %w", err)
+	}
+	d.created = append(d.created, d.template)
+	if err := migrate(ctx, d.url(d.template)); err != nil {
+		return nil, errors.Join(fmt.Errorf("migrating template database: %w", err), d.close(ctx))
+	}
+	return d, nil
+}
+
+// clone creates a migrated database and returns its name and URL.
+func (d *databases) clone(ctx context.Context) (name, dbURL string, err error) {
+	name = "taskd_bench_" + randomHex()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.conn.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(d.template)); err != nil {
+		return "", "", fmt.Errorf("cloning template database: %w", err)
+	}
+	d.created = append(d.created, name)
+	return name, d.url(name), nil
+}
+
+// drop drops a database made by clone, closing connections left open.
+func (d *databases) drop(ctx context.Context, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(name)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("dropping database %s: %w", name, err)
+	}
+	for i, n := range d.created {
+		if n == name {
+			d.created = append(d.created[:i], d.created[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// close drops every database left and closes the admin connection.
+func (d *databases) close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var errs []error
+	for _, name := range append([]string(nil), d.created...) {
+		errs = append(errs, d.drop(ctx, name))
+	}
+	errs = append(errs, d.conn.Close(ctx))
+	return errors.Join(errs...)
+}
+
+func (d *databases) serverVersion(ctx context.Context) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var v string
+	if err := d.conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	var settings string
+	_ = d.conn.QueryRow(ctx, `SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
+		FROM pg_settings WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem')`).Scan(&settings)
+	return v + "; " + settings
+}
+
+// url returns the admin URL with its database replaced by name. The admin
+// URL may be a URL or a keyword/value connection string.
+func (d *databases) url(name string) string {
+	if u, err := url.Parse(d.admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		u.RawPath = ""
+		return u.String()
+	}
+	// In a keyword/value string the last setting of a keyword wins.
+	return d.admin + " dbname=" + name
+}
+
+// migrate applies every migration to the database at dbURL.
+func migrate(ctx context.Context, dbURL string) (err error) {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	provider, err := migrations.NewProvider(db, goose.WithSlog(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return err
+	}
+	_, err = provider.Up(ctx)
+	return err
+}
+
+// newPool opens a pool of maxConns connections to dbURL.
+func newPool(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", dbURL, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", dbURL, err)
+	}
+	return pool, nil
+}
+
+func randomHex() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func quote(name string) string { return pgx.Identifier{name}.Sanitize() }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskd/taskd/internal/pgtest"
+)
+
+// TestSmoke runs the whole harness in-process with tiny sizes against the
+// test server. It proves that every scenario runs and reaches the final
+// table; it never looks at the numbers.
+func TestSmoke(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env := map[string]string{"DATABASE_URL": pgtest.AdminURL()}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"-smoke"}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+	}
+	_, table, ok := strings.Cut(out.String(), "FINAL TABLE")
+	if !ok {
+		t.Fatalf("no final table in:\n%s", out.String())
+	}
+	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts"} {
+		if !strings.Contains(table, "\n"+scenario) {
+			t.Errorf("final table has no row for %q:\n%s", scenario, table)
+		}
+	}
+	if !strings.Contains(table, "skipped: no wait") {
+		t.Errorf("scenario 4 is not reported as skipped:\n%s", table)
+	}
+	t.Logf("output:\n%s", out.String())
+}
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return "postgres://127.0.0.1/x"
+		}
+		return ""
+	}
+	var stderr bytes.Buffer
+	cfg, err := parseConfig([]string{"-smoke", "-n", "500", "-scenarios", "1,3"}, env, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
+		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
+	}
+	for _, args := range [][]string{{"-scenarios", "8"}, {"-batch", "0"}, {"-concurrency", "x"}, {"stray"}} {
+		if _, err := parseConfig(args, env, &stderr); err == nil {
+			t.Errorf("parseConfig(%q): no error", args)
+		}
+	}
+	if _, err := parseConfig(nil, func(string) string { return "" }, &stderr); err == nil {
+		t.Error("no error without DATABASE_URL")
+	}
+}

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// listQuery is internal/store/dbsqlc's taskList (the query behind
+// GET /v1/tasks), copied because it is unexported there. The store runs it
+// as an unnamed statement (pgx.QueryExecModeExec), so that PostgreSQL plans
+// it with the actual values; EXPLAIN runs it the same way.
+const listQuery = `SELECT
+    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
+    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
+    (metadata -> 'output')::jsonb AS output,
+    errors,
+    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
+FROM river_job
+WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
+    AND ($2::text[] IS NULL OR state = ANY($2::text[]::river_job_state[]))
+    AND ($3::text IS NULL OR kind = $3::text)
+    AND ($4::text IS NULL OR queue = $4::text)
+    AND ($5::bigint IS NULL OR id < $5::bigint)
+ORDER BY id DESC
+LIMIT $6::int`
+
+// listFilters are the lists scenario 5 measures.
+var listFilters = []struct {
+	Query       string // of GET /v1/tasks
+	State       *string
+	Kind, Queue *string
+}{
+	{Query: "state=completed&limit=100", State: ptr("completed")},
+	{Query: "kind=double&limit=100", Kind: ptr("double")},
+	{Query: "queue=default&limit=100", Queue: ptr("default")},
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// readsResult is one run of the reads workload.
+type readsResult struct {
+	Rows     int
+	Fill     time.Duration
+	Get      loadResult
+	Lists    []loadResult // by listFilters
+	RSSStart float64      // MiB, right after start
+	RSSIdle  float64      // MiB, idle after the reads
+	Peak     float64      // MiB
+	Explains []string     // by listFilters
+}
+
+// fill inserts rows finished tasks (70% double, 20% sleep, 10% cpu on
+// queue cpu), all completed within the last two hours so that the cleaner
+// leaves them, with one attempt each, then vacuums and analyzes as
+// autovacuum would after a bulk insert.
+func fill(ctx context.Context, dbURL string, rows int) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	stmts := []string{
+		`INSERT INTO river_job (args, attempt, attempted_at, attempted_by, created_at, finalized_at, kind,
+			max_attempts, metadata, priority, queue, state, scheduled_at, tags)
+		SELECT jsonb_build_object('value', g), 1, t + interval '1 ms', ARRAY['bench'], t, t + interval '2 ms', k,
+			25, jsonb_build_object('output', jsonb_build_object('result', g * 2)), 1,
+			CASE WHEN k = 'cpu' THEN 'cpu' ELSE 'default' END, 'completed', t, '{}'
+		FROM (
+			SELECT g, now() - interval '2 hours' + g * interval '1 ms' AS t,
+				CASE WHEN g % 10 < 7 THEN 'double' WHEN g % 10 < 9 THEN 'sleep' ELSE 'cpu' END AS k
+			FROM generate_series(1, ` + strconv.Itoa(rows) + `) AS g
+		) AS s`,
+		`INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		SELECT id, 1, 'bench', attempted_at, finalized_at, 'completed', 1 FROM river_job`,
+		`VACUUM ANALYZE river_job`,
+		`VACUUM ANALYZE task_attempts`,
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("filling the table: %w", err)
+		}
+	}
+	return nil
+}
+
+// explain returns EXPLAIN (ANALYZE, BUFFERS) of the list query for
+// listFilters[i], run as the store runs it.
+func explain(ctx context.Context, conn *pgx.Conn, i int) (string, error) {
+	f := listFilters[i]
+	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+listQuery, pgx.QueryExecModeExec,
+		f.State, []string(nil), f.Kind, f.Queue, (*int64)(nil), int32(100))
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// reads starts taskd on a table of rows finished tasks and reads from it.
+// full is scenario 5's workload (GET /v1/tasks/{id} at ReadConcurrency for
+// Duration, each list for a quarter of Duration, EXPLAINs); otherwise a
+// short one (2,000 GETs, 100 of each list), enough to measure memory.
+func (b *bench) reads(ctx context.Context, rows int, full bool) (*readsResult, error) {
+	c := b.cfg
+	res := &readsResult{Rows: rows}
+	err := b.withDB(ctx, func(dbURL string) (err error) {
+		start := time.Now()
+		if err := fill(ctx, dbURL, rows); err != nil {
+			return err
+		}
+		res.Fill = time.Since(start)
+		b.logf("  filled %d finished tasks (with their attempts) in %s", rows, res.Fill.Round(time.Millisecond))
+		p, err := startTaskd(ctx, b.taskd, dbURL)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := p.stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+		sleep(ctx, c.Settle)
+		if res.RSSStart, _, err = p.memory(); err != nil {
+			return err
+		}
+
+		conc, warmup, dur := c.ReadConcurrency, c.Warmup, c.Duration
+		if !full {
+			conc, warmup, dur = 8, 0, 0
+		}
+		client := newHTTPClient(conc)
+		get := func(ctx context.Context, _, _ int) error {
+			id := 1 + rand.IntN(rows)
+			return do(ctx, client, http.MethodGet, p.base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
+		}
+		if full {
+			if res.Get, err = timedLoad(ctx, conc, warmup, dur, get); err != nil {
+				return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
+			}
+		} else if err := submitAll(ctx, 2000, 1, conc, func(ctx context.Context, _, _ int) error { return get(ctx, 0, 0) }); err != nil {
+			return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
+		}
+		for _, f := range listFilters {
+			list := func(ctx context.Context, _, _ int) error {
+				return do(ctx, client, http.MethodGet, p.base+"/v1/tasks?"+f.Query, nil, http.StatusOK)
+			}
+			if full {
+				r, err := timedLoad(ctx, 1, min(warmup, time.Second), listDuration(dur), list)
+				if err != nil {
+					return fmt.Errorf("GET /v1/tasks?%s: %w", f.Query, err)
+				}
+				res.Lists = append(res.Lists, r)
+			} else if err := submitAll(ctx, 100, 1, 1, func(ctx context.Context, _, _ int) error { return list(ctx, 0, 0) }); err != nil {
+				return fmt.Errorf("GET /v1/tasks?%s: %w", f.Query, err)
+			}
+		}
+		sleep(ctx, c.Settle)
+		if res.RSSIdle, res.Peak, err = p.memory(); err != nil {
+			return err
+		}
+		if full {
+			conn, err := pgx.Connect(ctx, dbURL)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			for i := range listFilters {
+				plan, err := explain(ctx, conn, i)
+				if err != nil {
+					return fmt.Errorf("EXPLAIN: %w", err)
+				}
+				res.Explains = append(res.Explains, plan)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// scenario5: reads on a table of Rows finished tasks.
+func (b *bench) scenario5(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 5: reads with %d finished tasks: GET /v1/tasks/{id} at %d connections for %s, each list sequentially for %s", c.Rows, c.ReadConcurrency, c.Duration, listDuration(c.Duration))
+	r, err := b.reads(ctx, c.Rows, true)
+	if err != nil {
+		return err
+	}
+	b.reads5 = r
+	b.logf("  GET /v1/tasks/{id}: %s", r.Get)
+	for i, f := range listFilters {
+		b.logf("  GET /v1/tasks?%s: %s", f.Query, r.Lists[i])
+	}
+	b.logf("  taskd RSS: %.1f MiB after start, %.1f MiB idle after the reads, peak %.1f MiB", r.RSSStart, r.RSSIdle, r.Peak)
+	for i, f := range listFilters {
+		fmt.Fprintf(b.out, "  EXPLAIN (ANALYZE, BUFFERS) of the list query for ?%s:\n", f.Query)
+		for line := range strings.SplitSeq(r.Explains[i], "\n") {
+			fmt.Fprintf(b.out, "    %s\n", line)
+		}
+	}
+	rowsLabel := "5 reads " + shortCount(c.Rows)
+	b.addRow(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} rps", A: []float64{r.Get.Rate}, Baseline: "(taskd only)", Target: "≥5000 rps"})
+	b.addRow(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} p99 ms", A: []float64{r.Get.P99}, Baseline: "(taskd only)"})
+	for i, f := range listFilters {
+		target := ""
+		if i == 0 {
+			target = "p99 ≤ 20 ms"
+		}
+		b.addRow(row{Scenario: rowsLabel, Metric: "list ?" + strings.TrimSuffix(f.Query, "&limit=100") + " p99 ms", A: []float64{r.Lists[i].P99}, Baseline: "(taskd only)", Target: target})
+	}
+	return nil
+}
+
+// scenario6: taskd's memory: peak during scenario 1, and idle with Rows
+// finished tasks against a small table after the same reads.
+func (b *bench) scenario6(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 6: memory")
+	if len(b.s1RSS) == 0 {
+		b.logf("  scenario 1 did not run: one taskd run of it for its peak RSS")
+		r, err := b.e2eTaskd(ctx, nil, "")
+		if err != nil {
+			return err
+		}
+		b.s1RSS = append(b.s1RSS, r.PeakRSS)
+	}
+	full := b.reads5 != nil
+	big := b.reads5
+	if big == nil {
+		var err error
+		if big, err = b.reads(ctx, c.Rows, false); err != nil {
+			return err
+		}
+	}
+	smallRows := min(1000, c.Rows)
+	small, err := b.reads(ctx, smallRows, full)
+	if err != nil {
+		return err
+	}
+	b.logf("  peak RSS during scenario 1: %v MiB", b.s1RSS)
+	b.logf("  %d rows: RSS %.1f MiB after start, %.1f MiB idle after reads; %d rows: %.1f / %.1f MiB", c.Rows, big.RSSStart, big.RSSIdle, smallRows, small.RSSStart, small.RSSIdle)
+	b.addRow(row{Scenario: "6 memory", Metric: "peak RSS in S1 MiB", A: b.s1RSS, Baseline: "(taskd only)"})
+	b.addRow(row{Scenario: "6 memory", Metric: "RSS after start MiB", A: []float64{big.RSSStart}, B: []float64{small.RSSStart},
+		Baseline: fmt.Sprintf("taskd: %s vs %s rows", shortCount(c.Rows), shortCount(smallRows)), Target: "no growth with rows"})
+	b.addRow(row{Scenario: "6 memory", Metric: "RSS idle after reads MiB", A: []float64{big.RSSIdle}, B: []float64{small.RSSIdle},
+		Baseline: fmt.Sprintf("taskd: %s vs %s rows", shortCount(c.Rows), shortCount(smallRows)), Target: "no growth with rows"})
+	if b.s3RSS > 0 {
+		b.addRow(row{Scenario: "6 memory", Metric: "RSS after S3 MiB", A: []float64{b.s3RSS}, Baseline: "(taskd only)"})
+	}
+	return nil
+}
+
+func shortCount(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return strconv.Itoa(n/1_000_000) + "M"
+	case n >= 1000 && n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// listDuration is how long each list of scenario 5 runs.
+func listDuration(d time.Duration) time.Duration { return max(d/4, 250*time.Millisecond) }
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

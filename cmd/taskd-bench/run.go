@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/jobs"
+)
+
+// config is the benchmark's configuration, from flags.
+type config struct {
+	AdminURL        string
+	N               int           // tasks in scenarios 1 and 7
+	BatchSize       int           // tasks per POST /v1/batches and per InsertManyTx
+	Clients         int           // concurrent submitters in scenarios 1 and 7
+	Duration        time.Duration // length of each timed load in scenarios 2 and 5
+	Warmup          time.Duration // untimed lead-in of scenarios 2 and 5
+	Settle          time.Duration // idle time before scenario 3 and before memory is read
+	Pairs           int           // A B rounds per comparison
+	Concurrency     []int         // client counts of scenario 2
+	PickupRate      int           // tasks a second in scenario 3
+	PickupDuration  time.Duration // how long scenario 3 submits
+	Rows            int           // finished tasks in the table in scenarios 5 and 6
+	ReadConcurrency int           // clients of GET /v1/tasks/{id} in scenario 5
+	Scenarios       []int
+	TaskdBin        string // a prebuilt taskd binary; built when empty
+	CPUProfile      string // write a CPU profile of taskd during scenario 1 here
+	ProfileSeconds  int
+}
+
+var allScenarios = []int{1, 2, 3, 4, 5, 6, 7}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		n           = fs.Int("n", 200_000, "tasks in scenarios 1 (batched end to end) and 7 (attempt recording)")
+		batch       = fs.Int("batch", 1000, "tasks per batch request (and per River InsertManyTx)")
+		clients     = fs.Int("clients", 4, "concurrent submitters in scenarios 1 and 7")
+		duration    = fs.Duration("duration", 20*time.Second, "length of each timed load in scenarios 2 and 5")
+		warmup      = fs.Duration("warmup", 2*time.Second, "untimed lead-in before each timed load of scenarios 2 and 5")
+		settle      = fs.Duration("settle", 2*time.Second, "idle time before scenario 3 submits and before taskd's memory is read")
+		pairs       = fs.Int("pairs", 3, "alternating taskd/River rounds per comparison")
+		conc        = fs.String("concurrency", "16,64", "client counts of scenario 2 (single submit)")
+		rate        = fs.Int("pickup-rate", 200, "tasks a second submitted one at a time in scenario 3")
+		pickupDur   = fs.Duration("pickup-duration", 10*time.Second, "how long scenario 3 submits")
+		rows        = fs.Int("rows", 1_000_000, "finished tasks in the table for scenarios 5 and 6")
+		readConc    = fs.Int("read-concurrency", 64, "concurrent GET /v1/tasks/{id} clients in scenario 5")
+		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7", "scenarios to run")
+		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
+		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here; the binary is copied beside it as <file>.taskd (TASKD_BENCH_CPUPROFILE)")
+		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
+		smoke       = fs.Bool("smoke", false, "tiny sizes and durations everywhere (a quick check that every scenario works; its numbers mean nothing)")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: taskd-bench [flags]\n\nDATABASE_URL names the admin database of a local PostgreSQL server; taskd-bench\ncreates and drops its own databases there.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := &config{
+		AdminURL: getenv("DATABASE_URL"), N: *n, BatchSize: *batch, Clients: *clients,
+		Duration: *duration, Warmup: *warmup, Settle: *settle, Pairs: *pairs, PickupRate: *rate, PickupDuration: *pickupDur,
+		Rows: *rows, ReadConcurrency: *readConc, TaskdBin: *taskdBin, CPUProfile: *cpuProfile, ProfileSeconds: *profSeconds,
+	}
+	if *smoke {
+		// Explicit flags still win over the smoke sizes.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		small := func(name string, dst *int, v int) {
+			if !set[name] {
+				*dst = v
+			}
+		}
+		smallD := func(name string, dst *time.Duration, v time.Duration) {
+			if !set[name] {
+				*dst = v
+			}
+		}
+		small("n", &cfg.N, 2000)
+		small("batch", &cfg.BatchSize, 100)
+		small("clients", &cfg.Clients, 2)
+		small("pairs", &cfg.Pairs, 1)
+		small("pickup-rate", &cfg.PickupRate, 50)
+		small("rows", &cfg.Rows, 5000)
+		small("read-concurrency", &cfg.ReadConcurrency, 4)
+		smallD("duration", &cfg.Duration, time.Second)
+		smallD("warmup", &cfg.Warmup, 0)
+		smallD("settle", &cfg.Settle, 200*time.Millisecond)
+		smallD("pickup-duration", &cfg.PickupDuration, time.Second)
+		if !set["concurrency"] {
+			*conc = "4"
+		}
+	}
+	if cfg.AdminURL == "" {
+		return nil, errors.New("DATABASE_URL (the admin URL of a local PostgreSQL server) is required")
+	}
+	var err error
+	if cfg.Concurrency, err = parseInts(*conc); err != nil {
+		return nil, fmt.Errorf("invalid -concurrency %q: %v", *conc, err)
+	}
+	if cfg.Scenarios, err = parseInts(*scenarios); err != nil {
+		return nil, fmt.Errorf("invalid -scenarios %q: %v", *scenarios, err)
+	}
+	for _, s := range cfg.Scenarios {
+		if !slices.Contains(allScenarios, s) {
+			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to 7)", *scenarios, s)
+		}
+	}
+	switch {
+	case cfg.N < 1, cfg.BatchSize < 1 || cfg.BatchSize > jobs.BatchMax, cfg.Clients < 1, cfg.Pairs < 1,
+		cfg.PickupRate < 1, cfg.Rows < 1, cfg.ReadConcurrency < 1, cfg.ProfileSeconds < 1:
+		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency and -cpuprofile-seconds must be positive, -batch between 1 and %d", jobs.BatchMax)
+	case cfg.Duration <= 0 || cfg.PickupDuration <= 0 || cfg.Warmup < 0 || cfg.Settle < 0:
+		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup and -settle not negative")
+	}
+	return cfg, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		v, err := strconv.Atoi(item)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", item)
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty list")
+	}
+	return out, nil
+}
+
+// bench holds what every scenario shares.
+type bench struct {
+	cfg    *config
+	out    io.Writer
+	dbs    *databases
+	taskd  string // path of the taskd binary
+	table  []row
+	s1RSS  []float64    // peak RSS of taskd in each scenario-1 run, MiB
+	s3RSS  float64      // idle RSS of taskd after scenario 3 (a near-empty table), MiB
+	reads5 *readsResult // scenario 5's run, reused by scenario 6
+}
+
+// run is the whole program, with its environment passed in so that the
+// smoke test can run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: cfg, out: stdout}
+
+	tmp, err := os.MkdirTemp("", "taskd-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	b.taskd = cfg.TaskdBin
+	if b.taskd == "" {
+		b.taskd = filepath.Join(tmp, "taskd")
+		b.logf("building taskd into %s", b.taskd)
+		if err := buildTaskd(ctx, b.taskd, stderr); err != nil {
+			return err
+		}
+	}
+
+	if b.dbs, err = openDatabases(ctx, cfg.AdminURL); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := b.dbs.close(context.WithoutCancel(ctx)); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+
+	b.printMachine(ctx)
+	has := func(s int) bool { return slices.Contains(cfg.Scenarios, s) }
+	steps := []struct {
+		scenario int
+		run      func(context.Context) error
+	}{
+		{1, b.scenario1},
+		{2, b.scenario2},
+		{3, b.scenario3},
+		{4, b.scenario4},
+		{5, b.scenario5},
+		{6, b.scenario6},
+		{7, b.scenario7},
+	}
+	for _, s := range steps {
+		if !has(s.scenario) {
+			continue
+		}
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("scenario %d: %w", s.scenario, err)
+		}
+	}
+	b.printTable()
+	return nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.out, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// printMachine prints what the numbers were measured on.
+func (b *bench) printMachine(ctx context.Context) {
+	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
+	c := b.cfg
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d scenarios=%v\n",
+		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency, c.Scenarios)
+	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
+		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
+}
+
+func memTotal() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "memory unknown"
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return fmt.Sprintf("%.1f GiB RAM", kb/1024/1024)
+		}
+	}
+	return "memory unknown"
+}

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+)
+
+// runLimit bounds the wait for one run's jobs to finish.
+const runLimit = 15 * time.Minute
+
+// e2eResult is one run of scenario 1 (or 7).
+type e2eResult struct {
+	Rate    float64 // tasks a second, from the first submission to the last completion
+	Elapsed time.Duration
+	PeakRSS float64 // taskd only, MiB
+}
+
+func (r e2eResult) String() string {
+	s := fmt.Sprintf("%.0f tasks/s (%s)", r.Rate, r.Elapsed.Round(time.Millisecond))
+	if r.PeakRSS > 0 {
+		s += fmt.Sprintf(", peak RSS %.1f MiB", r.PeakRSS)
+	}
+	return s
+}
+
+// withDB runs fn on a fresh migrated database, dropped afterwards.
+func (b *bench) withDB(ctx context.Context, fn func(dbURL string) error) (err error) {
+	name, dbURL, err := b.dbs.clone(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, b.dbs.drop(context.WithoutCancel(ctx), name))
+	}()
+	return fn(dbURL)
+}
+
+// withTaskd runs fn against `taskd serve` on a fresh database.
+func (b *bench) withTaskd(ctx context.Context, env []string, fn func(p *taskdProcess, w *watcher) error) error {
+	return b.withDB(ctx, func(dbURL string) (err error) {
+		p, err := startTaskd(ctx, b.taskd, dbURL, env...)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := p.stop(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
+		w, err := newWatcher(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer w.close(ctx)
+		return fn(p, w)
+	})
+}
+
+// withBare runs fn against bare River, working jobs, on a fresh database.
+func (b *bench) withBare(ctx context.Context, fetch fetchSettings, fn func(r *bareRiver, w *watcher) error) error {
+	return b.withDB(ctx, func(dbURL string) (err error) {
+		r, err := newBareRiver(ctx, dbURL, fetch)
+		if err != nil {
+			return err
+		}
+		if err := r.start(ctx); err != nil {
+			r.pool.Close()
+			return err
+		}
+		defer func() { err = errors.Join(err, r.close(ctx)) }()
+		w, err := newWatcher(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer w.close(ctx)
+		return fn(r, w)
+	})
+}
+
+// e2eTaskd submits N tasks through POST /v1/batches and times them until
+// the last is completed. With profile set, it also writes a CPU profile of
+// taskd, starting as submission starts.
+func (b *bench) e2eTaskd(ctx context.Context, env []string, profile string) (e2eResult, error) {
+	var pprofAddr string
+	if profile != "" {
+		var err error
+		if pprofAddr, err = freeAddr(); err != nil {
+			return e2eResult{}, err
+		}
+		env = append(env, "TASKD_PPROF_ADDR="+pprofAddr)
+	}
+	var res e2eResult
+	err := b.withTaskd(ctx, env, func(p *taskdProcess, w *watcher) error {
+		client := newHTTPClient(b.cfg.Clients)
+		full, last := batchBody(b.cfg.BatchSize), batchBody(b.cfg.N%b.cfg.BatchSize)
+		profDone := make(chan error, 1)
+		start := time.Now()
+		if profile != "" {
+			go func() {
+				profDone <- fetchProfile(ctx, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(b.cfg.ProfileSeconds), profile)
+			}()
+		}
+		err := submitAll(ctx, b.cfg.N, b.cfg.BatchSize, b.cfg.Clients, func(ctx context.Context, first, count int) error {
+			body := full
+			if count != b.cfg.BatchSize {
+				body = last
+			}
+			return do(ctx, client, http.MethodPost, p.base+"/v1/batches", body, http.StatusCreated)
+		})
+		if err != nil {
+			return err
+		}
+		if err := w.waitDone(ctx, b.cfg.N, runLimit); err != nil {
+			return err
+		}
+		res.Elapsed = time.Since(start)
+		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
+		if _, res.PeakRSS, err = p.memory(); err != nil {
+			return err
+		}
+		if profile != "" {
+			return <-profDone
+		}
+		return nil
+	})
+	return res, err
+}
+
+// e2eBare is e2eTaskd's counterpart: InsertManyTx from as many goroutines,
+// and River's workers working the jobs.
+func (b *bench) e2eBare(ctx context.Context) (e2eResult, error) {
+	var res e2eResult
+	err := b.withBare(ctx, taskdFetch, func(r *bareRiver, w *watcher) error {
+		start := time.Now()
+		err := submitAll(ctx, b.cfg.N, b.cfg.BatchSize, b.cfg.Clients, r.insertMany)
+		if err != nil {
+			return err
+		}
+		if err := w.waitDone(ctx, b.cfg.N, runLimit); err != nil {
+			return err
+		}
+		res.Elapsed = time.Since(start)
+		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
+		return nil
+	})
+	return res, err
+}
+
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching CPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching CPU profile: status %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func copyFile(dst, src string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
+}
+
+// scenario1: end to end, batched.
+func (b *bench) scenario1(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 1: end to end, batched: %d double tasks, %d per batch, %d concurrent submitters, %d pairs", c.N, c.BatchSize, c.Clients, c.Pairs)
+	var a, base []float64
+	for i := 1; i <= c.Pairs; i++ {
+		r, err := b.e2eTaskd(ctx, nil, "")
+		if err != nil {
+			return fmt.Errorf("taskd: %w", err)
+		}
+		b.logf("  pair %d taskd:      %s", i, r)
+		a, b.s1RSS = append(a, r.Rate), append(b.s1RSS, r.PeakRSS)
+		r, err = b.e2eBare(ctx)
+		if err != nil {
+			return fmt.Errorf("bare River: %w", err)
+		}
+		b.logf("  pair %d bare River: %s", i, r)
+		base = append(base, r.Rate)
+	}
+	b.compare(row{Scenario: "1 e2e batched", Metric: "tasks/s", A: a, B: base, Baseline: "bare River", Target: "≥0.9× River and ≥12000/s"})
+	if c.CPUProfile != "" {
+		b.logf("  profiling one more taskd run (not counted) into %s", c.CPUProfile)
+		r, err := b.e2eTaskd(ctx, nil, c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("profiled taskd run: %w", err)
+		}
+		if err := copyFile(c.CPUProfile+".taskd", b.taskd); err != nil {
+			return err
+		}
+		b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, c.CPUProfile, c.CPUProfile)
+	}
+	return nil
+}
+
+// scenario2: single submissions, C concurrent clients.
+func (b *bench) scenario2(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 2: single submit for %s (after %s warm-up) at C=%v, %d pairs; both sides work the jobs meanwhile", c.Duration, c.Warmup, c.Concurrency, c.Pairs)
+	for _, conc := range c.Concurrency {
+		var a, base [3][]float64
+		add := func(dst *[3][]float64, r loadResult) {
+			dst[0], dst[1], dst[2] = append(dst[0], r.Rate), append(dst[1], r.P50), append(dst[2], r.P99)
+		}
+		for i := 1; i <= c.Pairs; i++ {
+			var r loadResult
+			err := b.withTaskd(ctx, nil, func(p *taskdProcess, _ *watcher) (err error) {
+				client := newHTTPClient(conc)
+				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
+					return do(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, http.StatusCreated)
+				})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("taskd C=%d: %w", conc, err)
+			}
+			b.logf("  C=%d pair %d taskd:      %s", conc, i, r)
+			add(&a, r)
+			err = b.withBare(ctx, taskdFetch, func(rv *bareRiver, _ *watcher) (err error) {
+				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
+					return rv.insertOne(ctx, 21)
+				})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("bare River C=%d: %w", conc, err)
+			}
+			b.logf("  C=%d pair %d bare River: %s", conc, i, r)
+			add(&base, r)
+		}
+		name := "2 submit C=" + strconv.Itoa(conc)
+		target := ""
+		if conc == 16 {
+			target = "p99 ≤ 20 ms"
+		}
+		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: base[0], Baseline: "bare River InsertTx", Target: "≥0.8× River"})
+		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: base[1], Baseline: "bare River InsertTx"})
+		b.compare(row{Scenario: name, Metric: "p99 ms", A: a[2], B: base[2], Baseline: "bare River InsertTx", Target: target})
+	}
+	return nil
+}
+
+// pickupResult is one run of scenario 3.
+type pickupResult struct{ P50, P95, P99 float64 }
+
+func (r pickupResult) String() string {
+	return fmt.Sprintf("pickup p50 %s ms, p95 %s ms, p99 %s ms", num(r.P50), num(r.P95), num(r.P99))
+}
+
+// scenario3: pickup latency of tasks submitted one at a time into an idle
+// service.
+func (b *bench) scenario3(ctx context.Context) error {
+	c := b.cfg
+	n := max(1, int(c.PickupDuration.Seconds()*float64(c.PickupRate)))
+	b.logf("scenario 3: pickup latency: %d tasks at %d/s one at a time into an idle service, %d rounds (taskd, River at taskd's settings, River at River's defaults)", n, c.PickupRate, c.Pairs)
+	measure := func(w *watcher, submit func(ctx context.Context, i int) error) (pickupResult, error) {
+		select {
+		case <-ctx.Done():
+			return pickupResult{}, ctx.Err()
+		case <-time.After(c.Settle):
+		}
+		if err := paced(ctx, n, c.PickupRate, submit); err != nil {
+			return pickupResult{}, err
+		}
+		if err := w.waitDone(ctx, n, runLimit); err != nil {
+			return pickupResult{}, err
+		}
+		var r pickupResult
+		var err error
+		r.P50, r.P95, r.P99, err = w.pickup(ctx)
+		return r, err
+	}
+	var res [3][3][]float64 // variant, percentile, runs
+	add := func(v int, r pickupResult) {
+		res[v][0], res[v][1], res[v][2] = append(res[v][0], r.P50), append(res[v][1], r.P95), append(res[v][2], r.P99)
+	}
+	for i := 1; i <= c.Pairs; i++ {
+		err := b.withTaskd(ctx, nil, func(p *taskdProcess, w *watcher) error {
+			client := newHTTPClient(1)
+			r, err := measure(w, func(ctx context.Context, _ int) error {
+				return do(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, http.StatusCreated)
+			})
+			if err != nil {
+				return err
+			}
+			b.logf("  round %d taskd:                      %s", i, r)
+			add(0, r)
+			b.s3RSS, _, err = p.memory()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("taskd: %w", err)
+		}
+		for v, fetch := range []fetchSettings{taskdFetch, riverFetch} {
+			err := b.withBare(ctx, fetch, func(rv *bareRiver, w *watcher) error {
+				r, err := measure(w, func(ctx context.Context, _ int) error { return rv.insertOne(ctx, 21) })
+				if err != nil {
+					return err
+				}
+				b.logf("  round %d bare River, %-14s: %s", i, fetch.Name, r)
+				add(v+1, r)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("bare River (%s): %w", fetch.Name, err)
+			}
+		}
+	}
+	targets := []string{"p50 ≤ 5 ms", "", "p99 ≤ 25 ms"}
+	for v, fetch := range []fetchSettings{taskdFetch, riverFetch} {
+		baseline := fmt.Sprintf("bare River, %s (cooldown %s)", fetch.Name, fetch.FetchCooldown)
+		for pi, metric := range []string{"pickup p50 ms", "pickup p95 ms", "pickup p99 ms"} {
+			target := ""
+			if v == 0 {
+				target = targets[pi]
+			}
+			b.compare(row{Scenario: "3 pickup", Metric: metric, A: res[0][pi], B: res[v+1][pi], Baseline: baseline, Target: target})
+		}
+	}
+	return nil
+}
+
+// scenario4: waiters. The ?wait= API does not exist yet.
+func (b *bench) scenario4(context.Context) error {
+	b.logf("scenario 4: waiters: skipped: no wait (GET /v1/tasks/{id}?wait= does not exist yet)")
+	b.addRow(row{Scenario: "4 waiters", Metric: "—", Baseline: "skipped: no wait"})
+	return nil
+}
+
+// scenario7: the cost of attempt recording, scenario 1 with
+// TASKD_RECORD_ATTEMPTS=true and false alternately.
+func (b *bench) scenario7(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 7: attempt recording: scenario 1 with TASKD_RECORD_ATTEMPTS=true and false alternately, %d pairs", c.Pairs)
+	var on, off []float64
+	for i := 1; i <= c.Pairs; i++ {
+		r, err := b.e2eTaskd(ctx, []string{"TASKD_RECORD_ATTEMPTS=true"}, "")
+		if err != nil {
+			return fmt.Errorf("attempts on: %w", err)
+		}
+		b.logf("  pair %d attempts on:  %s", i, r)
+		on = append(on, r.Rate)
+		r, err = b.e2eTaskd(ctx, []string{"TASKD_RECORD_ATTEMPTS=false"}, "")
+		if err != nil {
+			return fmt.Errorf("attempts off: %w", err)
+		}
+		b.logf("  pair %d attempts off: %s", i, r)
+		off = append(off, r.Rate)
+	}
+	b.compare(row{Scenario: "7 record attempts", Metric: "tasks/s", A: on, B: off, Baseline: "taskd, TASKD_RECORD_ATTEMPTS=false"})
+	return nil
+}
