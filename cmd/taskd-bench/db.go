@@ -16,17 +16,22 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
 	"github.com/pressly/goose/v3"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/taskd/taskd/migrations"
 )
 
-// databases makes the benchmark's databases on the admin URL's server: a
-// template migrated once, and a fresh clone of it for every run. All of
-// them are dropped by close.
+// databases makes the benchmark's databases on the admin URL's server: two
+// templates migrated once (taskd's full schema, and River's own schema
+// alone for bare River, so that taskd's tables and indexes count against
+// taskd), and a fresh clone of one of them for every run. All of them are
+// dropped by close.
 type databases struct {
-	admin    string
-	conn     *pgx.Conn
-	template string
+	admin         string
+	conn          *pgx.Conn
+	template      string
+	riverTemplate string
 
 	mu      sync.Mutex
 	created []string
@@ -47,15 +52,23 @@ func openDatabases(ctx context.Context, admin string) (*databases, error) {
 	if err := migrate(ctx, d.url(d.template)); err != nil {
 		return nil, errors.Join(fmt.Errorf("migrating template database: %w", err), d.close(ctx))
 	}
+	d.riverTemplate = "taskd_bench_rtpl_" + randomHex()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quote(d.riverTemplate)); err != nil {
+		return nil, errors.Join(fmt.Errorf("creating River template database: %w", err), d.close(ctx))
+	}
+	d.created = append(d.created, d.riverTemplate)
+	if err := migrateRiver(ctx, d.url(d.riverTemplate)); err != nil {
+		return nil, errors.Join(fmt.Errorf("migrating River template database: %w", err), d.close(ctx))
+	}
 	return d, nil
 }
 
-// clone creates a migrated database and returns its name and URL.
-func (d *databases) clone(ctx context.Context) (name, dbURL string, err error) {
+// clone creates a database from template and returns its name and URL.
+func (d *databases) clone(ctx context.Context, template string) (name, dbURL string, err error) {
 	name = "taskd_bench_" + randomHex()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, err := d.conn.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(d.template)); err != nil {
+	if _, err := d.conn.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)); err != nil {
 		return "", "", fmt.Errorf("cloning template database: %w", err)
 	}
 	d.created = append(d.created, name)
@@ -127,6 +140,22 @@ func migrate(ctx context.Context, dbURL string) (err error) {
 		return err
 	}
 	_, err = provider.Up(ctx)
+	return err
+}
+
+// migrateRiver applies River's own migrations, as River's migrator does
+// them, to the database at dbURL.
+func migrateRiver(ctx context.Context, dbURL string) error {
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return err
+	}
+	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	return err
 }
 

@@ -29,9 +29,15 @@ func (r e2eResult) String() string {
 	return s
 }
 
-// withDB runs fn on a fresh migrated database, dropped afterwards.
-func (b *bench) withDB(ctx context.Context, fn func(dbURL string) error) (err error) {
-	name, dbURL, err := b.dbs.clone(ctx)
+// withDB runs fn on a fresh database with taskd's schema, dropped
+// afterwards.
+func (b *bench) withDB(ctx context.Context, fn func(dbURL string) error) error {
+	return b.withTemplate(ctx, b.dbs.template, fn)
+}
+
+// withTemplate runs fn on a fresh clone of template, dropped afterwards.
+func (b *bench) withTemplate(ctx context.Context, template string, fn func(dbURL string) error) (err error) {
+	name, dbURL, err := b.dbs.clone(ctx, template)
 	if err != nil {
 		return err
 	}
@@ -63,8 +69,9 @@ func (b *bench) withTaskd(ctx context.Context, env []string, fn func(p *taskdPro
 }
 
 // withBare runs fn against bare River, working jobs, on a fresh database.
+// Its database has River's schema only.
 func (b *bench) withBare(ctx context.Context, fetch fetchSettings, fn func(r *bareRiver, w *watcher) error) error {
-	return b.withDB(ctx, func(dbURL string) (err error) {
+	return b.withTemplate(ctx, b.dbs.riverTemplate, func(dbURL string) (err error) {
 		r, err := newBareRiver(ctx, dbURL, fetch)
 		if err != nil {
 			return err

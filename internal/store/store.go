@@ -221,21 +221,28 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.q.AttemptListByTask(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("listing attempts of task %d: %w", id, err)
+	var stored []struct {
+		Attempt    int       `json:"attempt"`
+		Worker     string    `json:"worker"`
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+		Outcome    string    `json:"outcome"`
+		Error      *string   `json:"error"`
+		DurationMS float64   `json:"duration_ms"`
 	}
-	t.Attempts = make([]Attempt, 0, len(rows)+1)
-	for _, r := range rows {
-		finished := r.FinishedAt
+	if err := json.Unmarshal(row.Attempts, &stored); err != nil {
+		return nil, fmt.Errorf("decoding attempts of task %d: %w", id, err)
+	}
+	t.Attempts = make([]Attempt, 0, len(stored)+1)
+	for _, r := range stored {
 		a := Attempt{
 			TaskID:     id,
-			Attempt:    int(r.Attempt),
+			Attempt:    r.Attempt,
 			Worker:     r.Worker,
 			StartedAt:  r.StartedAt,
-			FinishedAt: &finished,
+			FinishedAt: &r.FinishedAt,
 			Outcome:    r.Outcome,
-			Duration:   time.Duration(r.DurationMs * float64(time.Millisecond)),
+			Duration:   time.Duration(r.DurationMS * float64(time.Millisecond)),
 		}
 		if r.Error != nil {
 			a.Error = *r.Error
@@ -352,6 +359,10 @@ func (c *captureDB) Query(_ context.Context, sql string, args ...any) (pgx.Rows,
 	return nil, errCaptured
 }
 
+func (c *captureDB) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, errCaptured
+}
+
 func (c *captureDB) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
 	c.sql, c.args = sql, args
 	return errRow{}
@@ -373,6 +384,10 @@ func (e execMode) Exec(ctx context.Context, sql string, args ...any) (pgconn.Com
 
 func (e execMode) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	return e.db.Query(ctx, sql, append([]any{e.mode}, args...)...)
+}
+
+func (e execMode) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	return e.db.CopyFrom(ctx, table, cols, src)
 }
 
 func (e execMode) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
@@ -397,10 +412,41 @@ func (s *Store) TaskClearResultTx(ctx context.Context, tx pgx.Tx, id int64) erro
 	return nil
 }
 
-// AttemptInsertMany stores finished attempts in one statement. Attempts of
-// tasks that no longer exist are dropped.
+// AttemptInsertMany stores finished attempts with one COPY. When a task was
+// deleted in the meantime (its foreign key fails), it falls back to an
+// insert that drops the attempts of missing tasks.
 func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error {
-	n := len(attempts)
+	rows := make([]dbsqlc.AttemptCopyParams, len(attempts))
+	for i, a := range attempts {
+		rows[i] = dbsqlc.AttemptCopyParams{
+			TaskID:     a.TaskID,
+			Attempt:    int32(a.Attempt),
+			Worker:     a.Worker,
+			StartedAt:  a.StartedAt,
+			FinishedAt: a.StartedAt.Add(a.Duration),
+			Outcome:    a.Outcome,
+			DurationMs: float64(a.Duration) / float64(time.Millisecond),
+		}
+		if a.FinishedAt != nil {
+			rows[i].FinishedAt = *a.FinishedAt
+		}
+		if a.Error != "" {
+			rows[i].Error = &a.Error
+		}
+	}
+	_, err := s.q.AttemptCopy(ctx, rows)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		err = s.attemptInsertExisting(ctx, rows)
+	}
+	if err != nil {
+		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
+	}
+	return nil
+}
+
+func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.AttemptCopyParams) error {
+	n := len(rows)
 	arg := dbsqlc.AttemptInsertManyParams{
 		TaskID:     make([]int64, n),
 		Attempt:    make([]int32, n),
@@ -411,24 +457,16 @@ func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error
 		Error:      make([]string, n),
 		DurationMs: make([]float64, n),
 	}
-	for i, a := range attempts {
-		arg.TaskID[i] = a.TaskID
-		arg.Attempt[i] = int32(a.Attempt)
-		arg.Worker[i] = a.Worker
-		arg.StartedAt[i] = a.StartedAt
-		if a.FinishedAt != nil {
-			arg.FinishedAt[i] = *a.FinishedAt
-		} else {
-			arg.FinishedAt[i] = a.StartedAt.Add(a.Duration)
+	for i, r := range rows {
+		arg.TaskID[i], arg.Attempt[i], arg.Worker[i] = r.TaskID, r.Attempt, r.Worker
+		arg.StartedAt[i], arg.FinishedAt[i], arg.Outcome[i] = r.StartedAt, r.FinishedAt, r.Outcome
+		if r.Error != nil {
+			arg.Error[i] = *r.Error
 		}
-		arg.Outcome[i] = a.Outcome
-		arg.Error[i] = a.Error
-		arg.DurationMs[i] = float64(a.Duration) / float64(time.Millisecond)
+		arg.DurationMs[i] = r.DurationMs
 	}
-	if _, err := s.q.AttemptInsertMany(ctx, arg); err != nil {
-		return fmt.Errorf("inserting %d attempts: %w", n, err)
-	}
-	return nil
+	_, err := s.q.AttemptInsertMany(ctx, arg)
+	return err
 }
 
 // Batch is a group of tasks submitted together.

@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+type AttemptCopyParams struct {
+	TaskID     int64
+	Attempt    int32
+	Worker     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Outcome    string
+	Error      *string
+	DurationMs float64
+}
+
 const attemptInsertMany = `-- name: AttemptInsertMany :execrows
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
 SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms
@@ -57,51 +68,6 @@ func (q *Queries) AttemptInsertMany(ctx context.Context, arg AttemptInsertManyPa
 	return result.RowsAffected(), nil
 }
 
-const attemptListByTask = `-- name: AttemptListByTask :many
-SELECT attempt, worker, started_at, finished_at, outcome, error, duration_ms
-FROM task_attempts
-WHERE task_id = $1
-ORDER BY id
-`
-
-type AttemptListByTaskRow struct {
-	Attempt    int32
-	Worker     string
-	StartedAt  time.Time
-	FinishedAt time.Time
-	Outcome    string
-	Error      *string
-	DurationMs float64
-}
-
-func (q *Queries) AttemptListByTask(ctx context.Context, taskID int64) ([]AttemptListByTaskRow, error) {
-	rows, err := q.db.Query(ctx, attemptListByTask, taskID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []AttemptListByTaskRow
-	for rows.Next() {
-		var i AttemptListByTaskRow
-		if err := rows.Scan(
-			&i.Attempt,
-			&i.Worker,
-			&i.StartedAt,
-			&i.FinishedAt,
-			&i.Outcome,
-			&i.Error,
-			&i.DurationMs,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const taskClearOutput = `-- name: TaskClearOutput :exec
 UPDATE river_job SET metadata = metadata - 'output' WHERE id = $1
 `
@@ -114,13 +80,21 @@ func (q *Queries) TaskClearOutput(ctx context.Context, id int64) error {
 
 const taskGetByID = `-- name: TaskGetByID :one
 SELECT
-    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
-    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
-    (metadata -> 'output')::jsonb AS output,
-    errors,
-    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
-FROM river_job
-WHERE id = $1
+    j.id, j.kind, j.queue, j.state, j.args, j.priority, j.attempt, j.max_attempts, j.tags,
+    j.created_at, j.scheduled_at, j.attempted_at, j.attempted_by, j.finalized_at,
+    (j.metadata -> 'output')::jsonb AS output,
+    j.errors,
+    (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((
+        SELECT json_agg(json_build_object(
+            'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
+            'finished_at', a.finished_at, 'outcome', a.outcome, 'error', a.error,
+            'duration_ms', a.duration_ms) ORDER BY a.id)
+        FROM task_attempts a
+        WHERE a.task_id = j.id
+    ), '[]')::jsonb AS attempts
+FROM river_job j
+WHERE j.id = $1
 `
 
 type TaskGetByIDRow struct {
@@ -141,8 +115,10 @@ type TaskGetByIDRow struct {
 	Output          []byte
 	Errors          [][]byte
 	CancelRequested bool
+	Attempts        []byte
 }
 
+// TaskGetByID reads a task with its attempts in one round trip.
 func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, error) {
 	row := q.db.QueryRow(ctx, taskGetByID, id)
 	var i TaskGetByIDRow
@@ -164,6 +140,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.Output,
 		&i.Errors,
 		&i.CancelRequested,
+		&i.Attempts,
 	)
 	return i, err
 }
@@ -174,7 +151,8 @@ SELECT
     created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
     (metadata -> 'output')::jsonb AS output,
     errors,
-    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
+    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
     AND ($2::text[] IS NULL OR state = ANY($2::text[]::river_job_state[]))
@@ -212,6 +190,7 @@ type TaskListRow struct {
 	Output          []byte
 	Errors          [][]byte
 	CancelRequested bool
+	Attempts        []byte
 }
 
 // TaskList serves GET /v1/tasks. Every filter is optional; the store runs it
@@ -251,6 +230,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.Output,
 			&i.Errors,
 			&i.CancelRequested,
+			&i.Attempts,
 		); err != nil {
 			return nil, err
 		}

@@ -1,12 +1,21 @@
+-- TaskGetByID reads a task with its attempts in one round trip.
 -- name: TaskGetByID :one
 SELECT
-    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
-    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
-    (metadata -> 'output')::jsonb AS output,
-    errors,
-    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
-FROM river_job
-WHERE id = @id;
+    j.id, j.kind, j.queue, j.state, j.args, j.priority, j.attempt, j.max_attempts, j.tags,
+    j.created_at, j.scheduled_at, j.attempted_at, j.attempted_by, j.finalized_at,
+    (j.metadata -> 'output')::jsonb AS output,
+    j.errors,
+    (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((
+        SELECT json_agg(json_build_object(
+            'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
+            'finished_at', a.finished_at, 'outcome', a.outcome, 'error', a.error,
+            'duration_ms', a.duration_ms) ORDER BY a.id)
+        FROM task_attempts a
+        WHERE a.task_id = j.id
+    ), '[]')::jsonb AS attempts
+FROM river_job j
+WHERE j.id = @id;
 
 -- TaskList serves GET /v1/tasks. Every filter is optional; the store runs it
 -- unprepared so PostgreSQL plans it with the actual values (a NULL filter
@@ -17,7 +26,8 @@ SELECT
     created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
     (metadata -> 'output')::jsonb AS output,
     errors,
-    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
+    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
     AND (sqlc.narg('states')::text[] IS NULL OR state = ANY(sqlc.narg('states')::text[]::river_job_state[]))
@@ -33,12 +43,6 @@ SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
 -- A retried task must not show the result of its previous run.
 -- name: TaskClearOutput :exec
 UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
-
--- name: AttemptListByTask :many
-SELECT attempt, worker, started_at, finished_at, outcome, error, duration_ms
-FROM task_attempts
-WHERE task_id = @task_id
-ORDER BY id;
 
 -- Attempts are written in batches after they finish. A task deleted in the
 -- meantime takes no row.
@@ -57,3 +61,9 @@ FROM (
         unnest(@duration_ms::double precision[]) AS duration_ms
 ) AS a
 WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id);
+
+-- The fast path for finished attempts: COPY, with the foreign key as the
+-- only check. AttemptInsertMany is the fallback when a task is gone.
+-- name: AttemptCopy :copyfrom
+INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+VALUES (@task_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @duration_ms);
