@@ -55,16 +55,14 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_task_id_idx ON idempotency_keys (task_id) WHERE task_id IS NOT NULL;
 CREATE INDEX idempotency_keys_batch_id_idx ON idempotency_keys (batch_id) WHERE batch_id IS NOT NULL;
 
--- Keyset pagination of GET /v1/tasks (newest first) under each filter.
-CREATE INDEX river_job_state_id_idx ON river_job (state, id);
-CREATE INDEX river_job_kind_id_idx ON river_job (kind, id);
-CREATE INDEX river_job_queue_id_idx ON river_job (queue, id);
+-- No index of taskd's own on river_job: GET /v1/tasks is served by River's
+-- (the primary key, river_job_kind, river_job_prioritized_fetching_index),
+-- and every index on river_job costs each insert and state change; three
+-- (state|kind|queue, id) indexes cost about 10% of end-to-end throughput
+-- (docs/PERFORMANCE.md).
 
 -- +goose Down
 
-DROP INDEX river_job_queue_id_idx;
-DROP INDEX river_job_kind_id_idx;
-DROP INDEX river_job_state_id_idx;
 DROP TABLE idempotency_keys;
 DROP TABLE batches;
 DROP TABLE task_attempts;

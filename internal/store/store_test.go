@@ -33,8 +33,8 @@ func TestTaskListUsesIndexes(t *testing.T) {
 		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at, attempt)
 		SELECT '{"value":1}', (ARRAY['double','sleep','cpu','fail'])[1 + i % 4], 25,
 			CASE WHEN i % 10 = 0 THEN 'cpu' ELSE 'default' END,
-			(CASE WHEN i % 50 = 0 THEN 'available' WHEN i % 97 = 0 THEN 'discarded' ELSE 'completed' END)::river_job_state,
-			CASE WHEN i % 50 = 0 THEN NULL ELSE now() END, 1
+			(CASE WHEN i % 2500 = 0 THEN 'cancelled' WHEN i % 50 = 0 THEN 'available' WHEN i % 97 = 0 THEN 'discarded' ELSE 'completed' END)::river_job_state,
+			CASE WHEN i % 50 = 0 AND i % 2500 <> 0 THEN NULL ELSE now() END, 1
 		FROM generate_series(1, 50000) AS i;
 		ANALYZE river_job;`)
 	if err != nil {
@@ -47,8 +47,10 @@ func TestTaskListUsesIndexes(t *testing.T) {
 	}{
 		{"no filter", ListParams{Limit: 50}, "river_job_pkey"},
 		{"common state", ListParams{States: []string{StateCompleted}, Limit: 100}, ""},
-		{"rare state", ListParams{States: []string{StateDiscarded}, Limit: 50}, "river_job_state_id_idx"},
-		{"rare state, next page", ListParams{States: []string{StateAvailable}, BeforeID: 25000, Limit: 50}, "river_job_state_id_idx"},
+		{"uncommon state", ListParams{States: []string{StateDiscarded}, Limit: 50}, ""},
+		{"rare state", ListParams{States: []string{StateCancelled}, Limit: 50}, "river_job_prioritized_fetching_index"},
+		{"rare state, next page", ListParams{States: []string{StateCancelled}, BeforeID: 25000, Limit: 50}, "river_job_prioritized_fetching_index"},
+		{"uncommon state, next page", ListParams{States: []string{StateAvailable}, BeforeID: 25000, Limit: 50}, ""},
 		{"kind", ListParams{Kind: "cpu", Limit: 50}, ""},
 		{"rare queue", ListParams{Queue: "cpu", States: []string{StateAvailable}, Limit: 50}, ""},
 		{"several states", ListParams{States: []string{StateAvailable, StateDiscarded}, Limit: 50}, ""},

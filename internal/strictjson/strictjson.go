@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -67,6 +68,25 @@ func checkExactKeys(data []byte, t reflect.Type) error {
 	if !ok {
 		return nil // not an object (null), which Decode accepted
 	}
+	names := fieldNames(t)
+	for _, k := range keys {
+		if !names[k] {
+			return &Error{Field: k, Message: "unknown field (field names are case-sensitive)"}
+		}
+	}
+	return nil
+}
+
+// fieldNamesCache maps a struct type to the set of its JSON field names.
+// Like encoding/json's own field cache it is process-wide: it only grows,
+// by one entry per struct type ever decoded, and saves reading struct tags
+// on every request.
+var fieldNamesCache sync.Map // reflect.Type → map[string]bool
+
+func fieldNames(t reflect.Type) map[string]bool {
+	if names, ok := fieldNamesCache.Load(t); ok {
+		return names.(map[string]bool)
+	}
 	names := make(map[string]bool, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -79,12 +99,8 @@ func checkExactKeys(data []byte, t reflect.Type) error {
 		}
 		names[name] = true
 	}
-	for _, k := range keys {
-		if !names[k] {
-			return &Error{Field: k, Message: "unknown field (field names are case-sensitive)"}
-		}
-	}
-	return nil
+	fieldNamesCache.Store(t, names)
+	return names
 }
 
 // topLevelKeys returns the keys of the JSON object data, in order, in one
