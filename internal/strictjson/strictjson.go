@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"sort"
 	"strconv"
@@ -33,23 +32,15 @@ func (e *Error) Error() string {
 	return e.Field + ": " + e.Message
 }
 
-// Unmarshal decodes data into v, rejecting unknown object keys, keys that
-// match a field only when case is ignored (encoding/json would accept
-// them), and trailing data. Failures are *Error values.
+// Unmarshal decodes data into v, rejecting trailing data and any
+// top-level object key that is not exactly the JSON name of one of v's
+// fields: unknown keys, and keys that match a field only when case is
+// ignored (which encoding/json would accept). Nested objects are not
+// checked; decode each with its own call, as taskd does for args and batch
+// items. Failures are *Error values.
 func Unmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		return convert(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if cerr := convert(err); isJSONError(cerr) {
-				return cerr
-			}
-			return err
-		}
-		return &Error{Syntax: true, Message: "unexpected data after the JSON value"}
 	}
 	return checkExactKeys(data, reflect.TypeOf(v))
 }
@@ -186,20 +177,18 @@ func skipValue(data []byte, i int) int {
 	return i
 }
 
-func isJSONError(err error) bool {
-	var e *Error
-	return errors.As(err, &e)
-}
-
 func convert(err error) error {
 	var (
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.Is(err, io.EOF):
-		return &Error{Syntax: true, Message: "body is empty; expected a JSON object"}
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.As(err, &syntaxErr) && strings.Contains(syntaxErr.Error(), "after top-level value"):
+		return &Error{Syntax: true, Message: "unexpected data after the JSON value"}
+	case errors.As(err, &syntaxErr) && syntaxErr.Error() == "unexpected end of JSON input":
+		if syntaxErr.Offset == 0 {
+			return &Error{Syntax: true, Message: "body is empty; expected a JSON object"}
+		}
 		return &Error{Syntax: true, Message: "unexpected end of JSON input"}
 	case errors.As(err, &syntaxErr):
 		return &Error{Syntax: true, Message: fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))}
