@@ -10,39 +10,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
+	"github.com/jackc/pgx/v5/pgxpool"
 
-// listQuery is internal/store/dbsqlc's taskList (the query behind
-// GET /v1/tasks), copied because it is unexported there. The store runs it
-// as an unnamed statement (pgx.QueryExecModeExec), so that PostgreSQL plans
-// it with the actual values; EXPLAIN runs it the same way.
-const listQuery = `SELECT
-    id, kind, queue, state, args, priority, attempt, max_attempts, tags,
-    created_at, scheduled_at, attempted_at, attempted_by, finalized_at,
-    (metadata -> 'output')::jsonb AS output,
-    errors,
-    (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
-FROM river_job
-WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
-    AND ($2::text[] IS NULL OR state = ANY($2::text[]::river_job_state[]))
-    AND ($3::text IS NULL OR kind = $3::text)
-    AND ($4::text IS NULL OR queue = $4::text)
-    AND ($5::bigint IS NULL OR id < $5::bigint)
-ORDER BY id DESC
-LIMIT $6::int`
+	"github.com/taskd/taskd/internal/store"
+)
 
 // listFilters are the lists scenario 5 measures.
 var listFilters = []struct {
-	Query       string // of GET /v1/tasks
-	State       *string
-	Kind, Queue *string
+	Query  string // of GET /v1/tasks
+	Params store.ListParams
 }{
-	{Query: "state=completed&limit=100", State: ptr("completed")},
-	{Query: "kind=double&limit=100", Kind: ptr("double")},
-	{Query: "queue=default&limit=100", Queue: ptr("default")},
+	{Query: "state=completed&limit=100", Params: store.ListParams{States: []string{"completed"}, Limit: 100}},
+	{Query: "kind=double&limit=100", Params: store.ListParams{Kind: "double", Limit: 100}},
+	{Query: "queue=default&limit=100", Params: store.ListParams{Queue: "default", Limit: 100}},
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // readsResult is one run of the reads workload.
 type readsResult struct {
@@ -88,22 +69,6 @@ func fill(ctx context.Context, dbURL string, rows int) error {
 		}
 	}
 	return nil
-}
-
-// explain returns EXPLAIN (ANALYZE, BUFFERS) of the list query for
-// listFilters[i], run as the store runs it.
-func explain(ctx context.Context, conn *pgx.Conn, i int) (string, error) {
-	f := listFilters[i]
-	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+listQuery, pgx.QueryExecModeExec,
-		f.State, []string(nil), f.Kind, f.Queue, (*int64)(nil), int32(100))
-	if err != nil {
-		return "", err
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", err
-	}
-	return strings.Join(lines, "\n"), nil
 }
 
 // reads starts taskd on a table of rows finished tasks and reads from it.
@@ -169,13 +134,15 @@ func (b *bench) reads(ctx context.Context, rows int, full bool) (*readsResult, e
 			return err
 		}
 		if full {
-			conn, err := pgx.Connect(ctx, dbURL)
+			pool, err := pgxpool.New(ctx, dbURL)
 			if err != nil {
 				return err
 			}
-			defer conn.Close(context.WithoutCancel(ctx))
-			for i := range listFilters {
-				plan, err := explain(ctx, conn, i)
+			defer pool.Close()
+			st := store.New(pool)
+			for _, f := range listFilters {
+				// The exact statement the store runs, run the same way.
+				plan, err := st.ExplainTaskList(ctx, f.Params, true)
 				if err != nil {
 					return fmt.Errorf("EXPLAIN: %w", err)
 				}
