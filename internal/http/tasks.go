@@ -42,7 +42,6 @@ type taskJSON struct {
 	FinishedAt      *time.Time      `json:"finished_at"`
 	Result          json.RawMessage `json:"result"`
 	Errors          []errorJSON     `json:"errors"`
-	Attempts        []attemptJSON   `json:"attempts,omitempty"`
 	CancelRequested bool            `json:"cancel_requested"`
 }
 
@@ -70,27 +69,14 @@ func toErrorsJSON(errs []store.TaskError) []errorJSON {
 	return out
 }
 
+// toTaskJSON is a task as lists show it, without attempts.
 func toTaskJSON(t *store.Task) taskJSON {
-	tj := taskJSON{
+	return taskJSON{
 		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
 		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 		Result: t.Result, Errors: toErrorsJSON(t.Errors), CancelRequested: t.CancelRequested,
 	}
-	if t.Attempts != nil {
-		tj.Attempts = make([]attemptJSON, len(t.Attempts))
-		for i, a := range t.Attempts {
-			aj := attemptJSON{
-				Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
-				DurationMS: float64(a.Duration.Microseconds()) / 1000, Worker: a.Worker,
-			}
-			if a.Error != "" {
-				aj.Error = &a.Error
-			}
-			tj.Attempts[i] = aj
-		}
-	}
-	return tj
 }
 
 // taskWithAttempts is the single-task form: attempts always present.
@@ -100,16 +86,22 @@ type taskWithAttempts struct {
 }
 
 func singleTask(t *store.Task) taskWithAttempts {
-	tj := toTaskJSON(t)
-	out := taskWithAttempts{taskJSON: tj, Attempts: tj.Attempts}
-	if out.Attempts == nil {
-		out.Attempts = []attemptJSON{}
+	out := taskWithAttempts{taskJSON: toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
+	for i, a := range t.Attempts {
+		aj := attemptJSON{
+			Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
+			DurationMS: float64(a.Duration.Microseconds()) / 1000, Worker: a.Worker,
+		}
+		if a.Error != "" {
+			aj.Error = &a.Error
+		}
+		out.Attempts[i] = aj
 	}
 	return out
 }
 
-// readBody reads a request body up to limit bytes and rejects NUL
-// characters, answering the problem itself when it returns false.
+// readBody reads a request body up to limit bytes, answering the problem
+// itself when it returns false.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {

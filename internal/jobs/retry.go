@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 const (
@@ -58,10 +60,7 @@ func Backoff(attempt int, r float64) time.Duration {
 }
 
 // attemptNumber is the number of the attempt that is running (or just ran)
-// for job. Failed attempts are counted from the recorded errors, because
-// River lowers job.Attempt again when an attempt is snoozed or interrupted by
-// shutdown; job.Attempt still counts attempts after a manual retry of a
-// task that had completed without errors.
+// for job; see store.AttemptNumber.
 func attemptNumber(job *rivertype.JobRow) int {
-	return max(len(job.Errors)+1, job.Attempt)
+	return store.AttemptNumber(len(job.Errors), job.Attempt)
 }

@@ -62,14 +62,6 @@ func interpretError(err error) error {
 	return err
 }
 
-// IsRetryable reports whether err is a transient database error (a
-// serialization failure or deadlock) after which the transaction may simply
-// be run again.
-func IsRetryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
-}
-
 // Task is a task as taskd shows it: a River job plus what taskd records.
 type Task struct {
 	ID          int64
@@ -117,6 +109,16 @@ type Attempt struct {
 	Outcome    string
 	Error      string
 	Duration   time.Duration
+}
+
+// AttemptNumber is the number of a task's current (or latest) attempt,
+// given how many errors River recorded and River's attempt counter. Failed
+// attempts are counted from the errors, because River lowers its counter
+// again when an attempt is snoozed or interrupted by shutdown; the counter
+// still counts attempts after a manual retry of a task that had completed
+// without errors.
+func AttemptNumber(errorCount, riverAttempt int) int {
+	return max(errorCount+1, riverAttempt)
 }
 
 // Attempt outcomes.
@@ -252,7 +254,7 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	if t.State == StateRunning && t.StartedAt != nil {
 		t.Attempts = append(t.Attempts, Attempt{
 			TaskID:    id,
-			Attempt:   max(len(t.Errors)+1, t.Attempt),
+			Attempt:   AttemptNumber(len(t.Errors), t.Attempt),
 			Worker:    t.Worker,
 			StartedAt: *t.StartedAt,
 			Outcome:   OutcomeRunning,

@@ -57,7 +57,7 @@ func checkExactKeys(data []byte, t reflect.Type) error {
 	}
 	keys, ok := topLevelKeys(data)
 	if !ok {
-		return nil // not an object (null), which Decode accepted
+		return nil // not an object (null), which json.Unmarshal accepted
 	}
 	names := fieldNames(t)
 	for _, k := range keys {
@@ -194,12 +194,6 @@ func convert(err error) error {
 		return &Error{Syntax: true, Message: fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))}
 	case errors.As(err, &typeErr):
 		return &Error{Field: typeErr.Field, Message: "must be " + describe(typeErr.Type)}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name, uerr := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		if uerr != nil {
-			name = strings.TrimPrefix(err.Error(), "json: unknown field ")
-		}
-		return &Error{Field: name, Message: "unknown field"}
 	}
 	return err
 }
