@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 	"riverqueue.com/riverui"
 
 	taskhttp "github.com/taskd/taskd/internal/http"
@@ -46,7 +47,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 
-	if err := checkSchema(ctx, db, cfg.Migrate, logger); err != nil {
+	provider, err := checkSchema(ctx, db, cfg.Migrate, logger)
+	if err != nil {
 		return err
 	}
 
@@ -91,7 +93,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBodyBytes:      cfg.MaxBodyBytes,
 			MaxBatchBodyBytes: cfg.MaxBatchBodyBytes,
 			Ready: func(ctx context.Context) error {
-				return ready(ctx, st, db)
+				return ready(ctx, st, provider)
 			},
 		}
 		if cfg.UI {
@@ -184,42 +186,43 @@ func openPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, e
 
 // checkSchema refuses to go on with pending migrations unless migrate is
 // set, in which case it applies them.
-func checkSchema(ctx context.Context, db *sql.DB, migrate bool, logger *slog.Logger) error {
+// The provider is returned for /readyz.
+func checkSchema(ctx context.Context, db *sql.DB, migrate bool, logger *slog.Logger) (*goose.Provider, error) {
 	provider, err := migrations.NewProvider(db)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pending, err := provider.HasPending(ctx)
 	if err != nil {
-		return fmt.Errorf("checking migrations: %w", err)
+		return nil, fmt.Errorf("checking migrations: %w", err)
 	}
 	if !pending {
-		return nil
+		return provider, nil
 	}
 	if !migrate {
-		return errors.New("the database schema is not current: run `taskd migrate up` first, or start with --migrate (TASKD_MIGRATE=true)")
+		return nil, errors.New("the database schema is not current: run `taskd migrate up` first, or start with --migrate (TASKD_MIGRATE=true)")
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
-		return fmt.Errorf("applying migrations: %w", err)
+		return nil, fmt.Errorf("applying migrations: %w", err)
 	}
 	for _, r := range results {
 		logger.Info("applied migration", slog.Int64("version", r.Source.Version), slog.String("file", r.Source.Path), slog.Duration("took", r.Duration))
 	}
-	return nil
+	return provider, nil
 }
 
 // ready is what /readyz checks: the database answers and the schema is
 // current.
-func ready(ctx context.Context, st *store.Store, db *sql.DB) error {
+func ready(ctx context.Context, st *store.Store, provider *goose.Provider) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := st.Ping(ctx); err != nil {
 		return fmt.Errorf("database unreachable: %w", err)
 	}
-	pending, err := migrations.Pending(ctx, db)
+	pending, err := provider.HasPending(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("checking migrations: %w", err)
 	}
 	if pending {
 		return errors.New("migrations pending")
