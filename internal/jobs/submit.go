@@ -69,7 +69,9 @@ type TaskParams struct {
 }
 
 // prepare validates p and turns it into River insert params. Field paths in
-// errors start with prefix.
+// errors start with prefix. Messages quote client input clipped
+// (strictjson.Clip), so that a megabyte-long name does not come back whole
+// in the response or go into logs.
 func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
 	fe := &fieldErrors{prefix: prefix}
 	var kind Kind
@@ -79,7 +81,7 @@ func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.Ins
 	default:
 		var ok bool
 		if kind, ok = kindByName(*p.Kind); !ok {
-			fe.add("kind", "unknown kind %q; known kinds: %s", *p.Kind, strings.Join(KindNames(), ", "))
+			fe.add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(KindNames(), ", "))
 		}
 	}
 	var args river.JobArgs
@@ -92,7 +94,7 @@ func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.Ins
 	if p.Queue != nil {
 		opts.Queue = *p.Queue
 		if !c.HasQueue(*p.Queue) {
-			fe.add("queue", "unknown queue %q; configured queues: %s", *p.Queue, strings.Join(c.queueNames(), ", "))
+			fe.add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(c.queueNames(), ", "))
 		}
 	} else if kind.Name != "" && !c.HasQueue(kind.Queue) {
 		fe.add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",

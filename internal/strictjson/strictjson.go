@@ -1,6 +1,7 @@
 // Package strictjson decodes JSON request bodies strictly (no unknown fields,
-// no trailing data) and turns decoding failures into errors that name the
-// offending field, so that an API can answer with a precise 4xx.
+// no duplicate keys, no trailing data) and turns decoding failures into
+// errors that name the offending field, so that an API can answer with a
+// precise 4xx.
 package strictjson
 
 import (
@@ -12,8 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"unicode/utf8"
 )
 
 // Error is a decoding failure. Syntax is true when the input is not JSON at
@@ -32,149 +31,78 @@ func (e *Error) Error() string {
 	return e.Field + ": " + e.Message
 }
 
-// Unmarshal decodes data into v, rejecting trailing data and any
-// top-level object key that is not exactly the JSON name of one of v's
-// fields: unknown keys, and keys that match a field only when case is
-// ignored (which encoding/json would accept). Nested objects are not
-// checked; decode each with its own call, as taskd does for args and batch
-// items. Failures are *Error values.
+// Unmarshal decodes data into v like json.Unmarshal, but strictly, so that
+// taskd reads a body the way any other reader of it would:
+//
+//   - A key repeated within one object, at any depth, is an error (with
+//     the path of the repeated key): encoding/json keeps the last value,
+//     other parsers the first, and a body checked by one and acted on by
+//     another must not mean two things. Keys compare as text, after
+//     unescaping ("a" and "\u0061" are the same key).
+//   - Every top-level key must be exactly the JSON name of one of v's
+//     fields: unknown keys are errors, and so are keys that match a field
+//     only when case is ignored (which encoding/json would accept). Keys of
+//     nested objects are not matched to fields; decode each such object
+//     with its own call, as taskd does for args and batch items.
+//   - A number written with a fraction or an exponent but integral, such as
+//     1.0, 1e2 or 100.000, decodes into a Go integer: JSON Schema calls it an
+//     integer, and taskd's schemas promise "type": "integer". The test is
+//     exact, so 1.0000000000000000001 is refused. Other targets see the
+//     bytes as sent (a json.RawMessage keeps 1.0); data is never modified.
+//   - Trailing data after the value is an error.
+//
+// All of this takes one pass over data that decodes nothing, before
+// encoding/json decodes it. Failures are *Error values.
 func Unmarshal(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
+	s := scanner{data: data}
+	if !s.scan(reflect.TypeOf(v)) {
+		// Not JSON: let encoding/json word the error.
+		if err := json.Unmarshal(data, v); err != nil {
+			return convert(err)
+		}
+		return &Error{Syntax: true, Message: "invalid JSON"} // not reached; FuzzScan checks the scanner against json.Valid
+	}
+	doc := data
+	if len(s.integers) > 0 {
+		doc = s.rewritten()
+	}
+	// Errors about what a value is come first: a batch item or args that
+	// is an array is better told "must be a JSON object" than about a key
+	// repeated inside it.
+	if err := json.Unmarshal(doc, v); err != nil {
 		return convert(err)
 	}
-	return checkExactKeys(data, reflect.TypeOf(v))
-}
-
-// checkExactKeys rejects top-level keys of data that are not exactly the
-// JSON name of a field of the struct t points to. Nested structs are not
-// checked; taskd decodes each nested object it cares about on its own.
-func checkExactKeys(data []byte, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if s.dup != nil {
+		return s.dup
 	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	keys, ok := topLevelKeys(data)
-	if !ok {
-		return nil // not an object (null), which json.Unmarshal accepted
-	}
-	names := fieldNames(t)
-	for _, k := range keys {
-		if !names[k] {
-			return &Error{Field: k, Message: "unknown field (field names are case-sensitive)"}
-		}
+	if s.unknown != nil {
+		return s.unknown
 	}
 	return nil
 }
 
-// fieldNamesCache maps a struct type to the set of its JSON field names.
-// Like encoding/json's own field cache it is process-wide: it only grows,
-// by one entry per struct type ever decoded, and saves reading struct tags
-// on every request.
-var fieldNamesCache sync.Map // reflect.Type → map[string]bool
+// ClipLength is how many characters of a client's input an error message
+// may quote: enough to recognise any real name, few enough that a message
+// stays a line.
+const ClipLength = 200
 
-func fieldNames(t reflect.Type) map[string]bool {
-	if names, ok := fieldNamesCache.Load(t); ok {
-		return names.(map[string]bool)
+// Clip returns s cut to its first ClipLength characters, followed by "…",
+// if it is longer. Messages that quote client input (unknown field, kind or
+// queue names) quote it clipped, so that a megabyte-long name does not come
+// back in the response, nor go into logs, a megabyte long. Characters are
+// runes (an invalid byte counts as one), so the cut never splits one.
+func Clip(s string) string {
+	if len(s) <= ClipLength {
+		return s
 	}
-	names := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
+	n := 0
+	for i := range s {
+		if n == ClipLength {
+			return s[:i] + "…"
 		}
-		if name == "" {
-			name = f.Name
-		}
-		names[name] = true
+		n++
 	}
-	fieldNamesCache.Store(t, names)
-	return names
-}
-
-// topLevelKeys returns the keys of the JSON object data, in order, in one
-// pass that skips over the values without decoding them (a batch body is
-// megabytes of values under one key). data must be valid JSON; ok is false
-// when it is not an object.
-func topLevelKeys(data []byte) (keys []string, ok bool) {
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return nil, false
-	}
-	i++
-	for {
-		i = skipSpace(data, i)
-		if i >= len(data) || data[i] == '}' {
-			return keys, true
-		}
-		if data[i] == ',' {
-			i = skipSpace(data, i+1)
-		}
-		end := skipString(data, i)
-		raw := data[i:end]
-		key := string(raw[1 : len(raw)-1])
-		if bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) { // as encoding/json reads it
-			if err := json.Unmarshal(raw, &key); err != nil {
-				return nil, false
-			}
-		}
-		keys = append(keys, key)
-		i = skipSpace(data, end)
-		i = skipValue(data, skipSpace(data, i+1)) // past ':' and the value
-	}
-}
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at data[i].
-func skipString(data []byte, i int) int {
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(data)
-}
-
-// skipValue returns the index just past the value starting at data[i].
-func skipValue(data []byte, i int) int {
-	depth := 0
-	for i < len(data) {
-		switch data[i] {
-		case '"':
-			i = skipString(data, i)
-			if depth == 0 {
-				return i
-			}
-			continue
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-			if depth < 0 {
-				return i
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		}
-		i++
-	}
-	return i
+	return s
 }
 
 func convert(err error) error {
@@ -229,8 +157,8 @@ var nulEscape = []byte(`\u0000`)
 
 // FindNUL reports the path of the first string (key or value) in the JSON
 // document data that contains a NUL character, which PostgreSQL cannot store
-// in text or jsonb. data must be valid JSON; the check is a byte scan unless
-// the escape appears at all.
+// in text or jsonb; keys in the path are clipped (see Clip). data must be
+// valid JSON; the check is a byte scan unless the escape appears at all.
 func FindNUL(data []byte) (path string, found bool) {
 	if !bytes.Contains(data, nulEscape) {
 		return "", false
@@ -259,9 +187,9 @@ func findNUL(v any, path string) (string, bool) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			p := k
+			p := Clip(k)
 			if path != "" {
-				p = path + "." + k
+				p = path + "." + p
 			}
 			if strings.IndexByte(k, 0) >= 0 {
 				return p, true

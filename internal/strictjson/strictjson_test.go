@@ -3,7 +3,7 @@ package strictjson
 import (
 	"encoding/json"
 	"errors"
-	"slices"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +34,12 @@ func TestUnmarshal(t *testing.T) {
 		{in: `{"kind":`, syntax: true},
 		{in: ``, syntax: true},
 		{in: `{'kind':1}`, syntax: true},
+		{in: ` { "kind" : "a" , "args":[1,{"c":"}]"}], "d\"e": {"x":{}} }`, field: `d"e`},
+		{in: `{"args":{"x":{"kind":1,"Kind":2}},"\u006bind":"a","count":1}`, ok: true},
+		{in: `{"kind":"a","\u004bind":"a"}`, field: "Kind"},
+		{in: "{\"\xa6\":{}}", field: "\ufffd"},
+		{in: `{"count":1.0}`, ok: true},
+		{in: `{"count":1,"count":2}`, field: "count"},
 	}
 	for _, tt := range tests {
 		var v target
@@ -51,28 +57,6 @@ func TestUnmarshal(t *testing.T) {
 		}
 		if jerr.Syntax != tt.syntax || (!tt.syntax && jerr.Field != tt.field) || jerr.Message == "" {
 			t.Errorf("%s: got %+v, want field %q syntax %v", tt.in, jerr, tt.field, tt.syntax)
-		}
-	}
-}
-
-func TestTopLevelKeys(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   string
-		keys []string
-		ok   bool
-	}{
-		{`{}`, nil, true},
-		{` { "a" : 1 , "b":[1,{"c":"}]"}], "d\"e": {"x":{}} ,"f":"s,\"t","g":null,"h":-1.5e3,"i":true}`,
-			[]string{"a", "b", `d"e`, "f", "g", "h", "i"}, true},
-		{`{"\u0041":1}`, []string{"A"}, true},
-		{`[1]`, nil, false},
-		{`null`, nil, false},
-	}
-	for _, tt := range tests {
-		keys, ok := topLevelKeys([]byte(tt.in))
-		if ok != tt.ok || !slices.Equal(keys, tt.keys) {
-			t.Errorf("topLevelKeys(%s) = %q, %v; want %q, %v", tt.in, keys, ok, tt.keys, tt.ok)
 		}
 	}
 }
@@ -116,32 +100,43 @@ func TestCanonical(t *testing.T) {
 	}
 }
 
-// FuzzTopLevelKeys checks the scanner against encoding/json on any valid
-// JSON object (go test -fuzz=FuzzTopLevelKeys ./internal/strictjson).
-func FuzzTopLevelKeys(f *testing.F) {
-	for _, seed := range []string{`{}`, `{"a":1,"b":{"c":[1,"]"]}}`, `{"x\"y":"\\","z":[{},[]]}`, `{"tasks":[{"kind":"double","args":{"value":1}}]}`} {
-		f.Add(seed)
+func TestClip(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"kind", "kind"},
+		{strings.Repeat("x", ClipLength), strings.Repeat("x", ClipLength)},
+		{strings.Repeat("é", ClipLength), strings.Repeat("é", ClipLength)},
+		{strings.Repeat("x", ClipLength+1), strings.Repeat("x", ClipLength) + "…"},
+		{strings.Repeat("é", 10_000), strings.Repeat("é", ClipLength) + "…"},
+		{strings.Repeat("x", ClipLength-1) + "日本", strings.Repeat("x", ClipLength-1) + "日…"},
+		{strings.Repeat("\xff", ClipLength+1), strings.Repeat("\xff", ClipLength) + "…"},
 	}
-	f.Fuzz(func(t *testing.T, in string) {
-		var m map[string]json.RawMessage
-		if json.Unmarshal([]byte(in), &m) != nil || m == nil {
-			return
+	for _, tt := range tests {
+		if got := Clip(tt.in); got != tt.want {
+			t.Errorf("Clip(%.20q…) = %.20q…, want %.20q…", tt.in, got, tt.want)
 		}
-		keys, ok := topLevelKeys([]byte(in))
-		if !ok {
-			t.Fatalf("topLevelKeys(%q) not ok", in)
+	}
+}
+
+// Field names come back to the client in the error; a 10,000-character one
+// must come back clipped.
+func TestUnmarshalClipsFieldNames(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("f", 10_000)
+	clipped := strings.Repeat("f", ClipLength) + "…"
+	tests := []struct{ in, field string }{
+		{`{"kind":"a","` + long + `":1}`, clipped},
+		{`{"args":{"` + long + `":{"x":1,"x":2}}}`, "args." + clipped + ".x"},
+	}
+	for _, tt := range tests {
+		var jerr *Error
+		if err := Unmarshal([]byte(tt.in), &target{}); !errors.As(err, &jerr) || jerr.Field != tt.field {
+			t.Errorf("%.40s: err = %.300v, want field %.40s…", tt.in, err, tt.field)
 		}
-		for _, k := range keys {
-			if _, found := m[k]; !found {
-				t.Fatalf("topLevelKeys(%q) found %q, not a key", in, k)
-			}
-		}
-		uniq := map[string]bool{}
-		for _, k := range keys {
-			uniq[k] = true
-		}
-		if len(uniq) != len(m) {
-			t.Fatalf("topLevelKeys(%q) = %q, want the keys of %v", in, keys, m)
-		}
-	})
+	}
+	path, found := FindNUL([]byte(`{"` + long + `":["\u0000"]}`))
+	if !found || path != clipped+"[0]" {
+		t.Errorf("FindNUL = %.300s, %v", path, found)
+	}
 }
