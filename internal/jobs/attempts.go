@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -14,75 +15,135 @@ import (
 )
 
 const (
-	attemptFlushInterval = 50 * time.Millisecond
-	attemptBatchMax      = 1000
-	attemptBuffer        = 10_000
+	// attemptBatchMax bounds the attempts written by one statement.
+	attemptBatchMax = 1000
+	// attemptWriteFor bounds how long the recorder keeps retrying a write
+	// that failed, and so how long a worker can be held up by it.
+	attemptWriteFor = 5 * time.Second
+	// attemptRetryMin and attemptRetryMax bound the pause between tries.
+	attemptRetryMin = 10 * time.Millisecond
+	attemptRetryMax = 500 * time.Millisecond
 )
 
-// attemptRecorder writes finished attempts to task_attempts in batches, so
-// that recording costs one statement per batch rather than one per task.
-// Attempts still buffered when a process is killed are lost (the task
-// itself is not: River completes jobs through its own batched completer).
+// attemptRecorder writes finished attempts to task_attempts, and the
+// worker that finished one waits until its row is written. River saves a
+// job's new state only after the worker middleware returns, so an attempt's
+// row is always written before its task's state changes: a process killed in
+// between leaves a running task whose finished attempt is already recorded,
+// and the rescue (store.RescueLost) uses that row instead of adding a "lost"
+// one for the same attempt.
+//
+// Waiting costs each worker one database round trip, but not one statement
+// per attempt: the recorder commits in groups. It takes the first queued
+// attempt, adds whatever else is queued by then (without waiting for more),
+// writes them all with one statement and releases their workers; attempts
+// that finish meanwhile form the next group. Under load groups grow by
+// themselves, and an idle service waits for one round trip only.
 type attemptRecorder struct {
 	store  *store.Store
 	logger *slog.Logger
-	ch     chan store.Attempt
+	ch     chan attemptWrite
 	done   chan struct{}
+	// writeFor is attemptWriteFor; tests shorten it.
+	writeFor time.Duration
+	// stop is closed when the client stops hard; failed writes are then
+	// given up rather than retried.
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// attemptWrite is a queued attempt; written is closed once it is stored (or
+// given up on).
+type attemptWrite struct {
+	attempt store.Attempt
+	written chan struct{}
 }
 
 func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 	return &attemptRecorder{
-		store:  s,
-		logger: logger,
-		ch:     make(chan store.Attempt, attemptBuffer),
-		done:   make(chan struct{}),
+		store:    s,
+		logger:   logger,
+		ch:       make(chan attemptWrite, attemptBatchMax),
+		done:     make(chan struct{}),
+		writeFor: attemptWriteFor,
+		stop:     make(chan struct{}),
 	}
 }
 
-// record queues an attempt. It blocks when the buffer is full, slowing
-// workers down rather than dropping records.
+// record writes an attempt and returns once it is written, or once the
+// recorder gave up on it (it never fails the task over its attempt row).
 func (r *attemptRecorder) record(a store.Attempt) {
-	r.ch <- a
+	w := attemptWrite{attempt: a, written: make(chan struct{})}
+	r.ch <- w
+	<-w.written
 }
 
-// run writes queued attempts until close is called, then writes the rest.
+// run writes queued attempts, a group at a time, until close is called.
 func (r *attemptRecorder) run() {
 	defer close(r.done)
-	ticker := time.NewTicker(attemptFlushInterval)
-	defer ticker.Stop()
-	batch := make([]store.Attempt, 0, attemptBatchMax)
-	for {
-		select {
-		case a, ok := <-r.ch:
-			if !ok {
-				r.flush(batch)
-				return
+	group := make([]attemptWrite, 0, attemptBatchMax)
+	attempts := make([]store.Attempt, 0, attemptBatchMax)
+	for w := range r.ch {
+		group = append(group[:0], w)
+	drain:
+		for len(group) < attemptBatchMax {
+			select {
+			case w, ok := <-r.ch:
+				if !ok {
+					break drain
+				}
+				group = append(group, w)
+			default:
+				break drain
 			}
-			batch = append(batch, a)
-			if len(batch) >= attemptBatchMax {
-				r.flush(batch)
-				batch = batch[:0]
-			}
-		case <-ticker.C:
-			if len(batch) > 0 {
-				r.flush(batch)
-				batch = batch[:0]
-			}
+		}
+		attempts = attempts[:0]
+		for _, w := range group {
+			attempts = append(attempts, w.attempt)
+		}
+		r.write(attempts)
+		for _, w := range group {
+			close(w.written)
 		}
 	}
 }
 
-func (r *attemptRecorder) flush(batch []store.Attempt) {
-	if len(batch) == 0 {
+// write stores attempts, retrying for up to writeFor when the
+// database fails (a restart, a failover, a lost connection), then logs the
+// loss once. The workers wait meanwhile, which also keeps River from taking
+// new tasks while their attempts could not be recorded.
+func (r *attemptRecorder) write(attempts []store.Attempt) {
+	// Not tied to the client's context: the last writes run during
+	// shutdown.
+	ctx, cancel := context.WithTimeout(context.Background(), r.writeFor)
+	defer cancel()
+	insert := r.store.AttemptInsertMany
+	pause := attemptRetryMin
+	for tries := 1; ; tries++ {
+		err := insert(ctx, attempts)
+		if err == nil {
+			return
+		}
+		// The failed write may have committed all the same (a connection
+		// lost during the commit), so the retries skip stored attempts.
+		insert = r.store.AttemptInsertMissing
+		select {
+		case <-time.After(pause):
+			pause = min(2*pause, attemptRetryMax)
+			continue
+		case <-ctx.Done():
+		case <-r.stop:
+		}
+		r.logger.Error("recording attempts failed; their tasks go on without attempt rows",
+			slog.Int("count", len(attempts)), slog.Int("tries", tries), slog.String("error", err.Error()))
 		return
 	}
-	// Not tied to the client's context: the final flush runs during
-	// shutdown.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.store.AttemptInsertMany(ctx, batch); err != nil {
-		r.logger.Error("recording attempts", slog.Int("count", len(batch)), slog.String("error", err.Error()))
-	}
+}
+
+// abandonRetries makes the recorder give up on failed writes at once
+// instead of retrying them, for a client that stops hard.
+func (r *attemptRecorder) abandonRetries() {
+	r.stopOnce.Do(func() { close(r.stop) })
 }
 
 // close stops the recorder after writing what is queued. No record may
@@ -94,7 +155,9 @@ func (r *attemptRecorder) close() {
 
 // attemptMiddleware records every attempt's outcome. It is the outermost
 // worker middleware, so that it sees the job's own context (River applies
-// the job timeout further in) and panics before River recovers them.
+// the job timeout further in) and panics before River recovers them. Work
+// returns (or panics on) only once the attempt's row is written, because
+// River saves the job's new state after that (see attemptRecorder).
 type attemptMiddleware struct {
 	river.MiddlewareDefaults
 	clientID string
@@ -105,6 +168,8 @@ type attemptMiddleware struct {
 func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) (err error) {
 	start := time.Now()
 	a := store.Attempt{TaskID: job.ID, Attempt: attemptNumber(job), Worker: m.clientID, StartedAt: start}
+	// River's attempted_at as read back from the database (microseconds),
+	// so that the rescue can find this attempt's row by it.
 	if job.AttemptedAt != nil {
 		a.StartedAt = *job.AttemptedAt
 	}

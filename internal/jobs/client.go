@@ -254,6 +254,11 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	err := c.river.Stop(ctx)
 	if err != nil && ctx.Err() != nil {
 		c.logger.Warn("grace period over; cancelling running tasks")
+		// Workers wait for their attempt rows; a write that keeps failing
+		// must not hold up the hard stop as well.
+		if c.recorder != nil {
+			c.recorder.abandonRetries()
+		}
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hardTimeout)
 		err = c.river.StopAndCancel(hctx)
 		cancel()
@@ -263,7 +268,8 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 		<-c.maintainDone
 	}
 	// A worker that ignored even the hard stop may still record an
-	// attempt, so the recorder is closed only after a clean stop.
+	// attempt (and waits for it), so the recorder is closed only after a
+	// clean stop.
 	if c.recorderStart && err == nil {
 		c.recorder.close()
 	}

@@ -275,9 +275,15 @@ func TestStopInterruptsRunningTasks(t *testing.T) {
 
 func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 	t.Parallel()
-	rec := &attemptRecorder{ch: make(chan store.Attempt, 1)}
+	rec := &attemptRecorder{ch: make(chan attemptWrite)}
 	m := &attemptMiddleware{clientID: "me", recorder: rec}
 	job := &rivertype.JobRow{ID: 7, Errors: make([]rivertype.AttemptError, 1)}
+	recorded := make(chan store.Attempt, 1)
+	go func() {
+		w := <-rec.ch
+		recorded <- w.attempt
+		close(w.written)
+	}()
 	func() {
 		defer func() {
 			if p := recover(); p != "kaboom" {
@@ -286,7 +292,13 @@ func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 		}()
 		_ = m.Work(context.Background(), job, func(context.Context) error { panic("kaboom") })
 	}()
-	a := <-rec.ch
+	// The panic went on only after the attempt was written.
+	var a store.Attempt
+	select {
+	case a = <-recorded:
+	default:
+		t.Fatal("the panic went on before the attempt was written")
+	}
 	if a.TaskID != 7 || a.Attempt != 2 || a.Outcome != store.OutcomePanic || a.Error != "kaboom" || a.Worker != "me" || a.FinishedAt == nil {
 		t.Errorf("attempt = %+v", a)
 	}
@@ -501,5 +513,229 @@ func TestRescueHonoursCancellation(t *testing.T) {
 	}
 	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeLost}) {
 		t.Errorf("outcomes = %v", got)
+	}
+}
+
+// Once a task shows as completed, the row of the attempt that completed it
+// is there too: the attempt middleware writes it before River can save the
+// state change, so no crash leaves a completed task without it. The row's
+// started_at is the job's attempted_at, which the rescue matches on.
+func TestAttemptRowWrittenBeforeCompletion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+	ctx := context.Background()
+
+	const n = 300
+	params := make([]TaskParams, n)
+	for i := range params {
+		params[i] = TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`)}
+	}
+	sub, err := b.client.SubmitBatch(ctx, params, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// One statement reads the states and the rows in one snapshot.
+		var completed, missing int
+		err := b.pool.QueryRow(ctx, `
+			SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+				SELECT 1 FROM task_attempts a
+				WHERE a.task_id = j.id AND a.outcome = 'completed' AND a.started_at = j.attempted_at
+					AND a.attempt = greatest(coalesce(cardinality(j.errors), 0) + 1, j.attempt)))
+			FROM river_job j
+			WHERE j.id = ANY($1) AND j.state = 'completed'`, sub.TaskIDs).Scan(&completed, &missing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing > 0 {
+			t.Fatalf("%d of %d completed tasks have no row for the attempt that completed them", missing, completed)
+		}
+		if completed == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d tasks completed within 30s", completed, n)
+		}
+		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// A process that died after a task's work had completed and its attempt
+// was recorded, but before River saved the completion: the rescue keeps
+// that one row, as completed_unsaved, and the re-run is attempt 2.
+func TestRescueRunsAgainTaskWhoseCompletionWasNotSaved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+
+	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
+	if err := b.store.ProcessRegister(ctx, "dead-process", "elsewhere", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.pool.Exec(ctx, `UPDATE taskd_processes SET heartbeat_at = now() - interval '10 seconds' WHERE client_id = 'dead-process'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attemptedAt time.Time
+	err = b.pool.QueryRow(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
+		attempted_by = ARRAY['dead-process'] WHERE id = $1 RETURNING attempted_at`, id).Scan(&attemptedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := attemptedAt.Add(time.Millisecond)
+	err = b.store.AttemptInsertMany(ctx, []store.Attempt{{
+		TaskID: id, Attempt: 1, Worker: "dead-process", StartedAt: attemptedAt, FinishedAt: &finished, Outcome: store.OutcomeCompleted,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b.start(t)
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	if compact(task.Result) != `{"result":8}` {
+		t.Errorf("result = %s", task.Result)
+	}
+	attempts := b.finishedAttempts(t, id, 2)
+	if got := outcomes(attempts); !slices.Equal(got, []string{store.OutcomeCompletedUnsaved, store.OutcomeCompleted}) {
+		t.Fatalf("outcomes = %v", got)
+	}
+	if attempts[0].Attempt != 1 || attempts[1].Attempt != 2 || attempts[1].Worker != b.client.ID() {
+		t.Errorf("attempts = %+v, want attempt 1 by dead-process, attempt 2 by this client", attempts)
+	}
+	if !strings.Contains(attempts[0].Error, "process dead-process died before its completion (and result) was saved") {
+		t.Errorf("attempt 1 error = %q", attempts[0].Error)
+	}
+	if len(task.Errors) != 1 || !strings.HasPrefix(task.Errors[0].Message, "completed_unsaved: ") {
+		t.Errorf("errors = %+v", task.Errors)
+	}
+}
+
+// waitBlockedAttemptWrite waits until the recorder's write waits for a lock
+// on task_attempts and returns its backend's PID.
+func (b *testBundle) waitBlockedAttemptWrite(t *testing.T) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var pids []int
+		rows, err := b.pool.Query(context.Background(), `
+			SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()
+				AND wait_event_type = 'Lock' AND query ILIKE '%task_attempts%'`)
+		if err == nil {
+			for rows.Next() {
+				var pid int
+				if err = rows.Scan(&pid); err != nil {
+					break
+				}
+				pids = append(pids, pid)
+			}
+			rows.Close()
+			err = rows.Err()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) == 1 {
+			return pids[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no attempt write waiting for its lock within 10s (%v)", pids)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// lockAttempts takes an exclusive lock on task_attempts until the returned
+// function is called.
+func (b *testBundle) lockAttempts(t *testing.T) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE task_attempts IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Rollback(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// An attempt write whose connection is killed is retried: the task's state
+// does not change meanwhile, and the attempt ends up with one row.
+func TestAttemptWriteRetriedAfterLostConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+	ctx := context.Background()
+
+	release := b.lockAttempts(t)
+	id := b.submit(t, "double", map[string]any{"value": 2}, nil)
+	pid := b.waitBlockedAttemptWrite(t)
+	var killed bool
+	if err := b.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&killed); err != nil || !killed {
+		t.Fatalf("pg_terminate_backend = %v, %v", killed, err)
+	}
+	// The retry waits for the lock in turn; the worker still waits for it.
+	b.waitBlockedAttemptWrite(t)
+	// (Store.Task would wait for the lock too.)
+	var state string
+	if err := b.pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, id).Scan(&state); err != nil || state != store.StateRunning {
+		t.Fatalf("task state before its attempt is written = %s, %v; want running", state, err)
+	}
+	release()
+
+	task := b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	if got := outcomes(task.Attempts); !slices.Equal(got, []string{store.OutcomeCompleted}) {
+		t.Errorf("outcomes = %v, want one completed attempt", got)
+	}
+}
+
+// When attempts cannot be written for longer than the recorder retries,
+// their tasks go on without the rows rather than waiting or failing.
+func TestAttemptWriteGivenUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.client.recorder.writeFor = 300 * time.Millisecond
+	b.start(t)
+	ctx := context.Background()
+
+	release := b.lockAttempts(t)
+	id := b.submit(t, "double", map[string]any{"value": 2}, nil)
+	// Polled on river_job alone: Store.Task would wait for the lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var state string
+		if err := b.pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, id).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if state == store.StateCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s after 10s, want completed although its attempt could not be written", state)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+	release()
+	task, err := b.store.Task(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if compact(task.Result) != `{"result":4}` {
+		t.Errorf("result = %s", task.Result)
+	}
+	if len(task.Attempts) != 0 {
+		t.Errorf("attempts = %+v, want none (the write was given up)", task.Attempts)
 	}
 }

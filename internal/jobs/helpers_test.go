@@ -120,8 +120,9 @@ func inState(state string) func(*store.Task) bool {
 	return func(t *store.Task) bool { return t.State == state }
 }
 
-// finishedAttempts waits for n recorded attempts (they are written in
-// batches shortly after each attempt ends).
+// finishedAttempts waits for n recorded attempts. An attempt's row is
+// written before its task's state changes, but a test may also wait for
+// attempts whose task state it does not look at.
 func (b *testBundle) finishedAttempts(t *testing.T, id int64, n int) []store.Attempt {
 	t.Helper()
 	task := b.waitTask(t, id, 10*time.Second, func(task *store.Task) bool {

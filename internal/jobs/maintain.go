@@ -65,17 +65,26 @@ func (c *Client) heartbeat(ctx context.Context) {
 // rescueOnce rescues lost tasks until none is left.
 func (c *Client) rescueOnce(ctx context.Context) {
 	for {
-		ids, err := c.store.RescueLost(ctx, c.cfg.RescueAfter, rescueBatch)
+		rescued, err := c.store.RescueLost(ctx, c.cfg.RescueAfter, rescueBatch)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.logger.Error("rescuing lost tasks", slog.String("error", err.Error()))
 			}
 			return
 		}
-		if len(ids) > 0 {
-			c.logger.Warn("rescued tasks of a dead process", slog.Int("count", len(ids)), slog.Int64("first_id", ids[0]))
+		if len(rescued) > 0 {
+			// Tasks whose work had completed run again: worth telling
+			// apart from tasks cut off while working.
+			unsaved := 0
+			for _, r := range rescued {
+				if r.Outcome == store.OutcomeCompletedUnsaved {
+					unsaved++
+				}
+			}
+			c.logger.Warn("rescued tasks of a dead process", slog.Int("count", len(rescued)),
+				slog.Int("completed_unsaved", unsaved), slog.Int64("first_id", rescued[0].TaskID))
 		}
-		if len(ids) < rescueBatch {
+		if len(rescued) < rescueBatch {
 			return
 		}
 	}

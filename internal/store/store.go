@@ -6,6 +6,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,12 +43,6 @@ func New(pool *pgxpool.Pool) *Store {
 
 // Pool returns the pool the store runs on.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// WithTx runs fn in a transaction, committing when fn returns nil and rolling
-// back otherwise.
-func (s *Store) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
-}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -123,18 +118,33 @@ func AttemptNumber(errorCount, riverAttempt int) int {
 
 // Attempt outcomes.
 const (
-	OutcomeCompleted   = "completed"
-	OutcomeFailed      = "failed"
-	OutcomeTimeout     = "timeout"
-	OutcomePanic       = "panic"
-	OutcomeCancelled   = "cancelled"
-	OutcomeSnoozed     = "snoozed"
-	OutcomeInterrupted = "interrupted"
-	OutcomeLost        = "lost"
+	OutcomeCompleted = "completed"
+	// OutcomeCompletedUnsaved is an attempt whose work completed (its row
+	// was written as completed) but whose process died before River saved
+	// the task's completion and result; the rescue changed the row to this,
+	// and the task ran again. The attempt after it is therefore a duplicate
+	// execution, and counting these rows counts duplicate executions.
+	OutcomeCompletedUnsaved = "completed_unsaved"
+	OutcomeFailed           = "failed"
+	OutcomeTimeout          = "timeout"
+	OutcomePanic            = "panic"
+	OutcomeCancelled        = "cancelled"
+	OutcomeSnoozed          = "snoozed"
+	OutcomeInterrupted      = "interrupted"
+	// OutcomeLost is an attempt cut off by the death of its process before
+	// its work finished (no row had been written for it); the rescue
+	// records it.
+	OutcomeLost = "lost"
 	// OutcomeRunning is shown for the attempt in progress; it is never
 	// stored.
 	OutcomeRunning = "running"
 )
+
+// Outcomes lists every attempt outcome, OutcomeRunning included.
+var Outcomes = []string{
+	OutcomeCompleted, OutcomeCompletedUnsaved, OutcomeFailed, OutcomeTimeout, OutcomePanic,
+	OutcomeCancelled, OutcomeSnoozed, OutcomeInterrupted, OutcomeLost, OutcomeRunning,
+}
 
 // Task states (River's).
 const (
@@ -215,7 +225,11 @@ func taskFromRow(r taskRow) (*Task, error) {
 // Task returns the task with its attempts. A running task's attempt in
 // progress is listed last with outcome "running".
 func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
-	row, err := s.q.TaskGetByID(ctx, id)
+	var row dbsqlc.TaskGetByIDRow
+	err := s.retry(ctx, func() (err error) {
+		row, err = s.q.TaskGetByID(ctx, id)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting task %d: %w", id, interpretError(err))
 	}
@@ -280,7 +294,11 @@ func (s *Store) TaskList(ctx context.Context, p ListParams) ([]*Task, error) {
 	// An unnamed statement is planned with its parameter values every time,
 	// which a cached prepared statement would not be after five runs.
 	q := dbsqlc.New(execMode{db: s.pool, mode: pgx.QueryExecModeExec})
-	rows, err := q.TaskList(ctx, listArgs(p))
+	var rows []dbsqlc.TaskListRow
+	err := s.retry(ctx, func() (err error) {
+		rows, err = q.TaskList(ctx, listArgs(p))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing tasks: %w", err)
 	}
@@ -418,6 +436,31 @@ func (s *Store) TaskClearResultTx(ctx context.Context, tx pgx.Tx, id int64) erro
 // deleted in the meantime (its foreign key fails), it falls back to an
 // insert that drops the attempts of missing tasks.
 func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error {
+	rows := attemptRows(attempts)
+	_, err := s.q.AttemptCopy(ctx, rows)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		err = s.attemptInsertExisting(ctx, rows)
+	}
+	if err != nil {
+		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
+	}
+	return nil
+}
+
+// AttemptInsertMissing stores those of attempts that are not stored yet
+// (the same task, attempt number and start), dropping those of missing
+// tasks. It is slower than AttemptInsertMany but safe to repeat: it is for
+// retrying a write that failed, since a write whose connection was lost
+// while committing may have committed anyway.
+func (s *Store) AttemptInsertMissing(ctx context.Context, attempts []Attempt) error {
+	if err := s.attemptInsertExisting(ctx, attemptRows(attempts)); err != nil {
+		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
+	}
+	return nil
+}
+
+func attemptRows(attempts []Attempt) []dbsqlc.AttemptCopyParams {
 	rows := make([]dbsqlc.AttemptCopyParams, len(attempts))
 	for i, a := range attempts {
 		rows[i] = dbsqlc.AttemptCopyParams{
@@ -436,15 +479,7 @@ func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error
 			rows[i].Error = &a.Error
 		}
 	}
-	_, err := s.q.AttemptCopy(ctx, rows)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-		err = s.attemptInsertExisting(ctx, rows)
-	}
-	if err != nil {
-		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
-	}
-	return nil
+	return rows
 }
 
 func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.AttemptCopyParams) error {
@@ -493,11 +528,21 @@ func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, taskIDs []int64) (
 // Batch returns a batch with its tasks in submission order. Tasks already
 // deleted by retention are left out.
 func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
-	row, err := s.q.BatchGetByID(ctx, id)
+	var (
+		row  dbsqlc.Batch
+		rows []dbsqlc.BatchTasksRow
+	)
+	err := s.retry(ctx, func() (err error) {
+		row, err = s.q.BatchGetByID(ctx, id)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting batch %d: %w", id, interpretError(err))
 	}
-	rows, err := s.q.BatchTasks(ctx, row.TaskIds)
+	err = s.retry(ctx, func() (err error) {
+		rows, err = s.q.BatchTasks(ctx, row.TaskIds)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting tasks of batch %d: %w", id, err)
 	}
@@ -560,7 +605,11 @@ func (s *Store) IdempotencyKeyInsertTx(ctx context.Context, tx pgx.Tx, k Idempot
 
 // IdempotencyKey returns a stored key.
 func (s *Store) IdempotencyKey(ctx context.Context, key string) (*IdempotencyKey, error) {
-	row, err := s.q.IdempotencyKeyGet(ctx, key)
+	var row dbsqlc.IdempotencyKeyGetRow
+	err := s.retry(ctx, func() (err error) {
+		row, err = s.q.IdempotencyKeyGet(ctx, key)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting idempotency key: %w", interpretError(err))
 	}
@@ -614,18 +663,31 @@ func (s *Store) ProcessDeleteStale(ctx context.Context, age time.Duration) (int6
 	return n, nil
 }
 
+// RescuedTask is a task taken back from a dead process by RescueLost.
+type RescuedTask struct {
+	TaskID int64
+	// Outcome is what the attempt the process was running is recorded as:
+	// OutcomeLost when it had no row (the process died while working),
+	// OutcomeCompletedUnsaved when its work had completed but River had not
+	// saved that, or the outcome its row already had.
+	Outcome string
+}
+
 // RescueLost makes up to max running tasks whose process has not
 // heartbeated for staleAfter available again (discarded when out of
-// attempts), recording a "lost" attempt for each. It returns their IDs.
-func (s *Store) RescueLost(ctx context.Context, staleAfter time.Duration, max int) ([]int64, error) {
+// attempts, cancelled when a cancellation was asked for). The attempt each
+// was running keeps the one row its process wrote, a "completed" one
+// becoming "completed_unsaved", or gets a "lost" row when it has none. It
+// returns the tasks ordered by ID.
+func (s *Store) RescueLost(ctx context.Context, staleAfter time.Duration, max int) ([]RescuedTask, error) {
 	rows, err := s.q.ProcessRescueLost(ctx, dbsqlc.ProcessRescueLostParams{StaleSecs: staleAfter.Seconds(), Max: int32(max)})
 	if err != nil {
 		return nil, fmt.Errorf("rescuing lost tasks: %w", err)
 	}
-	ids := make([]int64, len(rows))
+	rescued := make([]RescuedTask, len(rows))
 	for i, r := range rows {
-		ids[i] = r.ID
+		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome}
 	}
-	slices.Sort(ids)
-	return ids, nil
+	slices.SortFunc(rescued, func(a, b RescuedTask) int { return cmp.Compare(a.TaskID, b.TaskID) })
+	return rescued, nil
 }

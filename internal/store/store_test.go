@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -192,5 +194,197 @@ func TestTaskDeletionCascades(t *testing.T) {
 	// not an error.
 	if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 2, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
 		t.Errorf("attempt of deleted task: %v", err)
+	}
+}
+
+// TestRescueLostRecordsEachAttemptOnce reproduces what kill -9 leaves
+// behind, without killing anything: running tasks of a process whose
+// heartbeat went stale, some with the row of their current attempt already
+// written (the attempt middleware writes it before River can save the
+// task's new state). Each attempt must end up with exactly one row, and the
+// task must be available with River's attempt counter unchanged, so that
+// the re-run is the next attempt.
+func TestRescueLostRecordsEachAttemptOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := s.ProcessRegister(ctx, "dead-1", "elsewhere", 1); err != nil {
+		t.Fatal(err)
+	}
+	exec(`UPDATE taskd_processes SET heartbeat_at = now() - interval '1 minute' WHERE client_id = 'dead-1'`)
+
+	const runsAgain = "so the task runs again"
+	tests := []struct {
+		name        string
+		maxAttempts int
+		// earlier are rows of earlier attempts that had the same number (River
+		// gives the number of an interrupted attempt back); each started a
+		// minute before the current one.
+		earlier []string
+		// recorded is the outcome of the current attempt's row, written
+		// before the process died; "" for none.
+		recorded string
+		want     []string // outcomes of the task's rows afterwards
+		// wantError is in the error of the current attempt's row, and
+		// wantRiverError in the error River records for it.
+		wantError, wantRiverError string
+		wantState                 string
+	}{
+		{
+			name: "completed, not saved", maxAttempts: 25, recorded: OutcomeCompleted,
+			want:      []string{OutcomeCompletedUnsaved},
+			wantError: "the work completed but process dead-1 died before its completion (and result) was saved, " + runsAgain,
+			wantRiverError: "completed_unsaved: the work completed but process dead-1 died before its completion (and result) was saved, " +
+				runsAgain,
+			wantState: StateAvailable,
+		},
+		{
+			name: "completed on the last attempt", maxAttempts: 1, recorded: OutcomeCompleted,
+			want:           []string{OutcomeCompletedUnsaved},
+			wantError:      "the task had no attempts left and was discarded",
+			wantRiverError: "completed_unsaved: the work completed",
+			wantState:      StateDiscarded,
+		},
+		{
+			name: "nothing recorded", maxAttempts: 25,
+			want:           []string{OutcomeLost},
+			wantError:      "process dead-1 stopped heartbeating while running this attempt",
+			wantRiverError: "lost: process dead-1 stopped heartbeating while running this attempt",
+			wantState:      StateAvailable,
+		},
+		{
+			name: "failed, not saved", maxAttempts: 25, recorded: OutcomeFailed,
+			want:           []string{OutcomeFailed},
+			wantError:      "boom",
+			wantRiverError: "failed: boom (process dead-1 died before River saved this outcome)",
+			wantState:      StateAvailable,
+		},
+		{
+			name: "an earlier attempt with the same number", maxAttempts: 25, earlier: []string{OutcomeInterrupted},
+			want:           []string{OutcomeInterrupted, OutcomeLost},
+			wantError:      "stopped heartbeating",
+			wantRiverError: "lost: process dead-1",
+			wantState:      StateAvailable,
+		},
+	}
+	ids := make([]int64, len(tests))
+	for i, tt := range tests {
+		var attemptedAt time.Time
+		err := s.pool.QueryRow(ctx, `
+			INSERT INTO river_job (args, kind, max_attempts, queue, state, attempt, attempted_at, attempted_by)
+			VALUES ('{"value":1}', 'double', $1, 'default', 'running', 1, now() - interval '30 seconds', ARRAY['dead-1'])
+			RETURNING id, attempted_at`, tt.maxAttempts).Scan(&ids[i], &attemptedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []Attempt
+		for _, outcome := range tt.earlier {
+			started := attemptedAt.Add(-time.Minute)
+			finished := started.Add(time.Second)
+			rows = append(rows, Attempt{TaskID: ids[i], Attempt: 1, Worker: "dead-1", StartedAt: started, FinishedAt: &finished, Outcome: outcome})
+		}
+		if tt.recorded != "" {
+			// As the attempt middleware does: StartedAt is River's
+			// attempted_at as River read it back.
+			finished := attemptedAt.Add(time.Second)
+			a := Attempt{TaskID: ids[i], Attempt: 1, Worker: "dead-1", StartedAt: attemptedAt, FinishedAt: &finished, Outcome: tt.recorded}
+			if tt.recorded == OutcomeFailed {
+				a.Error = "boom"
+			}
+			rows = append(rows, a)
+		}
+		if len(rows) > 0 {
+			if err := s.AttemptInsertMany(ctx, rows); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	rescued, err := s.RescueLost(ctx, 5*time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rescued) != len(tests) {
+		t.Fatalf("rescued %+v, want the %d tasks", rescued, len(tests))
+	}
+	for i, tt := range tests {
+		id := ids[i]
+		if rescued[i].TaskID != id || rescued[i].Outcome != tt.want[len(tt.want)-1] {
+			t.Errorf("%s: rescued %+v, want task %d with outcome %s", tt.name, rescued[i], id, tt.want[len(tt.want)-1])
+		}
+		rows, err := s.pool.Query(ctx, `SELECT attempt, outcome, coalesce(error, '') FROM task_attempts WHERE task_id = $1 ORDER BY id`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outcomes []string
+		var lastError string
+		for rows.Next() {
+			var (
+				attempt int
+				outcome string
+			)
+			if err := rows.Scan(&attempt, &outcome, &lastError); err != nil {
+				t.Fatal(err)
+			}
+			if attempt != 1 {
+				t.Errorf("%s: a row for attempt %d, want only attempt 1", tt.name, attempt)
+			}
+			outcomes = append(outcomes, outcome)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(outcomes, tt.want) {
+			t.Errorf("%s: outcomes = %v, want %v", tt.name, outcomes, tt.want)
+		}
+		if !strings.Contains(lastError, tt.wantError) {
+			t.Errorf("%s: attempt error = %q, want it to contain %q", tt.name, lastError, tt.wantError)
+		}
+
+		var (
+			state      string
+			attempt    int
+			riverError string
+			nErrors    int
+		)
+		err = s.pool.QueryRow(ctx, `SELECT state, attempt, cardinality(errors), errors[cardinality(errors)]->>'error' FROM river_job WHERE id = $1`, id).
+			Scan(&state, &attempt, &nErrors, &riverError)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != tt.wantState || attempt != 1 || nErrors != 1 {
+			t.Errorf("%s: state %s, attempt %d, %d errors; want %s, 1, 1", tt.name, state, attempt, nErrors, tt.wantState)
+		}
+		if !strings.Contains(riverError, tt.wantRiverError) {
+			t.Errorf("%s: River error = %q, want it to contain %q", tt.name, riverError, tt.wantRiverError)
+		}
+
+		if state != StateAvailable {
+			continue
+		}
+		// The re-run, fetched as River fetches, is attempt 2.
+		exec(`UPDATE river_job SET state = 'running', attempt = attempt + 1, attempted_at = now(), attempted_by = attempted_by || 'alive-1'::text WHERE id = $1`, id)
+		task, err := s.Task(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := task.Attempts[len(task.Attempts)-1]; last.Outcome != OutcomeRunning || last.Attempt != 2 {
+			t.Errorf("%s: attempt in progress = %+v, want attempt 2 running", tt.name, last)
+		}
+	}
+
+	// Duplicate executions are countable from task_attempts alone.
+	var unsaved int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts WHERE outcome = 'completed_unsaved'`).Scan(&unsaved); err != nil {
+		t.Fatal(err)
+	}
+	if unsaved != 2 {
+		t.Errorf("completed_unsaved rows = %d, want 2", unsaved)
 	}
 }

@@ -62,7 +62,20 @@ func (q *Queries) ProcessRegister(ctx context.Context, arg ProcessRegisterParams
 
 const processRescueLost = `-- name: ProcessRescueLost :many
 WITH lost AS (
-    SELECT j.id
+    SELECT
+        j.id,
+        j.attempted_at,
+        -- store.AttemptNumber(len(errors), attempt), as the middleware
+        -- numbered the attempt.
+        greatest(coalesce(cardinality(j.errors), 0) + 1, j.attempt) AS attempt_number,
+        coalesce(j.attempted_by[cardinality(j.attempted_by)], 'unknown') AS worker,
+        -- A cancellation asked for while the task ran wins, as in River's
+        -- own rescuer.
+        CASE
+            WHEN j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'discarded'
+            ELSE 'available'
+        END AS new_state
     FROM river_job j
     WHERE j.state = 'running'
         AND j.attempted_at < now() - make_interval(secs => $1::double precision)
@@ -75,46 +88,69 @@ WITH lost AS (
     LIMIT $2::int
     FOR UPDATE SKIP LOCKED
 ),
+recorded AS (
+    SELECT DISTINCT ON (l.id)
+        l.id,
+        a.id AS attempt_id,
+        a.outcome,
+        a.error,
+        'the work completed but process ' || l.worker || ' died before its completion (and result) was saved, ' || CASE l.new_state
+            WHEN 'available' THEN 'so the task runs again'
+            WHEN 'discarded' THEN 'and the task had no attempts left and was discarded'
+            ELSE 'and the task, whose cancellation was asked for, was cancelled'
+        END AS unsaved_error
+    FROM lost l
+    JOIN task_attempts a ON a.task_id = l.id AND a.attempt = l.attempt_number AND a.started_at = l.attempted_at
+    ORDER BY l.id, a.id
+),
 rescued AS (
     UPDATE river_job j
     SET
-        -- A cancellation asked for while the task ran wins, as in River's
-        -- own rescuer.
-        state = CASE
-            WHEN j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
-            WHEN j.attempt >= j.max_attempts THEN 'discarded'
-            ELSE 'available'
-        END::river_job_state,
-        finalized_at = CASE
-            WHEN j.metadata ? 'cancel_attempted_at' OR j.attempt >= j.max_attempts THEN now()
-        END,
-        scheduled_at = CASE
-            WHEN j.metadata ? 'cancel_attempted_at' OR j.attempt >= j.max_attempts THEN j.scheduled_at
-            ELSE now()
-        END,
+        state = l.new_state::river_job_state,
+        finalized_at = CASE WHEN l.new_state <> 'available' THEN now() END,
+        scheduled_at = CASE WHEN l.new_state = 'available' THEN now() ELSE j.scheduled_at END,
         errors = array_append(j.errors, jsonb_build_object(
             'at', now(),
             'attempt', j.attempt,
-            'error', 'lost: process ' || coalesce(j.attempted_by[cardinality(j.attempted_by)], 'unknown') || ' stopped heartbeating while running this attempt',
+            'error', CASE
+                WHEN rec.outcome IS NULL THEN 'lost: process ' || l.worker || ' stopped heartbeating while running this attempt'
+                WHEN rec.outcome = 'completed' THEN 'completed_unsaved: ' || rec.unsaved_error
+                ELSE rec.outcome || coalesce(': ' || rec.error, '') || ' (process ' || l.worker || ' died before River saved this outcome)'
+            END,
             'trace', ''
         ))
-    FROM lost
-    WHERE j.id = lost.id
-    RETURNING j.id, j.queue, j.attempt, j.attempted_at, j.attempted_by[cardinality(j.attempted_by)] AS worker
+    FROM lost l
+    LEFT JOIN recorded rec ON rec.id = l.id
+    WHERE j.id = l.id
+    RETURNING j.id, j.queue, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+),
+unsaved AS (
+    UPDATE task_attempts a
+    SET outcome = 'completed_unsaved', error = r.unsaved_error
+    FROM rescued r
+    WHERE a.id = r.attempt_id AND a.outcome = 'completed'
 ),
 attempts AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
     SELECT
-        r.id, r.attempt, coalesce(r.worker, 'unknown'), coalesce(r.attempted_at, now()), now(), 'lost',
-        'process ' || coalesce(r.worker, 'unknown') || ' stopped heartbeating while running this attempt',
+        r.id, r.attempt_number, r.worker, coalesce(r.attempted_at, now()), now(), 'lost',
+        'process ' || r.worker || ' stopped heartbeating while running this attempt',
         extract(epoch FROM now() - coalesce(r.attempted_at, now())) * 1000
     FROM rescued r
+    WHERE r.attempt_id IS NULL
 ),
 notified AS (
     SELECT pg_notify(concat(current_schema(), '.river_insert'), json_build_object('queue', q.queue)::text)
     FROM (SELECT DISTINCT queue FROM rescued) q
 )
-SELECT r.id, (SELECT count(*) FROM notified) AS notified
+SELECT
+    r.id,
+    (CASE
+        WHEN r.attempt_id IS NULL THEN 'lost'
+        WHEN r.outcome = 'completed' THEN 'completed_unsaved'
+        ELSE r.outcome
+    END)::text AS outcome,
+    (SELECT count(*) FROM notified) AS notified
 FROM rescued r
 `
 
@@ -125,14 +161,28 @@ type ProcessRescueLostParams struct {
 
 type ProcessRescueLostRow struct {
 	ID       int64
+	Outcome  string
 	Notified int64
 }
 
 // ProcessRescueLost makes the running jobs of processes whose heartbeat went
-// stale available again (or discarded when out of attempts), records a
-// 'lost' attempt for each, and wakes the producers of their queues. Any
-// process may run it at any time: SKIP LOCKED keeps two rescuers apart, and
-// a job whose owner heartbeats is never touched, however long it runs.
+// stale available again (or discarded when out of attempts, cancelled when a
+// cancellation was asked for), records the attempt each was running, and
+// wakes the producers of their queues. Any process may run it at any time:
+// SKIP LOCKED keeps two rescuers apart, and a job whose owner heartbeats is
+// never touched, however long it runs.
+//
+// Each attempt gets one row. The attempt middleware writes an attempt's row
+// before River can save the job's new state, so a row for the job's current
+// attempt (its number as store.AttemptNumber computes it, and started_at =
+// attempted_at, which the middleware copies from the job) means that the
+// work had finished and only River's state change died with the process. A
+// 'completed' row then becomes 'completed_unsaved': the task runs again
+// although its work was done, and counting these rows counts duplicate
+// executions. A row with another outcome stays as it is (the task would have
+// run again, or been given up, anyway), and the error River records repeats
+// it. Only an attempt without a row was cut off while working: it gets a
+// 'lost' row.
 func (q *Queries) ProcessRescueLost(ctx context.Context, arg ProcessRescueLostParams) ([]ProcessRescueLostRow, error) {
 	rows, err := q.db.Query(ctx, processRescueLost, arg.StaleSecs, arg.Max)
 	if err != nil {
@@ -142,7 +192,7 @@ func (q *Queries) ProcessRescueLost(ctx context.Context, arg ProcessRescueLostPa
 	var items []ProcessRescueLostRow
 	for rows.Next() {
 		var i ProcessRescueLostRow
-		if err := rows.Scan(&i.ID, &i.Notified); err != nil {
+		if err := rows.Scan(&i.ID, &i.Outcome, &i.Notified); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -36,6 +36,10 @@ FROM (
         unnest($8::double precision[]) AS duration_ms
 ) AS a
 WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
+    AND NOT EXISTS (
+        SELECT 1 FROM task_attempts t
+        WHERE t.task_id = a.task_id AND t.attempt = a.attempt AND t.started_at = a.started_at
+    )
 `
 
 type AttemptInsertManyParams struct {
@@ -49,8 +53,11 @@ type AttemptInsertManyParams struct {
 	DurationMs []float64
 }
 
-// Attempts are written in batches after they finish. A task deleted in the
-// meantime takes no row.
+// AttemptInsertMany writes attempts that are not stored yet, of tasks that
+// still exist: the fallback of AttemptCopy when a task was deleted in the
+// meantime, and the retry of a write that failed, which may have committed
+// all the same (a connection lost during the commit). An attempt is the same
+// when its task, number and start are.
 func (q *Queries) AttemptInsertMany(ctx context.Context, arg AttemptInsertManyParams) (int64, error) {
 	result, err := q.db.Exec(ctx, attemptInsertMany,
 		arg.TaskID,

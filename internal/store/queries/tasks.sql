@@ -44,8 +44,11 @@ SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
 -- name: TaskClearOutput :exec
 UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
 
--- Attempts are written in batches after they finish. A task deleted in the
--- meantime takes no row.
+-- AttemptInsertMany writes attempts that are not stored yet, of tasks that
+-- still exist: the fallback of AttemptCopy when a task was deleted in the
+-- meantime, and the retry of a write that failed, which may have committed
+-- all the same (a connection lost during the commit). An attempt is the same
+-- when its task, number and start are.
 -- name: AttemptInsertMany :execrows
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
 SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms
@@ -60,7 +63,11 @@ FROM (
         unnest(@error::text[]) AS error,
         unnest(@duration_ms::double precision[]) AS duration_ms
 ) AS a
-WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id);
+WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
+    AND NOT EXISTS (
+        SELECT 1 FROM task_attempts t
+        WHERE t.task_id = a.task_id AND t.attempt = a.attempt AND t.started_at = a.started_at
+    );
 
 -- The fast path for finished attempts: COPY, with the foreign key as the
 -- only check. AttemptInsertMany is the fallback when a task is gone.
