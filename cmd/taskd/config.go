@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"runtime"
 	"sort"
@@ -113,6 +114,8 @@ type serveConfig struct {
 	ShutdownGrace      time.Duration
 	MaxBodyBytes       int64
 	MaxBatchBodyBytes  int64
+	MaxBodyInFlight    int64
+	TrustedOrigins     []string
 	DBMaxConns         int32
 	LogLevel           string
 	PprofAddr          string
@@ -148,6 +151,8 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		grace      = f.string("shutdown-grace", "TASKD_SHUTDOWN_GRACE", "30s", "on SIGTERM, how long running tasks may take to finish before they are cancelled")
 		maxBody    = f.string("max-body-bytes", "TASKD_MAX_BODY_BYTES", strconv.Itoa(taskhttp.MaxBodyBytesDefault), "largest POST /v1/tasks body")
 		maxBatch   = f.string("max-batch-body-bytes", "TASKD_MAX_BATCH_BODY_BYTES", strconv.Itoa(taskhttp.MaxBatchBodyBytesDefault), "largest POST /v1/batches body")
+		inFlight   = f.string("max-body-bytes-in-flight", "TASKD_MAX_BODY_BYTES_IN_FLIGHT", strconv.Itoa(taskhttp.MaxBodyBytesInFlightDefault), "bytes of request bodies handled at once; more are answered 503 (at least --max-batch-body-bytes)")
+		origins    = f.string("trusted-origins", "TASKD_TRUSTED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) whose browser pages may send unsafe requests; other cross-origin ones are refused")
 		maxConns   = f.string("db-max-conns", "TASKD_DB_MAX_CONNS", "20", "size of the database connection pool")
 		logLevel   = f.string("log-level", "TASKD_LOG_LEVEL", "info", "debug, info, warn or error")
 		pprofAddr  = f.string("pprof-addr", "TASKD_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
@@ -211,6 +216,20 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	}
 	if cfg.MaxBatchBodyBytes, err = f.int("max-batch-body-bytes", *maxBatch, 1024, 1<<31); err != nil {
 		return nil, err
+	}
+	if cfg.MaxBodyInFlight, err = f.int("max-body-bytes-in-flight", *inFlight, 1024, 1<<40); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBodyInFlight < max(cfg.MaxBatchBodyBytes, cfg.MaxBodyBytes) {
+		return nil, usagef("invalid %s: must be at least %s", f.setting("max-body-bytes-in-flight"), f.setting("max-batch-body-bytes"))
+	}
+	for o := range strings.SplitSeq(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			if err := http.NewCrossOriginProtection().AddTrustedOrigin(o); err != nil {
+				return nil, usagef("invalid %s %q: %v", f.setting("trusted-origins"), o, err)
+			}
+			cfg.TrustedOrigins = append(cfg.TrustedOrigins, o)
+		}
 	}
 	n, err := f.int("db-max-conns", *maxConns, 2, 1000)
 	if err != nil {

@@ -79,6 +79,8 @@ func TestConfigErrors(t *testing.T) {
 		{"zero workers", []string{"serve", "--queues", "default=0"}, base, "TASKD_QUEUES"},
 		{"bad grace", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_SHUTDOWN_GRACE": "-1s"}, "TASKD_SHUTDOWN_GRACE"},
 		{"bad body limit", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_MAX_BODY_BYTES": "ten"}, "TASKD_MAX_BODY_BYTES"},
+		{"in-flight below batch", []string{"serve", "--max-body-bytes-in-flight", "2048", "--max-batch-body-bytes", "4096"}, base, "TASKD_MAX_BODY_BYTES_IN_FLIGHT"},
+		{"bad trusted origin", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_TRUSTED_ORIGINS": "https://ok.example,app.example/path"}, "TASKD_TRUSTED_ORIGINS"},
 		{"bad conns", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_DB_MAX_CONNS": "0"}, "TASKD_DB_MAX_CONNS"},
 		{"bad log level", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_LOG_LEVEL": "loud"}, "TASKD_LOG_LEVEL"},
 		{"rescue too soon", []string{"serve", "--heartbeat-interval", "5s", "--rescue-after", "6s"}, base, "TASKD_RESCUE_AFTER"},
@@ -128,12 +130,12 @@ func TestMigrateCommand(t *testing.T) {
 		}
 	}
 	step("pending", "status")
-	step("applied 00009_taskd.sql", "up")
-	step("9\n", "version")
+	step("applied 00010_attempt_completed_unsaved.sql", "up")
+	step("10\n", "version")
 	step("no pending migrations", "up")
-	step("reverted 00009_taskd.sql", "down")
-	step("8\n", "version")
-	step("applied 00009_taskd.sql", "up")
+	step("reverted 00010_attempt_completed_unsaved.sql", "down")
+	step("9\n", "version")
+	step("applied 00010_attempt_completed_unsaved.sql", "up")
 }
 
 // TestServeInProcess runs the real program in-process: migrate, serve,
@@ -181,6 +183,20 @@ func TestServeInProcess(t *testing.T) {
 		if r.StatusCode != http.StatusOK {
 			t.Errorf("GET %s = %d", path, r.StatusCode)
 		}
+	}
+	// The River UI's API, mounted by serve, refuses cross-site writes.
+	req, err := http.NewRequest("POST", base+"/riverui/api/jobs/delete", strings.NewReader(fmt.Sprintf(`{"ids":["%d"]}`, task.ID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST /riverui/api/jobs/delete = %d, want 403", r.StatusCode)
 	}
 
 	cancel()
@@ -241,12 +257,19 @@ func (p *process) wait(t *testing.T, timeout time.Duration) error {
 // submitSleeps submits n sleep tasks of ms each through POST /v1/batches.
 func submitSleeps(t *testing.T, base string, n, ms int) []int64 {
 	t.Helper()
+	return submitSleepsOf(t, base, n, func(int) int { return ms })
+}
+
+// submitSleepsOf submits n sleep tasks through POST /v1/batches, the i-th
+// of msOf(i) ms.
+func submitSleepsOf(t *testing.T, base string, n int, msOf func(i int) int) []int64 {
+	t.Helper()
 	var ids []int64
 	for len(ids) < n {
 		size := min(100, n-len(ids))
 		items := make([]string, size)
 		for i := range items {
-			items[i] = fmt.Sprintf(`{"kind":"sleep","args":{"ms":%d}}`, ms)
+			items[i] = fmt.Sprintf(`{"kind":"sleep","args":{"ms":%d}}`, msOf(len(ids)+i))
 		}
 		resp, err := http.Post(base+"/v1/batches", "", strings.NewReader(`{"tasks":[`+strings.Join(items, ",")+`]}`))
 		if err != nil {
@@ -281,9 +304,12 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 }
 
 // TestCrashRecovery kills taskd with SIGKILL while it runs a few hundred
-// one-second tasks, restarts it, and checks that every task completes, that
+// tasks of about a second, restarts it, and checks that every task completes, that
 // the tasks lost in the crash were re-run within 30 s of the new process
-// being up, and that their lost attempts are recorded.
+// being up, and that every attempt has exactly one row: the attempts
+// running at the kill are recorded once, as lost (cut off while working) or
+// completed_unsaved (work done, completion not saved), and every task has
+// one completed attempt.
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewDB(t)
@@ -291,14 +317,24 @@ func TestCrashRecovery(t *testing.T) {
 	const n = 300
 
 	first := startProcess(t, dbURL)
-	ids := submitSleeps(t, first.base, n, 1000)
+	// Lengths from 0.5 to 1.5 s, so that tasks finish all the time and the
+	// kill finds some that finished their work (and wrote their attempt
+	// rows) without River having saved their completion yet.
+	ids := submitSleepsOf(t, first.base, n, func(i int) int { return 500 + i*337%1000 })
 	waitFor(t, 20*time.Second, func() bool {
-		return count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'running'`) >= 50
+		return count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'completed'`) >= 10 &&
+			count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'running'`) >= 50
 	})
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	first.wait(t, 10*time.Second)
+	// A commit the killed process had sent may still be finishing.
+	waitFor(t, 10*time.Second, func() bool {
+		return count(t, pool, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND backend_type = 'client backend'
+				AND pid <> pg_backend_pid() AND state <> 'idle'`) == 0
+	})
 	lostAtKill := count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'running'`)
 	if lostAtKill == 0 {
 		t.Fatal("no task was running at the kill")
@@ -312,21 +348,33 @@ func TestCrashRecovery(t *testing.T) {
 	if got := count(t, pool, `SELECT count(*) FROM river_job WHERE id = ANY($1) AND state = 'completed'`, ids); got != n {
 		t.Fatalf("completed %d of %d submitted tasks", got, n)
 	}
-	if lost := count(t, pool, `SELECT count(*) FROM task_attempts WHERE outcome = 'lost'`); lost != lostAtKill {
-		t.Errorf("lost attempts = %d, want %d (the tasks running at the kill)", lost, lostAtKill)
+	lost := count(t, pool, `SELECT count(*) FROM task_attempts WHERE outcome = 'lost'`)
+	unsaved := count(t, pool, `SELECT count(*) FROM task_attempts WHERE outcome = 'completed_unsaved'`)
+	if lost+unsaved != lostAtKill {
+		t.Errorf("lost + completed_unsaved attempts = %d + %d, want %d (the tasks running at the kill)", lost, unsaved, lostAtKill)
 	}
-	// Each lost task's next attempt started within 30 s of the restart.
+	if dup := count(t, pool, `SELECT count(*) FROM (
+		SELECT 1 FROM task_attempts GROUP BY task_id, attempt, started_at HAVING count(*) > 1) d`); dup != 0 {
+		t.Errorf("%d attempts have more than one row", dup)
+	}
+	if bad := count(t, pool, `SELECT count(*) FROM river_job j
+		WHERE (SELECT count(*) FROM task_attempts a WHERE a.task_id = j.id AND a.outcome = 'completed') <> 1`); bad != 0 {
+		t.Errorf("%d completed tasks do not have exactly one completed attempt", bad)
+	}
+	// Each rescued task's next attempt started within 30 s of the restart.
 	var latest time.Time
 	err := pool.QueryRow(context.Background(), `
 		SELECT max(a.started_at) FROM task_attempts a
-		WHERE a.outcome <> 'lost' AND a.task_id IN (SELECT task_id FROM task_attempts WHERE outcome = 'lost')`).Scan(&latest)
+		WHERE a.outcome NOT IN ('lost', 'completed_unsaved')
+			AND a.task_id IN (SELECT task_id FROM task_attempts WHERE outcome IN ('lost', 'completed_unsaved'))`).Scan(&latest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := latest.Sub(upAt); d > 30*time.Second {
 		t.Errorf("a lost task was re-run %s after the restart; want within 30s", d)
 	}
-	t.Logf("%d tasks lost at the kill; all re-run, the last %s after the restart", lostAtKill, latest.Sub(upAt).Round(time.Millisecond))
+	t.Logf("%d tasks running at the kill (%d lost, %d completed but not saved); all re-run, the last %s after the restart",
+		lostAtKill, lost, unsaved, latest.Sub(upAt).Round(time.Millisecond))
 	_ = second
 }
 

@@ -87,11 +87,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	)
 	if withHTTP {
 		hcfg := taskhttp.Config{
-			Store:             st,
-			Jobs:              client,
-			Logger:            logger,
-			MaxBodyBytes:      cfg.MaxBodyBytes,
-			MaxBatchBodyBytes: cfg.MaxBatchBodyBytes,
+			Store:                st,
+			Jobs:                 client,
+			Logger:               logger,
+			MaxBodyBytes:         cfg.MaxBodyBytes,
+			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
+			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
+			TrustedOrigins:       cfg.TrustedOrigins,
 			Ready: func(ctx context.Context) error {
 				return ready(ctx, st, provider)
 			},
@@ -107,11 +109,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			}
 			hcfg.Extra, hcfg.ExtraPrefix, uiStart = ui, "/riverui", ui.Start
 		}
+		handler, err := taskhttp.NewServer(hcfg)
+		if err != nil {
+			return usagef("%v", err)
+		}
 		srv = &http.Server{
-			Handler:           taskhttp.NewServer(hcfg),
+			Handler: handler,
+			// No ReadTimeout or WriteTimeout: the handler sets deadlines per
+			// request, so that a slow upload is answered 408 rather than cut
+			// off, and a large batch over a slow link still gets in.
 			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       time.Minute,
-			WriteTimeout:      time.Minute,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
@@ -171,6 +178,11 @@ func openPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, e
 		return nil, usagef("invalid --database-url (DATABASE_URL) %q: %v", redactURL(url), err)
 	}
 	pcfg.MaxConns = maxConns
+	// Operators (and the fault tests) find taskd's connections in
+	// pg_stat_activity by it; a URL that sets its own wins.
+	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "taskd"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to database: %w", err)

@@ -36,10 +36,14 @@ type batchJSON struct {
 }
 
 func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r, s.MaxBatchBodyBytes)
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	body, release, ok := s.readBody(w, r, s.MaxBatchBodyBytes)
 	if !ok {
 		return
 	}
+	defer release()
 	var req batchRequest
 	if !decodeBody(w, body, &req) {
 		return
@@ -57,6 +61,9 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, *fe)
 		}
 	}
+	// The raw items are copies of parts of the body; let them go before
+	// the insert needs its own memory.
+	req.Tasks = nil
 	if errs != nil {
 		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity,
 			Detail: strconv.Itoa(len(errs)) + " invalid task(s); nothing was inserted", Errors: errs})
@@ -69,7 +76,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 	for try := 0; ; try++ {
 		sub, err := s.Jobs.SubmitBatch(r.Context(), params, idem)
 		if err != nil {
-			s.submitError(w, r, err)
+			s.writeError(w, r, err, "")
 			return
 		}
 		w.Header().Set("Location", "/v1/batches/"+strconv.FormatInt(sub.BatchID, 10))
@@ -111,11 +118,7 @@ func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := s.Store.Batch(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "batch " + strconv.FormatInt(id, 10) + " does not exist"})
-			return
-		}
-		s.serverError(w, r, err)
+		s.writeError(w, r, err, "batch "+strconv.FormatInt(id, 10))
 		return
 	}
 	out := batchJSON{ID: b.ID, Total: len(b.TaskIDs), Counts: map[string]int{}, Done: true, Tasks: make([]batchTaskJSON, len(b.Tasks))}

@@ -118,7 +118,11 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	if opts.ConfigFunc != nil {
 		opts.ConfigFunc(&cfg)
 	}
-	server := httptest.NewServer(taskdhttp.NewServer(cfg))
+	handler, err := taskdhttp.NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	server := httptest.NewServer(handler)
 	t.Cleanup(server.Close)
 
 	return &testBundle{pool: pool, jobs: client, server: server}
@@ -160,6 +164,8 @@ type response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Close is set when the server said it closes the connection.
+	Close bool
 }
 
 func (r *response) String() string {
@@ -190,7 +196,7 @@ func (b *testBundle) tryDo(t testing.TB, method, path, body string, headers ...s
 	if err != nil {
 		return nil, fmt.Errorf("reading response of %s %s: %w", method, path, err)
 	}
-	r := &response{Method: method, Path: path, Status: res.StatusCode, Header: res.Header, Body: data}
+	r := &response{Method: method, Path: path, Status: res.StatusCode, Header: res.Header, Body: data, Close: res.Close}
 	// Only /readyz may answer 5xx: 503 when not ready.
 	if r.Status >= 500 && !(path == "/readyz" && r.Status == http.StatusServiceUnavailable) {
 		t.Errorf("server error: %s", r)
@@ -489,3 +495,10 @@ func rawFields(t testing.TB, r *response) map[string]json.RawMessage {
 }
 
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }
+
+// newServer serves handler over HTTP for the rest of the test.
+func newServer(t testing.TB, handler http.Handler) *httptest.Server {
+	s := httptest.NewServer(handler)
+	t.Cleanup(s.Close)
+	return s
+}

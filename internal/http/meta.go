@@ -16,6 +16,9 @@ type kindJSON struct {
 }
 
 func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
+	if _, ok := query(w, r); !ok {
+		return
+	}
 	kinds := jobs.Kinds()
 	out := struct {
 		Kinds []kindJSON `json:"kinds"`

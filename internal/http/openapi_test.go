@@ -336,10 +336,7 @@ func TestOpenAPIMatchesLimits(t *testing.T) {
 	if got, want := oaStrings(t, oaObject(t, schemas, "TaskState")["enum"], "TaskState.enum"), oaSorted(store.States); !slices.Equal(got, want) {
 		t.Errorf("TaskState enum = %v, want %v", got, want)
 	}
-	outcomes := oaSorted([]string{
-		store.OutcomeCompleted, store.OutcomeFailed, store.OutcomeTimeout, store.OutcomePanic, store.OutcomeCancelled,
-		store.OutcomeSnoozed, store.OutcomeInterrupted, store.OutcomeLost, store.OutcomeRunning,
-	})
+	outcomes := oaSorted(store.Outcomes)
 	if got := oaStrings(t, oaObject(t, schemas, "AttemptOutcome")["enum"], "AttemptOutcome.enum"); !slices.Equal(got, outcomes) {
 		t.Errorf("AttemptOutcome enum = %v, want %v", got, outcomes)
 	}
@@ -447,8 +444,8 @@ func oaJSON(t *testing.T, v any) string {
 func TestOpenAPIDocumentsAnswers(t *testing.T) {
 	doc := oaLoad(t)
 	notReady := errors.New("database unreachable")
-	handler := NewServer(Config{Ready: func(context.Context) error { return nil }})
-	unready := NewServer(Config{Ready: func(context.Context) error { return notReady }})
+	handler := mustServer(t, Config{Ready: func(context.Context) error { return nil }})
+	unready := mustServer(t, Config{Ready: func(context.Context) error { return notReady }})
 	problemTypes := map[string]bool{}
 	for _, alt := range oaObject(t, doc, "components", "schemas", "Problem", "properties", "type")["anyOf"].([]any) {
 		problemTypes[oaObject(t, alt)["const"].(string)] = true
@@ -545,11 +542,20 @@ func TestOpenAPIDocumentsAnswers(t *testing.T) {
 	}
 }
 
+func mustServer(t *testing.T, cfg Config) http.Handler {
+	t.Helper()
+	h, err := NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	return h
+}
+
 // TestOpenAPIServed checks that GET /openapi.json serves the embedded
 // document unchanged.
 func TestOpenAPIServed(t *testing.T) {
 	rec := httptest.NewRecorder()
-	NewServer(Config{Ready: func(context.Context) error { return nil }}).ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	mustServer(t, Config{Ready: func(context.Context) error { return nil }}).ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != string(openAPIDocument) {
 		t.Fatalf("GET /openapi.json: status %d, %d bytes; want 200 and the %d bytes of openapi.json", rec.Code, rec.Body.Len(), len(openAPIDocument))
 	}

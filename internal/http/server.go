@@ -7,10 +7,12 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
@@ -33,6 +35,19 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxBatchBodyBytes: see MaxBatchBodyBytesDefault.
 	MaxBatchBodyBytes int64
+	// MaxBodyBytesInFlight: see MaxBodyBytesInFlightDefault. At least
+	// MaxBatchBodyBytes.
+	MaxBodyBytesInFlight int64
+	// RequestTimeout: see RequestTimeoutDefault.
+	RequestTimeout time.Duration
+	// BodyIdleTimeout: see BodyIdleTimeoutDefault.
+	BodyIdleTimeout time.Duration
+	// BodyMinRate: see BodyMinRateDefault.
+	BodyMinRate int
+	// TrustedOrigins are origins ("https://app.example.com") whose
+	// browser pages may make unsafe requests; all others are refused as
+	// cross-origin. Defaults to none.
+	TrustedOrigins []string
 	// Ready reports whether the service can serve: database reachable and
 	// schema current. Required.
 	Ready func(context.Context) error
@@ -41,24 +56,70 @@ type Config struct {
 	ExtraPrefix string
 }
 
+// WithDefaults returns c with zero values replaced by their defaults.
+func (c Config) WithDefaults() Config {
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, MaxBodyBytesDefault)
+	c.MaxBatchBodyBytes = cmp.Or(c.MaxBatchBodyBytes, MaxBatchBodyBytesDefault)
+	c.MaxBodyBytesInFlight = cmp.Or(c.MaxBodyBytesInFlight, max(MaxBodyBytesInFlightDefault, c.MaxBatchBodyBytes))
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
+	c.BodyIdleTimeout = cmp.Or(c.BodyIdleTimeout, BodyIdleTimeoutDefault)
+	c.BodyMinRate = cmp.Or(c.BodyMinRate, BodyMinRateDefault)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports the first invalid setting of c (after WithDefaults).
+func (c Config) Validate() error {
+	switch {
+	case c.Ready == nil:
+		return errors.New("http: Config.Ready is required")
+	case c.MaxBodyBytes < 1 || c.MaxBatchBodyBytes < 1:
+		return errors.New("http: MaxBodyBytes and MaxBatchBodyBytes must be positive")
+	case c.MaxBodyBytesInFlight < max(c.MaxBodyBytes, c.MaxBatchBodyBytes):
+		return &SettingError{Setting: "MaxBodyBytesInFlight", Err: errors.New("must be at least the largest body allowed (MaxBatchBodyBytes)")}
+	case c.RequestTimeout < time.Second || c.BodyIdleTimeout <= 0 || c.BodyMinRate < 1:
+		return errors.New("http: RequestTimeout must be at least 1s, BodyIdleTimeout and BodyMinRate positive")
+	}
+	cop := http.NewCrossOriginProtection()
+	for _, o := range c.TrustedOrigins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			return &SettingError{Setting: "TrustedOrigins", Err: err}
+		}
+	}
+	return nil
+}
+
+// SettingError names the Config field a validation error is about, so that
+// a command can name its own flag.
+type SettingError struct {
+	Setting string
+	Err     error
+}
+
+func (e *SettingError) Error() string { return "http: " + e.Setting + ": " + e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
 type server struct {
 	Config
 	logger *slog.Logger
+	budget *byteBudget
 }
 
 //go:embed openapi.json
 var openAPIDocument []byte
 
-// NewServer returns the API's http.Handler.
-func NewServer(cfg Config) http.Handler {
-	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault)
-	cfg.MaxBatchBodyBytes = cmp.Or(cfg.MaxBatchBodyBytes, MaxBatchBodyBytesDefault)
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NewServer returns the API's http.Handler. The http.Server serving it
+// needs a ReadHeaderTimeout but no ReadTimeout or WriteTimeout: the
+// handler sets its deadlines per request (see RequestTimeout).
+func NewServer(cfg Config) (http.Handler, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	s := &server{Config: cfg, logger: logger}
-	return s.routes()
+	s := &server{Config: cfg, logger: cfg.Logger, budget: &byteBudget{max: cfg.MaxBodyBytesInFlight}}
+	return s.routes(), nil
 }
 
 // recoverer turns a panic in a handler into a logged 500 problem.

@@ -5,13 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
-	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -24,6 +24,9 @@ import (
 const (
 	listLimitDefault = 50
 	listLimitMax     = 500
+	// nameMaxChars is the longest kind or queue name River's table
+	// allows (its kind_length and queue_length constraints).
+	nameMaxChars = 127
 )
 
 type taskJSON struct {
@@ -100,23 +103,6 @@ func singleTask(t *store.Task) taskWithAttempts {
 	return out
 }
 
-// readBody reads a request body up to limit bytes, answering the problem
-// itself when it returns false.
-func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			writeProblem(w, Problem{Type: typeTooLarge, Status: http.StatusRequestEntityTooLarge,
-				Detail: "request body is larger than " + strconv.FormatInt(limit, 10) + " bytes"})
-			return nil, false
-		}
-		fieldProblem(w, http.StatusBadRequest, "body", "could not read the request body: "+err.Error())
-		return nil, false
-	}
-	return body, true
-}
-
 // decodeBody decodes body strictly into v (the Content-Type is ignored on
 // purpose: curl -d sends a form type). It answers the problem itself when
 // it returns false.
@@ -151,11 +137,18 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 // idempotency reads the Idempotency-Key header. It answers the problem
 // itself when it returns false.
 func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*jobs.Idempotency, bool) {
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
+	values := r.Header.Values("Idempotency-Key")
+	switch len(values) {
+	case 0:
 		return nil, true
+	case 1:
+	default:
+		// Which one would count is anyone's guess.
+		fieldProblem(w, http.StatusBadRequest, "Idempotency-Key", "must be given at most once")
+		return nil, false
 	}
-	if len(key) > jobs.IdempotencyKeyMaxLength || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+	key := values[0]
+	if key == "" || len(key) > jobs.IdempotencyKeyMaxLength || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		fieldProblem(w, http.StatusBadRequest, "Idempotency-Key",
 			"must be 1 to "+strconv.Itoa(jobs.IdempotencyKeyMaxLength)+" printable ASCII characters")
 		return nil, false
@@ -168,30 +161,15 @@ func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*jobs.Ide
 	return &jobs.Idempotency{Key: key, Hash: hash}, true
 }
 
-// submitError answers the errors Submit and SubmitBatch return.
-func (s *server) submitError(w http.ResponseWriter, r *http.Request, err error) {
-	var verr *jobs.ValidationError
-	switch {
-	case errors.As(err, &verr):
-		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
-		for _, fe := range verr.Errors {
-			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
-		}
-		writeProblem(w, p)
-	case errors.Is(err, jobs.ErrIdempotencyMismatch):
-		writeProblem(w, Problem{Type: typeIdempotency, Status: http.StatusConflict,
-			Detail: "this Idempotency-Key was used with a different request body",
-			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used with a different request body"}}})
-	default:
-		s.serverError(w, r, err)
-	}
-}
-
 func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r, s.MaxBodyBytes)
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	body, release, ok := s.readBody(w, r, s.MaxBodyBytes)
 	if !ok {
 		return
 	}
+	defer release()
 	var p jobs.TaskParams
 	if !decodeBody(w, body, &p) {
 		return
@@ -203,7 +181,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 	for try := 0; ; try++ {
 		sub, err := s.Jobs.Submit(r.Context(), &p, idem)
 		if err != nil {
-			s.submitError(w, r, err)
+			s.writeError(w, r, err, "")
 			return
 		}
 		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
@@ -227,9 +205,18 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // pathID parses the {id} path parameter, answering 400 when it is not a
-// positive 64-bit integer.
+// positive 64-bit integer. It also refuses any query parameter: no route
+// with an id takes one.
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	raw := chi.URLParam(r, "id")
+	if _, ok := query(w, r); !ok {
+		return 0, false
+	}
+	// Routed by the escaped path only when it holds an encoded slash
+	// (routingPath); unescaping is then still needed.
+	raw, err := url.PathUnescape(chi.URLParam(r, "id"))
+	if err != nil {
+		raw = chi.URLParam(r, "id")
+	}
 	id, err := strconv.ParseInt(raw, 10, 64)
 	// Only the canonical form: no sign, no leading zeros.
 	if err != nil || id < 1 || strconv.FormatInt(id, 10) != raw {
@@ -239,20 +226,6 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
-// taskError answers the errors of reading or changing one task.
-func (s *server) taskError(w http.ResponseWriter, r *http.Request, id int64, err error) {
-	var serr *jobs.StateError
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "task " + strconv.FormatInt(id, 10) + " does not exist (finished tasks are deleted after their retention period)"})
-	case errors.As(err, &serr):
-		writeProblem(w, Problem{Type: typeState, Status: http.StatusConflict, Detail: serr.Error(),
-			Errors: []FieldError{{Field: "state", Message: serr.Error()}}})
-	default:
-		s.serverError(w, r, err)
-	}
-}
-
 func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
@@ -260,7 +233,7 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.Store.Task(r.Context(), id)
 	if err != nil {
-		s.taskError(w, r, id, err)
+		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
 	writeJSON(w, http.StatusOK, singleTask(t))
@@ -282,12 +255,12 @@ func (s *server) changeTask(w http.ResponseWriter, r *http.Request, change func(
 		return
 	}
 	if err := change(r.Context(), id); err != nil {
-		s.taskError(w, r, id, err)
+		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
 	t, err := s.Store.Task(r.Context(), id)
 	if err != nil {
-		s.taskError(w, r, id, err)
+		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
 	writeJSON(w, http.StatusOK, singleTask(t))
@@ -299,26 +272,19 @@ type listJSON struct {
 }
 
 func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := query(w, r, "state", "kind", "queue", "limit", "cursor")
+	if !ok {
+		return
+	}
 	var (
 		p    store.ListParams
 		errs []FieldError
 	)
-	for _, name := range slices.Sorted(maps.Keys(q)) {
-		switch name {
-		case "state", "kind", "queue", "limit", "cursor":
-		default:
-			errs = append(errs, FieldError{Field: name, Message: "unknown query parameter; known: state, kind, queue, limit, cursor"})
-		}
-	}
-	if v := q.Get("state"); v != "" {
+	if v, ok := q["state"]; ok {
 		for st := range strings.SplitSeq(v, ",") {
-			st = strings.TrimSpace(st)
-			if st == "" {
-				continue
-			}
 			if !slices.Contains(store.States, st) {
-				errs = append(errs, FieldError{Field: "state", Message: "unknown state " + strconv.Quote(st) + "; known: " + strings.Join(store.States, ", ")})
+				errs = append(errs, FieldError{Field: "state", Message: "unknown state " + quoteClip(st) + "; known: " + strings.Join(store.States, ", ") +
+					" (several separated by commas, without spaces)"})
 				continue
 			}
 			if !slices.Contains(p.States, st) {
@@ -326,17 +292,25 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	p.Kind = q.Get("kind")
-	p.Queue = q.Get("queue")
+	// Kinds and queues that no process knows (any more) may still have
+	// tasks, so only their form is checked: what PostgreSQL can compare.
+	p.Kind, p.Queue = q["kind"], q["queue"]
+	for name, v := range map[string]string{"kind": p.Kind, "queue": p.Queue} {
+		if utf8.RuneCountInString(v) > nameMaxChars {
+			errs = append(errs, FieldError{Field: name, Message: "must be at most " + strconv.Itoa(nameMaxChars) + " characters (no task has a longer one)"})
+		}
+	}
+	slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 	p.Limit = listLimitDefault
-	if v := q.Get("limit"); v != "" {
+	if v, ok := q["limit"]; ok {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > listLimitMax {
-			errs = append(errs, FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(listLimitMax)})
+		// Only the canonical form: "05" or "+5" is refused like "5x".
+		if err != nil || n < 1 || n > listLimitMax || strconv.Itoa(n) != v {
+			errs = append(errs, FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(listLimitMax) + ", written without sign or leading zeros"})
 		}
 		p.Limit = n
 	}
-	if v := q.Get("cursor"); v != "" {
+	if v, ok := q["cursor"]; ok {
 		id, ok := decodeCursor(v)
 		if !ok {
 			errs = append(errs, FieldError{Field: "cursor", Message: "is not a cursor returned by this endpoint"})
@@ -378,7 +352,8 @@ func decodeCursor(c string) (int64, bool) {
 		return 0, false
 	}
 	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id < 1 {
+	// Only cursors this endpoint could have made.
+	if err != nil || id < 1 || encodeCursor(id) != c {
 		return 0, false
 	}
 	return id, true

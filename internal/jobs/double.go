@@ -8,7 +8,7 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// DoubleArgs are the args of the "double" kind: the seed article's
+// DoubleArgs are the args of the "double" kind: the FastAPI article's
 // process_data, which doubles a number.
 type DoubleArgs struct {
 	Value float64 `json:"value"`

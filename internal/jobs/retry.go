@@ -11,7 +11,7 @@ import (
 
 const (
 	// RetryBase is the wait before the second attempt; each later wait
-	// doubles it (about 1 s, 2 s, 4 s, ...), as in the seed article.
+	// doubles it (about 1 s, 2 s, 4 s, ...), as in the FastAPI article taskd grew from.
 	RetryBase = time.Second
 	// RetryMax caps the wait between two attempts.
 	RetryMax = time.Hour

@@ -1,0 +1,123 @@
+package http
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// crossOrigin refuses unsafe (non-GET/HEAD/OPTIONS) requests that a browser
+// marks as cross-origin (Sec-Fetch-Site, or an Origin whose host is not the
+// Host), on every route including the River UI's API: otherwise any web
+// page a user opens could submit, cancel or delete tasks on a taskd it can
+// reach, since a cross-site text/plain POST needs no preflight and taskd
+// reads bodies as JSON whatever their Content-Type. Requests without those
+// headers (curl, server-side clients) pass; so do origins listed in
+// Config.TrustedOrigins.
+func (s *server) crossOrigin() func(http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range s.TrustedOrigins {
+		// Validated by Config.Validate; an invalid one is simply not trusted.
+		_ = cop.AddTrustedOrigin(o)
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, Problem{Type: typeCrossOrigin, Status: http.StatusForbidden,
+			Detail: "cross-origin " + clip(r.Method) + " requests are refused (a browser marked this request as coming from another site; " +
+				"add the site to TASKD_TRUSTED_ORIGINS to allow it)"})
+	}))
+	return cop.Handler
+}
+
+// deadlines gives every request a deadline for reading it and for writing
+// its answer, replacing the http.Server's ReadTimeout and WriteTimeout
+// (which run from the start of the request for every route alike and end
+// a slow upload without any answer). readBody moves the read deadline as a
+// body arrives and sets a fresh one for the handler once it is in. It also
+// bounds the body of every request, including the River UI's, at
+// MaxBodyBytes (MaxBatchBodyBytes on POST /v1/batches).
+func (s *server) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		d := time.Now().Add(s.RequestTimeout)
+		// Not every ResponseWriter supports deadlines (HTTP/2 does, as does
+		// HTTP/1; a test recorder does not); without one the server's own
+		// timeouts stand.
+		_ = rc.SetReadDeadline(d)
+		_ = rc.SetWriteDeadline(d)
+		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bodyLimit is the largest body r may have.
+func (s *server) bodyLimit(r *http.Request) int64 {
+	if r.Method == http.MethodPost && routingPath(r.URL) == "/v1/batches" {
+		return s.MaxBatchBodyBytes
+	}
+	return s.MaxBodyBytes
+}
+
+// routingPath is the path requests are routed by: the decoded path, so
+// that "/v1/tasks/%31" is "/v1/tasks/1" like any other URL, except when
+// it holds an encoded slash, which is data inside a segment and not a
+// separator (RFC 3986); then the escaped form is routed and path
+// parameters are unescaped by the handlers.
+func routingPath(u *url.URL) string {
+	if u.RawPath != "" && strings.Contains(strings.ToLower(u.RawPath), "%2f") {
+		return u.RawPath
+	}
+	if u.Path == "" {
+		return "/"
+	}
+	return u.Path
+}
+
+// validURL routes by routingPath and refuses, with 422 naming the
+// parameter, a path or query string that holds invalid UTF-8 or a NUL
+// character: such strings would reach PostgreSQL (which rejects them with
+// an error) from any handler, ours or the River UI's.
+func (s *server) validURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validText(r.URL.Path) {
+			fieldProblem(w, http.StatusUnprocessableEntity, "path", "must be valid UTF-8 without NUL characters once percent-decoded")
+			return
+		}
+		if r.URL.RawQuery != "" {
+			pairs, err := parseQuery(r.URL.RawQuery, false)
+			if err != nil {
+				writeQueryError(w, err)
+				return
+			}
+			for _, p := range pairs {
+				if !validText(p.value) {
+					fieldProblem(w, http.StatusUnprocessableEntity, p.key, "must be valid UTF-8 without NUL characters once percent-decoded")
+					return
+				}
+			}
+		}
+		if rctx := chi.RouteContext(r.Context()); rctx != nil && r.URL.RawPath != "" {
+			rctx.RoutePath = routingPath(r.URL)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// validText reports whether s can be stored in PostgreSQL text.
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// writeQueryError answers a malformed query string.
+func writeQueryError(w http.ResponseWriter, err error) {
+	var qerr *queryError
+	if errors.As(err, &qerr) {
+		fieldProblem(w, http.StatusUnprocessableEntity, qerr.key, qerr.message)
+		return
+	}
+	fieldProblem(w, http.StatusUnprocessableEntity, "query", err.Error())
+}
