@@ -7,18 +7,23 @@
 -- duplicate executions can be counted:
 -- SELECT count(*) FROM task_attempts WHERE outcome = 'completed_unsaved'.
 --
--- Adding the constraint checks every row of task_attempts while holding the
--- table's lock; the table only keeps attempts of tasks within their
--- retention period, so that is a sequential scan of at most a few million
--- narrow rows.
+-- The constraint is replaced NOT VALID (a brief lock, no scan) and then
+-- validated in a statement of its own, which scans the table without
+-- blocking the attempt writes of running processes: workers wait for their
+-- attempt rows, so a table lock held for a whole scan would stall them. Each
+-- statement commits on its own; run again after a failure, both are
+-- harmless.
 
+-- +goose NO TRANSACTION
 -- +goose Up
 
 ALTER TABLE task_attempts
     DROP CONSTRAINT task_attempts_outcome_check,
     ADD CONSTRAINT task_attempts_outcome_check CHECK (outcome IN (
         'completed', 'completed_unsaved', 'failed', 'timeout', 'panic', 'cancelled', 'snoozed', 'interrupted', 'lost'
-    ));
+    )) NOT VALID;
+
+ALTER TABLE task_attempts VALIDATE CONSTRAINT task_attempts_outcome_check;
 
 -- +goose Down
 
@@ -31,4 +36,6 @@ ALTER TABLE task_attempts
     DROP CONSTRAINT task_attempts_outcome_check,
     ADD CONSTRAINT task_attempts_outcome_check CHECK (outcome IN (
         'completed', 'failed', 'timeout', 'panic', 'cancelled', 'snoozed', 'interrupted', 'lost'
-    ));
+    )) NOT VALID;
+
+ALTER TABLE task_attempts VALIDATE CONSTRAINT task_attempts_outcome_check;

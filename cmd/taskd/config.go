@@ -221,7 +221,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		return nil, err
 	}
 	if cfg.MaxBodyInFlight < max(cfg.MaxBatchBodyBytes, cfg.MaxBodyBytes) {
-		return nil, usagef("invalid %s: must be at least %s", f.setting("max-body-bytes-in-flight"), f.setting("max-batch-body-bytes"))
+		return nil, usagef("invalid %s: must be at least %s and %s", f.setting("max-body-bytes-in-flight"), f.setting("max-body-bytes"), f.setting("max-batch-body-bytes"))
 	}
 	for o := range strings.SplitSeq(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

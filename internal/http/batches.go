@@ -89,7 +89,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			continue // deleted after its key was read; the request is new again
 		}
 		if err != nil {
-			s.serverError(w, r, err)
+			s.writeError(w, r, err, "")
 			return
 		}
 		writeJSON(w, http.StatusOK, batchCreatedJSON{ID: b.ID, TaskIDs: b.TaskIDs})

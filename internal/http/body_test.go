@@ -91,6 +91,18 @@ func TestBodyDeclaredTooLargeRefusedBeforeReading(t *testing.T) {
 	}
 }
 
+// waitInFlight waits until the server holds at least n bytes of bodies.
+func (b *testBundle) waitInFlight(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for taskdhttp.BodyBytesInFlight(b.handler) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d bytes of bodies in flight, have %d after 10 s", n, taskdhttp.BodyBytesInFlight(b.handler))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestBodiesInFlightBounded(t *testing.T) {
 	t.Parallel()
 	const (
@@ -103,27 +115,20 @@ func TestBodiesInFlightBounded(t *testing.T) {
 		c.MaxBodyBytesInFlight = inFlight
 	}})
 
-	// A holds 4000 bytes of the bound while its body trickles in.
+	// A holds 4000 bytes of the bound (its buffer, for the length it
+	// declared) while its body trickles in.
 	task := `{"kind":"double","args":{"value":1}}`
 	bodyA := task + strings.Repeat(" ", 4000-len(task))
 	a := b.dial(t)
 	a.startPost("/v1/tasks", len(bodyA))
 	a.send(bodyA[:10])
+	b.waitInFlight(t, 4000)
 
-	// B needs 3000 more: over the bound while A is in flight. B's body is
-	// not JSON, so before A holds its share B is refused with 400 and
-	// inserts nothing; poll until A's share is taken.
+	// B needs 3000 more: over the bound while A is in flight.
 	bodyB := strings.Repeat("x", 3000)
-	deadline := time.Now().Add(10 * time.Second)
-	var r *response
-	for {
-		var err error
-		if r, err = b.tryDo(nopT{t}, "POST", "/v1/tasks", bodyB); err != nil {
-			t.Fatal(err)
-		}
-		if r.Status != http.StatusBadRequest || time.Now().After(deadline) {
-			break
-		}
+	r, err := b.tryDo(nopT{t}, "POST", "/v1/tasks", bodyB)
+	if err != nil {
+		t.Fatal(err)
 	}
 	wantProblem(t, r, http.StatusServiceUnavailable, typeOverloaded)
 	if r.Header.Get("Retry-After") == "" {
@@ -140,7 +145,64 @@ func TestBodiesInFlightBounded(t *testing.T) {
 	// A completes; its share comes back and B's fits.
 	a.send(bodyA[10:])
 	wantStatus(t, a.answer(5*time.Second), http.StatusCreated)
+	if n := taskdhttp.BodyBytesInFlight(b.handler); n != 0 {
+		t.Errorf("want every byte of the budget back after the requests, %d are still taken", n)
+	}
 	wantProblem(t, b.post(t, "/v1/tasks", bodyB), http.StatusBadRequest, typeSyntax, "body")
+}
+
+// TestBodyBudgetNotTakenByDeclaredLengths checks that clients declaring
+// large bodies and trickling them cannot lock others out: the budget holds
+// what arrived (in buffer steps of 64 KiB), not what was declared.
+func TestBodyBudgetNotTakenByDeclaredLengths(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOpts{ConfigFunc: func(c *taskdhttp.Config) {
+		c.MaxBodyBytes = 1 << 20
+		c.MaxBatchBodyBytes = 1 << 20
+		c.MaxBodyBytesInFlight = 2 << 20
+	}})
+	for range 4 {
+		c := b.dial(t)
+		c.startPost("/v1/batches", 1<<20)
+		c.send(`{`)
+	}
+	b.waitInFlight(t, 1) // at least one of them is being read
+	wantStatus(t, b.post(t, "/v1/tasks", `{"kind":"double","args":{"value":1}}`), http.StatusCreated)
+	if n := taskdhttp.BodyBytesInFlight(b.handler); n > 4*64<<10 {
+		t.Errorf("four bodies of one byte hold %d bytes of the budget", n)
+	}
+}
+
+// TestBodyTooSlowAnswered408 checks that the minimum rate is enforced as
+// the body arrives: bytes keep coming (no stall), but too slowly.
+func TestBodyTooSlowAnswered408(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOpts{ConfigFunc: func(c *taskdhttp.Config) {
+		// A read may wait for a whole 64 KiB chunk at the minimum rate on
+		// top of the grace: 1 s here.
+		c.BodyGrace = 300 * time.Millisecond
+		c.BodyMinRate = 64 << 10
+		c.BodyIdleTimeout = time.Minute
+	}})
+	c := b.dial(t)
+	c.startPost("/v1/tasks", 100_000)
+	answered := make(chan *response, 1)
+	go func() { answered <- c.answer(30 * time.Second) }()
+	for i := 0; ; i++ {
+		select {
+		case r := <-answered:
+			wantProblem(t, r, http.StatusRequestTimeout, typeTimeout)
+			return
+		case <-time.After(100 * time.Millisecond): // the slow link: 10 bytes every 100 ms
+		}
+		if i > 300 {
+			t.Fatal("no answer after 30 s of a 100 B/s upload with a minimum of 64 KiB/s")
+		}
+		if _, err := c.conn.Write([]byte("          ")); err != nil {
+			// The server closed after answering; the answer is on its way.
+			continue
+		}
+	}
 }
 
 func TestBodyStallAnswered408(t *testing.T) {
@@ -169,8 +231,8 @@ func TestBodyStallAnswered408(t *testing.T) {
 func TestSlowBodyOutlastsRequestTimeout(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, setupOpts{ConfigFunc: func(c *taskdhttp.Config) {
-		c.RequestTimeout = time.Second
-		c.BodyIdleTimeout = time.Second
+		c.RequestTimeout = 2 * time.Second
+		c.BodyIdleTimeout = 5 * time.Second
 	}})
 	items := make([]string, 200)
 	for i := range items {
@@ -184,10 +246,10 @@ func TestSlowBodyOutlastsRequestTimeout(t *testing.T) {
 	step := (len(body) + chunks - 1) / chunks
 	for i := 0; i < len(body); i += step {
 		c.send(body[i:min(i+step, len(body))])
-		time.Sleep(100 * time.Millisecond) // the slow link, not a wait for a condition
+		time.Sleep(160 * time.Millisecond) // the slow link, not a wait for a condition
 	}
 	r := c.answer(10 * time.Second)
-	if time.Since(start) < time.Second {
+	if time.Since(start) < 2*time.Second {
 		t.Fatalf("the upload took %s, not longer than the request timeout; the test proves nothing", time.Since(start))
 	}
 	wantStatus(t, r, http.StatusCreated)
@@ -197,5 +259,37 @@ func TestSlowBodyOutlastsRequestTimeout(t *testing.T) {
 	}
 	if err := json.Unmarshal(r.Body, &created); err != nil || len(created.TaskIDs) != len(items) {
 		t.Fatalf("want %d task ids, got %s (%v)", len(items), r.Body, err)
+	}
+}
+
+// TestUnreadBodyAnswered checks that answers given without reading a body
+// (refusals, 404s, 405s) come at once, even when the body never arrives:
+// net/http would otherwise read the rest of the body before answering, and
+// a client that sent only part of it waited for the read deadline, or for
+// ever where none was set yet (a cross-origin refusal).
+func TestUnreadBodyAnswered(t *testing.T) {
+	t.Parallel()
+	b := setupWithUI(t, nil)
+	for _, tc := range []struct {
+		method, path, header string
+		status               int
+	}{
+		{"POST", "/v1/tasks", "Sec-Fetch-Site: cross-site\r\n", http.StatusForbidden},
+		{"POST", "/riverui/api/jobs/cancel", "Sec-Fetch-Site: cross-site\r\n", http.StatusForbidden},
+		{"POST", "/nope", "", http.StatusNotFound},
+		{"DELETE", "/v1/tasks/1", "", http.StatusMethodNotAllowed},
+		{"POST", "/v1/tasks?x=1", "", http.StatusUnprocessableEntity},
+		{"POST", "/v1/tasks/%ff", "", http.StatusUnprocessableEntity},
+		{"GET", "/v1/tasks?limit=1", "", http.StatusOK},
+	} {
+		c := b.dial(t)
+		c.send(tc.method + " " + tc.path + " HTTP/1.1\r\nHost: taskd.test\r\n" + tc.header + "Content-Length: 100\r\n\r\n{\"ki")
+		r := c.answer(5 * time.Second)
+		if r.Status != tc.status {
+			t.Errorf("%s %s: want %d, got %d %s", tc.method, tc.path, tc.status, r.Status, r.Body)
+		}
+		if !r.Close {
+			t.Errorf("%s %s: want Connection: close after an answer that left the body unread", tc.method, tc.path)
+		}
 	}
 }

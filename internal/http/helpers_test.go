@@ -42,9 +42,10 @@ const waitTimeout = 20 * time.Second
 // testBundle is what setup gives a test: a real database, the River client
 // and the API served over HTTP.
 type testBundle struct {
-	pool   *pgxpool.Pool
-	jobs   *jobs.Client
-	server *httptest.Server
+	pool    *pgxpool.Pool
+	jobs    *jobs.Client
+	handler http.Handler
+	server  *httptest.Server
 }
 
 type setupOpts struct {
@@ -125,7 +126,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	server := httptest.NewServer(handler)
 	t.Cleanup(server.Close)
 
-	return &testBundle{pool: pool, jobs: client, server: server}
+	return &testBundle{pool: pool, jobs: client, handler: handler, server: server}
 }
 
 // testLogWriter sends log lines to t.Log until the test's cleanups are done,

@@ -2,6 +2,7 @@ package http
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,20 +39,77 @@ func (s *server) crossOrigin() func(http.Handler) http.Handler {
 // (which run from the start of the request for every route alike and end
 // a slow upload without any answer). readBody moves the read deadline as a
 // body arrives and sets a fresh one for the handler once it is in. It also
-// bounds the body of every request, including the River UI's, at
-// MaxBodyBytes (MaxBatchBodyBytes on POST /v1/batches).
+// bounds the body of every request at MaxBodyBytes (MaxBatchBodyBytes on
+// POST /v1/batches), and closes the connection after an answer given
+// without reading the body (closeIfUnread).
 func (s *server) deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		d := time.Now().Add(s.RequestTimeout)
-		// Not every ResponseWriter supports deadlines (HTTP/2 does, as does
-		// HTTP/1; a test recorder does not); without one the server's own
-		// timeouts stand.
+		// Not every ResponseWriter supports deadlines (HTTP/1 and HTTP/2
+		// do; a test recorder does not); without them a request has only
+		// the server's ReadHeaderTimeout.
 		_ = rc.SetReadDeadline(d)
 		_ = rc.SetWriteDeadline(d)
+		if r.ContentLength != 0 { // declared or chunked
+			tb := &trackedBody{ReadCloser: r.Body}
+			w = &closeIfUnread{ResponseWriter: w, body: tb}
+			r.Body = tb
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// trackedBody notes whether a request body was read to its end.
+type trackedBody struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.done = true // at its end, or failed: either way nothing more is read
+	}
+	return n, err
+}
+
+// closeIfUnread closes the connection after an answer given without
+// reading the whole request body (a refusal, a 404, a River UI error).
+// Otherwise net/http reads up to 256 KiB of the rest before it sends the
+// answer, and a client that sends its body slowly, or not at all, gets no
+// answer until the read deadline.
+type closeIfUnread struct {
+	http.ResponseWriter
+	body    *trackedBody
+	written bool
+}
+
+func (w *closeIfUnread) WriteHeader(code int) {
+	if !w.written && !w.body.done {
+		w.Header().Set("Connection", "close")
+	}
+	w.written = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closeIfUnread) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *closeIfUnread) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush keeps the writer an http.Flusher for handlers that check.
+func (w *closeIfUnread) Flush() {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // bodyLimit is the largest body r may have.
@@ -95,7 +153,7 @@ func (s *server) validURL(next http.Handler) http.Handler {
 			}
 			for _, p := range pairs {
 				if !validText(p.value) {
-					fieldProblem(w, http.StatusUnprocessableEntity, p.key, "must be valid UTF-8 without NUL characters once percent-decoded")
+					fieldProblem(w, http.StatusUnprocessableEntity, clip(p.key), "must be valid UTF-8 without NUL characters once percent-decoded")
 					return
 				}
 			}
@@ -116,7 +174,7 @@ func validText(s string) bool {
 func writeQueryError(w http.ResponseWriter, err error) {
 	var qerr *queryError
 	if errors.As(err, &qerr) {
-		fieldProblem(w, http.StatusUnprocessableEntity, qerr.key, qerr.message)
+		fieldProblem(w, http.StatusUnprocessableEntity, clip(qerr.key), qerr.message)
 		return
 	}
 	fieldProblem(w, http.StatusUnprocessableEntity, "query", err.Error())

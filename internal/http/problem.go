@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
@@ -14,6 +15,20 @@ import (
 
 // clip shortens a client's value for echoing in a message.
 func clip(s string) string { return strictjson.Clip(s) }
+
+// clipDetail bounds a problem's detail, which may be built from several
+// clipped values (a validation error joins every field's message).
+func clipDetail(s string) string {
+	const max = 1000
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
 
 // quoteClip quotes a client's value, shortened, for a message.
 func quoteClip(s string) string { return strconv.Quote(strictjson.Clip(s)) }
@@ -51,7 +66,22 @@ const (
 // a second.
 const retryAfterSeconds = "1"
 
+// problemErrorsMax bounds the field errors one problem lists: a request
+// can hold thousands of faults (a state list of 3,000 unknown names), and
+// the first ones say what is wrong.
+const problemErrorsMax = 100
+
 func writeProblem(w http.ResponseWriter, p Problem) {
+	if n := len(p.Errors); n > problemErrorsMax {
+		p.Errors = p.Errors[:problemErrorsMax]
+		p.Detail += " (the first " + strconv.Itoa(problemErrorsMax) + " of " + strconv.Itoa(n) + " errors are listed)"
+	}
+	// Paths join keys the client chose, each clipped already; the whole
+	// is clipped too, so that deep nesting cannot echo more.
+	for i := range p.Errors {
+		p.Errors[i].Field = clip(p.Errors[i].Field)
+	}
+	p.Detail = clipDetail(p.Detail)
 	if p.Type == "" {
 		p.Type = "about:blank"
 	}
@@ -78,23 +108,9 @@ func fieldProblem(w http.ResponseWriter, status int, field, message string) {
 	})
 }
 
-// serverError answers an error no table entry claims. A database that
-// cannot be reached is the client's to retry (503 with Retry-After, logged
-// as a warning); anything else is a bug, logged once and answered 500
-// without details.
+// serverError logs err once and answers 500 without details: an error no
+// entry of writeError's table claims is a bug.
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, store.ErrUnavailable) {
-		s.logger.WarnContext(r.Context(), "database unavailable",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
-		w.Header().Set("Retry-After", retryAfterSeconds)
-		detail := "the database is unavailable; retry shortly"
-		if errors.Is(err, store.ErrCommitUnknown) {
-			detail = "the database connection was lost while saving; the request may or may not have taken effect. " +
-				"Retry with the same Idempotency-Key to find out safely"
-		}
-		writeProblem(w, Problem{Type: typeUnavailable, Status: http.StatusServiceUnavailable, Detail: detail})
-		return
-	}
 	s.logger.ErrorContext(r.Context(), "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: "internal error; see the server log"})
@@ -117,7 +133,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	)
 	switch {
 	case errors.As(err, &verr):
-		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: clip(verr.Error())}
+		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
 		for _, fe := range verr.Errors {
 			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
 		}
@@ -131,6 +147,18 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 			Errors: []FieldError{{Field: "state", Message: serr.Error()}}})
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
+	case errors.Is(err, store.ErrUnavailable):
+		// Not a bug but the client's to retry; worth a warning, since
+		// every request fails the same way until the database is back.
+		s.logger.WarnContext(r.Context(), "database unavailable",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		detail := "the database is unavailable; retry shortly"
+		if errors.Is(err, store.ErrCommitUnknown) {
+			detail = "the database connection was lost while saving; the request may or may not have taken effect. " +
+				"Retry with the same Idempotency-Key to find out safely"
+		}
+		writeProblem(w, Problem{Type: typeUnavailable, Status: http.StatusServiceUnavailable, Detail: detail})
 	default:
 		s.serverError(w, r, err)
 	}

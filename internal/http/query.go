@@ -44,7 +44,7 @@ func parseQuery(raw string, strict bool) ([]queryPair, error) {
 		case strings.Contains(part, ";"):
 			return nil, &queryError{key: key, message: "';' is not a separator of query parameters; use '&'"}
 		case !hasValue:
-			return nil, &queryError{key: key, message: "must be given as " + clip(key) + "=value"}
+			return nil, &queryError{key: key, message: "must be given as name=value"}
 		}
 		value, err := url.QueryUnescape(rawValue)
 		if err != nil {
@@ -82,9 +82,9 @@ func query(w http.ResponseWriter, r *http.Request, known ...string) (params map[
 			}
 			errs = append(errs, FieldError{Field: clip(p.key), Message: msg})
 		case seen:
-			errs = append(errs, FieldError{Field: p.key, Message: "must be given at most once"})
+			errs = append(errs, FieldError{Field: clip(p.key), Message: "must be given at most once"})
 		case p.value == "":
-			errs = append(errs, FieldError{Field: p.key, Message: "must not be empty"})
+			errs = append(errs, FieldError{Field: clip(p.key), Message: "must not be empty"})
 		}
 		params[p.key] = p.value
 	}

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -142,8 +143,11 @@ func TestAllow(t *testing.T) {
 		{"HEAD", "/v1/tasks/1/cancel", 405, "POST"},
 		{"FOO", "/v1/tasks/1/cancel", 405, "POST"},
 		// No route at the path: 404 whatever the method, never a 405 with
-		// an empty Allow.
+		// an empty Allow (or with every method, for "/v1" itself).
 		{"FOO", "/nope", 404, ""},
+		{"FOO", "/v1", 404, ""},
+		{"FOO", "/v1/", 404, ""},
+		{"DELETE", "/v1", 404, ""},
 		{"DELETE", "/nope", 404, ""},
 		{"PROPFIND", "/v1/nope", 404, ""},
 	}
@@ -159,6 +163,64 @@ func TestAllow(t *testing.T) {
 		if got := r.Header.Get("Allow"); got != tt.allow || (tt.status == 404 && r.Header.Values("Allow") != nil) {
 			t.Errorf("%s %s: want Allow %q, got %q", tt.method, tt.path, tt.allow, r.Header.Values("Allow"))
 		}
+	}
+}
+
+// TestRiverUIAnswersItsOwnPaths checks that a method chi does not know,
+// on a River UI path, is left to the River UI rather than answered with
+// a 405 that claims every method.
+func TestRiverUIAnswersItsOwnPaths(t *testing.T) {
+	t.Parallel()
+	b := setupWithUI(t, nil)
+	r := b.do(t, "FOO", "/riverui/api/jobs/delete", "")
+	if r.Status < 400 || r.Header.Get("Allow") == "GET, HEAD, POST, PUT, PATCH, DELETE" {
+		t.Errorf("FOO /riverui/api/jobs/delete: got %d with Allow %q", r.Status, r.Header.Get("Allow"))
+	}
+	// Text PostgreSQL cannot store does not reach it through the River UI.
+	r = b.do(t, "PATCH", "/riverui/api/queues/default", `{"concurrency":{"global_limit":0,"local_limit":0,"partition":{"by_args":["\u0000"],"by_kind":false}}}`)
+	wantProblem(t, r, http.StatusUnprocessableEntity, typeValidation, "concurrency.partition.by_args[0]")
+}
+
+func TestBodyTextValid(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, body := range []string{
+		`{"kind":"fail","args":{"times":0,"message":"x` + "\xff" + `y"}}`,
+		`{"kind":"fail","args":{"times":0,"message":"\ud800"}}`,
+		`{"kind":"fail","args":{"times":0,"message":"\udfff\ud800"}}`,
+		`{"kind":"fail","tags":["` + "\xed\xa0\x80" + `abc"],"args":{"times":0}}`,
+	} {
+		wantProblem(t, b.post(t, "/v1/tasks", body), http.StatusUnprocessableEntity, typeValidation, "body")
+		wantProblem(t, b.post(t, "/v1/batches", `{"tasks":[`+body+`]}`), http.StatusUnprocessableEntity, typeValidation, "body")
+	}
+	// A surrogate pair is a character like any other.
+	wantStatus(t, b.post(t, "/v1/tasks", `{"kind":"fail","args":{"times":0,"message":"\ud83d\ude00"}}`), http.StatusCreated)
+	if n := b.count(t, "river_job"); n != 1 {
+		t.Errorf("want only the valid task inserted, got %d", n)
+	}
+}
+
+func TestProblemsBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	states := make([]string, 3000)
+	for i := range states {
+		states[i] = "a" + itoa(int64(i))
+	}
+	r := b.get(t, "/v1/tasks?state="+strings.Join(states, ","))
+	var p apiProblem
+	if err := json.Unmarshal(r.Body, &p); err != nil || r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("3,000 bad states: want a 422 problem, got %d (%v)", r.Status, err)
+	}
+	if len(p.Errors) > 100 || len(r.Body) > 50_000 {
+		t.Errorf("3,000 bad states: %d errors, %d bytes", len(p.Errors), len(r.Body))
+	}
+	// A duplicate key under deep keys of 300 characters each.
+	key := strings.Repeat("k", 300)
+	body := `{"kind":"double","args":{"value":1},"x":` + strings.Repeat(`{"`+key+`":`, 30) + `{"a":1,"a":2}` + strings.Repeat("}", 30) + `}`
+	r = b.post(t, "/v1/tasks", body)
+	if r.Status != http.StatusUnprocessableEntity || len(r.Body) > 3000 {
+		t.Errorf("deep duplicate: got %d with %d bytes", r.Status, len(r.Body))
 	}
 }
 
@@ -216,10 +278,22 @@ func TestQueryStrict(t *testing.T) {
 	// The River UI's API gets no string PostgreSQL would choke on either.
 	wantProblem(t, b.get(t, "/riverui/api/jobs?kinds=%ff"), http.StatusUnprocessableEntity, typeValidation, "kinds")
 
-	// Echoed values are clipped.
-	r := b.get(t, "/v1/tasks?"+long+"=1&state="+long)
-	if r.Status != http.StatusUnprocessableEntity || len(r.Body) > 2000 {
-		t.Errorf("want a short 422 for long names and values, got %d with %d bytes", r.Status, len(r.Body))
+	// Echoed names and values are clipped, whatever is wrong with them.
+	for _, path := range []string{
+		"/v1/tasks?" + long + "=1&state=" + long,
+		"/v1/tasks?" + long + ";x=1",
+		"/v1/tasks?" + long,
+		"/v1/tasks?" + long + "=%ff",
+		"/v1/tasks?" + long + "=%zz",
+		"/v1/tasks?limit=1&" + long + "=",
+		"/v1/tasks?" + long + "=1&" + long + "=2",
+		"/riverui/api/jobs?" + long + "=%ff",
+		"/v1/" + long,
+	} {
+		r := b.get(t, path)
+		if r.Status < 400 || r.Status >= 500 || len(r.Body) > 2000 {
+			t.Errorf("want a short 4xx for a long name, got %d with %d bytes: %.200s", r.Status, len(r.Body), r.Body)
+		}
 	}
 
 	// What is right still works.
@@ -242,6 +316,8 @@ func TestPathIDsDecoded(t *testing.T) {
 	// An encoded slash stays inside its segment.
 	wantProblem(t, b.get(t, "/v1/tasks/1%2Fcancel"), http.StatusBadRequest, typeBlank, "id")
 	wantProblem(t, b.get(t, "/v1/tasks/%30%31"), http.StatusBadRequest, typeBlank, "id") // "01"
+	// Decoded once, like any URL: "%2531" is the id "%31".
+	wantProblem(t, b.get(t, "/v1/tasks/%2531"), http.StatusBadRequest, typeBlank, "id")
 	wantProblem(t, b.get(t, "/v1/tasks/%ff"), http.StatusUnprocessableEntity, typeValidation, "path")
 }
 

@@ -15,25 +15,30 @@ var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.Met
 
 func (s *server) routes() http.Handler {
 	r := chi.NewRouter()
-	// Order matters: panics anywhere become a 500 problem; cross-origin
-	// writes are refused before anything reads their body; every request
-	// gets its deadlines and a decoded, valid path and query before a
-	// handler (ours or the River UI's) sees it.
+	// Order matters: panics anywhere become a 500 problem; every request
+	// gets its deadlines first, then cross-origin writes are refused
+	// before anything reads their body, and every handler (ours or the
+	// River UI's) sees a decoded, valid path and query.
 	r.Use(s.recoverer)
+	r.Use(s.deadlines) // first: even a refused request must not wait forever for its body
 	r.Use(s.crossOrigin())
-	r.Use(s.deadlines)
 	r.Use(s.validURL)
 	// HEAD is served wherever GET is (net/http drops the body).
 	r.Use(middleware.GetHead)
 
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + clip(r.URL.Path)})
+		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + clip(routingPath(r.URL))})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		// chi comes here for a known path with another method, and for any
 		// path with a method it does not know at all ("FOO /nope"), so the
 		// allowed methods are asked of the router: none means no such
-		// endpoint.
+		// endpoint. The River UI knows its own routes: it answers for its
+		// paths whatever the method.
+		if s.Extra != nil && (routingPath(req.URL) == s.ExtraPrefix || strings.HasPrefix(routingPath(req.URL), s.ExtraPrefix+"/")) {
+			s.Extra.ServeHTTP(w, req)
+			return
+		}
 		var allowed []string
 		for _, m := range methods {
 			if r.Match(chi.NewRouteContext(), m, routingPath(req.URL)) {
@@ -44,28 +49,29 @@ func (s *server) routes() http.Handler {
 			}
 		}
 		if len(allowed) == 0 {
-			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + clip(req.URL.Path)})
+			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + clip(routingPath(req.URL))})
 			return
 		}
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeProblem(w, Problem{Status: http.StatusMethodNotAllowed,
-			Detail: clip(req.Method) + " is not allowed on " + clip(req.URL.Path) + "; allowed: " + strings.Join(allowed, ", ")})
+			Detail: clip(req.Method) + " is not allowed on " + clip(routingPath(req.URL)) + "; allowed: " + strings.Join(allowed, ", ")})
 	})
 
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
 	r.Get("/openapi.json", s.handleOpenAPI)
 
-	r.Route("/v1", func(r chi.Router) {
-		r.Get("/kinds", s.handleKindList)
-		r.Post("/tasks", s.handleTaskCreate)
-		r.Get("/tasks", s.handleTaskList)
-		r.Get("/tasks/{id}", s.handleTaskGet)
-		r.Post("/tasks/{id}/cancel", s.handleTaskCancel)
-		r.Post("/tasks/{id}/retry", s.handleTaskRetry)
-		r.Post("/batches", s.handleBatchCreate)
-		r.Get("/batches/{id}", s.handleBatchGet)
-	})
+	// Full paths rather than r.Route("/v1", ...): a mounted subrouter
+	// makes chi match "/v1" itself for every method, so 405s for it
+	// would list them all.
+	r.Get("/v1/kinds", s.handleKindList)
+	r.Post("/v1/tasks", s.handleTaskCreate)
+	r.Get("/v1/tasks", s.handleTaskList)
+	r.Get("/v1/tasks/{id}", s.handleTaskGet)
+	r.Post("/v1/tasks/{id}/cancel", s.handleTaskCancel)
+	r.Post("/v1/tasks/{id}/retry", s.handleTaskRetry)
+	r.Post("/v1/batches", s.handleBatchCreate)
+	r.Get("/v1/batches/{id}", s.handleBatchGet)
 
 	if s.Extra != nil {
 		r.Mount(s.ExtraPrefix, s.Extra)

@@ -44,6 +44,8 @@ type Config struct {
 	BodyIdleTimeout time.Duration
 	// BodyMinRate: see BodyMinRateDefault.
 	BodyMinRate int
+	// BodyGrace: see BodyGraceDefault.
+	BodyGrace time.Duration
 	// TrustedOrigins are origins ("https://app.example.com") whose
 	// browser pages may make unsafe requests; all others are refused as
 	// cross-origin. Defaults to none.
@@ -64,6 +66,7 @@ func (c Config) WithDefaults() Config {
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
 	c.BodyIdleTimeout = cmp.Or(c.BodyIdleTimeout, BodyIdleTimeoutDefault)
 	c.BodyMinRate = cmp.Or(c.BodyMinRate, BodyMinRateDefault)
+	c.BodyGrace = cmp.Or(c.BodyGrace, BodyGraceDefault)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,34 +81,27 @@ func (c Config) Validate() error {
 	case c.MaxBodyBytes < 1 || c.MaxBatchBodyBytes < 1:
 		return errors.New("http: MaxBodyBytes and MaxBatchBodyBytes must be positive")
 	case c.MaxBodyBytesInFlight < max(c.MaxBodyBytes, c.MaxBatchBodyBytes):
-		return &SettingError{Setting: "MaxBodyBytesInFlight", Err: errors.New("must be at least the largest body allowed (MaxBatchBodyBytes)")}
-	case c.RequestTimeout < time.Second || c.BodyIdleTimeout <= 0 || c.BodyMinRate < 1:
-		return errors.New("http: RequestTimeout must be at least 1s, BodyIdleTimeout and BodyMinRate positive")
+		return errors.New("http: MaxBodyBytesInFlight must be at least the largest body allowed")
+	case c.RequestTimeout < time.Second || c.BodyIdleTimeout <= 0 || c.BodyGrace <= 0 || c.BodyMinRate < 1:
+		return errors.New("http: RequestTimeout must be at least 1s, BodyIdleTimeout, BodyGrace and BodyMinRate positive")
 	}
 	cop := http.NewCrossOriginProtection()
 	for _, o := range c.TrustedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
-			return &SettingError{Setting: "TrustedOrigins", Err: err}
+			return fmt.Errorf("http: TrustedOrigins: %w", err)
 		}
 	}
 	return nil
 }
 
-// SettingError names the Config field a validation error is about, so that
-// a command can name its own flag.
-type SettingError struct {
-	Setting string
-	Err     error
-}
-
-func (e *SettingError) Error() string { return "http: " + e.Setting + ": " + e.Err.Error() }
-func (e *SettingError) Unwrap() error { return e.Err }
-
 type server struct {
 	Config
-	logger *slog.Logger
-	budget *byteBudget
+	logger  *slog.Logger
+	budget  *byteBudget
+	handler http.Handler
 }
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 //go:embed openapi.json
 var openAPIDocument []byte
@@ -119,7 +115,11 @@ func NewServer(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{Config: cfg, logger: cfg.Logger, budget: &byteBudget{max: cfg.MaxBodyBytesInFlight}}
-	return s.routes(), nil
+	if s.Extra != nil {
+		s.Extra = s.guardExtra(s.Extra)
+	}
+	s.handler = s.routes()
+	return s, nil
 }
 
 // recoverer turns a panic in a handler into a logged 500 problem.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,11 +108,7 @@ func singleTask(t *store.Task) taskWithAttempts {
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	err := strictjson.Unmarshal(body, v)
 	if err == nil {
-		if path, found := strictjson.FindNUL(body); found {
-			fieldProblem(w, http.StatusUnprocessableEntity, path, "must not contain the NUL character (\\u0000)")
-			return false
-		}
-		return true
+		return checkText(w, body)
 	}
 	var jerr *strictjson.Error
 	if errors.As(err, &jerr) {
@@ -132,6 +127,24 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	}
 	fieldProblem(w, http.StatusBadRequest, "body", err.Error())
 	return false
+}
+
+// checkText refuses, with 422, a JSON body holding text that PostgreSQL
+// cannot store or that encoding/json would silently replace (so that two
+// different bodies would mean the same): NUL characters, invalid UTF-8,
+// unpaired surrogate escapes. It answers the problem itself when it returns
+// false.
+func checkText(w http.ResponseWriter, body []byte) bool {
+	if path, found := strictjson.FindNUL(body); found {
+		fieldProblem(w, http.StatusUnprocessableEntity, path, "must not contain the NUL character (\\u0000)")
+		return false
+	}
+	if off, found := strictjson.FindBadText(body); found {
+		fieldProblem(w, http.StatusUnprocessableEntity, "body",
+			"invalid text at byte "+strconv.Itoa(off)+": strings must be valid UTF-8, and \\u escapes of surrogates must come in pairs")
+		return false
+	}
+	return true
 }
 
 // idempotency reads the Idempotency-Key header. It answers the problem
@@ -196,7 +209,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err != nil {
-			s.serverError(w, r, err)
+			s.writeError(w, r, err, "")
 			return
 		}
 		writeJSON(w, http.StatusOK, singleTask(t))
@@ -211,12 +224,9 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	if _, ok := query(w, r); !ok {
 		return 0, false
 	}
-	// Routed by the escaped path only when it holds an encoded slash
-	// (routingPath); unescaping is then still needed.
-	raw, err := url.PathUnescape(chi.URLParam(r, "id"))
-	if err != nil {
-		raw = chi.URLParam(r, "id")
-	}
+	// Routing decoded the path already (routingPath), once: "%2531" is
+	// the id "%31", not 1.
+	raw := chi.URLParam(r, "id")
 	id, err := strconv.ParseInt(raw, 10, 64)
 	// Only the canonical form: no sign, no leading zeros.
 	if err != nil || id < 1 || strconv.FormatInt(id, 10) != raw {
@@ -323,7 +333,7 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 	}
 	tasks, err := s.Store.TaskList(r.Context(), p)
 	if err != nil {
-		s.serverError(w, r, err)
+		s.writeError(w, r, err, "")
 		return
 	}
 	out := listJSON{Tasks: make([]taskJSON, len(tasks))}

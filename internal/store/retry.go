@@ -61,9 +61,9 @@ func IsConnectionLost(err error) bool {
 }
 
 // unavailable marks a lost-connection error as ErrUnavailable and returns
-// any other error as it is.
+// any other error, or one already marked, as it is.
 func unavailable(err error) error {
-	if IsConnectionLost(err) {
+	if IsConnectionLost(err) && !errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
@@ -71,10 +71,11 @@ func unavailable(err error) error {
 
 // retry runs fn, which must be safe to run twice (a read, or a transaction
 // that did not reach COMMIT), and runs it once more when it failed because
-// its connection was lost. Before the second run the pool drops its idle
-// connections: when one connection was cut, its siblings usually were too
-// (a server restart, an operator terminating every backend), and the pool
-// would otherwise hand out another dead one. Errors of lost connections are
+// its connection was lost. Before the second run the pool is reset (idle
+// connections are closed at once, those in use when they are released):
+// when one connection was cut, its siblings usually were too (a server
+// restart, an operator terminating every backend), and the pool would
+// otherwise hand out another dead one. Errors of lost connections are
 // returned as ErrUnavailable.
 func (s *Store) retry(ctx context.Context, fn func() error) error {
 	err := fn()
