@@ -31,7 +31,7 @@ const (
 	// MaxBodyBytesInFlightDefault bounds the bytes of request bodies being
 	// read or handled at once, across all requests: two full batches. A
 	// body costs about ten times its size in memory while it is decoded,
-	// validated and inserted (a full 16 MiB batch about 200 MB of resident
+	// validated and inserted (a full 16 MiB batch about 175 MB of resident
 	// memory; docs/API.md, "Limits and timeouts", and
 	// scripts/body-memory.sh).
 	MaxBodyBytesInFlightDefault = 32 << 20
