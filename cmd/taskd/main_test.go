@@ -528,3 +528,19 @@ func TestWorkerCommand(t *testing.T) {
 		t.Errorf("worker served HTTP:\n%s", out.String())
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://u:s3cret@db:5432/x", "postgres://u:xxxxx@db:5432/x"},
+		{"postgres://u@db/x?sslmode=disable&password=s3cret", "postgres://u@db/x?sslmode=disable&password=xxxxx"},
+		{"host=db user=u password=s3cret dbname=x", "host=db user=u password=xxxxx dbname=x"},
+		{"host=db password = 's3 cr\\'et' dbname=x", "host=db password = xxxxx dbname=x"},
+		{"password=s3cret host=db", "password=xxxxx host=db"},
+		{"host=db user=u dbname=x", "host=db user=u dbname=x"},
+	} {
+		if got := redactURL(tc.in); got != tc.want || strings.Contains(got, "s3") {
+			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

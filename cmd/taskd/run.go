@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -81,6 +82,9 @@ func isTerminal(w io.Writer) bool {
 
 // redactURL hides the password of a connection string for logs.
 func redactURL(url string) string {
+	// A password may also sit in the query ("?password=...") of a URL, or
+	// be a key of a key/value DSN ("host=db password='s3 cret'").
+	url = dsnPasswordRE.ReplaceAllString(url, "${1}xxxxx")
 	at := strings.LastIndex(url, "@")
 	scheme := strings.Index(url, "://")
 	if at < 0 || scheme < 0 || at < scheme {
@@ -92,3 +96,8 @@ func redactURL(url string) string {
 	}
 	return url
 }
+
+// dsnPasswordRE matches the value of a password setting in a key/value DSN
+// (quoted with single quotes and backslash escapes, or bare) or a URL
+// query.
+var dsnPasswordRE = regexp.MustCompile(`((?:^|[\s?&])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
