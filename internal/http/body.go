@@ -73,9 +73,14 @@ func (b *byteBudget) inUse() int64 {
 	return b.used
 }
 
-// bodyChunk is the most read at once, and the first buffer of a body: the
-// budget and the deadlines follow a body in steps of this size.
-const bodyChunk = 64 << 10
+// bodyChunk is the most read at once: the deadlines follow a body in steps
+// of this size. bodyFirstBuffer is the first buffer of a body, from which
+// it doubles: what a connection that declared a large body but sent little
+// holds of the budget.
+const (
+	bodyChunk       = 64 << 10
+	bodyFirstBuffer = 4 << 10
+)
 
 // bodyReader reads a request body within its deadlines: each read may wait
 // at most idle, and the body as a whole must keep up with minRate after
@@ -167,7 +172,7 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	return nil, nil, false
 }
 
-// readAll reads r to the end. Its buffer starts at bodyChunk and doubles,
+// readAll reads r to the end. Its buffer starts at bodyFirstBuffer and doubles,
 // up to size bytes (the declared length, or the limit), and every growth
 // is first taken from budget; taken is what was, to be released by the
 // caller in any case.
@@ -187,7 +192,7 @@ func readAll(r io.Reader, size int64, budget *byteBudget) (buf []byte, taken int
 				}
 				return nil, taken, err
 			}
-			newCap := min(max(2*int64(cap(buf)), bodyChunk), size)
+			newCap := min(max(2*int64(cap(buf)), bodyFirstBuffer), size)
 			if !budget.tryAcquire(newCap - int64(cap(buf))) {
 				return nil, taken, errOverloaded
 			}

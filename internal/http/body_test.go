@@ -3,6 +3,7 @@ package http_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -168,7 +169,7 @@ func TestBodyBudgetNotTakenByDeclaredLengths(t *testing.T) {
 	}
 	b.waitInFlight(t, 1) // at least one of them is being read
 	wantStatus(t, b.post(t, "/v1/tasks", `{"kind":"double","args":{"value":1}}`), http.StatusCreated)
-	if n := taskdhttp.BodyBytesInFlight(b.handler); n > 4*64<<10 {
+	if n := taskdhttp.BodyBytesInFlight(b.handler); n > 4*4<<10 {
 		t.Errorf("four bodies of one byte hold %d bytes of the budget", n)
 	}
 }
@@ -219,6 +220,7 @@ func TestBodyStallAnswered408(t *testing.T) {
 		if !r.Close {
 			t.Errorf("%s: want Connection: close with a 408", path)
 		}
+		c.wantClosed(5 * time.Second)
 	}
 	if n := b.count(t, "river_job"); n != 0 {
 		t.Errorf("stalled requests inserted %d tasks", n)
@@ -291,5 +293,16 @@ func TestUnreadBodyAnswered(t *testing.T) {
 		if !r.Close {
 			t.Errorf("%s %s: want Connection: close after an answer that left the body unread", tc.method, tc.path)
 		}
+		c.wantClosed(5 * time.Second)
+	}
+}
+
+// wantClosed fails the test unless the server closes the connection within
+// timeout (rather than reading on, for the rest of a body nobody wants).
+func (c *rawConn) wantClosed(timeout time.Duration) {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	if n, err := c.rd.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		c.t.Errorf("want the server to close the connection within %s, got %d bytes, %v", timeout, n, err)
 	}
 }

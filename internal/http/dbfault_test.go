@@ -71,6 +71,34 @@ func TestConnectionsTerminated(t *testing.T) {
 	b.waitState(t, last.ID, "completed", waitTimeout)
 }
 
+// TestRiverUIAfterConnectionsTerminated checks that the River UI survives
+// cut connections too: its reads are run once more on a fresh pool, and a
+// write first tries a connection (resetting the pool when it was cut).
+func TestRiverUIAfterConnectionsTerminated(t *testing.T) {
+	t.Parallel()
+	b := setupWithUI(t, nil)
+	b.createTask(t, `{"kind":"double","args":{"value":1}}`)
+	paths := []string{"/riverui/api/jobs?state=available", "/riverui/api/queues", "/riverui/api/jobs/1"}
+	for _, path := range paths {
+		wantStatus(t, b.get(t, path), http.StatusOK) // warms the pool
+	}
+	for _, path := range paths {
+		if n := b.terminateBackends(t); n == 0 {
+			t.Fatalf("no connection to terminate before GET %s; the test proves nothing", path)
+		}
+		wantStatus(t, b.get(t, path), http.StatusOK)
+	}
+	for range 3 {
+		if n := b.terminateBackends(t); n == 0 {
+			t.Fatal("no connection to terminate before a River UI write; the test proves nothing")
+		}
+		r := b.do(t, "PATCH", "/riverui/api/queues/default", `{"concurrency":null}`)
+		if r.Status >= 500 {
+			t.Errorf("River UI PATCH after terminating every connection: %s", r)
+		}
+	}
+}
+
 // TestDatabaseDown checks that with no database at all the API answers 503
 // problem+json with Retry-After, not 500.
 func TestDatabaseDown(t *testing.T) {

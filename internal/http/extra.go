@@ -5,6 +5,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 // guardExtra wraps the handler mounted beside the API (the River UI),
@@ -32,7 +34,17 @@ func (s *server) guardExtra(next http.Handler) http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || s.Store == nil {
+		if s.Store == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// A write is not repeated; instead a connection is tried
+			// first, and the pool reset when it was cut, so that the
+			// write does not meet a dead one.
+			if err := s.Store.Ping(r.Context()); store.IsConnectionLost(err) {
+				s.Store.Pool().Reset()
+			}
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -51,26 +51,34 @@ func (s *server) deadlines(next http.Handler) http.Handler {
 		// the server's ReadHeaderTimeout.
 		_ = rc.SetReadDeadline(d)
 		_ = rc.SetWriteDeadline(d)
+		var tb *trackedBody
 		if r.ContentLength != 0 { // declared or chunked
-			tb := &trackedBody{ReadCloser: r.Body}
+			tb = &trackedBody{ReadCloser: r.Body}
 			w = &closeIfUnread{ResponseWriter: w, body: tb}
 			r.Body = tb
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 		next.ServeHTTP(w, r)
+		if tb != nil && !tb.eof {
+			// After the handler net/http reads what is left of the body
+			// (up to 256 KiB) before it closes the connection; nothing
+			// more of it is wanted, so that read ends now rather than at
+			// the deadline.
+			_ = rc.SetReadDeadline(time.Now())
+		}
 	})
 }
 
 // trackedBody notes whether a request body was read to its end.
 type trackedBody struct {
 	io.ReadCloser
-	done bool
+	eof bool
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.done = true // at its end, or failed: either way nothing more is read
+	if errors.Is(err, io.EOF) {
+		b.eof = true
 	}
 	return n, err
 }
@@ -87,7 +95,7 @@ type closeIfUnread struct {
 }
 
 func (w *closeIfUnread) WriteHeader(code int) {
-	if !w.written && !w.body.done {
+	if !w.written && !w.body.eof {
 		w.Header().Set("Connection", "close")
 	}
 	w.written = true

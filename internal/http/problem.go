@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/taskd/taskd/internal/jobs"
@@ -103,7 +104,7 @@ func fieldProblem(w http.ResponseWriter, status int, field, message string) {
 	writeProblem(w, Problem{
 		Type:   typ,
 		Status: status,
-		Detail: field + ": " + message,
+		Detail: clip(field) + ": " + message,
 		Errors: []FieldError{{Field: field, Message: message}},
 	})
 }
@@ -133,10 +134,15 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	)
 	switch {
 	case errors.As(err, &verr):
-		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
-		for _, fe := range verr.Errors {
-			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
+		// The detail is built from the clipped fields, not verr.Error(),
+		// so that long paths are not echoed there in full.
+		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity}
+		parts := make([]string, len(verr.Errors))
+		for i, fe := range verr.Errors {
+			p.Errors = append(p.Errors, FieldError{Field: clip(fe.Field), Message: fe.Message})
+			parts[i] = clip(fe.Field) + ": " + fe.Message
 		}
+		p.Detail = "invalid task: " + strings.Join(parts, "; ")
 		writeProblem(w, p)
 	case errors.Is(err, jobs.ErrIdempotencyMismatch):
 		writeProblem(w, Problem{Type: typeIdempotency, Status: http.StatusConflict,

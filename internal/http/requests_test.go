@@ -219,8 +219,11 @@ func TestProblemsBounded(t *testing.T) {
 	key := strings.Repeat("k", 300)
 	body := `{"kind":"double","args":{"value":1},"x":` + strings.Repeat(`{"`+key+`":`, 30) + `{"a":1,"a":2}` + strings.Repeat("}", 30) + `}`
 	r = b.post(t, "/v1/tasks", body)
-	if r.Status != http.StatusUnprocessableEntity || len(r.Body) > 3000 {
-		t.Errorf("deep duplicate: got %d with %d bytes", r.Status, len(r.Body))
+	if err := json.Unmarshal(r.Body, &p); err != nil || r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("deep duplicate: want a 422 problem, got %d (%v)", r.Status, err)
+	}
+	if len(p.Detail) > 500 || len(p.Errors) != 1 || len(p.Errors[0].Field) > 210 {
+		t.Errorf("deep duplicate: detail of %d bytes, field of %d: %.300s", len(p.Detail), len(p.Errors[0].Field), r.Body)
 	}
 }
 
