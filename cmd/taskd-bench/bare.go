@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 )
 
 // taskdPoolSize is taskd's default --db-max-conns; bare River gets a pool
@@ -31,7 +32,7 @@ var (
 )
 
 // bareRiver is River with nothing of taskd's around it: the same "double"
-// worker (jobs.DoubleWorker, which records its output), the same default
+// worker (builtin.DoubleWorker, which records its output), the same default
 // queue size and fetch settings, and the same insert options; no HTTP, no
 // attempt-recording middleware, no heartbeats.
 type bareRiver struct {
@@ -46,7 +47,7 @@ func newBareRiver(ctx context.Context, dbURL string, fetch fetchSettings) (*bare
 		return nil, err
 	}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.DoubleWorker{})
+	river.AddWorker(workers, &builtin.DoubleWorker{})
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Logger:            slog.New(slog.DiscardHandler),
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: jobs.QueueDefaultWorkers}},
@@ -84,7 +85,7 @@ func insertOpts() *river.InsertOpts {
 // insertOne inserts one job in its own transaction, as taskd's Submit does.
 func (r *bareRiver) insertOne(ctx context.Context, value float64) error {
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		_, err := r.client.InsertTx(ctx, tx, jobs.DoubleArgs{Value: value}, insertOpts())
+		_, err := r.client.InsertTx(ctx, tx, builtin.DoubleArgs{Value: value}, insertOpts())
 		return err
 	})
 }
@@ -94,7 +95,7 @@ func (r *bareRiver) insertOne(ctx context.Context, value float64) error {
 func (r *bareRiver) insertMany(ctx context.Context, first, n int) error {
 	params := make([]river.InsertManyParams, n)
 	for i := range params {
-		params[i] = river.InsertManyParams{Args: jobs.DoubleArgs{Value: float64(first + i)}, InsertOpts: insertOpts()}
+		params[i] = river.InsertManyParams{Args: builtin.DoubleArgs{Value: float64(first + i)}, InsertOpts: insertOpts()}
 	}
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		_, err := r.client.InsertManyTx(ctx, tx, params)

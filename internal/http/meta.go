@@ -3,8 +3,6 @@ package http
 import (
 	"encoding/json"
 	"net/http"
-
-	"github.com/taskd/taskd/internal/jobs"
 )
 
 type kindJSON struct {
@@ -19,12 +17,12 @@ func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	if _, ok := query(w, r); !ok {
 		return
 	}
-	kinds := jobs.Kinds()
+	kinds := s.Kinds.All()
 	out := struct {
 		Kinds []kindJSON `json:"kinds"`
 	}{Kinds: make([]kindJSON, len(kinds))}
 	for i, k := range kinds {
-		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Description: k.Description, ArgsSchema: k.Schema, ResultSchema: k.Result}
+		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Description: k.Description, ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -342,7 +343,7 @@ func TestOpenAPIMatchesLimits(t *testing.T) {
 	}
 
 	req := oaObject(t, schemas, "TaskRequest", "properties")
-	if got, want := oaStrings(t, oaObject(t, req, "kind")["enum"], "TaskRequest.kind.enum"), jobs.KindNames(); !slices.Equal(got, want) {
+	if got, want := oaStrings(t, oaObject(t, req, "kind")["enum"], "TaskRequest.kind.enum"), builtin.Registry().Names(); !slices.Equal(got, want) {
 		t.Errorf("TaskRequest.kind enum = %v, want %v", got, want)
 	}
 	list := oaObject(t, doc, "paths", "/v1/tasks", "get")
@@ -384,17 +385,17 @@ func TestOpenAPIMatchesLimits(t *testing.T) {
 		title, _ := a["title"].(string)
 		byTitle[title] = a
 	}
-	if len(byTitle) != len(jobs.Kinds()) {
-		t.Errorf("TaskRequest.args has %d alternatives, want one per kind (%d)", len(byTitle), len(jobs.Kinds()))
+	if len(byTitle) != len(builtin.Kinds()) {
+		t.Errorf("TaskRequest.args has %d alternatives, want one per kind (%d)", len(byTitle), len(builtin.Kinds()))
 	}
-	for _, k := range jobs.Kinds() {
+	for _, k := range builtin.Kinds() {
 		documented, ok := byTitle[k.Name]
 		if !ok {
 			t.Errorf("TaskRequest.args has no alternative titled %q", k.Name)
 			continue
 		}
 		var actual map[string]any
-		if err := json.Unmarshal(k.Schema, &actual); err != nil {
+		if err := json.Unmarshal(k.ArgsSchema, &actual); err != nil {
 			t.Fatalf("kind %s: args schema: %v", k.Name, err)
 		}
 		oaCheckSubschema(t, "args of "+k.Name, actual, documented)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -31,6 +33,9 @@ type Config struct {
 	Store  *store.Store
 	Jobs   *jobs.Client
 	Logger *slog.Logger
+	// Kinds is what GET /v1/kinds lists. Defaults to the kinds of Jobs (or
+	// the built-in kinds without Jobs).
+	Kinds *kinds.Registry
 	// MaxBodyBytes: see MaxBodyBytesDefault.
 	MaxBodyBytes int64
 	// MaxBatchBodyBytes: see MaxBatchBodyBytesDefault.
@@ -69,6 +74,12 @@ func (c Config) WithDefaults() Config {
 	c.BodyGrace = cmp.Or(c.BodyGrace, BodyGraceDefault)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Kinds == nil && c.Jobs != nil {
+		c.Kinds = c.Jobs.Kinds()
+	}
+	if c.Kinds == nil {
+		c.Kinds = builtin.Registry()
 	}
 	return c
 }

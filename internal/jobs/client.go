@@ -22,6 +22,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -55,13 +57,16 @@ const (
 // DefaultQueues returns the default queue sizes: "default" with
 // QueueDefaultWorkers workers and "cpu" with one worker per core.
 func DefaultQueues() map[string]int {
-	return map[string]int{river.QueueDefault: QueueDefaultWorkers, QueueCPU: runtime.NumCPU()}
+	return map[string]int{river.QueueDefault: QueueDefaultWorkers, builtin.QueueCPU: runtime.NumCPU()}
 }
 
 // Config configures a Client.
 type Config struct {
 	// Store is taskd's database access. Required.
 	Store *store.Store
+	// Kinds are the kinds this process accepts and works. Defaults to the
+	// built-in kinds.
+	Kinds *kinds.Registry
 	// Logger is handed to River too. Defaults to a discarding logger.
 	Logger *slog.Logger
 	// Queues maps each queue this process works to its number of workers.
@@ -97,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Queues) == 0 {
 		c.Queues = DefaultQueues()
+	}
+	if c.Kinds == nil {
+		c.Kinds = builtin.Registry()
 	}
 	c.FetchCooldown = cmp.Or(c.FetchCooldown, FetchCooldownDefault)
 	c.FetchPollInterval = cmp.Or(c.FetchPollInterval, FetchPollIntervalDefault)
@@ -134,6 +142,7 @@ func (c Config) validate() error {
 type Client struct {
 	cfg      Config
 	store    *store.Store
+	kinds    *kinds.Registry
 	logger   *slog.Logger
 	river    *river.Client[pgx.Tx]
 	recorder *attemptRecorder
@@ -156,6 +165,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		store:    cfg.Store,
+		kinds:    cfg.Kinds,
 		logger:   cfg.Logger,
 		hostname: hostname,
 		pid:      os.Getpid(),
@@ -168,7 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 
 	workers := river.NewWorkers()
-	addWorkers(workers)
+	cfg.Kinds.AddWorkers(workers)
 	queues := make(map[string]river.QueueConfig, len(cfg.Queues))
 	for name, n := range cfg.Queues {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
@@ -184,7 +194,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// it cannot tell a dead owner from a slow task; taskd's heartbeat
 	// rescue handles dead processes within seconds, and River's stays as a
 	// backstop well beyond any attempt's timeout.
-	longest := max(cfg.JobTimeout, time.Duration(SleepMaxMS)*time.Millisecond+time.Minute)
+	longest := cfg.Kinds.LongestTimeout(cfg.JobTimeout)
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
 		ID:                          c.id,
 		Logger:                      cfg.Logger,
@@ -214,6 +224,9 @@ func (c *Client) ID() string { return c.id }
 
 // River returns the underlying River client (for the River UI).
 func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
+
+// Kinds returns the kinds this client accepts and works.
+func (c *Client) Kinds() *kinds.Registry { return c.kinds }
 
 // HasQueue reports whether this process works queue.
 func (c *Client) HasQueue(queue string) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -105,7 +106,7 @@ func TestTimeoutIsRecorded(t *testing.T) {
 	b := setup(t, func(c *Config) { c.JobTimeout = 50 * time.Millisecond })
 	b.start(t)
 
-	id := b.submit(t, "cpu", map[string]any{"n": CPUMaxN}, func(p *TaskParams) { p.MaxAttempts = ptr(1) })
+	id := b.submit(t, "cpu", map[string]any{"n": builtin.CPUMaxN}, func(p *TaskParams) { p.MaxAttempts = ptr(1) })
 	task := b.waitTask(t, id, 20*time.Second, inState(store.StateDiscarded))
 	if len(task.Errors) != 1 || !strings.Contains(task.Errors[0].Message, "deadline exceeded") {
 		t.Errorf("errors = %+v", task.Errors)

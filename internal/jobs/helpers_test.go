@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
 )
@@ -39,7 +40,7 @@ func setup(t *testing.T, mod func(*Config)) *testBundle {
 	cfg := Config{
 		Store:             st,
 		Logger:            testLogger(t),
-		Queues:            map[string]int{"default": 10, QueueCPU: 1},
+		Queues:            map[string]int{"default": 10, builtin.QueueCPU: 1},
 		FetchCooldown:     time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,

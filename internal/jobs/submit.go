@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
 )
@@ -73,55 +75,55 @@ type TaskParams struct {
 // (strictjson.Clip), so that a megabyte-long name does not come back whole
 // in the response or go into logs.
 func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
-	fe := &fieldErrors{prefix: prefix}
-	var kind Kind
+	fe := &kinds.Errors{Prefix: prefix}
+	var kind kinds.Kind
 	switch {
 	case p.Kind == nil || *p.Kind == "":
-		fe.add("kind", "is required; known kinds: %s", strings.Join(KindNames(), ", "))
+		fe.Add("kind", "is required; known kinds: %s", strings.Join(c.kinds.Names(), ", "))
 	default:
 		var ok bool
-		if kind, ok = kindByName(*p.Kind); !ok {
-			fe.add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(KindNames(), ", "))
+		if kind, ok = c.kinds.Lookup(*p.Kind); !ok {
+			fe.Add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(c.kinds.Names(), ", "))
 		}
 	}
 	var args river.JobArgs
-	if kind.decode != nil {
-		afe := &fieldErrors{prefix: joinPath(prefix, "args")}
-		args = kind.decode(p.Args, afe)
-		fe.errs = append(fe.errs, afe.errs...)
+	if kind.Decode != nil {
+		afe := &kinds.Errors{Prefix: kinds.JoinPath(prefix, "args")}
+		args = kind.Decode(p.Args, afe)
+		fe.List = append(fe.List, afe.List...)
 	}
-	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: MaxAttemptsDefault, Priority: 1}
+	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: cmp.Or(kind.MaxAttempts, MaxAttemptsDefault), Priority: 1}
 	if p.Queue != nil {
 		opts.Queue = *p.Queue
 		if !c.HasQueue(*p.Queue) {
-			fe.add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(c.queueNames(), ", "))
+			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(c.queueNames(), ", "))
 		}
 	} else if kind.Name != "" && !c.HasQueue(kind.Queue) {
-		fe.add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
+		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
 			kind.Name, kind.Queue, strings.Join(c.queueNames(), ", "))
 	}
 	if p.Priority != nil {
 		if *p.Priority < 1 || *p.Priority > 4 {
-			fe.add("priority", "must be between 1 and 4")
+			fe.Add("priority", "must be between 1 and 4")
 		}
 		opts.Priority = *p.Priority
 	}
 	if p.MaxAttempts != nil {
 		if *p.MaxAttempts < 1 || *p.MaxAttempts > MaxAttemptsMax {
-			fe.add("max_attempts", "must be between 1 and %d", MaxAttemptsMax)
+			fe.Add("max_attempts", "must be between 1 and %d", MaxAttemptsMax)
 		}
 		opts.MaxAttempts = *p.MaxAttempts
 	}
 	switch {
 	case p.ScheduledAt != nil && p.Delay != nil:
-		fe.add("delay", "cannot be given together with scheduled_at")
+		fe.Add("delay", "cannot be given together with scheduled_at")
 	case p.ScheduledAt != nil:
 		t, err := time.Parse(time.RFC3339Nano, *p.ScheduledAt)
 		switch {
 		case err != nil:
-			fe.add("scheduled_at", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+			fe.Add("scheduled_at", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 		case t.After(now.Add(MaxDelay)):
-			fe.add("scheduled_at", "must be less than %s ahead", MaxDelay)
+			fe.Add("scheduled_at", "must be less than %s ahead", MaxDelay)
 		case t.After(now):
 			opts.ScheduledAt = t
 		}
@@ -132,24 +134,24 @@ func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.Ins
 		d, err := time.ParseDuration(*p.Delay)
 		switch {
 		case err != nil:
-			fe.add("delay", "must be a duration such as \"90s\" or \"1h30m\"")
+			fe.Add("delay", "must be a duration such as \"90s\" or \"1h30m\"")
 		case d < 0 || d > MaxDelay:
-			fe.add("delay", "must be between 0s and %s", MaxDelay)
+			fe.Add("delay", "must be between 0s and %s", MaxDelay)
 		case d > 0:
 			opts.ScheduledAt = now.Add(d)
 		}
 	}
 	if len(p.Tags) > MaxTags {
-		fe.add("tags", "must have at most %d tags", MaxTags)
+		fe.Add("tags", "must have at most %d tags", MaxTags)
 	}
 	for i, tag := range p.Tags {
 		if msg := checkTag(tag); msg != "" {
-			fe.add("tags["+strconv.Itoa(i)+"]", "%s", msg)
+			fe.Add("tags["+strconv.Itoa(i)+"]", "%s", msg)
 		}
 	}
 	opts.Tags = p.Tags
-	if len(fe.errs) > 0 {
-		return river.InsertManyParams{}, fe.errs
+	if len(fe.List) > 0 {
+		return river.InsertManyParams{}, fe.List
 	}
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
 }

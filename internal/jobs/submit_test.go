@@ -9,6 +9,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/strictjson"
 )
 
@@ -36,11 +37,11 @@ func TestPrepareAcceptsIntegralNumbers(t *testing.T) {
 		priority int
 		attempts int
 	}{
-		{`{"kind":"sleep","args":{"ms":1.0}}`, SleepArgs{MS: 1}, 1, MaxAttemptsDefault},
-		{`{"kind":"sleep","args":{"ms":36e5}}`, SleepArgs{MS: SleepMaxMS}, 1, MaxAttemptsDefault},
-		{`{"kind":"fail","args":{"times":1e1}}`, FailArgs{Times: 10, Message: failDefaultMessage}, 1, MaxAttemptsDefault},
-		{`{"kind":"cpu","args":{"n":100.000}}`, CPUArgs{N: 100}, 1, MaxAttemptsDefault},
-		{`{"kind":"double","args":{"value":2.5},"priority":2.0,"max_attempts":1E+1}`, DoubleArgs{Value: 2.5}, 2, 10},
+		{`{"kind":"sleep","args":{"ms":1.0}}`, builtin.SleepArgs{MS: 1}, 1, MaxAttemptsDefault},
+		{`{"kind":"sleep","args":{"ms":36e5}}`, builtin.SleepArgs{MS: builtin.SleepMaxMS}, 1, MaxAttemptsDefault},
+		{`{"kind":"fail","args":{"times":1e1}}`, builtin.FailArgs{Times: 10, Message: builtin.FailDefaultMessage}, 1, MaxAttemptsDefault},
+		{`{"kind":"cpu","args":{"n":100.000}}`, builtin.CPUArgs{N: 100}, 1, MaxAttemptsDefault},
+		{`{"kind":"double","args":{"value":2.5},"priority":2.0,"max_attempts":1E+1}`, builtin.DoubleArgs{Value: 2.5}, 2, 10},
 	}
 	for _, tt := range ok {
 		params, errs := decodeAndPrepare(t, b, tt.body)
@@ -84,7 +85,7 @@ func TestPrepareLeavesArgsAsSent(t *testing.T) {
 	if errs != nil {
 		t.Fatal(errs)
 	}
-	if string(p.Args) != `{"ms":2.0}` || params.Args != (SleepArgs{MS: 2}) {
+	if string(p.Args) != `{"ms":2.0}` || params.Args != (builtin.SleepArgs{MS: 2}) {
 		t.Errorf("args = %s, %#v", p.Args, params.Args)
 	}
 }

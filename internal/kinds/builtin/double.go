@@ -1,4 +1,4 @@
-package jobs
+package builtin
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"math"
 
 	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/kinds"
 )
 
 // DoubleArgs are the args of the "double" kind: the FastAPI article's
@@ -32,25 +34,27 @@ func (w *DoubleWorker) Work(ctx context.Context, job *river.Job[DoubleArgs]) err
 	return river.RecordOutput(ctx, DoubleResult{Result: job.Args.Value * 2})
 }
 
-var doubleKind = Kind{
+var doubleKind = kinds.Kind{
+	Run:         kinds.RunGo,
+	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &DoubleWorker{}) },
 	Name:        "double",
 	Queue:       river.QueueDefault,
 	Description: "Doubles a number: {\"value\": 21} gives {\"result\": 42}.",
-	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["value"],` +
+	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["value"],` +
 		`"properties":{"value":{"type":"number","description":"Any number whose double is finite."}}}`),
-	Result: json.RawMessage(`{"type":"object","properties":{"result":{"type":"number"}}}`),
-	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
+	ResultSchema: json.RawMessage(`{"type":"object","properties":{"result":{"type":"number"}}}`),
+	Decode: func(raw json.RawMessage, fe *kinds.Errors) river.JobArgs {
 		var wire struct {
 			Value *float64 `json:"value"`
 		}
-		if !decodeArgs(raw, &wire, fe) {
+		if !kinds.DecodeArgs(raw, &wire, fe) {
 			return nil
 		}
 		switch {
 		case wire.Value == nil:
-			fe.add("value", "is required")
+			fe.Add("value", "is required")
 		case math.IsInf(*wire.Value*2, 0):
-			fe.add("value", "is too large: its double is not a finite number")
+			fe.Add("value", "is too large: its double is not a finite number")
 		default:
 			return DoubleArgs{Value: *wire.Value}
 		}

@@ -1,10 +1,12 @@
-package jobs
+package builtin
 
 import (
 	"context"
 	"encoding/json"
 
 	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/kinds"
 )
 
 // CPUMaxN bounds "cpu"'s n so that one task takes seconds, not hours.
@@ -72,25 +74,27 @@ func isPrime(k int) bool {
 	return true
 }
 
-var cpuKind = Kind{
+var cpuKind = kinds.Kind{
+	Run:         kinds.RunGo,
+	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &CPUWorker{}) },
 	Name:        "cpu",
 	Queue:       QueueCPU,
 	Description: "Counts the primes below n (1 to 10000000) by trial division; runs on the cpu queue.",
-	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["n"],` +
+	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["n"],` +
 		`"properties":{"n":{"type":"integer","minimum":1,"maximum":10000000}}}`),
-	Result: json.RawMessage(`{"type":"object","properties":{"primes":{"type":"integer"}}}`),
-	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
+	ResultSchema: json.RawMessage(`{"type":"object","properties":{"primes":{"type":"integer"}}}`),
+	Decode: func(raw json.RawMessage, fe *kinds.Errors) river.JobArgs {
 		var wire struct {
 			N *int `json:"n"`
 		}
-		if !decodeArgs(raw, &wire, fe) {
+		if !kinds.DecodeArgs(raw, &wire, fe) {
 			return nil
 		}
 		switch {
 		case wire.N == nil:
-			fe.add("n", "is required")
+			fe.Add("n", "is required")
 		case *wire.N < 1 || *wire.N > CPUMaxN:
-			fe.add("n", "must be between 1 and %d", CPUMaxN)
+			fe.Add("n", "must be between 1 and %d", CPUMaxN)
 		default:
 			return CPUArgs{N: *wire.N}
 		}

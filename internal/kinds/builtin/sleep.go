@@ -1,4 +1,4 @@
-package jobs
+package builtin
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/kinds"
 )
 
 // SleepMaxMS is the longest a "sleep" task may sleep: one hour.
@@ -48,25 +50,29 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 	return river.RecordOutput(ctx, SleepResult{SleptMS: job.Args.MS})
 }
 
-var sleepKind = Kind{
+var sleepKind = kinds.Kind{
+	Run:         kinds.RunGo,
+	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &SleepWorker{}) },
 	Name:        "sleep",
 	Queue:       river.QueueDefault,
 	Description: "Sleeps for ms milliseconds (0 to 3600000), honouring cancellation.",
-	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["ms"],` +
+	// SleepWorker.Timeout gives each task its length plus a minute.
+	Timeout: time.Duration(SleepMaxMS)*time.Millisecond + time.Minute,
+	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["ms"],` +
 		`"properties":{"ms":{"type":"integer","minimum":0,"maximum":3600000}}}`),
-	Result: json.RawMessage(`{"type":"object","properties":{"slept_ms":{"type":"integer"}}}`),
-	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
+	ResultSchema: json.RawMessage(`{"type":"object","properties":{"slept_ms":{"type":"integer"}}}`),
+	Decode: func(raw json.RawMessage, fe *kinds.Errors) river.JobArgs {
 		var wire struct {
 			MS *int64 `json:"ms"`
 		}
-		if !decodeArgs(raw, &wire, fe) {
+		if !kinds.DecodeArgs(raw, &wire, fe) {
 			return nil
 		}
 		switch {
 		case wire.MS == nil:
-			fe.add("ms", "is required")
+			fe.Add("ms", "is required")
 		case *wire.MS < 0 || *wire.MS > SleepMaxMS:
-			fe.add("ms", "must be between 0 and %d", SleepMaxMS)
+			fe.Add("ms", "must be between 0 and %d", SleepMaxMS)
 		default:
 			return SleepArgs{MS: *wire.MS}
 		}

@@ -1,4 +1,4 @@
-package jobs
+package builtin
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/store"
 )
 
 const (
@@ -15,8 +18,8 @@ const (
 	FailMaxTimes = 1000
 	// FailMaxMessage bounds the length of "fail"'s message, in characters.
 	FailMaxMessage = 4096
-
-	failDefaultMessage = "failed on purpose"
+	// FailDefaultMessage is "fail"'s error when its args give none.
+	FailDefaultMessage = "failed on purpose"
 )
 
 // FailArgs are the args of the "fail" kind, which exists to exercise retries.
@@ -40,37 +43,41 @@ type FailWorker struct {
 
 // Work fails the first Times attempts with Message, then succeeds.
 func (w *FailWorker) Work(ctx context.Context, job *river.Job[FailArgs]) error {
-	attempt := attemptNumber(job.JobRow)
+	// Counted as taskd counts attempts (store.AttemptNumber), so that
+	// snoozes and interrupted attempts do not count as failures.
+	attempt := store.AttemptNumber(len(job.Errors), job.Attempt)
 	if attempt <= job.Args.Times {
 		return errors.New(job.Args.Message)
 	}
 	return river.RecordOutput(ctx, FailResult{Attempts: attempt})
 }
 
-var failKind = Kind{
+var failKind = kinds.Kind{
+	Run:         kinds.RunGo,
+	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &FailWorker{}) },
 	Name:        "fail",
 	Queue:       river.QueueDefault,
 	Description: "Fails its first `times` attempts with `message`, then succeeds with the attempt count.",
-	Schema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["times"],` +
+	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["times"],` +
 		`"properties":{"times":{"type":"integer","minimum":0,"maximum":1000},` +
 		`"message":{"type":"string","minLength":1,"maxLength":4096,"default":"failed on purpose"}}}`),
-	Result: json.RawMessage(`{"type":"object","properties":{"attempts":{"type":"integer"}}}`),
-	decode: func(raw json.RawMessage, fe *fieldErrors) river.JobArgs {
+	ResultSchema: json.RawMessage(`{"type":"object","properties":{"attempts":{"type":"integer"}}}`),
+	Decode: func(raw json.RawMessage, fe *kinds.Errors) river.JobArgs {
 		var wire struct {
 			Times   *int    `json:"times"`
 			Message *string `json:"message"`
 		}
-		if !decodeArgs(raw, &wire, fe) {
+		if !kinds.DecodeArgs(raw, &wire, fe) {
 			return nil
 		}
-		args := FailArgs{Message: failDefaultMessage}
+		args := FailArgs{Message: FailDefaultMessage}
 		ok := true
 		switch {
 		case wire.Times == nil:
-			fe.add("times", "is required")
+			fe.Add("times", "is required")
 			ok = false
 		case *wire.Times < 0 || *wire.Times > FailMaxTimes:
-			fe.add("times", "must be between 0 and %d", FailMaxTimes)
+			fe.Add("times", "must be between 0 and %d", FailMaxTimes)
 			ok = false
 		default:
 			args.Times = *wire.Times
@@ -78,10 +85,10 @@ var failKind = Kind{
 		if wire.Message != nil {
 			switch {
 			case *wire.Message == "":
-				fe.add("message", "must not be empty")
+				fe.Add("message", "must not be empty")
 				ok = false
 			case utf8.RuneCountInString(*wire.Message) > FailMaxMessage:
-				fe.add("message", "must be at most %d characters", FailMaxMessage)
+				fe.Add("message", "must be at most %d characters", FailMaxMessage)
 				ok = false
 			default:
 				args.Message = *wire.Message

@@ -1,0 +1,37 @@
+package builtin
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/kinds"
+)
+
+func TestRegistry(t *testing.T) {
+	t.Parallel()
+	r := Registry()
+	if got, want := r.Names(), []string{"cpu", "double", "fail", "sleep"}; !slices.Equal(got, want) {
+		t.Fatalf("names = %v, want %v", got, want)
+	}
+	workers := river.NewWorkers()
+	r.AddWorkers(workers) // panics on a worker registered twice
+	for _, k := range r.All() {
+		if !json.Valid(k.ArgsSchema) || !json.Valid(k.ResultSchema) {
+			t.Errorf("kind %s: schemas are not JSON", k.Name)
+		}
+		// The args a kind decodes must carry its name, or River would file
+		// its tasks under another kind.
+		errs := &kinds.Errors{}
+		example := map[string]string{"cpu": `{"n":10}`, "double": `{"value":1}`, "fail": `{"times":0}`, "sleep": `{"ms":0}`}[k.Name]
+		args := k.Decode(json.RawMessage(example), errs)
+		if len(errs.List) > 0 || args == nil || args.Kind() != k.Name {
+			t.Errorf("kind %s: Decode(%s) = %v, %v", k.Name, example, args, errs.List)
+		}
+	}
+	if _, err := kinds.NewRegistry(append(Kinds(), doubleKind)...); err == nil {
+		t.Error("a kind registered twice was accepted")
+	}
+}

@@ -1,0 +1,187 @@
+// Package kinds is taskd's registry of task kinds: what each kind is
+// called, which queue its tasks go to, how they are run (by a Go worker in
+// the process, or, later, by an HTTP endpoint or an external worker), how
+// its args are validated and what defaults it brings. Submission, GET
+// /v1/kinds and the workers all read the one Registry, so a kind is
+// registered once, in one place.
+package kinds
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/strictjson"
+)
+
+// Run says how a kind's tasks are worked.
+type Run string
+
+// Ways to run a kind.
+const (
+	// RunGo: a Go worker in every taskd process.
+	RunGo Run = "go"
+	// RunHTTP: taskd calls the kind's HTTP endpoint (push).
+	RunHTTP Run = "http"
+	// RunExternal: workers outside taskd claim the tasks (pull).
+	RunExternal Run = "external"
+)
+
+// Kind describes one kind of task.
+type Kind struct {
+	// Name is what clients put in a task's "kind" and River's kind.
+	Name string
+	// Queue is where tasks of this kind go when the submission names none.
+	Queue string
+	// Run says how the tasks are worked.
+	Run Run
+	// Description says what the kind does, for GET /v1/kinds.
+	Description string
+	// ArgsSchema is a JSON Schema (2020-12) of the kind's args.
+	ArgsSchema json.RawMessage
+	// ResultSchema is a JSON Schema of the kind's result.
+	ResultSchema json.RawMessage
+	// MaxAttempts is the kind's default max_attempts; 0 means the
+	// service's default.
+	MaxAttempts int
+	// Timeout bounds one attempt; 0 means the service's job timeout. A Go
+	// worker may choose a shorter one per task (River's Worker.Timeout);
+	// Timeout is then the longest it chooses.
+	Timeout time.Duration
+	// Decode validates raw args strictly and returns River job args whose
+	// Kind() is Name, adding every problem to errs (paths relative to
+	// "args"). A missing or null args reaches it as-is.
+	Decode func(raw json.RawMessage, errs *Errors) river.JobArgs
+	// AddWorker registers the kind's worker with River. Required for RunGo.
+	AddWorker func(*river.Workers)
+}
+
+// Registry holds the kinds a process knows, by name.
+type Registry struct {
+	byName map[string]Kind
+	names  []string
+}
+
+// NewRegistry returns a registry of ks, refusing an unnamed, repeated or
+// incomplete kind.
+func NewRegistry(ks ...Kind) (*Registry, error) {
+	r := &Registry{byName: make(map[string]Kind, len(ks))}
+	for _, k := range ks {
+		switch {
+		case k.Name == "":
+			return nil, errors.New("kinds: a kind has no name")
+		case k.Queue == "":
+			return nil, fmt.Errorf("kinds: kind %q has no queue", k.Name)
+		case k.Decode == nil:
+			return nil, fmt.Errorf("kinds: kind %q has no args decoder", k.Name)
+		case k.Run == RunGo && k.AddWorker == nil:
+			return nil, fmt.Errorf("kinds: kind %q runs in Go but has no worker", k.Name)
+		}
+		if _, dup := r.byName[k.Name]; dup {
+			return nil, fmt.Errorf("kinds: kind %q is registered twice", k.Name)
+		}
+		r.byName[k.Name] = k
+		r.names = append(r.names, k.Name)
+	}
+	slices.Sort(r.names)
+	return r, nil
+}
+
+// Lookup returns the kind called name.
+func (r *Registry) Lookup(name string) (Kind, bool) {
+	k, ok := r.byName[name]
+	return k, ok
+}
+
+// All returns every kind, sorted by name.
+func (r *Registry) All() []Kind {
+	ks := make([]Kind, len(r.names))
+	for i, name := range r.names {
+		ks[i] = r.byName[name]
+	}
+	return ks
+}
+
+// Names returns the kinds' names, sorted.
+func (r *Registry) Names() []string { return slices.Clone(r.names) }
+
+// AddWorkers registers the worker of every kind run in Go.
+func (r *Registry) AddWorkers(workers *river.Workers) {
+	for _, k := range r.All() {
+		if k.Run == RunGo {
+			k.AddWorker(workers)
+		}
+	}
+}
+
+// LongestTimeout is the longest Timeout of any kind, or def when none is
+// longer: how long an attempt can legitimately run.
+func (r *Registry) LongestTimeout(def time.Duration) time.Duration {
+	longest := def
+	for _, k := range r.byName {
+		longest = max(longest, k.Timeout)
+	}
+	return longest
+}
+
+// FieldError is one problem with one field of a submission. Field is a
+// path into the request body such as "args.value" or "tasks[3].queue".
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// Errors collects FieldErrors under a path prefix.
+type Errors struct {
+	Prefix string
+	List   []FieldError
+}
+
+// Add records a problem with field (relative to the prefix).
+func (e *Errors) Add(field, format string, args ...any) {
+	e.List = append(e.List, FieldError{Field: JoinPath(e.Prefix, field), Message: fmt.Sprintf(format, args...)})
+}
+
+// JoinPath joins a field path prefix and a field: "tasks[2]" and "kind"
+// give "tasks[2].kind", "tags" and "[1]" give "tags[1]".
+func JoinPath(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	case strings.HasPrefix(field, "["):
+		return prefix + field
+	default:
+		return prefix + "." + field
+	}
+}
+
+// DecodeArgs decodes raw args strictly into dst, adding problems to errs.
+// A missing or null args is decoded as an empty object so that required
+// fields are reported by name.
+func DecodeArgs(raw json.RawMessage, dst any, errs *Errors) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		raw = json.RawMessage("{}")
+	}
+	err := strictjson.Unmarshal(raw, dst)
+	if err == nil {
+		return true
+	}
+	var jerr *strictjson.Error
+	if errors.As(err, &jerr) {
+		if jerr.Field == "" {
+			errs.Add("", "must be a JSON object")
+		} else {
+			errs.Add(jerr.Field, "%s", jerr.Message)
+		}
+		return false
+	}
+	errs.Add("", "%s", err.Error())
+	return false
+}
