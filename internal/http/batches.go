@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
@@ -15,25 +16,11 @@ type batchRequest struct {
 	Tasks []json.RawMessage `json:"tasks"`
 }
 
-type batchCreatedJSON struct {
-	ID      int64   `json:"id"`
-	TaskIDs []int64 `json:"task_ids"`
-}
-
-type batchTaskJSON struct {
-	ID     int64           `json:"id"`
-	State  string          `json:"state"`
-	Result json.RawMessage `json:"result"`
-	Errors []errorJSON     `json:"errors"`
-}
-
-type batchJSON struct {
-	ID     int64           `json:"id"`
-	Total  int             `json:"total"`
-	Counts map[string]int  `json:"counts"`
-	Done   bool            `json:"done"`
-	Tasks  []batchTaskJSON `json:"tasks"`
-}
+type (
+	batchCreatedJSON = client.BatchCreated
+	batchTaskJSON    = client.BatchTask
+	batchJSON        = client.Batch
+)
 
 func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 	if _, ok := query(w, r); !ok {

@@ -1,26 +1,19 @@
 package http
 
 import (
-	"encoding/json"
 	"net/http"
+
+	"github.com/taskd/taskd/client"
 )
 
-type kindJSON struct {
-	Name         string          `json:"name"`
-	Queue        string          `json:"queue"`
-	Description  string          `json:"description"`
-	ArgsSchema   json.RawMessage `json:"args_schema"`
-	ResultSchema json.RawMessage `json:"result_schema"`
-}
+type kindJSON = client.Kind
 
 func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	if _, ok := query(w, r); !ok {
 		return
 	}
 	kinds := s.Kinds.All()
-	out := struct {
-		Kinds []kindJSON `json:"kinds"`
-	}{Kinds: make([]kindJSON, len(kinds))}
+	out := client.KindList{Kinds: make([]kindJSON, len(kinds))}
 	for i, k := range kinds {
 		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Description: k.Description, ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema}
 	}

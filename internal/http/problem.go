@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
@@ -34,20 +35,12 @@ func clipDetail(s string) string {
 // quoteClip quotes a client's value, shortened, for a message.
 func quoteClip(s string) string { return strconv.Quote(strictjson.Clip(s)) }
 
-// Problem is an RFC 9457 problem details object.
-type Problem struct {
-	Type   string       `json:"type"`
-	Title  string       `json:"title"`
-	Status int          `json:"status"`
-	Detail string       `json:"detail,omitempty"`
-	Errors []FieldError `json:"errors,omitempty"`
-}
+// Problem is an RFC 9457 problem details object (the wire type is the
+// public client's).
+type Problem = client.Problem
 
 // FieldError names one invalid field of a request.
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
+type FieldError = client.FieldError
 
 // Problem types beyond "about:blank".
 const (

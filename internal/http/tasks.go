@@ -3,17 +3,16 @@ package http
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
@@ -28,40 +27,14 @@ const (
 	nameMaxChars = 127
 )
 
-type taskJSON struct {
-	ID              int64           `json:"id"`
-	Kind            string          `json:"kind"`
-	Queue           string          `json:"queue"`
-	State           string          `json:"state"`
-	Args            json.RawMessage `json:"args"`
-	Priority        int             `json:"priority"`
-	Attempt         int             `json:"attempt"`
-	MaxAttempts     int             `json:"max_attempts"`
-	Tags            []string        `json:"tags"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ScheduledAt     time.Time       `json:"scheduled_at"`
-	StartedAt       *time.Time      `json:"started_at"`
-	FinishedAt      *time.Time      `json:"finished_at"`
-	Result          json.RawMessage `json:"result"`
-	Errors          []errorJSON     `json:"errors"`
-	CancelRequested bool            `json:"cancel_requested"`
-}
-
-type errorJSON struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Message string    `json:"message"`
-}
-
-type attemptJSON struct {
-	Attempt    int        `json:"attempt"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	Outcome    string     `json:"outcome"`
-	Error      *string    `json:"error"`
-	DurationMS float64    `json:"duration_ms"`
-	Worker     string     `json:"worker"`
-}
+// The wire types are the public client's, under the names the handlers
+// use.
+type (
+	taskJSON    = client.TaskSummary
+	errorJSON   = client.TaskError
+	attemptJSON = client.Attempt
+	listJSON    = client.TaskList
+)
 
 func toErrorsJSON(errs []store.TaskError) []errorJSON {
 	out := make([]errorJSON, len(errs))
@@ -82,13 +55,10 @@ func toTaskJSON(t *store.Task) taskJSON {
 }
 
 // taskWithAttempts is the single-task form: attempts always present.
-type taskWithAttempts struct {
-	taskJSON
-	Attempts []attemptJSON `json:"attempts"`
-}
+type taskWithAttempts = client.Task
 
 func singleTask(t *store.Task) taskWithAttempts {
-	out := taskWithAttempts{taskJSON: toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
+	out := taskWithAttempts{TaskSummary: toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
 	for i, a := range t.Attempts {
 		aj := attemptJSON{
 			Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
@@ -274,11 +244,6 @@ func (s *server) changeTask(w http.ResponseWriter, r *http.Request, change func(
 		return
 	}
 	writeJSON(w, http.StatusOK, singleTask(t))
-}
-
-type listJSON struct {
-	Tasks      []taskJSON `json:"tasks"`
-	NextCursor *string    `json:"next_cursor"`
 }
 
 func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
@@ -57,18 +58,9 @@ func (e *StateError) Error() string {
 	return fmt.Sprintf("cannot %s a task that is %s", e.Op, e.State)
 }
 
-// TaskParams is one task as submitted. Its JSON form is the body of
-// POST /v1/tasks and an item of POST /v1/batches.
-type TaskParams struct {
-	Kind        *string         `json:"kind"`
-	Args        json.RawMessage `json:"args"`
-	Queue       *string         `json:"queue"`
-	Priority    *int            `json:"priority"`
-	MaxAttempts *int            `json:"max_attempts"`
-	ScheduledAt *string         `json:"scheduled_at"`
-	Delay       *string         `json:"delay"`
-	Tags        []string        `json:"tags"`
-}
+// TaskParams is one task as submitted: the public client's TaskRequest,
+// the body of POST /v1/tasks and an item of POST /v1/batches.
+type TaskParams = client.TaskRequest
 
 // prepare validates p and turns it into River insert params. Field paths in
 // errors start with prefix. Messages quote client input clipped

@@ -1,0 +1,144 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskd/taskd/client"
+	taskdhttp "github.com/taskd/taskd/internal/http"
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/pgtest"
+	"github.com/taskd/taskd/internal/store"
+)
+
+// setup serves the real API, with workers, on the test's own database.
+func setup(t *testing.T) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 5
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st := store.New(pool)
+	jc, err := jobs.NewClient(jobs.Config{Store: st, Queues: map[string]int{"default": 5, "cpu": 1},
+		FetchCooldown: time.Millisecond, FetchPollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = jc.Stop(sctx, 5*time.Second)
+	})
+	h, err := taskdhttp.NewServer(taskdhttp.Config{Store: st, Jobs: jc, Ready: st.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, client.Config{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestClient(t *testing.T) {
+	t.Parallel()
+	c := setup(t)
+	ctx := context.Background()
+
+	task, created, err := c.Submit(ctx, client.TaskRequest{Kind: ptr("double"), Args: json.RawMessage(`{"value":21}`)},
+		client.SubmitOptions{IdempotencyKey: "k-1"})
+	if err != nil || !created || task.Kind != "double" {
+		t.Fatalf("Submit: %+v, %v, %v", task, created, err)
+	}
+	again, created, err := c.Submit(ctx, client.TaskRequest{Kind: ptr("double"), Args: json.RawMessage(`{"value":21}`)},
+		client.SubmitOptions{IdempotencyKey: "k-1"})
+	if err != nil || created || again.ID != task.ID {
+		t.Fatalf("replayed Submit: %+v, %v, %v; want task %d, not created", again, created, err, task.ID)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for task.State != "completed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("task not completed: %+v", task)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if task, err = c.Get(ctx, task.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(task.Result) != `{"result":42}` || len(task.Attempts) != 1 || task.Attempts[0].Outcome != "completed" {
+		t.Errorf("completed task: result %s, attempts %+v", task.Result, task.Attempts)
+	}
+
+	_, _, err = c.Submit(ctx, client.TaskRequest{Kind: ptr("double"), Args: json.RawMessage(`{}`)}, client.SubmitOptions{})
+	var e *client.Error
+	if !client.IsStatus(err, http.StatusUnprocessableEntity) || !errorsAs(err, &e) || len(e.Errors) == 0 || e.Errors[0].Field != "args.value" {
+		t.Errorf("invalid Submit: err = %v, want a 422 naming args.value", err)
+	}
+
+	batch, created, err := c.SubmitBatch(ctx, []client.TaskRequest{
+		{Kind: ptr("double"), Args: json.RawMessage(`{"value":1}`)},
+		{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":60000}`), Tags: []string{"long"}},
+	}, client.SubmitOptions{})
+	if err != nil || !created || len(batch.TaskIDs) != 2 {
+		t.Fatalf("SubmitBatch: %+v, %v, %v", batch, created, err)
+	}
+	b, err := c.Batch(ctx, batch.ID)
+	if err != nil || b.Total != 2 {
+		t.Fatalf("Batch: %+v, %v", b, err)
+	}
+	cancelled, err := c.Cancel(ctx, batch.TaskIDs[1])
+	if err != nil || !cancelled.CancelRequested {
+		t.Fatalf("Cancel: %+v, %v", cancelled, err)
+	}
+	list, err := c.List(ctx, client.ListParams{Kind: "double", Limit: 1})
+	if err != nil || len(list.Tasks) != 1 || list.NextCursor == nil {
+		t.Fatalf("List: %+v, %v", list, err)
+	}
+	next, err := c.List(ctx, client.ListParams{Kind: "double", Limit: 1, Cursor: *list.NextCursor})
+	if err != nil || len(next.Tasks) != 1 || next.Tasks[0].ID >= list.Tasks[0].ID {
+		t.Fatalf("List page 2: %+v, %v", next, err)
+	}
+	retried, err := c.Retry(ctx, task.ID)
+	if err != nil || retried.ID != task.ID {
+		t.Fatalf("Retry: %+v, %v", retried, err)
+	}
+	if _, err := c.Get(ctx, 424242); !client.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("Get of a missing task: err = %v, want 404", err)
+	}
+	kinds, err := c.Kinds(ctx)
+	if err != nil || len(kinds) != 4 {
+		t.Errorf("Kinds: %+v, %v", kinds, err)
+	}
+}
+
+func TestNewRefusesBadURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "localhost:8080", "ftp://x", "http://"} {
+		if _, err := client.New(u, client.Config{}); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+}
+
+func errorsAs(err error, target **client.Error) bool { return errors.As(err, target) }
