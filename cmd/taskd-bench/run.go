@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // config is the benchmark's configuration, from flags.
@@ -124,9 +125,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	switch {
-	case cfg.N < 1, cfg.BatchSize < 1 || cfg.BatchSize > jobs.BatchMax, cfg.Clients < 1, cfg.Pairs < 1,
+	case cfg.N < 1, cfg.BatchSize < 1 || cfg.BatchSize > tasks.BatchMax, cfg.Clients < 1, cfg.Pairs < 1,
 		cfg.PickupRate < 1, cfg.Rows < 1, cfg.ReadConcurrency < 1, cfg.ProfileSeconds < 1:
-		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency and -cpuprofile-seconds must be positive, -batch between 1 and %d", jobs.BatchMax)
+		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency and -cpuprofile-seconds must be positive, -batch between 1 and %d", tasks.BatchMax)
 	case cfg.Duration <= 0 || cfg.PickupDuration <= 0 || cfg.Warmup < 0 || cfg.Settle < 0:
 		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup and -settle not negative")
 	}

@@ -20,6 +20,7 @@ import (
 	taskhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 	"github.com/taskd/taskd/migrations"
 )
 
@@ -86,9 +87,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		uiStart func(context.Context) error
 	)
 	if withHTTP {
+		svc, err := tasks.New(tasks.Config{Store: st, Jobs: client})
+		if err != nil {
+			return err
+		}
 		hcfg := taskhttp.Config{
 			Store:                st,
 			Jobs:                 client,
+			Tasks:                svc,
 			Logger:               logger,
 			MaxBodyBytes:         cfg.MaxBodyBytes,
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,

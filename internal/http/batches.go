@@ -7,9 +7,9 @@ import (
 	"strconv"
 
 	"github.com/taskd/taskd/client"
-	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 type batchRequest struct {
@@ -41,7 +41,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	// Items are decoded one by one so that errors carry their index; every
 	// item's problems are reported at once.
-	params := make([]jobs.TaskParams, len(req.Tasks))
+	params := make([]tasks.TaskParams, len(req.Tasks))
 	var errs []FieldError
 	for i, raw := range req.Tasks {
 		if fe := decodeItem(raw, &params[i], "tasks["+strconv.Itoa(i)+"]"); fe != nil {
@@ -61,7 +61,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for try := 0; ; try++ {
-		sub, err := s.Jobs.SubmitBatch(r.Context(), params, idem)
+		sub, err := s.Tasks.SubmitBatch(r.Context(), params, idem)
 		if err != nil {
 			s.writeError(w, r, err, "")
 			return
@@ -86,7 +86,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 
 // decodeItem decodes one batch item, returning its problem (with a field
 // path starting with prefix) or nil.
-func decodeItem(raw json.RawMessage, v *jobs.TaskParams, prefix string) *FieldError {
+func decodeItem(raw json.RawMessage, v *tasks.TaskParams, prefix string) *FieldError {
 	err := strictjson.Unmarshal(raw, v)
 	if err == nil {
 		return nil

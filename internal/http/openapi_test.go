@@ -18,6 +18,7 @@ import (
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // These tests keep openapi.json honest: it must be a valid OpenAPI 3.1
@@ -306,7 +307,7 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "Kind", zero: kindJSON{}},
 		{schema: "Problem", zero: Problem{}, full: Problem{Detail: "d", Errors: []FieldError{{}}}},
 		{schema: "FieldError", zero: FieldError{}},
-		{schema: "TaskRequest", zero: jobs.TaskParams{}, request: true},
+		{schema: "TaskRequest", zero: tasks.TaskParams{}, request: true},
 		{schema: "BatchRequest", zero: batchRequest{}, request: true},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
@@ -363,12 +364,12 @@ func TestOpenAPIMatchesLimits(t *testing.T) {
 		want int
 	}{
 		{"TaskRequest.priority.maximum", oaObject(t, req, "priority")["maximum"], 4},
-		{"TaskRequest.max_attempts.maximum", oaObject(t, req, "max_attempts")["maximum"], jobs.MaxAttemptsMax},
+		{"TaskRequest.max_attempts.maximum", oaObject(t, req, "max_attempts")["maximum"], tasks.MaxAttemptsMax},
 		{"TaskRequest.max_attempts.default", oaObject(t, req, "max_attempts")["default"], jobs.MaxAttemptsDefault},
-		{"TaskRequest.tags.maxItems", oaObject(t, req, "tags")["maxItems"], jobs.MaxTags},
-		{"TaskRequest.tags.items.maxLength", oaObject(t, req, "tags", "items")["maxLength"], jobs.MaxTagLength},
-		{"BatchRequest.tasks.maxItems", oaObject(t, schemas, "BatchRequest", "properties", "tasks")["maxItems"], jobs.BatchMax},
-		{"IdempotencyKey.maxLength", idemKey["maxLength"], jobs.IdempotencyKeyMaxLength},
+		{"TaskRequest.tags.maxItems", oaObject(t, req, "tags")["maxItems"], tasks.MaxTags},
+		{"TaskRequest.tags.items.maxLength", oaObject(t, req, "tags", "items")["maxLength"], tasks.MaxTagLength},
+		{"BatchRequest.tasks.maxItems", oaObject(t, schemas, "BatchRequest", "properties", "tasks")["maxItems"], tasks.BatchMax},
+		{"IdempotencyKey.maxLength", idemKey["maxLength"], tasks.IdempotencyKeyMaxLength},
 		{"limit.default", limit["default"], listLimitDefault},
 		{"limit.maximum", limit["maximum"], listLimitMax},
 	} {

@@ -10,9 +10,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/taskd/taskd/client"
-	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // clip shortens a client's value for echoing in a message.
@@ -122,8 +122,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // not-found error is about ("task 12").
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, what string) {
 	var (
-		verr *jobs.ValidationError
-		serr *jobs.StateError
+		verr *tasks.ValidationError
+		serr *tasks.StateError
 	)
 	switch {
 	case errors.As(err, &verr):
@@ -137,7 +137,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		}
 		p.Detail = "invalid task: " + strings.Join(parts, "; ")
 		writeProblem(w, p)
-	case errors.Is(err, jobs.ErrIdempotencyMismatch):
+	case errors.Is(err, tasks.ErrIdempotencyMismatch):
 		writeProblem(w, Problem{Type: typeIdempotency, Status: http.StatusConflict,
 			Detail: "this Idempotency-Key was used with a different request body",
 			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used with a different request body"}}})

@@ -18,6 +18,7 @@ import (
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // Body limits.
@@ -30,8 +31,11 @@ const (
 
 // Config configures the API handler.
 type Config struct {
-	Store  *store.Store
-	Jobs   *jobs.Client
+	Store *store.Store
+	Jobs  *jobs.Client
+	// Tasks submits, cancels and retries. Defaults to a Service on Store
+	// and Jobs.
+	Tasks  *tasks.Service
 	Logger *slog.Logger
 	// Kinds is what GET /v1/kinds lists. Defaults to the kinds of Jobs (or
 	// the built-in kinds without Jobs).
@@ -80,6 +84,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Kinds == nil {
 		c.Kinds = builtin.Registry()
+	}
+	if c.Tasks == nil && c.Store != nil && c.Jobs != nil {
+		c.Tasks, _ = tasks.New(tasks.Config{Store: c.Store, Jobs: c.Jobs}) // both set: cannot fail
 	}
 	return c
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskd/taskd/client"
-	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // List limits of GET /v1/tasks.
@@ -119,7 +119,7 @@ func checkText(w http.ResponseWriter, body []byte) bool {
 
 // idempotency reads the Idempotency-Key header. It answers the problem
 // itself when it returns false.
-func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*jobs.Idempotency, bool) {
+func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*tasks.Idempotency, bool) {
 	values := r.Header.Values("Idempotency-Key")
 	switch len(values) {
 	case 0:
@@ -131,17 +131,17 @@ func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*jobs.Ide
 		return nil, false
 	}
 	key := values[0]
-	if key == "" || len(key) > jobs.IdempotencyKeyMaxLength || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+	if key == "" || len(key) > tasks.IdempotencyKeyMaxLength || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		fieldProblem(w, http.StatusBadRequest, "Idempotency-Key",
-			"must be 1 to "+strconv.Itoa(jobs.IdempotencyKeyMaxLength)+" printable ASCII characters")
+			"must be 1 to "+strconv.Itoa(tasks.IdempotencyKeyMaxLength)+" printable ASCII characters")
 		return nil, false
 	}
-	hash, err := jobs.RequestHash(body)
+	hash, err := tasks.RequestHash(body)
 	if err != nil { // the body decoded already, so this cannot happen
 		fieldProblem(w, http.StatusBadRequest, "body", err.Error())
 		return nil, false
 	}
-	return &jobs.Idempotency{Key: key, Hash: hash}, true
+	return &tasks.Idempotency{Key: key, Hash: hash}, true
 }
 
 func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +153,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	var p jobs.TaskParams
+	var p tasks.TaskParams
 	if !decodeBody(w, body, &p) {
 		return
 	}
@@ -162,7 +162,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for try := 0; ; try++ {
-		sub, err := s.Jobs.Submit(r.Context(), &p, idem)
+		sub, err := s.Tasks.Submit(r.Context(), &p, idem)
 		if err != nil {
 			s.writeError(w, r, err, "")
 			return
@@ -220,11 +220,11 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
-	s.changeTask(w, r, s.Jobs.Cancel)
+	s.changeTask(w, r, s.Tasks.Cancel)
 }
 
 func (s *server) handleTaskRetry(w http.ResponseWriter, r *http.Request) {
-	s.changeTask(w, r, s.Jobs.Retry)
+	s.changeTask(w, r, s.Tasks.Retry)
 }
 
 // changeTask runs change (Cancel or Retry) on the task in the path and

@@ -1,8 +1,8 @@
 // Package jobs runs taskd's tasks on River: the River client configured in
-// one place, the built-in kinds and their workers, the retry policy, the
-// middleware that records attempts, and the heartbeat that lets any process
-// rescue the tasks of a dead one. It also validates and inserts
-// submissions, in the caller's transaction together with taskd's own rows.
+// one place (with the workers of the kinds in its registry), the retry
+// policy, the middleware that records attempts, and the heartbeat that lets
+// any process rescue the tasks of a dead one. Submissions are validated and
+// inserted by internal/tasks.
 package jobs
 
 import (
@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -227,6 +229,11 @@ func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
 
 // Kinds returns the kinds this client accepts and works.
 func (c *Client) Kinds() *kinds.Registry { return c.kinds }
+
+// QueueNames returns the queues this process works, sorted.
+func (c *Client) QueueNames() []string {
+	return slices.Sorted(maps.Keys(c.cfg.Queues))
+}
 
 // HasQueue reports whether this process works queue.
 func (c *Client) HasQueue(queue string) bool {

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
+	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
@@ -79,22 +81,33 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func ptr[T any](v T) *T { return &v }
 
-// submit inserts a task and fails the test on error.
-func (b *testBundle) submit(t *testing.T, kind string, args any, mod func(*TaskParams)) int64 {
+// submit inserts a task of a registered kind straight through River (the
+// submission path, validation included, is internal/tasks' and tested
+// there) and fails the test on error.
+func (b *testBundle) submit(t *testing.T, kind string, args any, mod func(*river.InsertOpts)) int64 {
 	t.Helper()
 	raw, err := json.Marshal(args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := TaskParams{Kind: &kind, Args: raw}
+	k, ok := b.client.Kinds().Lookup(kind)
+	if !ok {
+		t.Fatalf("no kind %q", kind)
+	}
+	errs := &kinds.Errors{}
+	jobArgs := k.Decode(raw, errs)
+	if len(errs.List) > 0 {
+		t.Fatalf("args of %s: %v", kind, errs.List)
+	}
+	opts := &river.InsertOpts{Queue: k.Queue, MaxAttempts: MaxAttemptsDefault}
 	if mod != nil {
-		mod(&p)
+		mod(opts)
 	}
-	sub, err := b.client.Submit(context.Background(), &p, nil)
+	res, err := b.client.River().Insert(context.Background(), jobArgs, opts)
 	if err != nil {
-		t.Fatalf("submit %s: %v", kind, err)
+		t.Fatalf("inserting %s: %v", kind, err)
 	}
-	return sub.TaskID
+	return res.Job.ID
 }
 
 // waitTask polls the task until cond holds, failing after timeout.

@@ -1,4 +1,4 @@
-package jobs
+package tasks
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
@@ -66,16 +66,16 @@ type TaskParams = client.TaskRequest
 // errors start with prefix. Messages quote client input clipped
 // (strictjson.Clip), so that a megabyte-long name does not come back whole
 // in the response or go into logs.
-func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
+func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
 	fe := &kinds.Errors{Prefix: prefix}
 	var kind kinds.Kind
 	switch {
 	case p.Kind == nil || *p.Kind == "":
-		fe.Add("kind", "is required; known kinds: %s", strings.Join(c.kinds.Names(), ", "))
+		fe.Add("kind", "is required; known kinds: %s", strings.Join(s.jobs.Kinds().Names(), ", "))
 	default:
 		var ok bool
-		if kind, ok = c.kinds.Lookup(*p.Kind); !ok {
-			fe.Add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(c.kinds.Names(), ", "))
+		if kind, ok = s.jobs.Kinds().Lookup(*p.Kind); !ok {
+			fe.Add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(s.jobs.Kinds().Names(), ", "))
 		}
 	}
 	var args river.JobArgs
@@ -84,15 +84,15 @@ func (c *Client) prepare(p *TaskParams, prefix string, now time.Time) (river.Ins
 		args = kind.Decode(p.Args, afe)
 		fe.List = append(fe.List, afe.List...)
 	}
-	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: cmp.Or(kind.MaxAttempts, MaxAttemptsDefault), Priority: 1}
+	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: cmp.Or(kind.MaxAttempts, jobs.MaxAttemptsDefault), Priority: 1}
 	if p.Queue != nil {
 		opts.Queue = *p.Queue
-		if !c.HasQueue(*p.Queue) {
-			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(c.queueNames(), ", "))
+		if !s.jobs.HasQueue(*p.Queue) {
+			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(s.jobs.QueueNames(), ", "))
 		}
-	} else if kind.Name != "" && !c.HasQueue(kind.Queue) {
+	} else if kind.Name != "" && !s.jobs.HasQueue(kind.Queue) {
 		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
-			kind.Name, kind.Queue, strings.Join(c.queueNames(), ", "))
+			kind.Name, kind.Queue, strings.Join(s.jobs.QueueNames(), ", "))
 	}
 	if p.Priority != nil {
 		if *p.Priority < 1 || *p.Priority > 4 {
@@ -166,15 +166,6 @@ func checkTag(tag string) string {
 	return ""
 }
 
-func (c *Client) queueNames() []string {
-	names := make([]string, 0, len(c.cfg.Queues))
-	for name := range c.cfg.Queues {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // Submission is the outcome of Submit or SubmitBatch.
 type Submission struct {
 	// Created is false when an Idempotency-Key matched an earlier request.
@@ -208,14 +199,14 @@ type Idempotency struct {
 // Submit validates and inserts one task. With idem set, a repeated request
 // returns the first task (Created false), and a different request under the
 // same key fails with ErrIdempotencyMismatch.
-func (c *Client) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) (*Submission, error) {
-	params, errs := c.prepare(p, "", time.Now())
+func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) (*Submission, error) {
+	params, errs := s.prepare(p, "", time.Now())
 	if errs != nil {
 		return nil, &ValidationError{Errors: errs}
 	}
 	var sub *Submission
-	err := c.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
-		res, err := c.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
+	err := s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
 		if err != nil {
 			return store.IdempotencyKey{}, fmt.Errorf("inserting task: %w", err)
 		}
@@ -229,7 +220,7 @@ func (c *Client) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) (
 
 // SubmitBatch validates every task, then inserts them all in one
 // transaction, or none when any is invalid. Errors name "tasks[i].field".
-func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempotency) (*Submission, error) {
+func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempotency) (*Submission, error) {
 	if len(ps) == 0 || len(ps) > BatchMax {
 		return nil, &ValidationError{Errors: []FieldError{{Field: "tasks", Message: fmt.Sprintf("must hold between 1 and %d tasks", BatchMax)}}}
 	}
@@ -237,7 +228,7 @@ func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempot
 	params := make([]river.InsertManyParams, len(ps))
 	var errs []FieldError
 	for i := range ps {
-		p, ferrs := c.prepare(&ps[i], "tasks["+strconv.Itoa(i)+"]", now)
+		p, ferrs := s.prepare(&ps[i], "tasks["+strconv.Itoa(i)+"]", now)
 		errs = append(errs, ferrs...)
 		params[i] = p
 	}
@@ -245,10 +236,10 @@ func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempot
 		return nil, &ValidationError{Errors: errs}
 	}
 	var sub *Submission
-	err := c.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+	err := s.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
 		// InsertManyTx returns the rows in submission order (River's
 		// InsertManyFast uses COPY and returns no IDs).
-		res, err := c.river.InsertManyTx(ctx, tx, params)
+		res, err := s.river.InsertManyTx(ctx, tx, params)
 		if err != nil {
 			return store.IdempotencyKey{}, fmt.Errorf("inserting batch: %w", err)
 		}
@@ -256,7 +247,7 @@ func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempot
 		for i, r := range res {
 			ids[i] = r.Job.ID
 		}
-		b, err := c.store.BatchInsertTx(ctx, tx, ids)
+		b, err := s.store.BatchInsertTx(ctx, tx, ids)
 		if err != nil {
 			return store.IdempotencyKey{}, err
 		}
@@ -272,15 +263,15 @@ func (c *Client) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempot
 // if any. When the key exists already, the transaction is rolled back and
 // existing is called with the stored key instead; forTask says whether the
 // key must name a task (or else a batch).
-func (c *Client) insert(ctx context.Context, idem *Idempotency, forTask bool, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
+func (s *Service) insert(ctx context.Context, idem *Idempotency, forTask bool, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
 	for try := 0; ; try++ {
-		err := c.store.WithTx(ctx, func(tx pgx.Tx) error {
+		err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
 			k, err := insertFn(tx)
 			if err != nil || idem == nil {
 				return err
 			}
 			k.Key, k.RequestHash = idem.Key, idem.Hash
-			ok, err := c.store.IdempotencyKeyInsertTx(ctx, tx, k)
+			ok, err := s.store.IdempotencyKeyInsertTx(ctx, tx, k)
 			if err != nil {
 				return err
 			}
@@ -292,7 +283,7 @@ func (c *Client) insert(ctx context.Context, idem *Idempotency, forTask bool, in
 		if !errors.Is(err, errKeyTaken) {
 			return err
 		}
-		k, err := c.store.IdempotencyKey(ctx, idem.Key)
+		k, err := s.store.IdempotencyKey(ctx, idem.Key)
 		if errors.Is(err, store.ErrNotFound) && try < 3 {
 			continue // its task was deleted in between; the key is free again
 		}
@@ -310,16 +301,16 @@ func (c *Client) insert(ctx context.Context, idem *Idempotency, forTask bool, in
 // Cancel cancels a task. A task not yet running is cancelled at once; a
 // running one is asked to stop and stays running until its worker returns.
 // Finished tasks give a *StateError.
-func (c *Client) Cancel(ctx context.Context, id int64) error {
-	return c.store.WithTx(ctx, func(tx pgx.Tx) error {
-		state, err := c.store.TaskLockStateTx(ctx, tx, id)
+func (s *Service) Cancel(ctx context.Context, id int64) error {
+	return s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		state, err := s.store.TaskLockStateTx(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		if store.IsFinal(state) {
 			return &StateError{Op: "cancel", State: state}
 		}
-		if _, err := c.river.JobCancelTx(ctx, tx, id); err != nil {
+		if _, err := s.river.JobCancelTx(ctx, tx, id); err != nil {
 			return fmt.Errorf("cancelling task %d: %w", id, interpretRiverError(err))
 		}
 		return nil
@@ -328,9 +319,9 @@ func (c *Client) Cancel(ctx context.Context, id int64) error {
 
 // Retry makes a retryable, completed, cancelled or discarded task available
 // to run again now. Tasks waiting or running give a *StateError.
-func (c *Client) Retry(ctx context.Context, id int64) error {
-	return c.store.WithTx(ctx, func(tx pgx.Tx) error {
-		state, err := c.store.TaskLockStateTx(ctx, tx, id)
+func (s *Service) Retry(ctx context.Context, id int64) error {
+	return s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		state, err := s.store.TaskLockStateTx(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -339,10 +330,10 @@ func (c *Client) Retry(ctx context.Context, id int64) error {
 		default:
 			return &StateError{Op: "retry", State: state}
 		}
-		if _, err := c.river.JobRetryTx(ctx, tx, id); err != nil {
+		if _, err := s.river.JobRetryTx(ctx, tx, id); err != nil {
 			return fmt.Errorf("retrying task %d: %w", id, interpretRiverError(err))
 		}
-		return c.store.TaskClearResultTx(ctx, tx, id)
+		return s.store.TaskClearResultTx(ctx, tx, id)
 	})
 }
 

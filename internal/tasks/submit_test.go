@@ -1,4 +1,4 @@
-package jobs
+package tasks
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/strictjson"
 )
@@ -21,7 +22,7 @@ func decodeAndPrepare(t *testing.T, b *testBundle, body string) (river.InsertMan
 	if err := strictjson.Unmarshal([]byte(body), &p); err != nil {
 		return river.InsertManyParams{}, []FieldError{{Field: "body", Message: err.Error()}}
 	}
-	return b.client.prepare(&p, "", time.Now())
+	return b.tasks.prepare(&p, "", time.Now())
 }
 
 // JSON Schema calls 1.0 and 1e2 integers, and /v1/kinds and the OpenAPI
@@ -37,10 +38,10 @@ func TestPrepareAcceptsIntegralNumbers(t *testing.T) {
 		priority int
 		attempts int
 	}{
-		{`{"kind":"sleep","args":{"ms":1.0}}`, builtin.SleepArgs{MS: 1}, 1, MaxAttemptsDefault},
-		{`{"kind":"sleep","args":{"ms":36e5}}`, builtin.SleepArgs{MS: builtin.SleepMaxMS}, 1, MaxAttemptsDefault},
-		{`{"kind":"fail","args":{"times":1e1}}`, builtin.FailArgs{Times: 10, Message: builtin.FailDefaultMessage}, 1, MaxAttemptsDefault},
-		{`{"kind":"cpu","args":{"n":100.000}}`, builtin.CPUArgs{N: 100}, 1, MaxAttemptsDefault},
+		{`{"kind":"sleep","args":{"ms":1.0}}`, builtin.SleepArgs{MS: 1}, 1, jobs.MaxAttemptsDefault},
+		{`{"kind":"sleep","args":{"ms":36e5}}`, builtin.SleepArgs{MS: builtin.SleepMaxMS}, 1, jobs.MaxAttemptsDefault},
+		{`{"kind":"fail","args":{"times":1e1}}`, builtin.FailArgs{Times: 10, Message: builtin.FailDefaultMessage}, 1, jobs.MaxAttemptsDefault},
+		{`{"kind":"cpu","args":{"n":100.000}}`, builtin.CPUArgs{N: 100}, 1, jobs.MaxAttemptsDefault},
 		{`{"kind":"double","args":{"value":2.5},"priority":2.0,"max_attempts":1E+1}`, builtin.DoubleArgs{Value: 2.5}, 2, 10},
 	}
 	for _, tt := range ok {
@@ -81,7 +82,7 @@ func TestPrepareLeavesArgsAsSent(t *testing.T) {
 	if err := strictjson.Unmarshal([]byte(body), &p); err != nil {
 		t.Fatal(err)
 	}
-	params, errs := b.client.prepare(&p, "", time.Now())
+	params, errs := b.tasks.prepare(&p, "", time.Now())
 	if errs != nil {
 		t.Fatal(errs)
 	}
@@ -96,7 +97,7 @@ func TestPrepareRejectsDuplicateArgs(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	p := TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1,"\u006ds":3600001}`)}
-	_, errs := b.client.prepare(&p, "tasks[2]", time.Now())
+	_, errs := b.tasks.prepare(&p, "tasks[2]", time.Now())
 	if len(errs) != 1 || errs[0].Field != "tasks[2].args.ms" || !strings.Contains(errs[0].Message, "duplicate") {
 		t.Errorf("errors = %+v", errs)
 	}
@@ -112,9 +113,9 @@ func TestPrepareClipsEchoedInput(t *testing.T) {
 		Kind:  &long,
 		Queue: &long,
 	}
-	_, errs := b.client.prepare(&p, "", time.Now())
+	_, errs := b.tasks.prepare(&p, "", time.Now())
 	p = TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1,"` + long + `":2}`)}
-	_, more := b.client.prepare(&p, "", time.Now())
+	_, more := b.tasks.prepare(&p, "", time.Now())
 	errs = append(errs, more...)
 	if len(errs) != 3 {
 		t.Fatalf("errors = %d, want 3 (kind, queue, args.%s…)", len(errs), long[:10])
