@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskd/taskd/client"
 	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
@@ -22,16 +20,7 @@ import (
 func setup(t *testing.T) *client.Client {
 	t.Helper()
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 5
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t, 0)
 	st := store.New(pool)
 	jc, err := jobs.NewClient(jobs.Config{Store: st, Queues: map[string]int{"default": 5, "cpu": 1},
 		FetchCooldown: time.Millisecond, FetchPollInterval: 50 * time.Millisecond})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	taskhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/store"
 )
 
 // flagSet wraps flag.FlagSet so that every flag has an environment twin
@@ -130,6 +132,23 @@ type serveConfig struct {
 	UI                 bool
 }
 
+// jobsConfig is the jobs.Config these settings make, on st.
+func (cfg *serveConfig) jobsConfig(st *store.Store) jobs.Config {
+	return jobs.Config{
+		Store:              st,
+		Queues:             cfg.Queues,
+		FetchCooldown:      cfg.FetchCooldown,
+		FetchPollInterval:  cfg.FetchPollInterval,
+		JobTimeout:         cfg.JobTimeout,
+		CompletedRetention: cfg.CompletedRetention,
+		CancelledRetention: cfg.CancelledRetention,
+		DiscardedRetention: cfg.DiscardedRetention,
+		HeartbeatInterval:  cfg.HeartbeatInterval,
+		RescueAfter:        cfg.RescueAfter,
+		DisableAttempts:    !cfg.RecordAttempts,
+	}
+}
+
 func defaultQueues() string {
 	return "default=" + strconv.Itoa(jobs.QueueDefaultWorkers) + ",cpu=" + strconv.Itoa(runtime.NumCPU())
 }
@@ -205,11 +224,21 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 			return nil, err
 		}
 	}
-	if cfg.FetchPollInterval < cfg.FetchCooldown {
-		return nil, usagef("invalid %s: must be at least %s", f.setting("fetch-poll-interval"), f.setting("fetch-cooldown"))
+	// The rules between settings are jobs.Config's; its errors name the
+	// field, mapped here to the flag.
+	err = cfg.jobsConfig(nil).Validate()
+	var cerr *jobs.ConfigError
+	if errors.As(err, &cerr) {
+		flagOf := map[string]string{"Queues": "queues", "FetchCooldown": "fetch-cooldown",
+			"FetchPollInterval": "fetch-poll-interval", "RescueAfter": "rescue-after"}
+		msg := cerr.Message
+		for field, flag := range map[string]string{"FetchCooldown": "fetch-cooldown", "HeartbeatInterval": "heartbeat-interval"} {
+			msg = strings.ReplaceAll(msg, field, f.setting(flag))
+		}
+		return nil, usagef("invalid %s: %s", f.setting(flagOf[cerr.Field]), msg)
 	}
-	if cfg.RescueAfter < 2*cfg.HeartbeatInterval {
-		return nil, usagef("invalid %s: must be at least twice %s", f.setting("rescue-after"), f.setting("heartbeat-interval"))
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
 	if cfg.MaxBodyBytes, err = f.int("max-body-bytes", *maxBody, 1024, 1<<30); err != nil {
 		return nil, err
@@ -270,8 +299,9 @@ func parseQueues(s string) (map[string]int, error) {
 			return nil, fmt.Errorf("%q is not name=workers", item)
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(count))
-		if err != nil || n < 1 || n > river.QueueNumWorkersMax {
-			return nil, fmt.Errorf("queue %q: workers must be an integer between 1 and %d", name, river.QueueNumWorkersMax)
+		if err != nil {
+			// The range is jobs.Config's rule, checked with the others.
+			return nil, fmt.Errorf("queue %q: workers must be an integer", name)
 		}
 		if len(name) > 64 || !queueNameRE.MatchString(name) {
 			return nil, fmt.Errorf("queue %q: a name is up to 64 lowercase letters and digits, separated by single underscores or hyphens (River's rule)", name)

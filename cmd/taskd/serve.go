@@ -54,20 +54,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	st := store.New(pool)
-	client, err := jobs.NewClient(jobs.Config{
-		Store:              st,
-		Logger:             logger,
-		Queues:             cfg.Queues,
-		FetchCooldown:      cfg.FetchCooldown,
-		FetchPollInterval:  cfg.FetchPollInterval,
-		JobTimeout:         cfg.JobTimeout,
-		CompletedRetention: cfg.CompletedRetention,
-		CancelledRetention: cfg.CancelledRetention,
-		DiscardedRetention: cfg.DiscardedRetention,
-		HeartbeatInterval:  cfg.HeartbeatInterval,
-		RescueAfter:        cfg.RescueAfter,
-		DisableAttempts:    !cfg.RecordAttempts,
-	})
+	jcfg := cfg.jobsConfig(st)
+	jcfg.Logger = logger
+	client, err := jobs.NewClient(jcfg)
 	if err != nil {
 		return usagef("%v", err)
 	}

@@ -73,16 +73,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	ctx := context.Background()
 	logger := newTestLogger(t) // first, so that its cleanup runs last
 
-	poolCfg, err := pgxpool.ParseConfig(pgtest.NewDB(t))
-	if err != nil {
-		t.Fatalf("parsing database URL: %v", err)
-	}
-	poolCfg.MaxConns = 5
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		t.Fatalf("opening pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t, 0)
 
 	st := store.New(pool)
 	client, err := jobs.NewClient(jobs.Config{

@@ -119,23 +119,34 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (c Config) validate() error {
-	if c.Store == nil {
-		return errors.New("jobs: Config.Store is required")
-	}
-	for name, n := range c.Queues {
-		if n < 1 || n > river.QueueNumWorkersMax {
-			return fmt.Errorf("jobs: queue %q: workers must be between 1 and %d", name, river.QueueNumWorkersMax)
+// ConfigError is an invalid setting of Config. Field names it, so that a
+// command can name its own flag for it instead of checking the rule again.
+type ConfigError struct {
+	// Field is the Config field at fault ("RescueAfter").
+	Field string
+	// Message says what is wrong, without the field's name.
+	Message string
+}
+
+func (e *ConfigError) Error() string { return "jobs: " + e.Field + " " + e.Message }
+
+// Validate reports the first invalid setting of c, after its defaults are
+// filled in, as a *ConfigError. It does not need Store, so that a command
+// can check its flags before it connects.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	for _, name := range slices.Sorted(maps.Keys(c.Queues)) {
+		if n := c.Queues[name]; n < 1 || n > river.QueueNumWorkersMax {
+			return &ConfigError{Field: "Queues", Message: fmt.Sprintf("queue %q: workers must be between 1 and %d", name, river.QueueNumWorkersMax)}
 		}
 	}
-	if c.FetchCooldown < river.FetchCooldownMin {
-		return fmt.Errorf("jobs: FetchCooldown must be at least %s", river.FetchCooldownMin)
-	}
-	if c.FetchPollInterval < c.FetchCooldown {
-		return errors.New("jobs: FetchPollInterval must be at least FetchCooldown")
-	}
-	if c.RescueAfter < 2*c.HeartbeatInterval {
-		return errors.New("jobs: RescueAfter must be at least twice HeartbeatInterval")
+	switch {
+	case c.FetchCooldown < river.FetchCooldownMin:
+		return &ConfigError{Field: "FetchCooldown", Message: "must be at least " + river.FetchCooldownMin.String()}
+	case c.FetchPollInterval < c.FetchCooldown:
+		return &ConfigError{Field: "FetchPollInterval", Message: "must be at least FetchCooldown"}
+	case c.RescueAfter < 2*c.HeartbeatInterval:
+		return &ConfigError{Field: "RescueAfter", Message: "must be at least twice HeartbeatInterval"}
 	}
 	return nil
 }
@@ -160,7 +171,10 @@ type Client struct {
 // NewClient configures a Client. Start runs it.
 func NewClient(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if cfg.Store == nil {
+		return nil, errors.New("jobs: Config.Store is required")
+	}
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	hostname, _ := os.Hostname()

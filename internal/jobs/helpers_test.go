@@ -27,17 +27,7 @@ type testBundle struct {
 // setup returns a client on a fresh database. It is not started.
 func setup(t *testing.T, mod func(*Config)) *testBundle {
 	t.Helper()
-	ctx := context.Background()
-	pcfg, err := pgxpool.ParseConfig(pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.MaxConns = 5
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.NewPool(t, 0)
 	st := store.New(pool)
 	cfg := Config{
 		Store:             st,

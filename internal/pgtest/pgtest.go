@@ -17,6 +17,7 @@
 package pgtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
 	"github.com/pressly/goose/v3"
 
@@ -98,6 +100,28 @@ func NewDB(t testing.TB) string {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return databaseURL(name)
+}
+
+// PoolMaxConnsDefault is the size of NewPool's pools: small, because many
+// tests run at once against one server whose max_connections is 100.
+const PoolMaxConnsDefault = 5
+
+// NewPool creates a migrated database (NewDB) and returns a pool of at
+// most maxConns connections to it (PoolMaxConnsDefault when 0), closed when
+// the test ends, before the database is dropped.
+func NewPool(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(NewDB(t))
+	if err != nil {
+		t.Fatalf("pgtest: parsing database URL: %v", err)
+	}
+	cfg.MaxConns = cmp.Or(maxConns, PoolMaxConnsDefault)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: opening pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // NewEmptyDB creates a database without any migration applied and returns

@@ -10,19 +10,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskd/taskd/internal/pgtest"
 )
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return New(pool)
+	return New(pgtest.NewPool(t, 0))
 }
 
 // TestTaskListUsesIndexes checks that each filter of GET /v1/tasks is
