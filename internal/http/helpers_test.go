@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskd/taskd/client"
 	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/pgtest"
@@ -234,42 +235,19 @@ func wantStatus(t testing.TB, r *response, status int) {
 	}
 }
 
-// apiTask is a task as the API shows it.
-type apiTask struct {
-	ID              int64           `json:"id"`
-	Kind            string          `json:"kind"`
-	Queue           string          `json:"queue"`
-	State           string          `json:"state"`
-	Args            json.RawMessage `json:"args"`
-	Priority        int             `json:"priority"`
-	Attempt         int             `json:"attempt"`
-	MaxAttempts     int             `json:"max_attempts"`
-	Tags            []string        `json:"tags"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ScheduledAt     time.Time       `json:"scheduled_at"`
-	StartedAt       *time.Time      `json:"started_at"`
-	FinishedAt      *time.Time      `json:"finished_at"`
-	Result          json.RawMessage `json:"result"`
-	Errors          []apiTaskError  `json:"errors"`
-	Attempts        []apiAttempt    `json:"attempts"`
-	CancelRequested bool            `json:"cancel_requested"`
-}
+// The API's wire types are the public client's: tests decode answers into
+// what Go programs decode them into (strictly, so that a field the types
+// do not know fails the test; the OpenAPI tests keep the document in step).
+type (
+	apiTaskError    = client.TaskError
+	apiAttempt      = client.Attempt
+	apiList         = client.TaskList
+	apiBatchCreated = client.BatchCreated
+	apiBatch        = client.Batch
+)
 
-type apiTaskError struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Message string    `json:"message"`
-}
-
-type apiAttempt struct {
-	Attempt    int        `json:"attempt"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	Outcome    string     `json:"outcome"`
-	Error      *string    `json:"error"`
-	DurationMS float64    `json:"duration_ms"`
-	Worker     string     `json:"worker"`
-}
+// apiTask is a task as the API shows it, with helpers for tests.
+type apiTask struct{ client.Task }
 
 func (a apiTask) outcomes() []string {
 	out := make([]string, len(a.Attempts))
@@ -284,39 +262,8 @@ func (a apiTask) String() string {
 	return string(b)
 }
 
-type apiList struct {
-	Tasks      []apiTask `json:"tasks"`
-	NextCursor *string   `json:"next_cursor"`
-}
-
-type apiBatchCreated struct {
-	ID      int64   `json:"id"`
-	TaskIDs []int64 `json:"task_ids"`
-}
-
-type apiBatch struct {
-	ID     int64          `json:"id"`
-	Total  int            `json:"total"`
-	Counts map[string]int `json:"counts"`
-	Done   bool           `json:"done"`
-	Tasks  []struct {
-		ID     int64           `json:"id"`
-		State  string          `json:"state"`
-		Result json.RawMessage `json:"result"`
-		Errors []apiTaskError  `json:"errors"`
-	} `json:"tasks"`
-}
-
-type apiProblem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Errors []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors"`
-}
+// apiProblem is a problem answer, with helpers for tests.
+type apiProblem struct{ client.Problem }
 
 func (p apiProblem) fields() []string {
 	out := []string{}
