@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/taskd/taskd/client"
 )
 
 type batch struct {
@@ -354,17 +356,8 @@ func batchBody(n, size int) []byte {
 	return b.Bytes()
 }
 
-// item is the shape of jobs.TaskParams, which this package cannot import.
-type item struct {
-	Kind        *string         `json:"kind"`
-	Args        json.RawMessage `json:"args"`
-	Queue       *string         `json:"queue"`
-	Priority    *int            `json:"priority"`
-	MaxAttempts *int            `json:"max_attempts"`
-	ScheduledAt *string         `json:"scheduled_at"`
-	Delay       *string         `json:"delay"`
-	Tags        []string        `json:"tags"`
-}
+// item is a batch item as the server decodes it.
+type item = client.TaskRequest
 
 // BenchmarkUnmarshalBatch decodes a 16 MiB batch of 10,000 tasks, the
 // largest POST /v1/batches takes: with json.Unmarshal alone (the floor),
