@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/store/storetest"
 )
 
 type testBundle struct {
@@ -103,63 +103,17 @@ func (b *testBundle) submit(t *testing.T, kind string, args any, mod func(*river
 // waitTask polls the task until cond holds, failing after timeout.
 func (b *testBundle) waitTask(t *testing.T, id int64, timeout time.Duration, cond func(*store.Task) bool) *store.Task {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		task, err := b.store.Task(context.Background(), id)
-		if err != nil {
-			t.Fatalf("getting task %d: %v", id, err)
-		}
-		if cond(task) {
-			return task
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %d: condition not met within %s; last state %s, attempts %+v, errors %+v",
-				id, timeout, task.State, task.Attempts, task.Errors)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
+	return storetest.WaitTask(t, b.store, id, timeout, cond)
 }
 
-func inState(state string) func(*store.Task) bool {
-	return func(t *store.Task) bool { return t.State == state }
-}
-
-// finishedAttempts waits for n recorded attempts. An attempt's row is
-// written before its task's state changes, but a test may also wait for
-// attempts whose task state it does not look at.
+// finishedAttempts waits for n recorded attempts.
 func (b *testBundle) finishedAttempts(t *testing.T, id int64, n int) []store.Attempt {
 	t.Helper()
-	task := b.waitTask(t, id, 10*time.Second, func(task *store.Task) bool {
-		stored := 0
-		for _, a := range task.Attempts {
-			if a.Outcome != store.OutcomeRunning {
-				stored++
-			}
-		}
-		return stored >= n
-	})
-	var out []store.Attempt
-	for _, a := range task.Attempts {
-		if a.Outcome != store.OutcomeRunning {
-			out = append(out, a)
-		}
-	}
-	return out
+	return storetest.FinishedAttempts(t, b.store, id, n)
 }
 
-func outcomes(attempts []store.Attempt) []string {
-	out := make([]string, len(attempts))
-	for i, a := range attempts {
-		out[i] = a.Outcome
-	}
-	return out
-}
-
-// compact removes the whitespace PostgreSQL's jsonb output adds.
-func compact(raw []byte) string {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return string(raw)
-	}
-	return buf.String()
-}
+var (
+	inState  = storetest.InState
+	outcomes = storetest.Outcomes
+	compact  = storetest.Compact
+)
