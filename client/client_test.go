@@ -81,7 +81,7 @@ func TestClient(t *testing.T) {
 
 	_, _, err = c.Submit(ctx, client.TaskRequest{Kind: ptr("double"), Args: json.RawMessage(`{}`)}, client.SubmitOptions{})
 	var e *client.Error
-	if !client.IsStatus(err, http.StatusUnprocessableEntity) || !errorsAs(err, &e) || len(e.Errors) == 0 || e.Errors[0].Field != "args.value" {
+	if !client.IsStatus(err, http.StatusUnprocessableEntity) || !errors.As(err, &e) || len(e.Errors) == 0 || e.Errors[0].Field != "args.value" {
 		t.Errorf("invalid Submit: err = %v, want a 422 naming args.value", err)
 	}
 
@@ -129,5 +129,3 @@ func TestNewRefusesBadURL(t *testing.T) {
 		}
 	}
 }
-
-func errorsAs(err error, target **client.Error) bool { return errors.As(err, target) }

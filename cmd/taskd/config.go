@@ -228,12 +228,15 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	// field, mapped here to the flag.
 	err = cfg.jobsConfig(nil).Validate()
 	var cerr *jobs.ConfigError
-	if errors.As(err, &cerr) {
-		flagOf := map[string]string{"Queues": "queues", "FetchCooldown": "fetch-cooldown",
-			"FetchPollInterval": "fetch-poll-interval", "RescueAfter": "rescue-after"}
+	flagOf := map[string]string{"Queues": "queues", "FetchCooldown": "fetch-cooldown",
+		"FetchPollInterval": "fetch-poll-interval", "RescueAfter": "rescue-after", "HeartbeatInterval": "heartbeat-interval"}
+	if errors.As(err, &cerr) && flagOf[cerr.Field] != "" {
 		msg := cerr.Message
-		for field, flag := range map[string]string{"FetchCooldown": "fetch-cooldown", "HeartbeatInterval": "heartbeat-interval"} {
+		for field, flag := range flagOf {
 			msg = strings.ReplaceAll(msg, field, f.setting(flag))
+		}
+		if cerr.Field == "Queues" {
+			return nil, usagef("invalid %s %q: %s", f.setting("queues"), *queues, msg)
 		}
 		return nil, usagef("invalid %s: %s", f.setting(flagOf[cerr.Field]), msg)
 	}

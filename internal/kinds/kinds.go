@@ -79,6 +79,10 @@ func NewRegistry(ks ...Kind) (*Registry, error) {
 			return nil, fmt.Errorf("kinds: kind %q has no queue", k.Name)
 		case k.Decode == nil:
 			return nil, fmt.Errorf("kinds: kind %q has no args decoder", k.Name)
+		case k.Run != RunGo && k.Run != RunHTTP && k.Run != RunExternal:
+			// Without a way to run, a kind's tasks would be accepted and
+			// never worked.
+			return nil, fmt.Errorf("kinds: kind %q: run must be go, http or external, not %q", k.Name, k.Run)
 		case k.Run == RunGo && k.AddWorker == nil:
 			return nil, fmt.Errorf("kinds: kind %q runs in Go but has no worker", k.Name)
 		}

@@ -26,6 +26,7 @@ func TestNewRegistryRefusesIncompleteKinds(t *testing.T) {
 		{"no queue", Kind{Name: "a", Decode: decode}, "no queue"},
 		{"no decoder", Kind{Name: "a", Queue: "default"}, "no args decoder"},
 		{"go without worker", Kind{Name: "a", Queue: "default", Run: RunGo, Decode: decode}, "no worker"},
+		{"no way to run", Kind{Name: "a", Queue: "default", Decode: decode}, "run must be"},
 	} {
 		if _, err := NewRegistry(ok, tc.kind); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to say %q", tc.name, err, tc.want)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/riverqueue/river"
 
@@ -30,6 +31,11 @@ func TestRegistry(t *testing.T) {
 		if len(errs.List) > 0 || args == nil || args.Kind() != k.Name {
 			t.Errorf("kind %s: Decode(%s) = %v, %v", k.Name, example, args, errs.List)
 		}
+	}
+	// River's stuck-job backstop is sized by the longest attempt: sleep's
+	// hour plus its minute of margin.
+	if got, want := r.LongestTimeout(15*time.Minute), time.Hour+time.Minute; got != want {
+		t.Errorf("LongestTimeout = %s, want %s", got, want)
 	}
 	if _, err := kinds.NewRegistry(append(Kinds(), doubleKind)...); err == nil {
 		t.Error("a kind registered twice was accepted")
