@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"maps"
 	"net/http"
@@ -56,7 +57,7 @@ func (s *server) guardExtra(next http.Handler) http.Handler {
 			next.ServeHTTP(rec, r)
 		}
 		maps.Copy(w.Header(), rec.header)
-		w.WriteHeader(cmpStatus(rec.status))
+		w.WriteHeader(cmp.Or(rec.status, http.StatusOK))
 		_, _ = w.Write(rec.body.Bytes())
 	})
 }
@@ -79,11 +80,4 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(p []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
 	return r.body.Write(p)
-}
-
-func cmpStatus(code int) int {
-	if code == 0 {
-		return http.StatusOK
-	}
-	return code
 }

@@ -154,14 +154,14 @@ func (s *server) validURL(next http.Handler) http.Handler {
 			return
 		}
 		if r.URL.RawQuery != "" {
-			pairs, err := parseQuery(r.URL.RawQuery, false)
-			if err != nil {
-				writeQueryError(w, err)
+			pairs, qerr := parseQuery(r.URL.RawQuery, false)
+			if qerr != nil {
+				fieldProblem(w, http.StatusUnprocessableEntity, qerr.key, qerr.message)
 				return
 			}
 			for _, p := range pairs {
 				if !validText(p.value) {
-					fieldProblem(w, http.StatusUnprocessableEntity, clip(p.key), "must be valid UTF-8 without NUL characters once percent-decoded")
+					fieldProblem(w, http.StatusUnprocessableEntity, p.key, "must be valid UTF-8 without NUL characters once percent-decoded")
 					return
 				}
 			}
@@ -176,14 +176,4 @@ func (s *server) validURL(next http.Handler) http.Handler {
 // validText reports whether s can be stored in PostgreSQL text.
 func validText(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
-}
-
-// writeQueryError answers a malformed query string.
-func writeQueryError(w http.ResponseWriter, err error) {
-	var qerr *queryError
-	if errors.As(err, &qerr) {
-		fieldProblem(w, http.StatusUnprocessableEntity, clip(qerr.key), qerr.message)
-		return
-	}
-	fieldProblem(w, http.StatusUnprocessableEntity, "query", err.Error())
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/taskd/taskd/client"
@@ -127,15 +126,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	)
 	switch {
 	case errors.As(err, &verr):
-		// The detail is built from the clipped fields, not verr.Error(),
-		// so that long paths are not echoed there in full.
-		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity}
-		parts := make([]string, len(verr.Errors))
-		for i, fe := range verr.Errors {
-			p.Errors = append(p.Errors, FieldError{Field: clip(fe.Field), Message: fe.Message})
-			parts[i] = clip(fe.Field) + ": " + fe.Message
+		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
+		for _, fe := range verr.Errors {
+			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
 		}
-		p.Detail = "invalid task: " + strings.Join(parts, "; ")
 		writeProblem(w, p)
 	case errors.Is(err, tasks.ErrIdempotencyMismatch):
 		writeProblem(w, Problem{Type: typeIdempotency, Status: http.StatusConflict,

@@ -17,15 +17,13 @@ type queryError struct {
 	key, message string
 }
 
-func (e *queryError) Error() string { return e.key + ": " + e.message }
-
 // parseQuery splits a raw query string into its decoded pairs, in order.
 // Unlike url.ParseQuery, which drops what it cannot read (so
 // "limit=1;state=completed" silently lost its filter), every pair must be
 // key=value with valid percent-encoding and '&' as the only separator.
 // Lenient parsing (for the River UI, whose client we do not control) only
 // refuses what would be misread: bad percent-encoding and ';'.
-func parseQuery(raw string, strict bool) ([]queryPair, error) {
+func parseQuery(raw string, strict bool) ([]queryPair, *queryError) {
 	var pairs []queryPair
 	for part := range strings.SplitSeq(raw, "&") {
 		rawKey, rawValue, hasValue := strings.Cut(part, "=")
@@ -64,9 +62,9 @@ func query(w http.ResponseWriter, r *http.Request, known ...string) (params map[
 	if r.URL.RawQuery == "" {
 		return params, true
 	}
-	pairs, err := parseQuery(r.URL.RawQuery, true)
-	if err != nil {
-		writeQueryError(w, err)
+	pairs, qerr := parseQuery(r.URL.RawQuery, true)
+	if qerr != nil {
+		fieldProblem(w, http.StatusUnprocessableEntity, qerr.key, qerr.message)
 		return nil, false
 	}
 	var errs []FieldError
@@ -80,11 +78,11 @@ func query(w http.ResponseWriter, r *http.Request, known ...string) (params map[
 			} else {
 				msg += "; this endpoint takes none"
 			}
-			errs = append(errs, FieldError{Field: clip(p.key), Message: msg})
+			errs = append(errs, FieldError{Field: p.key, Message: msg})
 		case seen:
-			errs = append(errs, FieldError{Field: clip(p.key), Message: "must be given at most once"})
+			errs = append(errs, FieldError{Field: p.key, Message: "must be given at most once"})
 		case p.value == "":
-			errs = append(errs, FieldError{Field: clip(p.key), Message: "must not be empty"})
+			errs = append(errs, FieldError{Field: p.key, Message: "must not be empty"})
 		}
 		params[p.key] = p.value
 	}

@@ -115,16 +115,12 @@ func TestTimeoutIsRecorded(t *testing.T) {
 	}
 }
 
-// A process that dies leaves its tasks running; any live process makes
-// them available again once the dead one's heartbeat is stale, and records
-// the attempt as lost.
-func TestRescueLostTasksOfDeadProcess(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
+// takenByDeadProcess makes task id look taken by "dead-process", whose
+// heartbeat stopped 10 s ago, as attempt 1, and returns the attempt's
+// attempted_at.
+func (b *testBundle) takenByDeadProcess(t *testing.T, id int64) time.Time {
+	t.Helper()
 	ctx := context.Background()
-
-	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
-	// Simulate a process that took the task and died 10 s ago.
 	if err := b.store.ProcessRegister(ctx, "dead-process", "elsewhere", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +128,24 @@ func TestRescueLostTasksOfDeadProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
-		attempted_by = ARRAY['dead-process'] WHERE id = $1`, id)
+	var attemptedAt time.Time
+	err = b.pool.QueryRow(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
+		attempted_by = ARRAY['dead-process'] WHERE id = $1 RETURNING attempted_at`, id).Scan(&attemptedAt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return attemptedAt
+}
+
+// A process that dies leaves its tasks running; any live process makes
+// them available again once the dead one's heartbeat is stale, and records
+// the attempt as lost.
+func TestRescueLostTasksOfDeadProcess(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+
+	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
+	b.takenByDeadProcess(t, id)
 
 	start := time.Now()
 	b.start(t)
@@ -362,21 +371,9 @@ func TestRescueRunsAgainTaskWhoseCompletionWasNotSaved(t *testing.T) {
 	ctx := context.Background()
 
 	id := b.submit(t, "double", map[string]any{"value": 4}, nil)
-	if err := b.store.ProcessRegister(ctx, "dead-process", "elsewhere", 1); err != nil {
-		t.Fatal(err)
-	}
-	_, err := b.pool.Exec(ctx, `UPDATE taskd_processes SET heartbeat_at = now() - interval '10 seconds' WHERE client_id = 'dead-process'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var attemptedAt time.Time
-	err = b.pool.QueryRow(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '10 seconds',
-		attempted_by = ARRAY['dead-process'] WHERE id = $1 RETURNING attempted_at`, id).Scan(&attemptedAt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attemptedAt := b.takenByDeadProcess(t, id)
 	finished := attemptedAt.Add(time.Millisecond)
-	err = b.store.AttemptInsertMany(ctx, []store.Attempt{{
+	err := b.store.AttemptInsertMany(ctx, []store.Attempt{{
 		TaskID: id, Attempt: 1, Worker: "dead-process", StartedAt: attemptedAt, FinishedAt: &finished, Outcome: store.OutcomeCompleted,
 	}})
 	if err != nil {
