@@ -47,6 +47,8 @@ type TaskSummary struct {
 	Result          json.RawMessage `json:"result"`
 	Errors          []TaskError     `json:"errors"`
 	CancelRequested bool            `json:"cancel_requested"`
+	// BatchID is the batch the task was submitted in, nil when none.
+	BatchID *int64 `json:"batch_id"`
 }
 
 // Task is one task with every attempt, as GET /v1/tasks/{id} shows it.
@@ -73,6 +75,9 @@ type Attempt struct {
 	Error      *string    `json:"error"`
 	DurationMS float64    `json:"duration_ms"`
 	Worker     string     `json:"worker"`
+	// HTTPStatus is what the endpoint of a kind run over HTTP answered;
+	// nil for other kinds and when no response came.
+	HTTPStatus *int `json:"http_status"`
 }
 
 // TaskList is a page of GET /v1/tasks. NextCursor is nil on the last page.
@@ -107,11 +112,18 @@ type BatchTask struct {
 
 // Kind is one kind of task, as GET /v1/kinds lists it.
 type Kind struct {
-	Name         string          `json:"name"`
-	Queue        string          `json:"queue"`
+	Name  string `json:"name"`
+	Queue string `json:"queue"`
+	// Run says who works the kind's tasks: go (taskd itself), http (taskd
+	// pushes them to an endpoint) or external (workers claim them).
+	Run          string          `json:"run"`
 	Description  string          `json:"description"`
 	ArgsSchema   json.RawMessage `json:"args_schema"`
 	ResultSchema json.RawMessage `json:"result_schema"`
+	// MaxAttempts is the kind's default max_attempts; 0: the service's.
+	MaxAttempts int `json:"max_attempts"`
+	// Timeout bounds one attempt (or lease); empty: the service's.
+	Timeout string `json:"timeout,omitempty"`
 }
 
 // KindList answers GET /v1/kinds.
@@ -132,4 +144,75 @@ type Problem struct {
 type FieldError struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+}
+
+// ClaimRequest is the body of POST /v1/claims: an external worker asks for
+// tasks of kinds that run outside taskd (run: external). Durations are Go
+// duration strings ("30s").
+type ClaimRequest struct {
+	// Kinds to claim; empty: every external kind.
+	Kinds []string `json:"kinds,omitempty"`
+	// Queues limits the claim to these queues; empty: any.
+	Queues []string `json:"queues,omitempty"`
+	// Max is how many tasks at most (1–100, default 1).
+	Max *int `json:"max,omitempty"`
+	// Wait is how long to wait for a task when none is ready (0s–60s,
+	// default 30s).
+	Wait *string `json:"wait,omitempty"`
+	// Lease is how long the worker holds each task before it is offered
+	// again (5s–1h; default the kind's timeout, else 60s).
+	Lease *string `json:"lease,omitempty"`
+	// Worker names the worker in the task's attempts.
+	Worker *string `json:"worker,omitempty"`
+}
+
+// ClaimedTask is a task handed to an external worker. Lease is the token
+// that completes, fails or heartbeats it.
+type ClaimedTask struct {
+	ID             int64           `json:"id"`
+	Kind           string          `json:"kind"`
+	Args           json.RawMessage `json:"args"`
+	Attempt        int             `json:"attempt"`
+	MaxAttempts    int             `json:"max_attempts"`
+	Queue          string          `json:"queue"`
+	BatchID        *int64          `json:"batch_id"`
+	Lease          string          `json:"lease"`
+	LeaseExpiresAt time.Time       `json:"lease_expires_at"`
+}
+
+// ClaimList is the answer to POST /v1/claims; Tasks is empty when nothing
+// arrived within the wait.
+type ClaimList struct {
+	Tasks []ClaimedTask `json:"tasks"`
+}
+
+// CompleteRequest is the body of POST /v1/tasks/{id}/complete.
+type CompleteRequest struct {
+	Lease  *string         `json:"lease"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// FailRequest is the body of POST /v1/tasks/{id}/fail. RetryAfter
+// replaces the backoff before the next attempt once; Permanent discards
+// the task at once.
+type FailRequest struct {
+	Lease      *string `json:"lease"`
+	Error      *string `json:"error"`
+	RetryAfter *string `json:"retry_after,omitempty"`
+	Permanent  *bool   `json:"permanent,omitempty"`
+}
+
+// HeartbeatRequest is the body of POST /v1/tasks/{id}/heartbeat. Extend
+// is how far from now the lease is moved (default: the lease's length).
+type HeartbeatRequest struct {
+	Lease  *string `json:"lease"`
+	Extend *string `json:"extend,omitempty"`
+}
+
+// Heartbeat is the answer to a heartbeat: when the lease now ends, and
+// whether a cancellation of the task was asked for (the worker should stop
+// and fail it).
+type Heartbeat struct {
+	LeaseExpiresAt  time.Time `json:"lease_expires_at"`
+	CancelRequested bool      `json:"cancel_requested"`
 }

@@ -15,8 +15,11 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskd/taskd/internal/config"
 	taskhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -108,6 +111,10 @@ func (f *flagSet) parseBool(name, raw string) (bool, error) {
 
 // serveConfig is the configuration of serve and worker.
 type serveConfig struct {
+	// ConfigFile is the configuration file, nil without --config.
+	ConfigFile *config.File
+	// Kinds are the built-in kinds and the file's.
+	Kinds              *kinds.Registry
 	DatabaseURL        string
 	Addr               string
 	Queues             map[string]int
@@ -136,6 +143,7 @@ type serveConfig struct {
 func (cfg *serveConfig) jobsConfig(st *store.Store) jobs.Config {
 	return jobs.Config{
 		Store:              st,
+		Kinds:              cfg.Kinds,
 		Queues:             cfg.Queues,
 		FetchCooldown:      cfg.FetchCooldown,
 		FetchPollInterval:  cfg.FetchPollInterval,
@@ -162,6 +170,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		f.fs.PrintDefaults()
 	}
 	var (
+		cfgFile    = f.string("config", "TASKD_CONFIG", "", "YAML configuration file: queues and declared kinds (see examples/taskd.yaml); flags override it")
 		dbURL      = f.string("database-url", "DATABASE_URL", "", "PostgreSQL connection string (required)")
 		addr       = f.string("addr", "TASKD_ADDR", "127.0.0.1:8080", "HTTP listen address")
 		queues     = f.string("queues", "TASKD_QUEUES", defaultQueues(), "queues to work and their worker counts, name=n,...")
@@ -199,7 +208,16 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		return nil, usagef("%s must not be empty", f.setting("addr"))
 	}
 	var err error
-	if cfg.Queues, err = parseQueues(*queues); err != nil {
+	if cfg.ConfigFile, cfg.Kinds, err = loadConfigFile(*cfgFile, getenv); err != nil {
+		return nil, err
+	}
+	// --queues (or TASKD_QUEUES) wins over the file, the file over the
+	// defaults.
+	queuesSet := getenv("TASKD_QUEUES") != ""
+	f.fs.Visit(func(fl *flag.Flag) { queuesSet = queuesSet || fl.Name == "queues" })
+	if cfg.ConfigFile != nil && cfg.ConfigFile.Queues != nil && !queuesSet {
+		cfg.Queues = cfg.ConfigFile.Queues
+	} else if cfg.Queues, err = parseQueues(*queues); err != nil {
 		return nil, usagef("invalid %s %q: %v", f.setting("queues"), *queues, err)
 	}
 	durations := []struct {
@@ -328,4 +346,52 @@ func queueList(queues map[string]int) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ",")
+}
+
+// loadConfigFile loads the configuration file at path (none when empty)
+// and the registry of the built-in kinds with the file's.
+func loadConfigFile(path string, getenv func(string) string) (*config.File, *kinds.Registry, error) {
+	if path == "" {
+		return nil, builtin.Registry(), nil
+	}
+	file, err := config.Load(path, getenv)
+	if err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	reg, err := kinds.NewRegistry(append(builtin.Kinds(), file.Kinds...)...)
+	if err != nil {
+		return nil, nil, usagef("%s: %v", path, err)
+	}
+	return file, reg, nil
+}
+
+// runConfig runs "taskd config check FILE": it loads the file as serve
+// would, with the same environment, and prints the effective configuration
+// with its secrets redacted.
+func runConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		fmt.Fprintln(stderr, "Usage: taskd config check FILE")
+		return usagef("want: taskd config check FILE")
+	}
+	file, reg, err := loadConfigFile(args[1], getenv)
+	if err != nil {
+		return err
+	}
+	queues := file.Queues
+	if queues == nil {
+		queues = jobs.DefaultQueues()
+	}
+	var cerr *jobs.ConfigError
+	if err := (jobs.Config{Kinds: reg, Queues: queues}).Validate(); errors.As(err, &cerr) {
+		return usagef("%s: %s", args[1], cerr.Message)
+	} else if err != nil {
+		return usagef("%s: %v", args[1], err)
+	}
+	out, err := file.Redacted()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# %s is valid; effective configuration (secrets redacted):\n", args[1])
+	_, err = stdout.Write(out)
+	return err
 }

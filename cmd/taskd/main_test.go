@@ -130,12 +130,12 @@ func TestMigrateCommand(t *testing.T) {
 		}
 	}
 	step("pending", "status")
-	step("applied 00010_attempt_completed_unsaved.sql", "up")
-	step("10\n", "version")
+	step("applied 00011_task_leases.sql", "up")
+	step("11\n", "version")
 	step("no pending migrations", "up")
-	step("reverted 00010_attempt_completed_unsaved.sql", "down")
-	step("9\n", "version")
-	step("applied 00010_attempt_completed_unsaved.sql", "up")
+	step("reverted 00011_task_leases.sql", "down")
+	step("10\n", "version")
+	step("applied 00011_task_leases.sql", "up")
 }
 
 // TestServeInProcess runs the real program in-process: migrate, serve,

@@ -31,6 +31,7 @@ Commands:
   serve     run the HTTP API and the workers
   worker    run the workers only
   migrate   apply or inspect database migrations (up, down, status, version)
+  config    check a configuration file: taskd config check FILE
 
 Run "taskd <command> --help" for a command's flags. Every flag has an
 environment variable twin, shown in its help.
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, args[1:], getenv, stdout, stderr, false)
 	case "migrate":
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "config":
+		return runConfig(args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

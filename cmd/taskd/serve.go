@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,6 +57,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	st := store.New(pool)
 	jcfg := cfg.jobsConfig(st)
 	jcfg.Logger = logger
+	jcfg.UserAgent = userAgent()
 	client, err := jobs.NewClient(jcfg)
 	if err != nil {
 		return usagef("%v", err)
@@ -74,12 +76,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		srvErr  = make(chan error, 1)
 		ln      net.Listener
 		uiStart func(context.Context) error
+		svc     *tasks.Service
 	)
 	if withHTTP {
-		svc, err := tasks.New(tasks.Config{Store: st, Jobs: client})
-		if err != nil {
+		if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
 			return err
 		}
+		defer svc.Close()
 		hcfg := taskhttp.Config{
 			Store:                st,
 			Jobs:                 client,
@@ -150,6 +153,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	if srv != nil {
+		// Waiting claims return (empty) at once instead of holding the
+		// shutdown up for their whole wait.
+		svc.Close()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
 			logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
@@ -252,4 +258,13 @@ func servePprof(addr string, logger *slog.Logger) (func(), error) {
 	go func() { _ = srv.Serve(ln) }()
 	logger.Info("pprof listening", slog.String("addr", ln.Addr().String()))
 	return func() { _ = srv.Close() }, nil
+}
+
+// userAgent is the User-Agent of pushed attempts: taskd and its module
+// version when the binary knows it.
+func userAgent() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return "taskd/" + bi.Main.Version
+	}
+	return "taskd/dev"
 }

@@ -19,7 +19,7 @@ import (
 
 // taskKeys are the members of a single task's JSON object.
 var taskKeys = []string{
-	"args", "attempt", "attempts", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
+	"args", "attempt", "attempts", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
 	"max_attempts", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags",
 }
 
@@ -67,6 +67,7 @@ func TestTaskCreate(t *testing.T) {
 				"kind": `"double"`, "queue": `"default"`, "state": `"available"`, "args": `{"value":21}`,
 				"priority": `1`, "attempt": `0`, "max_attempts": `25`, "tags": `[]`, "started_at": `null`,
 				"finished_at": `null`, "result": `null`, "errors": `[]`, "attempts": `[]`, "cancel_requested": `false`,
+				"batch_id": `null`,
 			} {
 				wantJSON(t, field, raw[field], want)
 			}
@@ -1442,9 +1443,12 @@ func TestMeta(t *testing.T) {
 			Kinds []struct {
 				Name         string         `json:"name"`
 				Queue        string         `json:"queue"`
+				Run          string         `json:"run"`
 				Description  string         `json:"description"`
 				ArgsSchema   map[string]any `json:"args_schema"`
 				ResultSchema map[string]any `json:"result_schema"`
+				MaxAttempts  int            `json:"max_attempts"`
+				Timeout      string         `json:"timeout"`
 			} `json:"kinds"`
 		}
 		decode(t, r, &out)
@@ -1452,7 +1456,7 @@ func TestMeta(t *testing.T) {
 		for _, k := range out.Kinds {
 			names = append(names, k.Name)
 			queues = append(queues, k.Queue)
-			if k.Description == "" || k.ArgsSchema["type"] != "object" || k.ResultSchema["type"] != "object" {
+			if k.Run != "go" || k.Description == "" || k.ArgsSchema["type"] != "object" || k.ResultSchema["type"] != "object" {
 				t.Errorf("kind %q: want a description and object schemas, got %+v", k.Name, k)
 			}
 			if req, _ := k.ArgsSchema["required"].([]any); len(req) != 1 {

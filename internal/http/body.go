@@ -143,7 +143,15 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		size = limit
 	}
 	body, taken, err := readAll(br, size, s.budget)
-	release = func() { s.budget.release(taken) }
+	// Idempotent, so that a handler may give the bytes back early (a claim
+	// that waits) and still defer it.
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			s.budget.release(taken)
+		}
+	}
 	// The body is in: the handler gets its own time, from now.
 	d := time.Now().Add(s.RequestTimeout)
 	_ = rc.SetReadDeadline(d)

@@ -15,7 +15,11 @@ func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	kinds := s.Kinds.All()
 	out := client.KindList{Kinds: make([]kindJSON, len(kinds))}
 	for i, k := range kinds {
-		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Description: k.Description, ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema}
+		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Run: string(k.Run), Description: k.Description,
+			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts}
+		if k.Timeout > 0 {
+			out.Kinds[i].Timeout = k.Timeout.String()
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/tasks"
 )
@@ -304,11 +305,19 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "BatchCreated", zero: batchCreatedJSON{}},
 		{schema: "Batch", zero: batchJSON{}},
 		{schema: "BatchTask", zero: batchTaskJSON{}},
-		{schema: "Kind", zero: kindJSON{}},
+		{schema: "Kind", zero: kindJSON{}, full: kindJSON{Timeout: "1s"}},
 		{schema: "Problem", zero: Problem{}, full: Problem{Detail: "d", Errors: []FieldError{{}}}},
 		{schema: "FieldError", zero: FieldError{}},
 		{schema: "TaskRequest", zero: tasks.TaskParams{}, request: true},
 		{schema: "BatchRequest", zero: batchRequest{}, request: true},
+		{schema: "ClaimRequest", zero: tasks.ClaimParams{}, full: tasks.ClaimParams{Kinds: []string{"k"}, Queues: []string{"q"},
+			Max: new(1), Wait: new("1s"), Lease: new("1m"), Worker: new("w")}, request: true},
+		{schema: "ClaimedTask", zero: client.ClaimedTask{}},
+		{schema: "ClaimList", zero: client.ClaimList{}},
+		{schema: "CompleteRequest", zero: tasks.CompleteParams{}, full: tasks.CompleteParams{Result: json.RawMessage("1")}, request: true},
+		{schema: "FailRequest", zero: tasks.FailParams{}, full: tasks.FailParams{RetryAfter: new("1s"), Permanent: new(true)}, request: true},
+		{schema: "HeartbeatRequest", zero: tasks.HeartbeatParams{}, full: tasks.HeartbeatParams{Extend: new("1s")}, request: true},
+		{schema: "Heartbeat", zero: client.Heartbeat{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			s := oaObject(t, schemas, tc.schema)

@@ -52,6 +52,7 @@ const (
 	typeOverloaded  = "urn:taskd:problem:overloaded"
 	typeCrossOrigin = "urn:taskd:problem:cross-origin"
 	typeTimeout     = "urn:taskd:problem:request-timeout"
+	typeLease       = "urn:taskd:problem:lease-conflict"
 )
 
 // retryAfterSeconds is the Retry-After of 503 answers: a lost database
@@ -123,6 +124,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	var (
 		verr *tasks.ValidationError
 		serr *tasks.StateError
+		lerr *tasks.LeaseError
 	)
 	switch {
 	case errors.As(err, &verr):
@@ -138,6 +140,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	case errors.As(err, &serr):
 		writeProblem(w, Problem{Type: typeState, Status: http.StatusConflict, Detail: serr.Error(),
 			Errors: []FieldError{{Field: "state", Message: serr.Error()}}})
+	case errors.As(err, &lerr):
+		writeProblem(w, Problem{Type: typeLease, Status: http.StatusConflict,
+			Detail: lerr.Error() + " (task state: " + lerr.State + ")",
+			Errors: []FieldError{{Field: "lease", Message: lerr.Reason}}})
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
 	case errors.Is(err, store.ErrUnavailable):

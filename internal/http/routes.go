@@ -70,6 +70,10 @@ func (s *server) routes() http.Handler {
 	r.Get("/v1/tasks/{id}", s.handleTaskGet)
 	r.Post("/v1/tasks/{id}/cancel", s.handleTaskCancel)
 	r.Post("/v1/tasks/{id}/retry", s.handleTaskRetry)
+	r.Post("/v1/tasks/{id}/complete", s.handleTaskComplete)
+	r.Post("/v1/tasks/{id}/fail", s.handleTaskFail)
+	r.Post("/v1/tasks/{id}/heartbeat", s.handleTaskHeartbeat)
+	r.Post("/v1/claims", s.handleClaim)
 	r.Post("/v1/batches", s.handleBatchCreate)
 	r.Get("/v1/batches/{id}", s.handleBatchGet)
 

@@ -46,8 +46,13 @@ func toErrorsJSON(errs []store.TaskError) []errorJSON {
 
 // toTaskJSON is a task as lists show it, without attempts.
 func toTaskJSON(t *store.Task) taskJSON {
+	var batchID *int64
+	if t.BatchID != 0 {
+		batchID = &t.BatchID
+	}
 	return taskJSON{
-		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
+		BatchID: batchID,
+		ID:      t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
 		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 		Result: t.Result, Errors: toErrorsJSON(t.Errors), CancelRequested: t.CancelRequested,
@@ -66,6 +71,9 @@ func singleTask(t *store.Task) taskWithAttempts {
 		}
 		if a.Error != "" {
 			aj.Error = &a.Error
+		}
+		if a.HTTPStatus != 0 {
+			aj.HTTPStatus = &a.HTTPStatus
 		}
 		out.Attempts[i] = aj
 	}

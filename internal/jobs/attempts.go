@@ -168,6 +168,8 @@ type attemptMiddleware struct {
 func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) (err error) {
 	start := time.Now()
 	a := store.Attempt{TaskID: job.ID, Attempt: attemptNumber(job), Worker: m.clientID, StartedAt: start}
+	note := &attemptNote{}
+	ctx = context.WithValue(ctx, attemptNoteKey{}, note)
 	// River's attempted_at as read back from the database (microseconds),
 	// so that the rescue can find this attempt's row by it.
 	if job.AttemptedAt != nil {
@@ -175,6 +177,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	}
 	defer func() {
 		if p := recover(); p != nil {
+			a.HTTPStatus = note.httpStatus
 			m.finish(a, start, store.OutcomePanic, fmt.Sprint(p))
 			panic(p) // River recovers it and records the error.
 		}
@@ -185,8 +188,26 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	if err != nil {
 		msg = err.Error()
 	}
+	a.HTTPStatus = note.httpStatus
 	m.finish(a, start, outcome, msg)
 	return err
+}
+
+// attemptNote is what a worker tells the attempt middleware about its
+// attempt beyond its error: the HTTP status of a pushed attempt.
+type attemptNote struct {
+	httpStatus int
+}
+
+type attemptNoteKey struct{}
+
+// noteHTTPStatus records the status a pushed attempt's endpoint answered
+// (0: none), for its attempt row. The worker runs on the middleware's
+// goroutine, so no lock is needed.
+func noteHTTPStatus(ctx context.Context, status int) {
+	if n, ok := ctx.Value(attemptNoteKey{}).(*attemptNote); ok {
+		n.httpStatus = status
+	}
 }
 
 func (m *attemptMiddleware) finish(a store.Attempt, start time.Time, outcome, msg string) {

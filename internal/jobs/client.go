@@ -54,6 +54,15 @@ const (
 	// MaxAttemptsDefault is a task's max_attempts when the submission sets
 	// none.
 	MaxAttemptsDefault = 25
+	// LeaseLifeMax is the longest one attempt of an external kind may hold
+	// its lease, heartbeats included. River's own rescuer, which cannot see
+	// leases, is set to look only at jobs running longer than that.
+	LeaseLifeMax = 12 * time.Hour
+	// LeaseCheckIntervalDefault is how often a process that knows external
+	// kinds looks for expired leases.
+	LeaseCheckIntervalDefault = time.Second
+	// UserAgentDefault is the User-Agent of pushed attempts.
+	UserAgentDefault = "taskd"
 )
 
 // DefaultQueues returns the default queue sizes: "default" with
@@ -90,6 +99,10 @@ type Config struct {
 	// RescueAfter: see RescueAfterDefault. Must be at least twice
 	// HeartbeatInterval.
 	RescueAfter time.Duration
+	// LeaseCheckInterval: see LeaseCheckIntervalDefault.
+	LeaseCheckInterval time.Duration
+	// UserAgent: see UserAgentDefault.
+	UserAgent string
 	// DisableAttempts turns off attempt recording. Only the benchmark uses
 	// it, to measure what recording costs.
 	DisableAttempts bool
@@ -116,6 +129,8 @@ func (c Config) withDefaults() Config {
 	c.DiscardedRetention = cmp.Or(c.DiscardedRetention, DiscardedRetentionDefault)
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault)
 	c.RescueAfter = cmp.Or(c.RescueAfter, RescueAfterDefault)
+	c.LeaseCheckInterval = cmp.Or(c.LeaseCheckInterval, LeaseCheckIntervalDefault)
+	c.UserAgent = cmp.Or(c.UserAgent, UserAgentDefault)
 	return c
 }
 
@@ -166,6 +181,8 @@ type Client struct {
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	recorderStart bool
+	pushers       []*pushWorker
+	hasExternal   bool
 }
 
 // NewClient configures a Client. Start runs it.
@@ -195,6 +212,21 @@ func NewClient(cfg Config) (*Client, error) {
 
 	workers := river.NewWorkers()
 	cfg.Kinds.AddWorkers(workers)
+	for _, k := range cfg.Kinds.All() {
+		switch k.Run {
+		case kinds.RunHTTP:
+			w, err := newPushWorker(k, cfg.Queues[k.Queue], cfg.UserAgent)
+			if err != nil {
+				return nil, fmt.Errorf("jobs: kind %q: %w", k.Name, err)
+			}
+			river.AddWorkerArgs(workers, kinds.RawArgs{KindName: k.Name}, w)
+			c.pushers = append(c.pushers, w)
+		case kinds.RunExternal:
+			// No worker: River must not fetch these (FetchOnlyKnownKinds);
+			// external workers claim them (internal/tasks).
+			c.hasExternal = true
+		}
+	}
 	queues := make(map[string]river.QueueConfig, len(cfg.Queues))
 	for name, n := range cfg.Queues {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
@@ -211,11 +243,21 @@ func NewClient(cfg Config) (*Client, error) {
 	// rescue handles dead processes within seconds, and River's stays as a
 	// backstop well beyond any attempt's timeout.
 	longest := cfg.Kinds.LongestTimeout(cfg.JobTimeout)
+	if c.hasExternal {
+		longest = max(longest, LeaseLifeMax)
+	}
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
-		ID:                          c.id,
-		Logger:                      cfg.Logger,
-		Queues:                      queues,
-		Workers:                     workers,
+		ID:      c.id,
+		Logger:  cfg.Logger,
+		Queues:  queues,
+		Workers: workers,
+		// Processes with different kinds share queues, and a kind worked
+		// by external workers has no River worker anywhere.
+		FetchOnlyKnownKinds: true,
+		// Submissions are checked against the kinds registry (internal/
+		// tasks), which also knows the external kinds River has no worker
+		// for.
+		SkipUnknownJobCheck:         true,
 		Middleware:                  middleware,
 		RetryPolicy:                 &RetryPolicy{},
 		MaxAttempts:                 MaxAttemptsDefault,
@@ -275,7 +317,17 @@ func (c *Client) Start(ctx context.Context) error {
 	c.maintainDone = make(chan struct{})
 	go func() {
 		defer close(c.maintainDone)
+		if !c.hasExternal {
+			c.maintain(mctx)
+			return
+		}
+		leasesDone := make(chan struct{})
+		go func() {
+			defer close(leasesDone)
+			c.expireLeases(mctx)
+		}()
 		c.maintain(mctx)
+		<-leasesDone
 	}()
 	return nil
 }
@@ -306,6 +358,9 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	// clean stop.
 	if c.recorderStart && err == nil {
 		c.recorder.close()
+	}
+	for _, w := range c.pushers {
+		w.client.Close()
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -98,3 +98,38 @@ func (c *Client) clean(ctx context.Context) {
 		c.logger.Error("deleting empty batches", slog.String("error", err.Error()))
 	}
 }
+
+// leaseExpireBatch bounds the leases one statement expires.
+const leaseExpireBatch = 1000
+
+// expireLeases makes the tasks of external workers whose leases ran out
+// available again, every LeaseCheckInterval, so that a task whose worker
+// died is offered again within about that long. Every process that knows
+// external kinds runs it; SKIP LOCKED keeps them apart.
+func (c *Client) expireLeases(ctx context.Context) {
+	t := time.NewTicker(c.cfg.LeaseCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			expired, err := c.store.LeaseExpire(ctx, leaseExpireBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.logger.Error("expiring leases", slog.String("error", err.Error()))
+				}
+				break
+			}
+			if len(expired) > 0 {
+				c.logger.Info("leases expired; their tasks are offered again", slog.Int("count", len(expired)),
+					slog.Int64("first_id", expired[0].ID))
+			}
+			if len(expired) < leaseExpireBatch {
+				break
+			}
+		}
+	}
+}

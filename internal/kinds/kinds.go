@@ -16,6 +16,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskd/taskd/internal/push"
 	"github.com/taskd/taskd/internal/strictjson"
 )
 
@@ -59,6 +60,29 @@ type Kind struct {
 	Decode func(raw json.RawMessage, errs *Errors) river.JobArgs
 	// AddWorker registers the kind's worker with River. Required for RunGo.
 	AddWorker func(*river.Workers)
+	// Push is where a RunHTTP kind's tasks are sent. Required for RunHTTP.
+	Push *push.Target
+	// Declared says the kind comes from the configuration file rather than
+	// from taskd's code.
+	Declared bool
+}
+
+// RawArgs are the args of a kind that has no Go type of its own (a
+// declared kind): the validated JSON as submitted, under the kind's name.
+type RawArgs struct {
+	KindName string
+	Raw      json.RawMessage
+}
+
+// Kind implements river.JobArgs.
+func (a RawArgs) Kind() string { return a.KindName }
+
+// MarshalJSON stores the args as submitted.
+func (a RawArgs) MarshalJSON() ([]byte, error) {
+	if len(a.Raw) == 0 {
+		return []byte("{}"), nil
+	}
+	return a.Raw, nil
 }
 
 // Registry holds the kinds a process knows, by name.
@@ -85,6 +109,8 @@ func NewRegistry(ks ...Kind) (*Registry, error) {
 			return nil, fmt.Errorf("kinds: kind %q: run must be go, http or external, not %q", k.Name, k.Run)
 		case k.Run == RunGo && k.AddWorker == nil:
 			return nil, fmt.Errorf("kinds: kind %q runs in Go but has no worker", k.Name)
+		case k.Run == RunHTTP && (k.Push == nil || k.Push.URL == nil):
+			return nil, fmt.Errorf("kinds: kind %q runs over HTTP but has no URL", k.Name)
 		}
 		if _, dup := r.byName[k.Name]; dup {
 			return nil, fmt.Errorf("kinds: kind %q is registered twice", k.Name)
@@ -188,4 +214,11 @@ func DecodeArgs(raw json.RawMessage, dst any, errs *Errors) bool {
 	}
 	errs.Add("", "%s", err.Error())
 	return false
+}
+
+// UnmarshalJSON keeps the stored args as they are; River decodes a job's
+// args with it before handing the job to the kind's worker.
+func (a *RawArgs) UnmarshalJSON(b []byte) error {
+	a.Raw = append(a.Raw[:0], b...)
+	return nil
 }

@@ -83,6 +83,8 @@ type Task struct {
 	// CancelRequested is set once a cancellation was asked for (River marks
 	// every cancelled task so, whether it was running or not).
 	CancelRequested bool
+	// BatchID is the batch the task was submitted in; 0 when none.
+	BatchID int64
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -104,6 +106,9 @@ type Attempt struct {
 	Outcome    string
 	Error      string
 	Duration   time.Duration
+	// HTTPStatus is the status a pushed attempt's endpoint answered; 0 for
+	// other kinds and when no response came.
+	HTTPStatus int
 }
 
 // AttemptNumber is the number of a task's current (or latest) attempt,
@@ -209,6 +214,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		FinishedAt:      r.FinalizedAt,
 		Errors:          errs,
 		CancelRequested: r.CancelRequested,
+		BatchID:         r.BatchID,
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}
@@ -245,6 +251,7 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 		Outcome    string    `json:"outcome"`
 		Error      *string   `json:"error"`
 		DurationMS float64   `json:"duration_ms"`
+		HTTPStatus *int      `json:"http_status"`
 	}
 	if err := json.Unmarshal(row.Attempts, &stored); err != nil {
 		return nil, fmt.Errorf("decoding attempts of task %d: %w", id, err)
@@ -262,6 +269,9 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 		}
 		if r.Error != nil {
 			a.Error = *r.Error
+		}
+		if r.HTTPStatus != nil {
+			a.HTTPStatus = *r.HTTPStatus
 		}
 		t.Attempts = append(t.Attempts, a)
 	}
@@ -478,6 +488,10 @@ func attemptRows(attempts []Attempt) []dbsqlc.AttemptCopyParams {
 		if a.Error != "" {
 			rows[i].Error = &a.Error
 		}
+		if a.HTTPStatus != 0 {
+			status := int32(a.HTTPStatus)
+			rows[i].HttpStatus = &status
+		}
 	}
 	return rows
 }
@@ -493,6 +507,7 @@ func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.Attempt
 		Outcome:    make([]string, n),
 		Error:      make([]string, n),
 		DurationMs: make([]float64, n),
+		HttpStatus: make([]int32, n),
 	}
 	for i, r := range rows {
 		arg.TaskID[i], arg.Attempt[i], arg.Worker[i] = r.TaskID, r.Attempt, r.Worker
@@ -501,6 +516,9 @@ func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.Attempt
 			arg.Error[i] = *r.Error
 		}
 		arg.DurationMs[i] = r.DurationMs
+		if r.HttpStatus != nil {
+			arg.HttpStatus[i] = *r.HttpStatus
+		}
 	}
 	_, err := s.q.AttemptInsertMany(ctx, arg)
 	return err
@@ -516,9 +534,20 @@ type Batch struct {
 	Tasks []*Task
 }
 
-// BatchInsertTx records a batch of already inserted tasks.
-func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, taskIDs []int64) (*Batch, error) {
-	row, err := s.q.WithTx(tx).BatchInsert(ctx, taskIDs)
+// BatchNextIDTx takes the ID of a batch about to be inserted, so that its
+// tasks can carry it.
+func (s *Store) BatchNextIDTx(ctx context.Context, tx pgx.Tx) (int64, error) {
+	id, err := s.q.WithTx(tx).BatchNextID(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("taking a batch ID: %w", err)
+	}
+	return id, nil
+}
+
+// BatchInsertTx records batch id (from BatchNextIDTx) of already inserted
+// tasks.
+func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, id int64, taskIDs []int64) (*Batch, error) {
+	row, err := s.q.WithTx(tx).BatchInsert(ctx, dbsqlc.BatchInsertParams{ID: id, TaskIds: taskIDs})
 	if err != nil {
 		return nil, fmt.Errorf("inserting batch: %w", err)
 	}

@@ -149,7 +149,11 @@ func TestTaskDeletionCascades(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := s.WithTx(ctx, func(tx pgx.Tx) error {
-		b, err := s.BatchInsertTx(ctx, tx, []int64{id})
+		bid, err := s.BatchNextIDTx(ctx, tx)
+		if err != nil {
+			return err
+		}
+		b, err := s.BatchInsertTx(ctx, tx, bid, []int64{id})
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -85,12 +86,19 @@ func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.In
 		fe.List = append(fe.List, afe.List...)
 	}
 	opts := &river.InsertOpts{Queue: kind.Queue, MaxAttempts: cmp.Or(kind.MaxAttempts, jobs.MaxAttemptsDefault), Priority: 1}
-	if p.Queue != nil {
+	if p.Queue != nil && kind.Run == kinds.RunExternal {
+		// External workers claim by kind, on any queue: no process needs
+		// workers for it.
+		opts.Queue = *p.Queue
+		if !validQueueName(*p.Queue) {
+			fe.Add("queue", "%q is not a queue name: up to 64 lowercase letters and digits, separated by single underscores or hyphens", strictjson.Clip(*p.Queue))
+		}
+	} else if p.Queue != nil {
 		opts.Queue = *p.Queue
 		if !s.jobs.HasQueue(*p.Queue) {
 			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(s.jobs.QueueNames(), ", "))
 		}
-	} else if kind.Name != "" && !s.jobs.HasQueue(kind.Queue) {
+	} else if kind.Name != "" && kind.Run != kinds.RunExternal && !s.jobs.HasQueue(kind.Queue) {
 		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
 			kind.Name, kind.Queue, strings.Join(s.jobs.QueueNames(), ", "))
 	}
@@ -237,6 +245,15 @@ func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempo
 	}
 	var sub *Submission
 	err := s.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+		batchID, err := s.store.BatchNextIDTx(ctx, tx)
+		if err != nil {
+			return store.IdempotencyKey{}, err
+		}
+		// Every task carries its batch, for pushes and claims.
+		meta := []byte(`{"batch_id":` + strconv.FormatInt(batchID, 10) + `}`)
+		for i := range params {
+			params[i].InsertOpts.Metadata = meta
+		}
 		// InsertManyTx returns the rows in submission order (River's
 		// InsertManyFast uses COPY and returns no IDs).
 		res, err := s.river.InsertManyTx(ctx, tx, params)
@@ -247,7 +264,7 @@ func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempo
 		for i, r := range res {
 			ids[i] = r.Job.ID
 		}
-		b, err := s.store.BatchInsertTx(ctx, tx, ids)
+		b, err := s.store.BatchInsertTx(ctx, tx, batchID, ids)
 		if err != nil {
 			return store.IdempotencyKey{}, err
 		}
@@ -367,4 +384,11 @@ func taskFromJobRow(j *rivertype.JobRow) *store.Task {
 		t.Tags = []string{}
 	}
 	return t
+}
+
+// queueNameRE is River's rule for queue names.
+var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+
+func validQueueName(name string) bool {
+	return len(name) <= 64 && queueNameRE.MatchString(name)
 }

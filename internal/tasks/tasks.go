@@ -6,7 +6,10 @@
 package tasks
 
 import (
+	"cmp"
 	"errors"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -22,6 +25,27 @@ type Config struct {
 	// Jobs is the River client the tasks are inserted with, and whose
 	// kinds and queues submissions are validated against. Required.
 	Jobs *jobs.Client
+	// Logger reports what the claim listener cannot tell a caller.
+	// Defaults to a discarding logger.
+	Logger *slog.Logger
+	// ClaimRecheckInterval is how often, while claims wait, one query
+	// looks for claimable tasks that no notification announced. Defaults
+	// to ClaimRecheckIntervalDefault.
+	ClaimRecheckInterval time.Duration
+}
+
+// ClaimRecheckIntervalDefault: River sends at most one insert notification
+// per queue per fetch cooldown, a notification sent while the listener
+// reconnects is lost, and a retried task becomes ready at its scheduled
+// time without any; the recheck bounds how long such a task waits.
+const ClaimRecheckIntervalDefault = time.Second
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.ClaimRecheckInterval = cmp.Or(c.ClaimRecheckInterval, ClaimRecheckIntervalDefault)
+	return c
 }
 
 func (c Config) validate() error {
@@ -31,17 +55,28 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Service submits, cancels and retries tasks.
+// Service submits, cancels and retries tasks, and hands tasks of external
+// kinds to the workers that claim them. Close stops its claim listener.
 type Service struct {
-	store *store.Store
-	jobs  *jobs.Client
-	river *river.Client[pgx.Tx]
+	store  *store.Store
+	jobs   *jobs.Client
+	river  *river.Client[pgx.Tx]
+	logger *slog.Logger
+	claims *broker
 }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River()}, nil
+	return &Service{
+		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
+		claims: newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
+	}, nil
 }
+
+// Close stops the listener of waiting claims; claims still waiting return
+// what they have.
+func (s *Service) Close() { s.claims.close() }

@@ -46,20 +46,38 @@ func (q *Queries) BatchGetByID(ctx context.Context, id int64) (Batch, error) {
 }
 
 const batchInsert = `-- name: BatchInsert :one
-INSERT INTO batches (task_ids) VALUES ($1::bigint[])
+INSERT INTO batches (id, task_ids) OVERRIDING SYSTEM VALUE VALUES ($1, $2::bigint[])
 RETURNING id, created_at
 `
+
+type BatchInsertParams struct {
+	ID      int64
+	TaskIds []int64
+}
 
 type BatchInsertRow struct {
 	ID        int64
 	CreatedAt time.Time
 }
 
-func (q *Queries) BatchInsert(ctx context.Context, taskIds []int64) (BatchInsertRow, error) {
-	row := q.db.QueryRow(ctx, batchInsert, taskIds)
+func (q *Queries) BatchInsert(ctx context.Context, arg BatchInsertParams) (BatchInsertRow, error) {
+	row := q.db.QueryRow(ctx, batchInsert, arg.ID, arg.TaskIds)
 	var i BatchInsertRow
 	err := row.Scan(&i.ID, &i.CreatedAt)
 	return i, err
+}
+
+const batchNextID = `-- name: BatchNextID :one
+SELECT nextval(pg_get_serial_sequence('batches', 'id'))::bigint AS id
+`
+
+// A batch's ID is taken before its tasks are inserted, so that each task
+// carries it in its metadata (batch_id) from the start.
+func (q *Queries) BatchNextID(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, batchNextID)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
 }
 
 const batchTasks = `-- name: BatchTasks :many

@@ -37,6 +37,7 @@ func (r iteratorForAttemptCopy) Values() ([]interface{}, error) {
 		r.rows[0].Outcome,
 		r.rows[0].Error,
 		r.rows[0].DurationMs,
+		r.rows[0].HttpStatus,
 	}, nil
 }
 
@@ -47,5 +48,5 @@ func (r iteratorForAttemptCopy) Err() error {
 // The fast path for finished attempts: COPY, with the foreign key as the
 // only check. AttemptInsertMany is the fallback when a task is gone.
 func (q *Queries) AttemptCopy(ctx context.Context, arg []AttemptCopyParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"task_attempts"}, []string{"task_id", "attempt", "worker", "started_at", "finished_at", "outcome", "error", "duration_ms"}, &iteratorForAttemptCopy{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"task_attempts"}, []string{"task_id", "attempt", "worker", "started_at", "finished_at", "outcome", "error", "duration_ms", "http_status"}, &iteratorForAttemptCopy{rows: arg})
 }

@@ -133,6 +133,17 @@ type TaskAttempt struct {
 	Outcome    string
 	Error      *string
 	DurationMs float64
+	HttpStatus *int32
+}
+
+type TaskLease struct {
+	TaskID    int64
+	Token     pgtype.UUID
+	Worker    string
+	Attempt   int32
+	StartedAt time.Time
+	LeaseSecs float64
+	ExpiresAt time.Time
 }
 
 type TaskdProcess struct {

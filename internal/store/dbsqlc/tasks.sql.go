@@ -19,11 +19,12 @@ type AttemptCopyParams struct {
 	Outcome    string
 	Error      *string
 	DurationMs float64
+	HttpStatus *int32
 }
 
 const attemptInsertMany = `-- name: AttemptInsertMany :execrows
-INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
-SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms
+INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
+SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms, nullif(a.http_status, 0)
 FROM (
     SELECT
         unnest($1::bigint[]) AS task_id,
@@ -33,7 +34,8 @@ FROM (
         unnest($5::timestamptz[]) AS finished_at,
         unnest($6::text[]) AS outcome,
         unnest($7::text[]) AS error,
-        unnest($8::double precision[]) AS duration_ms
+        unnest($8::double precision[]) AS duration_ms,
+        unnest($9::integer[]) AS http_status
 ) AS a
 WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
     AND NOT EXISTS (
@@ -51,6 +53,7 @@ type AttemptInsertManyParams struct {
 	Outcome    []string
 	Error      []string
 	DurationMs []float64
+	HttpStatus []int32
 }
 
 // AttemptInsertMany writes attempts that are not stored yet, of tasks that
@@ -68,6 +71,7 @@ func (q *Queries) AttemptInsertMany(ctx context.Context, arg AttemptInsertManyPa
 		arg.Outcome,
 		arg.Error,
 		arg.DurationMs,
+		arg.HttpStatus,
 	)
 	if err != nil {
 		return 0, err
@@ -92,11 +96,12 @@ SELECT
     (j.metadata -> 'output')::jsonb AS output,
     j.errors,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
             'finished_at', a.finished_at, 'outcome', a.outcome, 'error', a.error,
-            'duration_ms', a.duration_ms) ORDER BY a.id)
+            'duration_ms', a.duration_ms, 'http_status', a.http_status) ORDER BY a.id)
         FROM task_attempts a
         WHERE a.task_id = j.id
     ), '[]')::jsonb AS attempts
@@ -122,6 +127,7 @@ type TaskGetByIDRow struct {
 	Output          []byte
 	Errors          [][]byte
 	CancelRequested bool
+	BatchID         int64
 	Attempts        []byte
 }
 
@@ -147,6 +153,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.Output,
 		&i.Errors,
 		&i.CancelRequested,
+		&i.BatchID,
 		&i.Attempts,
 	)
 	return i, err
@@ -159,6 +166,7 @@ SELECT
     (metadata -> 'output')::jsonb AS output,
     errors,
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
@@ -197,6 +205,7 @@ type TaskListRow struct {
 	Output          []byte
 	Errors          [][]byte
 	CancelRequested bool
+	BatchID         int64
 	Attempts        []byte
 }
 
@@ -237,6 +246,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.Output,
 			&i.Errors,
 			&i.CancelRequested,
+			&i.BatchID,
 			&i.Attempts,
 		); err != nil {
 			return nil, err

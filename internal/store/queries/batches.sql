@@ -1,5 +1,10 @@
+-- A batch's ID is taken before its tasks are inserted, so that each task
+-- carries it in its metadata (batch_id) from the start.
+-- name: BatchNextID :one
+SELECT nextval(pg_get_serial_sequence('batches', 'id'))::bigint AS id;
+
 -- name: BatchInsert :one
-INSERT INTO batches (task_ids) VALUES (@task_ids::bigint[])
+INSERT INTO batches (id, task_ids) OVERRIDING SYSTEM VALUE VALUES (@id, @task_ids::bigint[])
 RETURNING id, created_at;
 
 -- name: BatchGetByID :one

@@ -18,7 +18,8 @@ WHERE heartbeat_at < now() - make_interval(secs => @older_than_secs::double prec
 -- cancellation was asked for), records the attempt each was running, and
 -- wakes the producers of their queues. Any process may run it at any time:
 -- SKIP LOCKED keeps two rescuers apart, and a job whose owner heartbeats is
--- never touched, however long it runs.
+-- never touched, however long it runs; nor is a task leased to an external
+-- worker.
 --
 -- Each attempt gets one row. The attempt middleware writes an attempt's row
 -- before River can save the job's new state, so a row for the job's current
@@ -50,6 +51,9 @@ WITH lost AS (
     FROM river_job j
     WHERE j.state = 'running'
         AND j.attempted_at < now() - make_interval(secs => @stale_secs::double precision)
+        -- A task held by an external worker is not a process's: its lease
+        -- decides (LeaseExpire).
+        AND NOT EXISTS (SELECT 1 FROM task_leases l WHERE l.task_id = j.id)
         AND NOT EXISTS (
             SELECT 1 FROM taskd_processes p
             WHERE p.client_id = j.attempted_by[cardinality(j.attempted_by)]

@@ -6,11 +6,12 @@ SELECT
     (j.metadata -> 'output')::jsonb AS output,
     j.errors,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
             'finished_at', a.finished_at, 'outcome', a.outcome, 'error', a.error,
-            'duration_ms', a.duration_ms) ORDER BY a.id)
+            'duration_ms', a.duration_ms, 'http_status', a.http_status) ORDER BY a.id)
         FROM task_attempts a
         WHERE a.task_id = j.id
     ), '[]')::jsonb AS attempts
@@ -27,6 +28,7 @@ SELECT
     (metadata -> 'output')::jsonb AS output,
     errors,
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
+    coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
@@ -50,8 +52,8 @@ UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
 -- all the same (a connection lost during the commit). An attempt is the same
 -- when its task, number and start are.
 -- name: AttemptInsertMany :execrows
-INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
-SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms
+INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
+SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms, nullif(a.http_status, 0)
 FROM (
     SELECT
         unnest(@task_id::bigint[]) AS task_id,
@@ -61,7 +63,8 @@ FROM (
         unnest(@finished_at::timestamptz[]) AS finished_at,
         unnest(@outcome::text[]) AS outcome,
         unnest(@error::text[]) AS error,
-        unnest(@duration_ms::double precision[]) AS duration_ms
+        unnest(@duration_ms::double precision[]) AS duration_ms,
+        unnest(@http_status::integer[]) AS http_status
 ) AS a
 WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
     AND NOT EXISTS (
@@ -72,5 +75,5 @@ WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
 -- The fast path for finished attempts: COPY, with the foreign key as the
 -- only check. AttemptInsertMany is the fallback when a task is gone.
 -- name: AttemptCopy :copyfrom
-INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
-VALUES (@task_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @duration_ms);
+INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
+VALUES (@task_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @duration_ms, @http_status);

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/taskd/taskd/internal/kinds"
+)
+
+// redactedValue replaces every secret in Redacted's output.
+const redactedValue = "<redacted>"
+
+// redactedFile is the shape of Redacted's output: the file's keys, in the
+// file's order.
+type redactedFile struct {
+	Queues       map[string]int `yaml:"queues,omitempty"`
+	AllowPrivate []string       `yaml:"allow_private,omitempty,flow"`
+	Kinds        []redactedKind `yaml:"kinds,omitempty"`
+}
+
+type redactedKind struct {
+	Name         string            `yaml:"name"`
+	Run          kinds.Run         `yaml:"run"`
+	Queue        string            `yaml:"queue"`
+	Description  string            `yaml:"description,omitempty"`
+	MaxAttempts  int               `yaml:"max_attempts,omitempty"`
+	Timeout      string            `yaml:"timeout,omitempty"`
+	URL          string            `yaml:"url,omitempty"`
+	Headers      map[string]string `yaml:"headers,omitempty"`
+	Secret       string            `yaml:"secret,omitempty"`
+	AllowPrivate []string          `yaml:"allow_private,omitempty,flow"`
+	ArgsSchema   *yaml.Node        `yaml:"args_schema,omitempty"`
+	ResultSchema *yaml.Node        `yaml:"result_schema,omitempty"`
+}
+
+// Redacted renders the effective configuration as YAML, for `taskd config
+// check`: ${NAME} references expanded, defaults filled in (queue, timeout),
+// schema files inlined, and the secrets replaced by "<redacted>": each
+// kind's secret, every header value (headers carry tokens) and the
+// password of a URL. Queues are shown only when the file sets them; their
+// defaults are the command's.
+func (f *File) Redacted() ([]byte, error) {
+	out := redactedFile{Queues: f.Queues, AllowPrivate: prefixStrings(f.AllowPrivate)}
+	for i, k := range f.Kinds {
+		rk := redactedKind{
+			Name:        k.Name,
+			Run:         k.Run,
+			Queue:       k.Queue,
+			Description: k.Description,
+			MaxAttempts: k.MaxAttempts,
+		}
+		if k.Timeout > 0 {
+			rk.Timeout = shortDuration(k.Timeout)
+		}
+		if t := k.Push; t != nil {
+			if t.URL != nil {
+				rk.URL = t.URL.Redacted()
+			}
+			if len(t.Headers) > 0 {
+				rk.Headers = make(map[string]string, len(t.Headers))
+				for _, name := range slices.Sorted(maps.Keys(t.Headers)) {
+					rk.Headers[name] = redactedValue
+				}
+			}
+			if t.Secret != nil {
+				rk.Secret = redactedValue
+			}
+		}
+		if i < len(f.own) {
+			rk.AllowPrivate = prefixStrings(f.own[i].allowPrivate)
+		}
+		var err error
+		if rk.ArgsSchema, err = schemaNode(k.ArgsSchema); err != nil {
+			return nil, fmt.Errorf("config: kind %s: args_schema: %w", k.Name, err)
+		}
+		if rk.ResultSchema, err = schemaNode(k.ResultSchema); err != nil {
+			return nil, fmt.Errorf("config: kind %s: result_schema: %w", k.Name, err)
+		}
+		out.Kinds = append(out.Kinds, rk)
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(out); err != nil {
+		return nil, fmt.Errorf("config: rendering the configuration: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("config: rendering the configuration: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// schemaNode turns a schema's JSON into a YAML node in flow style, which
+// keeps its keys in order and reads as the JSON it is.
+func schemaNode(schema []byte) (*yaml.Node, error) {
+	if len(schema) == 0 {
+		return nil, nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(schema, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	n := doc.Content[0]
+	n.Style = yaml.FlowStyle
+	return n, nil
+}

@@ -1,0 +1,102 @@
+package http
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
+)
+
+func toClaimedJSON(ts []store.ClaimedTask) client.ClaimList {
+	out := client.ClaimList{Tasks: make([]client.ClaimedTask, len(ts))}
+	for i, t := range ts {
+		out.Tasks[i] = client.ClaimedTask{
+			ID: t.ID, Kind: t.Kind, Args: t.Args, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
+			Queue: t.Queue, BatchID: t.BatchID, Lease: t.Lease, LeaseExpiresAt: t.ExpiresAt,
+		}
+	}
+	return out
+}
+
+// handleClaim serves POST /v1/claims: the request is held until tasks
+// arrive or its wait ends (at most tasks.ClaimWaitMax, well inside the
+// request timeout).
+func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	body, release, ok := s.readBody(w, r, s.MaxBodyBytes)
+	if !ok {
+		return
+	}
+	defer release()
+	var p tasks.ClaimParams
+	if !decodeBody(w, body, &p) {
+		return
+	}
+	release() // the body is not needed while the claim waits
+	claimed, err := s.Tasks.Claim(r.Context(), &p)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the worker left; nobody to answer
+		}
+		s.writeError(w, r, err, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, toClaimedJSON(claimed))
+}
+
+func (s *server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
+	var p tasks.CompleteParams
+	s.leaseCall(w, r, &p, func(ctx context.Context, id int64) (any, error) {
+		t, err := s.Tasks.Complete(ctx, id, &p)
+		if err != nil {
+			return nil, err
+		}
+		return singleTask(t), nil
+	})
+}
+
+func (s *server) handleTaskFail(w http.ResponseWriter, r *http.Request) {
+	var p tasks.FailParams
+	s.leaseCall(w, r, &p, func(ctx context.Context, id int64) (any, error) {
+		t, err := s.Tasks.Fail(ctx, id, &p)
+		if err != nil {
+			return nil, err
+		}
+		return singleTask(t), nil
+	})
+}
+
+func (s *server) handleTaskHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var p tasks.HeartbeatParams
+	s.leaseCall(w, r, &p, func(ctx context.Context, id int64) (any, error) {
+		return s.Tasks.Heartbeat(ctx, id, &p)
+	})
+}
+
+// leaseCall decodes the body of a call on a leased task into p, runs call
+// with the task's id and answers 200 with what it returns.
+func (s *server) leaseCall(w http.ResponseWriter, r *http.Request, p any, call func(context.Context, int64) (any, error)) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	body, release, ok := s.readBody(w, r, s.MaxBodyBytes)
+	if !ok {
+		return
+	}
+	defer release()
+	if !decodeBody(w, body, p) {
+		return
+	}
+	out, err := call(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/taskd/taskd/internal/store/dbsqlc"
+)
+
+// Claim asks for tasks of external kinds.
+type Claim struct {
+	// Kinds to claim, each with its lease in LeaseSecs (same index).
+	Kinds     []string
+	LeaseSecs []float64
+	// Queues limits the claim to these queues; nil: any.
+	Queues []string
+	Max    int
+	// Worker names the claimant in attempts and River's attempted_by.
+	Worker string
+}
+
+// ClaimedTask is a task handed to an external worker under a lease.
+type ClaimedTask struct {
+	ID          int64
+	Kind        string
+	Queue       string
+	Args        json.RawMessage
+	Attempt     int
+	MaxAttempts int
+	BatchID     *int64
+	// Lease is the lease's token, which completes, fails and heartbeats it.
+	Lease     string
+	ExpiresAt time.Time
+}
+
+// LeaseClaim claims up to c.Max available tasks. It is not retried on a
+// lost connection: a claim that committed unseen is given back by its
+// lease's expiry.
+func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) {
+	rows, err := s.q.LeaseClaim(ctx, dbsqlc.LeaseClaimParams{
+		Kinds: c.Kinds, LeaseSecs: c.LeaseSecs, Queues: c.Queues, Max: int32(c.Max), Worker: c.Worker,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming tasks: %w", unavailable(err))
+	}
+	tasks := make([]ClaimedTask, len(rows))
+	for i, r := range rows {
+		tasks[i] = ClaimedTask{
+			ID: r.ID, Kind: r.Kind, Queue: r.Queue, Args: r.Args, Attempt: int(r.Attempt),
+			MaxAttempts: int(r.MaxAttempts), Lease: r.Token.String(), ExpiresAt: r.ExpiresAt,
+		}
+		if r.BatchID != 0 {
+			tasks[i].BatchID = &r.BatchID
+		}
+	}
+	return tasks, nil
+}
+
+// LeaseClaimableKinds returns which of kinds have a task ready to claim.
+func (s *Store) LeaseClaimableKinds(ctx context.Context, kinds []string) ([]string, error) {
+	var out []string
+	err := s.retry(ctx, func() (err error) {
+		out, err = s.q.LeaseClaimableKinds(ctx, kinds)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checking for claimable tasks: %w", err)
+	}
+	return out, nil
+}
+
+// parseToken turns a lease token into its UUID; ok is false for anything
+// that cannot be one, which then matches no lease.
+func parseToken(token string) (u pgtype.UUID, ok bool) {
+	if err := u.Scan(token); err != nil || !u.Valid {
+		return u, false
+	}
+	return u, true
+}
+
+// LeaseComplete completes task id if token is its current lease, with
+// result (JSON; nil stores null). ok is false when the lease does not hold
+// (LeaseState says why).
+func (s *Store) LeaseComplete(ctx context.Context, id int64, token string, result json.RawMessage) (bool, error) {
+	u, ok := parseToken(token)
+	if !ok {
+		return false, nil
+	}
+	if result == nil {
+		result = json.RawMessage("null")
+	}
+	n, err := s.q.LeaseComplete(ctx, dbsqlc.LeaseCompleteParams{ID: id, Token: u, Result: result})
+	if err != nil {
+		return false, fmt.Errorf("completing task %d: %w", id, unavailable(err))
+	}
+	return n > 0, nil
+}
+
+// LeasedTask is a leased task locked for a failure (LeaseLockTx).
+type LeasedTask struct {
+	Worker string
+	// AttemptNumber numbers the attempt as task_attempts does.
+	AttemptNumber int
+	StartedAt     time.Time
+	// Attempt is River's attempt counter, compared with MaxAttempts.
+	Attempt         int
+	MaxAttempts     int
+	Queue           string
+	ErrorCount      int
+	CancelRequested bool
+}
+
+// LeaseLockTx locks task id and its lease for the rest of tx if token is
+// its current lease; ErrNotFound when it is not.
+func (s *Store) LeaseLockTx(ctx context.Context, tx pgx.Tx, id int64, token string) (*LeasedTask, error) {
+	u, ok := parseToken(token)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	r, err := s.q.WithTx(tx).LeaseLock(ctx, dbsqlc.LeaseLockParams{ID: id, Token: u})
+	if err != nil {
+		return nil, fmt.Errorf("locking lease of task %d: %w", id, interpretError(err))
+	}
+	return &LeasedTask{
+		Worker: r.Worker, AttemptNumber: int(r.AttemptNumber), StartedAt: r.StartedAt, Attempt: int(r.Attempt),
+		MaxAttempts: int(r.MaxAttempts), Queue: r.Queue, ErrorCount: int(r.ErrorCount), CancelRequested: r.CancelRequested,
+	}, nil
+}
+
+// LeaseFailure ends a locked lease with a failed attempt.
+type LeaseFailure struct {
+	ID int64
+	// State is the task's next state: available, retryable, discarded or
+	// cancelled.
+	State string
+	// ScheduledAt is when an available or retryable task may run next.
+	ScheduledAt *time.Time
+	// Outcome is the attempt's outcome (OutcomeFailed, OutcomeCancelled).
+	Outcome string
+	Error   string
+}
+
+// LeaseFailTx ends the lease locked by LeaseLockTx in tx.
+func (s *Store) LeaseFailTx(ctx context.Context, tx pgx.Tx, f LeaseFailure) error {
+	err := s.q.WithTx(tx).LeaseFail(ctx, dbsqlc.LeaseFailParams{
+		ID: f.ID, State: f.State, ScheduledAt: f.ScheduledAt, Outcome: f.Outcome, Error: f.Error,
+	})
+	if err != nil {
+		return fmt.Errorf("failing task %d: %w", f.ID, err)
+	}
+	return nil
+}
+
+// LeaseHeartbeat extends task id's lease if token is current: by extend
+// from now (nil: by the lease's own length), never past maxLife after the
+// attempt started. ErrNotFound when the lease does not hold.
+func (s *Store) LeaseHeartbeat(ctx context.Context, id int64, token string, extend *time.Duration, maxLife time.Duration) (expires time.Time, cancelRequested bool, err error) {
+	u, ok := parseToken(token)
+	if !ok {
+		return time.Time{}, false, ErrNotFound
+	}
+	p := dbsqlc.LeaseHeartbeatParams{ID: id, Token: u, MaxLifeSecs: maxLife.Seconds()}
+	if extend != nil {
+		secs := extend.Seconds()
+		p.ExtendSecs = &secs
+	}
+	r, err := s.q.LeaseHeartbeat(ctx, p)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("heartbeating task %d: %w", id, unavailable(interpretError(err)))
+	}
+	return r.ExpiresAt, r.CancelRequested, nil
+}
+
+// LeaseState is why a lease token was refused.
+type LeaseState struct {
+	State string
+	Kind  string
+	// Leased says whether the task is under a live lease (another token's).
+	Leased    bool
+	ExpiresAt *time.Time
+}
+
+// LeaseState reads task id's state and lease.
+func (s *Store) LeaseState(ctx context.Context, id int64) (*LeaseState, error) {
+	var r dbsqlc.LeaseStateRow
+	err := s.retry(ctx, func() (err error) {
+		r, err = s.q.LeaseState(ctx, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading task %d: %w", id, interpretError(err))
+	}
+	st := &LeaseState{State: r.State, Kind: r.Kind, ExpiresAt: r.ExpiresAt}
+	st.Leased = r.CurrentToken.Valid && r.ExpiresAt != nil && r.ExpiresAt.After(time.Now())
+	return st, nil
+}
+
+// ExpiredLease is a task whose lease ran out, with its new state.
+type ExpiredLease struct {
+	ID    int64
+	State string
+}
+
+// LeaseExpire ends up to max leases that ran out (see the query).
+func (s *Store) LeaseExpire(ctx context.Context, max int) ([]ExpiredLease, error) {
+	rows, err := s.q.LeaseExpire(ctx, int32(max))
+	if err != nil {
+		return nil, fmt.Errorf("expiring leases: %w", unavailable(err))
+	}
+	out := make([]ExpiredLease, len(rows))
+	for i, r := range rows {
+		out[i] = ExpiredLease{ID: r.ID, State: r.State}
+	}
+	return out, nil
+}
+
+// NotifyQueuesTx wakes the fetchers and waiting claims of queues when tx
+// commits, as River's insert notification does.
+func (s *Store) NotifyQueuesTx(ctx context.Context, tx pgx.Tx, queues []string) error {
+	if err := s.q.WithTx(tx).NotifyQueues(ctx, queues); err != nil {
+		return fmt.Errorf("notifying queues: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,339 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/strictjson"
+)
+
+// Limits of claims and leases.
+const (
+	ClaimMaxTasks = 100
+	ClaimWaitMax  = 60 * time.Second
+	// ClaimWaitDefault is how long a claim waits when it does not say.
+	ClaimWaitDefault = 30 * time.Second
+	LeaseMin         = 5 * time.Second
+	LeaseMax         = time.Hour
+	// LeaseDefault is the lease of a kind without a timeout of its own.
+	LeaseDefault = 60 * time.Second
+	// WorkerNameMax bounds a claim's worker name, in characters.
+	WorkerNameMax = 200
+	// FailErrorMax bounds a failure's error, in bytes.
+	FailErrorMax = 64 << 10
+	// RetryAfterMax bounds a failure's retry_after.
+	RetryAfterMax = jobs.RetryMax
+	// DefaultWorkerName names the worker of a claim that gives none.
+	DefaultWorkerName = "external"
+)
+
+// retryableWithin is River's scheduler interval: a task retried sooner is
+// made available with a future scheduled_at, as River's own executor does,
+// instead of waiting for the scheduler to promote it.
+const retryableWithin = 5 * time.Second
+
+// Type aliases for the wire types of the pull API.
+type (
+	ClaimParams     = client.ClaimRequest
+	CompleteParams  = client.CompleteRequest
+	FailParams      = client.FailRequest
+	HeartbeatParams = client.HeartbeatRequest
+)
+
+// LeaseError is returned when a lease token does not hold: it expired, a
+// newer claim superseded it, or the task is no longer running. State is the
+// task's current state.
+type LeaseError struct {
+	TaskID int64
+	State  string
+	Reason string
+}
+
+func (e *LeaseError) Error() string {
+	return fmt.Sprintf("the lease on task %d does not hold: %s", e.TaskID, e.Reason)
+}
+
+// parseDuration adds a problem to fe unless raw is a duration in
+// [lo, hi].
+func parseDuration(fe *kinds.Errors, field string, raw *string, def, lo, hi time.Duration) time.Duration {
+	if raw == nil {
+		return def
+	}
+	d, err := time.ParseDuration(*raw)
+	if err != nil || d < lo || d > hi {
+		fe.Add(field, "must be a duration between %s and %s, such as \"30s\"", lo, hi)
+		return def
+	}
+	return d
+}
+
+// Claim hands up to p.Max available tasks of external kinds to the calling
+// worker, each under a new lease, waiting up to p.Wait for some to arrive.
+// It returns an empty list when none did; ctx ending (the client left)
+// ends the wait at once.
+func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTask, error) {
+	fe := &kinds.Errors{}
+	var names []string
+	var leaseDefaults []time.Duration
+	for i, name := range p.Kinds {
+		k, ok := s.jobs.Kinds().Lookup(name)
+		switch {
+		case !ok:
+			fe.Add("kinds["+strconv.Itoa(i)+"]", "unknown kind %q", strictjson.Clip(name))
+		case k.Run != kinds.RunExternal:
+			fe.Add("kinds["+strconv.Itoa(i)+"]", "kind %q runs %s, not external: only kinds with run: external can be claimed", k.Name, runName(k.Run))
+		default:
+			names = append(names, k.Name)
+			leaseDefaults = append(leaseDefaults, k.Timeout)
+		}
+	}
+	if len(p.Kinds) == 0 {
+		for _, k := range s.jobs.Kinds().All() {
+			if k.Run == kinds.RunExternal {
+				names = append(names, k.Name)
+				leaseDefaults = append(leaseDefaults, k.Timeout)
+			}
+		}
+		if len(names) == 0 {
+			fe.Add("kinds", "no kind runs external here; declare one with run: external in the configuration file")
+		}
+	}
+	for i, q := range p.Queues {
+		if !validQueueName(q) {
+			fe.Add("queues["+strconv.Itoa(i)+"]", "%q is not a queue name", strictjson.Clip(q))
+		}
+	}
+	limit := 1
+	if p.Max != nil {
+		if *p.Max < 1 || *p.Max > ClaimMaxTasks {
+			fe.Add("max", "must be between 1 and %d", ClaimMaxTasks)
+		}
+		limit = *p.Max
+	}
+	wait := parseDuration(fe, "wait", p.Wait, ClaimWaitDefault, 0, ClaimWaitMax)
+	lease := parseDuration(fe, "lease", p.Lease, 0, LeaseMin, LeaseMax)
+	worker := DefaultWorkerName
+	if p.Worker != nil {
+		switch w := *p.Worker; {
+		case w == "" || utf8.RuneCountInString(w) > WorkerNameMax:
+			fe.Add("worker", "must be between 1 and %d characters", WorkerNameMax)
+		case strings.ContainsRune(w, 0):
+			fe.Add("worker", "must not contain the NUL character")
+		default:
+			worker = w
+		}
+	}
+	if fe.List != nil {
+		return nil, &ValidationError{Errors: fe.List}
+	}
+	secs := make([]float64, len(names))
+	for i, d := range leaseDefaults {
+		switch {
+		case lease > 0:
+			d = lease
+		case d <= 0:
+			d = LeaseDefault
+		}
+		secs[i] = min(max(d, LeaseMin), LeaseMax).Seconds()
+	}
+	c := store.Claim{Kinds: names, LeaseSecs: secs, Queues: p.Queues, Max: limit, Worker: worker}
+	if len(c.Queues) == 0 {
+		c.Queues = nil
+	}
+
+	deadline := time.Now().Add(wait)
+	var w *waiter
+	if wait > 0 {
+		// Registered before the first try, so that a task inserted between
+		// the try and the wait still wakes it.
+		var ok bool
+		if w, ok = s.claims.register(names, c.Queues); ok {
+			defer s.claims.unregister(w)
+		}
+	}
+	for {
+		tasks, err := s.store.LeaseClaim(ctx, c)
+		if err != nil || len(tasks) > 0 || w == nil {
+			return tasks, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 || s.claims.isClosed() {
+			return tasks, nil
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-w.wake:
+			timer.Stop()
+		case <-timer.C:
+			return tasks, nil
+		case <-ctx.Done():
+			timer.Stop()
+			return tasks, ctx.Err()
+		}
+	}
+}
+
+func runName(r kinds.Run) string {
+	if r == kinds.RunGo {
+		return "in taskd (go)"
+	}
+	return "over " + string(r)
+}
+
+// leaseRefused explains why the lease on task id did not hold: ErrNotFound
+// when there is no such task, a *LeaseError otherwise.
+func (s *Service) leaseRefused(ctx context.Context, id int64) error {
+	st, err := s.store.LeaseState(ctx, id)
+	if err != nil {
+		return err
+	}
+	e := &LeaseError{TaskID: id, State: st.State}
+	k, _ := s.jobs.Kinds().Lookup(st.Kind)
+	switch {
+	case k.Run != kinds.RunExternal:
+		e.Reason = fmt.Sprintf("task %d is of kind %q, which is not claimed by external workers", id, st.Kind)
+	case st.State != store.StateRunning:
+		e.Reason = "the task is " + st.State
+	case st.Leased:
+		e.Reason = "the task was claimed again under a newer lease, or the token is wrong"
+	default:
+		e.Reason = "the lease expired"
+	}
+	return e
+}
+
+func requireLease(lease *string) error {
+	if lease == nil || *lease == "" {
+		return &ValidationError{Errors: []FieldError{{Field: "lease", Message: "is required: the token the claim returned"}}}
+	}
+	return nil
+}
+
+// Complete completes task id with p.Result if p.Lease is its current
+// lease, and returns the task.
+func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*store.Task, error) {
+	if err := requireLease(p.Lease); err != nil {
+		return nil, err
+	}
+	ok, err := s.store.LeaseComplete(ctx, id, *p.Lease, p.Result)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.leaseRefused(ctx, id)
+	}
+	return s.store.Task(ctx, id)
+}
+
+// Fail ends the attempt of task id if p.Lease is its current lease: the
+// task is retried by its policy (after p.RetryAfter instead, when given),
+// discarded when p.Permanent or out of attempts, or cancelled when a
+// cancellation was asked for. It returns the task.
+func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Task, error) {
+	fe := &kinds.Errors{}
+	if p.Lease == nil || *p.Lease == "" {
+		fe.Add("lease", "is required: the token the claim returned")
+	}
+	switch {
+	case p.Error == nil || *p.Error == "":
+		fe.Add("error", "is required: what went wrong")
+	case len(*p.Error) > FailErrorMax:
+		fe.Add("error", "must be at most %d bytes", FailErrorMax)
+	case strings.ContainsRune(*p.Error, 0):
+		fe.Add("error", "must not contain the NUL character")
+	}
+	var retryAfter *time.Duration
+	if p.RetryAfter != nil {
+		d := parseDuration(fe, "retry_after", p.RetryAfter, 0, 0, RetryAfterMax)
+		retryAfter = &d
+	}
+	if fe.List != nil {
+		return nil, &ValidationError{Errors: fe.List}
+	}
+	permanent := p.Permanent != nil && *p.Permanent
+	refused := false
+	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		lt, err := s.store.LeaseLockTx(ctx, tx, id, *p.Lease)
+		if errors.Is(err, store.ErrNotFound) {
+			refused = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f := store.LeaseFailure{ID: id, Outcome: store.OutcomeFailed, Error: *p.Error}
+		now := time.Now()
+		switch {
+		case permanent:
+			f.State = store.StateDiscarded
+			f.Error = "permanent: " + f.Error
+		case lt.CancelRequested:
+			f.State, f.Outcome = store.StateCancelled, store.OutcomeCancelled
+		case lt.Attempt >= lt.MaxAttempts:
+			f.State = store.StateDiscarded
+		default:
+			wait := jobs.Backoff(lt.ErrorCount+1, rand.Float64())
+			if retryAfter != nil {
+				wait = *retryAfter
+			}
+			at := now.Add(wait)
+			f.ScheduledAt = &at
+			f.State = store.StateAvailable
+			if wait > retryableWithin {
+				f.State = store.StateRetryable
+			}
+		}
+		if err := s.store.LeaseFailTx(ctx, tx, f); err != nil {
+			return err
+		}
+		if f.State == store.StateAvailable {
+			return s.store.NotifyQueuesTx(ctx, tx, []string{lt.Queue})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if refused {
+		return nil, s.leaseRefused(ctx, id)
+	}
+	return s.store.Task(ctx, id)
+}
+
+// Heartbeat extends task id's lease by p.Extend from now (default: the
+// lease's own length), up to jobs.LeaseLifeMax after the attempt started,
+// and tells whether a cancellation was asked for.
+func (s *Service) Heartbeat(ctx context.Context, id int64, p *HeartbeatParams) (*client.Heartbeat, error) {
+	fe := &kinds.Errors{}
+	if p.Lease == nil || *p.Lease == "" {
+		fe.Add("lease", "is required: the token the claim returned")
+	}
+	var extend *time.Duration
+	if p.Extend != nil {
+		d := parseDuration(fe, "extend", p.Extend, 0, LeaseMin, LeaseMax)
+		extend = &d
+	}
+	if fe.List != nil {
+		return nil, &ValidationError{Errors: fe.List}
+	}
+	expires, cancel, err := s.store.LeaseHeartbeat(ctx, id, *p.Lease, extend, jobs.LeaseLifeMax)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, s.leaseRefused(ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &client.Heartbeat{LeaseExpiresAt: expires, CancelRequested: cancel}, nil
+}
