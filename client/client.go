@@ -162,6 +162,53 @@ func (c *Client) Kinds(ctx context.Context) ([]Kind, error) {
 	return l.Kinds, nil
 }
 
+// Claim asks for tasks of kinds run by external workers (run: external),
+// waiting up to req.Wait (default 30s) for some to arrive; an empty list
+// means none did. The HTTP client's Timeout must be longer than the wait.
+func (c *Client) Claim(ctx context.Context, req ClaimRequest) ([]ClaimedTask, error) {
+	var l ClaimList
+	if _, err := c.do(ctx, http.MethodPost, "/v1/claims", req, "", &l); err != nil {
+		return nil, err
+	}
+	return l.Tasks, nil
+}
+
+// Complete completes a claimed task with result (nil: null). A lease that
+// no longer holds gives a 409 *Error.
+func (c *Client) Complete(ctx context.Context, id int64, lease string, result json.RawMessage) (*Task, error) {
+	t := &Task{}
+	_, err := c.do(ctx, http.MethodPost, "/v1/tasks/"+strconv.FormatInt(id, 10)+"/complete", CompleteRequest{Lease: &lease, Result: result}, "", t)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Fail ends a claimed task's attempt with msg; opts may set RetryAfter and
+// Permanent (its Lease and Error are set from the arguments).
+func (c *Client) Fail(ctx context.Context, id int64, lease, msg string, opts FailRequest) (*Task, error) {
+	opts.Lease, opts.Error = &lease, &msg
+	t := &Task{}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/tasks/"+strconv.FormatInt(id, 10)+"/fail", opts, "", t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Heartbeat extends a claimed task's lease by extend from now ("" : by the
+// lease's own length) and says whether its cancellation was asked for.
+func (c *Client) Heartbeat(ctx context.Context, id int64, lease, extend string) (*Heartbeat, error) {
+	req := HeartbeatRequest{Lease: &lease}
+	if extend != "" {
+		req.Extend = &extend
+	}
+	hb := &Heartbeat{}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/tasks/"+strconv.FormatInt(id, 10)+"/heartbeat", req, "", hb); err != nil {
+		return nil, err
+	}
+	return hb, nil
+}
+
 // do sends a request with body (nil: none) and decodes a 2xx answer into
 // out; an error answer is an *Error.
 func (c *Client) do(ctx context.Context, method, path string, body any, idempotencyKey string, out any) (int, error) {

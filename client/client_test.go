@@ -9,20 +9,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/taskd/taskd/client"
 	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
 )
 
 // setup serves the real API, with workers, on the test's own database.
-func setup(t *testing.T) *client.Client {
+func setup(t *testing.T) *client.Client { return setupKinds(t, nil) }
+
+// setupKinds is setup with the kinds of reg (nil: the built-in ones).
+func setupKinds(t *testing.T, reg *kinds.Registry) *client.Client {
 	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.NewPool(t, 0)
 	st := store.New(pool)
-	jc, err := jobs.NewClient(jobs.Config{Store: st, Queues: map[string]int{"default": 5, "cpu": 1},
+	jc, err := jobs.NewClient(jobs.Config{Store: st, Kinds: reg, Queues: map[string]int{"default": 5, "cpu": 1},
 		FetchCooldown: time.Millisecond, FetchPollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +125,63 @@ func TestClient(t *testing.T) {
 	kinds, err := c.Kinds(ctx)
 	if err != nil || len(kinds) != 4 {
 		t.Errorf("Kinds: %+v, %v", kinds, err)
+	}
+}
+
+// TestClientPull runs an external worker's calls through the real
+// handlers.
+func TestClientPull(t *testing.T) {
+	t.Parallel()
+	ext := kinds.Kind{Name: "transcode", Queue: "media", Run: kinds.RunExternal, Declared: true,
+		Decode: func(raw json.RawMessage, _ *kinds.Errors) river.JobArgs {
+			return kinds.RawArgs{KindName: "transcode", Raw: raw}
+		}}
+	reg, err := kinds.NewRegistry(append(builtin.Kinds(), ext)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := setupKinds(t, reg)
+	ctx := context.Background()
+
+	batch, _, err := c.SubmitBatch(ctx, []client.TaskRequest{
+		{Kind: ptr("transcode"), Args: json.RawMessage(`{"path":"a.mp4"}`)},
+		{Kind: ptr("transcode"), Args: json.RawMessage(`{"path":"b.mp4"}`)},
+	}, client.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := c.Claim(ctx, client.ClaimRequest{Max: ptr(10), Wait: ptr("1s"), Worker: ptr("w-1")})
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("Claim: %+v, %v; want both tasks", claimed, err)
+	}
+	for _, ct := range claimed {
+		if ct.Kind != "transcode" || ct.Queue != "media" || ct.BatchID == nil || *ct.BatchID != batch.ID || ct.Attempt != 1 || ct.Lease == "" {
+			t.Errorf("claimed task %+v, want transcode on media in batch %d", ct, batch.ID)
+		}
+	}
+	hb, err := c.Heartbeat(ctx, claimed[0].ID, claimed[0].Lease, "2m")
+	if err != nil || hb.CancelRequested || time.Until(hb.LeaseExpiresAt) < time.Minute {
+		t.Fatalf("Heartbeat: %+v, %v", hb, err)
+	}
+	done, err := c.Complete(ctx, claimed[0].ID, claimed[0].Lease, json.RawMessage(`{"out":"a.webm"}`))
+	if err != nil || done.State != "completed" || string(done.Result) != `{"out":"a.webm"}` || done.BatchID == nil {
+		t.Fatalf("Complete: %+v, %v", done, err)
+	}
+	if _, err := c.Complete(ctx, claimed[0].ID, claimed[0].Lease, nil); !client.IsStatus(err, http.StatusConflict) {
+		t.Errorf("second Complete: err = %v, want 409", err)
+	}
+	failed, err := c.Fail(ctx, claimed[1].ID, claimed[1].Lease, "corrupt input", client.FailRequest{Permanent: ptr(true)})
+	if err != nil || failed.State != "discarded" {
+		t.Fatalf("Fail: %+v, %v", failed, err)
+	}
+	var e *client.Error
+	_, err = c.Claim(ctx, client.ClaimRequest{Kinds: []string{"double"}})
+	if !client.IsStatus(err, http.StatusUnprocessableEntity) || !errors.As(err, &e) || e.Errors[0].Field != "kinds[0]" {
+		t.Errorf("Claim of a built-in kind: err = %v, want a 422 naming kinds[0]", err)
+	}
+	empty, err := c.Claim(ctx, client.ClaimRequest{Wait: ptr("0s")})
+	if err != nil || len(empty) != 0 {
+		t.Errorf("Claim with nothing ready: %+v, %v", empty, err)
 	}
 }
 

@@ -32,3 +32,32 @@ func Example() {
 	}
 	fmt.Println(task.State, string(task.Result))
 }
+
+// An external worker: claim tasks of a kind declared with run: external,
+// do the work, and complete or fail each.
+func ExampleClient_Claim() {
+	c, err := client.New("http://127.0.0.1:8080", client.Config{HTTPClient: &http.Client{Timeout: 90 * time.Second}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for {
+		tasks, err := c.Claim(ctx, client.ClaimRequest{Kinds: []string{"transcode"}, Max: new(10), Wait: new("30s"), Worker: new("transcoder-1")})
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, t := range tasks {
+			var args struct {
+				Path string `json:"path"`
+			}
+			if err := json.Unmarshal(t.Args, &args); err != nil {
+				// Retrying cannot help: discard the task at once.
+				_, _ = c.Fail(ctx, t.ID, t.Lease, "bad args: "+err.Error(), client.FailRequest{Permanent: new(true)})
+				continue
+			}
+			if _, err := c.Complete(ctx, t.ID, t.Lease, json.RawMessage(`{"done":true}`)); client.IsStatus(err, http.StatusConflict) {
+				log.Printf("task %d: lease lost (expired or claimed again); its result was not saved", t.ID)
+			}
+		}
+	}
+}
