@@ -5,11 +5,13 @@ SHELL := /bin/bash
 
 .PHONY: run test bench generate sqlc-check vet fmt-check
 
-## run: start taskd against the development database, migrating it first.
+## run: start taskd against the development database, migrating it first;
+## CONFIG=examples/taskd.yaml runs it with a configuration file.
+CONFIG ?=
 run:
 	go build -o bin/taskd ./cmd/taskd
 	url=$$(scripts/devdb.sh taskd); \
-	DATABASE_URL=$$url exec bin/taskd serve --migrate
+	DATABASE_URL=$$url exec bin/taskd serve --migrate $(if $(CONFIG),--config $(CONFIG))
 
 ## test: everything CI checks, against a PostgreSQL server that
 ## scripts/devdb.sh finds or starts (or TASKD_TEST_DATABASE_URL if set).

@@ -62,6 +62,15 @@ func freeAddr(t *testing.T) string {
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none"}
+	dir := t.TempDir()
+	badFile := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badFile, []byte("queues: {default: 5}\nkinds:\n  - {name: x1, run: http, url: \"ftp://nope\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(dir, "env.yaml")
+	if err := os.WriteFile(envFile, []byte("kinds:\n  - {name: x1, run: http, url: \"http://h/\", secret: \"${HOOK_SECRET}\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -90,6 +99,11 @@ func TestConfigErrors(t *testing.T) {
 		{"migrate without action", []string{"migrate"}, base, "no action"},
 		{"migrate unknown action", []string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": pgtest.AdminURL()}, `unknown action "sideways"`},
 		{"help", []string{"serve", "--help"}, base, "help requested"},
+		{"missing config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, base, "none.yaml"},
+		{"bad config file", []string{"serve"}, map[string]string{"DATABASE_URL": "x", "TASKD_CONFIG": badFile}, "bad.yaml:3: kinds[0].url"},
+		{"unset variable", []string{"serve", "--config", envFile}, base, "HOOK_SECRET"},
+		{"config check of a bad file", []string{"config", "check", badFile}, base, "bad.yaml:3: kinds[0].url"},
+		{"config without check", []string{"config", badFile}, base, "config check FILE"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
@@ -102,6 +116,50 @@ func TestConfigErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %q, want it to name %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestConfigCheck prints the effective configuration of a valid file,
+// secrets redacted; flags still win over the file.
+func TestConfigCheck(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "taskd.yaml")
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	if err := os.WriteFile(file, []byte("queues: {default: 7, hooks: 3}\n"+
+		"kinds:\n  - {name: resize, run: http, queue: hooks, url: \"https://img.example/resize\", secret: \"${S}\"}\n"+
+		"  - {name: transcode, run: external, queue: media, timeout: 10m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := envFunc(map[string]string{"S": secret})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", file}, env, &out, &out); err != nil {
+		t.Fatalf("config check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"is valid", "name: resize", "name: transcode", "<redacted>", "hooks: 3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), secret) {
+		t.Errorf("config check printed the secret:\n%s", out.String())
+	}
+
+	cfg, err := parseServeConfig("serve", []string{"--config", file, "--database-url", "x"}, env, &out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Queues["hooks"] != 3 || cfg.Queues["default"] != 7 {
+		t.Errorf("queues from the file: %v", cfg.Queues)
+	}
+	if k, ok := cfg.Kinds.Lookup("transcode"); !ok || k.Run != "external" {
+		t.Errorf("declared kind transcode: %+v %v", k, ok)
+	}
+	cfg, err = parseServeConfig("serve", []string{"--config", file, "--database-url", "x", "--queues", "default=2,hooks=1"}, env, &out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Queues["hooks"] != 1 || cfg.Queues["default"] != 2 {
+		t.Errorf("--queues must win over the file: %v", cfg.Queues)
 	}
 }
 
