@@ -3,7 +3,6 @@ package push
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -164,10 +163,8 @@ func TestRefusedEndToEnd(t *testing.T) {
 		fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", v4.port()),
 		fmt.Sprintf("http://0.0.0.0:%d/", v4.port()), // Linux connects it to this host
 	}
-	var v6 *canary
-	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
-		_ = ln.Close()
-		v6 = listenCanary(t, "tcp6", "[::1]:0")
+	v6 := listenCanaryIPv6(t, 0)
+	if v6 != nil {
 		urls = append(urls,
 			fmt.Sprintf("http://[::1]:%d/", v6.port()),
 			fmt.Sprintf("http://localhost:%d/", v6.port()),
@@ -205,6 +202,142 @@ func TestRefusedEndToEnd(t *testing.T) {
 	}
 }
 
+func TestRefusedHostNameEndToEnd(t *testing.T) {
+	t.Parallel()
+
+	v4 := listenCanary(t, "tcp4", "127.0.0.1:0")
+	v6 := listenCanaryIPv6(t, 0)
+
+	// One address of each refused range, as the only record of a name.
+	// The URL's port is the canary's of the address's family, so the
+	// addresses that reach this host (loopback, and on Linux the
+	// unspecified address) would land on a canary; nothing listens at the
+	// others, where a dial past the check would end in another error or
+	// in the timeout.
+	ranges := []struct {
+		addr, reason string
+	}{
+		{"127.0.0.1", "loopback"},
+		{"127.0.0.2", "loopback"},
+		{"0.0.0.0", `unspecified ("this network")`},
+		{"10.1.2.3", "private"},
+		{"172.16.5.4", "private"},
+		{"192.168.1.1", "private"},
+		{"100.64.0.1", "carrier-grade NAT"},
+		{"169.254.169.254", "link-local (the cloud metadata service)"},
+		{"169.254.1.1", "link-local"},
+		{"224.0.0.1", "multicast"},
+		{"255.255.255.255", "broadcast"},
+		{"240.0.0.1", "reserved"},
+		// IPv4-mapped, in an AAAA record: dialed, and so judged, as the
+		// IPv4 address it maps.
+		{"::ffff:127.0.0.1", "loopback"},
+		{"::ffff:10.0.0.1", "private"},
+		{"::ffff:169.254.169.254", "link-local (the cloud metadata service)"},
+		// IPv6, where the host has it.
+		{"::1", "loopback"},
+		{"::", "unspecified"},
+		{"fc00::1", "unique local"},
+		{"fe80::1", "link-local"},
+		{"fec0::1", "site-local"},
+		{"ff02::1", "multicast"},
+		{"::127.0.0.1", "loopback (IPv4-compatible form of 127.0.0.1)"},
+		{"64:ff9b::a00:1", "private (NAT64 form of 10.0.0.1)"},
+		{"64:ff9b::7f00:1", "loopback (NAT64 form of 127.0.0.1)"},
+		{"64:ff9b:1::a9fe:a9fe", "link-local (the cloud metadata service) (NAT64 form of 169.254.169.254)"},
+		{"2002:a00:1::1", "private (6to4 form of 10.0.0.1)"},
+		{"2002:7f00:1::1", "loopback (6to4 form of 127.0.0.1)"},
+	}
+	records := make(map[string][]netip.Addr, len(ranges))
+	for i, r := range ranges {
+		records[fmt.Sprintf("range%d.test", i)] = mustAddrs(r.addr)
+	}
+	resolver := serveDNS(t, records)
+
+	for i, r := range ranges {
+		t.Run(r.addr, func(t *testing.T) {
+			addr := netip.MustParseAddr(r.addr)
+			target := v4
+			if addr.Is6() && !addr.Is4In6() {
+				if v6 == nil {
+					t.Skip("no IPv6 loopback")
+				}
+				target = v6
+			}
+			c := newTestClient(t, Config{
+				Target: Target{
+					URL: mustURL(t, fmt.Sprintf("http://range%d.test:%d/", i, target.port())),
+					// Short, so that a dial that got past the check
+					// fails the test soon rather than hang it.
+					Timeout:      TimeoutMin,
+					AllowPrivate: []netip.Prefix{}, // nothing (nil would allow loopback)
+				},
+				Resolver: resolver,
+			})
+			o := c.Do(t.Context(), testRequest())
+			refused, ok := errors.AsType[*RefusedError](o.Err)
+			require.True(t, ok, "not refused: %v", o.Err)
+			require.False(t, o.Permanent)
+			require.Zero(t, o.Status)
+			require.Equal(t, netip.AddrPortFrom(addr.Unmap(), target.port()), refused.Addr)
+			require.Contains(t, refused.Reason, r.reason)
+			require.Contains(t, o.Err.Error(), " refused: "+refused.Reason+"; add it to allow_private")
+		})
+	}
+
+	v4.requireUntouched(t)
+	if v6 != nil {
+		v6.requireUntouched(t)
+	}
+}
+
+func TestRefusedHostNameEveryAddress(t *testing.T) {
+	t.Parallel()
+
+	// The dialer tries a name's addresses in turn, IPv4 and IPv6 ones
+	// side by side (RFC 8305), and checks each: refusing one must not let
+	// the next through, whichever order the resolver sorts them in.
+	// TestAllowPrivateEndToEnd shows the next one is tried.
+	v4 := listenCanary(t, "tcp4", "127.0.0.1:0")
+	v6 := listenCanaryIPv6(t, v4.port())
+	records := map[string][]netip.Addr{
+		"private-and-loopback.test":  mustAddrs("10.0.0.1", "127.0.0.1"),
+		"mapped-and-loopback.test":   mustAddrs("::ffff:10.0.0.1", "127.0.0.1"),
+		"loopback-and-metadata.test": mustAddrs("127.0.0.1", "169.254.169.254", "127.0.0.2"),
+	}
+	if v6 != nil {
+		records["dual-stack.test"] = mustAddrs("127.0.0.1", "::1")
+		records["dual-stack-private.test"] = mustAddrs("fc00::1", "::1", "10.0.0.1", "127.0.0.1")
+	}
+	resolver := serveDNS(t, records)
+
+	for host, addrs := range records {
+		c := newTestClient(t, Config{
+			Target: Target{
+				URL:          mustURL(t, fmt.Sprintf("http://%s:%d/", host, v4.port())),
+				Timeout:      TimeoutMin,
+				AllowPrivate: []netip.Prefix{},
+			},
+			Resolver: resolver,
+		})
+		o := c.Do(t.Context(), testRequest())
+		refused, ok := errors.AsType[*RefusedError](o.Err)
+		require.True(t, ok, "%s not refused: %v", host, o.Err)
+		require.False(t, o.Permanent, host)
+		var unmapped []netip.Addr
+		for _, a := range addrs {
+			unmapped = append(unmapped, a.Unmap())
+		}
+		require.Contains(t, unmapped, refused.Addr.Addr(), host)
+		require.Contains(t, o.Err.Error(), "allow_private", host)
+	}
+
+	v4.requireUntouched(t)
+	if v6 != nil {
+		v6.requireUntouched(t)
+	}
+}
+
 func TestAllowPrivateEndToEnd(t *testing.T) {
 	t.Parallel()
 
@@ -214,6 +347,13 @@ func TestAllowPrivateEndToEnd(t *testing.T) {
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	})
 	port := netip.MustParseAddrPort(srv.Listener.Addr().String()).Port()
+	// Allowing is by address, so a name is allowed by the addresses it
+	// resolves to, and only those are connected to.
+	resolver := serveDNS(t, map[string][]netip.Addr{
+		"loopback.test":             mustAddrs("127.0.0.1"),
+		"mapped.test":               mustAddrs("::ffff:127.0.0.1"),
+		"private-and-loopback.test": mustAddrs("10.0.0.1", "127.0.0.1"),
+	})
 
 	for _, tt := range []struct {
 		url   string
@@ -224,15 +364,23 @@ func TestAllowPrivateEndToEnd(t *testing.T) {
 		{fmt.Sprintf("http://localhost:%d/", port), "127.0.0.1/32"},
 		{fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", port), "127.0.0.1/32"},
 		{fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", port), "::ffff:127.0.0.1/128"},
+		{fmt.Sprintf("http://loopback.test:%d/", port), "127.0.0.1/32"},
+		{fmt.Sprintf("http://mapped.test:%d/", port), "127.0.0.1/32"},
+		// 10.0.0.1 is refused and 127.0.0.1 tried next, whichever order
+		// they come in.
+		{fmt.Sprintf("http://private-and-loopback.test:%d/", port), "127.0.0.1/32"},
 	} {
-		c := newTestClient(t, Config{Target: Target{
-			URL:          mustURL(t, tt.url),
-			AllowPrivate: []netip.Prefix{netip.MustParsePrefix(tt.allow)},
-		}})
+		c := newTestClient(t, Config{
+			Target: Target{
+				URL:          mustURL(t, tt.url),
+				AllowPrivate: []netip.Prefix{netip.MustParsePrefix(tt.allow)},
+			},
+			Resolver: resolver,
+		})
 		o := c.Do(t.Context(), testRequest())
 		require.NoError(t, o.Err, "%s allowing %s", tt.url, tt.allow)
 		require.Equal(t, http.StatusOK, o.Status)
 		require.JSONEq(t, `{"ok":true}`, string(o.Result))
 	}
-	require.Equal(t, int64(5), requests.Load())
+	require.Equal(t, int64(8), requests.Load())
 }

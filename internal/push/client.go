@@ -47,6 +47,12 @@ type Config struct {
 	// Now returns the time of the webhook-timestamp header and of a
 	// Retry-After date. Defaults to time.Now.
 	Now func() time.Time
+	// Resolver resolves the target's host name. Whatever it answers, the
+	// dialer checks every address before connecting to it (see Refused),
+	// so a resolver can change where a push goes but never past
+	// Target.AllowPrivate. Defaults to net.DefaultResolver, the system's;
+	// tests set one that answers from a table.
+	Resolver *net.Resolver
 }
 
 func (c Config) withDefaults() Config {
@@ -55,6 +61,9 @@ func (c Config) withDefaults() Config {
 	c.UserAgent = cmp.Or(c.UserAgent, UserAgentDefault)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	return c
 }
@@ -167,6 +176,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// bounds the dial with the rest of the attempt.
 	dialer := &net.Dialer{
 		KeepAlive: 30 * time.Second,
+		Resolver:  cfg.Resolver,
 		Control:   control(cfg.Target.AllowPrivate),
 	}
 	transport := &http.Transport{

@@ -81,11 +81,33 @@ type canary struct {
 	accepted atomic.Int64
 }
 
+// listenCanary starts a canary, or skips the test when it cannot listen.
 func listenCanary(t *testing.T, network, address string) *canary {
+	t.Helper()
+	c, err := tryListenCanary(t, network, address)
+	if err != nil {
+		t.Skipf("cannot listen on %s %s: %v", network, address, err)
+	}
+	return c
+}
+
+// listenCanaryIPv6 starts a canary on [::1]:port (port 0 picks one), or
+// returns nil when the host has no IPv6 loopback or the port is taken.
+func listenCanaryIPv6(t *testing.T, port uint16) *canary {
+	t.Helper()
+	c, err := tryListenCanary(t, "tcp6", netip.AddrPortFrom(netip.IPv6Loopback(), port).String())
+	if err != nil {
+		t.Logf("no IPv6 canary: %v", err)
+		return nil
+	}
+	return c
+}
+
+func tryListenCanary(t *testing.T, network, address string) (*canary, error) {
 	t.Helper()
 	ln, err := net.Listen(network, address)
 	if err != nil {
-		t.Skipf("cannot listen on %s %s: %v", network, address, err)
+		return nil, err
 	}
 	c := &canary{ln: ln}
 	go func() {
@@ -99,7 +121,7 @@ func listenCanary(t *testing.T, network, address string) *canary {
 		}
 	}()
 	t.Cleanup(func() { _ = ln.Close() })
-	return c
+	return c, nil
 }
 
 func (c *canary) port() uint16 { return netip.MustParseAddrPort(c.ln.Addr().String()).Port() }
