@@ -275,7 +275,9 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 		}
 		t.Attempts = append(t.Attempts, a)
 	}
-	if t.State == StateRunning && t.StartedAt != nil {
+	// The attempt in progress, unless its row is written already: the
+	// middleware writes it just before River saves the task's new state.
+	if t.State == StateRunning && t.StartedAt != nil && !attemptRecorded(t.Attempts, AttemptNumber(len(t.Errors), t.Attempt), *t.StartedAt) {
 		t.Attempts = append(t.Attempts, Attempt{
 			TaskID:    id,
 			Attempt:   AttemptNumber(len(t.Errors), t.Attempt),
@@ -286,6 +288,17 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 		})
 	}
 	return t, nil
+}
+
+// attemptRecorded reports whether attempts hold the attempt numbered n that
+// started at start.
+func attemptRecorded(attempts []Attempt, n int, start time.Time) bool {
+	for _, a := range attempts {
+		if a.Attempt == n && a.StartedAt.Equal(start) {
+			return true
+		}
+	}
+	return false
 }
 
 // ListParams filters and pages TaskList. Zero values mean "any".

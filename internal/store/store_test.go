@@ -386,3 +386,30 @@ func TestRescueLostRecordsEachAttemptOnce(t *testing.T) {
 		t.Errorf("completed_unsaved rows = %d, want 2", unsaved)
 	}
 }
+
+// TestTaskShowsAttemptInProgressOnce: between an attempt's row being
+// written and River saving the task's new state, the task is still
+// running; its attempt must not also be listed as in progress.
+func TestTaskShowsAttemptInProgressOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var id int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, attempt, attempted_at, attempted_by)
+		VALUES ('{}', 'fail', 25, 'default', 'running', 1, now(), '{w}') RETURNING id`).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := s.Task(ctx, id)
+	if err != nil || len(task.Attempts) != 1 || task.Attempts[0].Outcome != OutcomeRunning {
+		t.Fatalf("running task without a row: %+v %v, want one attempt in progress", task, err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+		SELECT id, 1, 'w', attempted_at, now(), 'failed', 'boom', 1 FROM river_job WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	task, err = s.Task(ctx, id)
+	if err != nil || len(task.Attempts) != 1 || task.Attempts[0].Outcome != OutcomeFailed {
+		t.Fatalf("running task whose attempt is written: %+v %v, want the one failed attempt", task.Attempts, err)
+	}
+}
