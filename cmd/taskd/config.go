@@ -114,7 +114,12 @@ type serveConfig struct {
 	// ConfigFile is the configuration file, nil without --config.
 	ConfigFile *config.File
 	// Kinds are the built-in kinds and the file's.
-	Kinds              *kinds.Registry
+	Kinds *kinds.Registry
+	// QueueWarning names the http kinds of the file whose queues --queues
+	// left out: a process may rightly work only some queues of a cluster,
+	// but then it refuses those kinds' submissions, which is worth a line
+	// in the log.
+	QueueWarning       error
 	DatabaseURL        string
 	Addr               string
 	Queues             map[string]int
@@ -219,6 +224,8 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		cfg.Queues = cfg.ConfigFile.Queues
 	} else if cfg.Queues, err = parseQueues(*queues); err != nil {
 		return nil, usagef("invalid %s %q: %v", f.setting("queues"), *queues, err)
+	} else if cfg.ConfigFile != nil {
+		cfg.QueueWarning = cfg.ConfigFile.CheckQueues(cfg.Queues)
 	}
 	durations := []struct {
 		name   string

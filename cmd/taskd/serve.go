@@ -41,6 +41,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	if cfg.QueueWarning != nil {
+		logger.Warn("kinds of the configuration file on queues this process does not work; their submissions are refused here",
+			slog.String("detail", cfg.QueueWarning.Error()))
+	}
+
 	pool, err := openPool(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err

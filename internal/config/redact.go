@@ -58,7 +58,12 @@ func (f *File) Redacted() ([]byte, error) {
 		}
 		if t := k.Push; t != nil {
 			if t.URL != nil {
-				rk.URL = t.URL.Redacted()
+				u := *t.URL
+				if u.RawQuery != "" {
+					// Query strings carry tokens as often as passwords do.
+					u.RawQuery = "redacted"
+				}
+				rk.URL = u.Redacted()
 			}
 			if len(t.Headers) > 0 {
 				rk.Headers = make(map[string]string, len(t.Headers))

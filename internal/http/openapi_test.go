@@ -15,9 +15,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds/builtin"
-	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/tasks"
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/push"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -237,7 +238,7 @@ func classify(ctx context.Context, err error) string {
 		// The job's own context ends early only when the task is cancelled
 		// (above) or the client stops: River puts the job back to available.
 		return store.OutcomeInterrupted
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, push.ErrTimeout):
 		return store.OutcomeTimeout
 	}
 	return store.OutcomeFailed

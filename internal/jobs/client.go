@@ -242,10 +242,10 @@ func NewClient(cfg Config) (*Client, error) {
 	// it cannot tell a dead owner from a slow task; taskd's heartbeat
 	// rescue handles dead processes within seconds, and River's stays as a
 	// backstop well beyond any attempt's timeout.
-	longest := cfg.Kinds.LongestTimeout(cfg.JobTimeout)
-	if c.hasExternal {
-		longest = max(longest, LeaseLifeMax)
-	}
+	// Also beyond the longest lease, whatever this process's own kinds:
+	// River's leader discards running jobs of kinds it has no worker for,
+	// and the leader may be a process that knows no external kind.
+	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
 		ID:      c.id,
 		Logger:  cfg.Logger,

@@ -42,6 +42,8 @@ func newPushWorker(k kinds.Kind, maxConns int, userAgent string) (*pushWorker, e
 // answer that says retrying cannot help (a 4xx other than 408, 425 and
 // 429), which discards the task at once.
 func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) error {
+	// A wish left by an attempt River did not retry (cancelled meanwhile).
+	w.retryAt.Delete(job.ID)
 	var meta struct {
 		BatchID *int64 `json:"batch_id"`
 	}
@@ -67,7 +69,9 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 		job.MaxAttempts = job.Attempt
 		return out.Err
 	}
-	if out.RetryAfter > 0 {
+	// River asks NextRetry only when the task will be retried; on its last
+	// attempt nothing would take the entry out again.
+	if out.RetryAfter > 0 && job.Attempt < job.MaxAttempts {
 		w.retryAt.Store(job.ID, time.Now().Add(out.RetryAfter))
 	}
 	return out.Err

@@ -166,3 +166,27 @@ func TestPushCancelAbortsRequest(t *testing.T) {
 		t.Fatalf("outcomes %v (%+v)", o, task.Attempts)
 	}
 }
+
+// TestPushTimeout: an endpoint slower than the kind's timeout gives a
+// timeout attempt, retried like any failure.
+func TestPushTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	k := pushKind(t, "slow", srv.URL, true)
+	k.Push.Timeout = time.Second
+	b := setupPush(t, k)
+	id := b.submit(t, "slow", map[string]any{}, func(o *river.InsertOpts) { o.MaxAttempts = 1 })
+	b.waitTask(t, id, 20*time.Second, inState(store.StateDiscarded))
+	a := b.finishedAttempts(t, id, 1)
+	if a[0].Outcome != store.OutcomeTimeout || !strings.Contains(a[0].Error, "timed out after 1s") {
+		t.Fatalf("attempt %+v, want a timeout", a[0])
+	}
+}

@@ -288,6 +288,10 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 // from the end of its own ctx.
 var errTimeout = errors.New("timed out")
 
+// ErrTimeout is wrapped by the error of an attempt that ran out of
+// Target.Timeout, so that the caller can record it as a timeout.
+var ErrTimeout = errTimeout
+
 // requestError turns the error of a request, or of reading its response
 // (then reading says which, as "reading the HTTP 200 OK response"), into
 // an attempt's error. The URL is left out: the error is shown to whoever

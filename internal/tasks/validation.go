@@ -23,5 +23,5 @@ func (e *ValidationError) Error() string {
 	for i, fe := range e.Errors {
 		parts[i] = strictjson.Clip(fe.Field) + ": " + fe.Message
 	}
-	return "invalid task: " + strings.Join(parts, "; ")
+	return "invalid request: " + strings.Join(parts, "; ")
 }
