@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/taskd/taskd/internal/strictjson"
 )
 
 // Limits of what is kept of a response.
@@ -70,7 +72,11 @@ func (c *Client) classify(ctx, reqCtx context.Context, resp *http.Response) Outc
 		if len(body) > ResultMaxBytes {
 			return Outcome{Status: code, Err: fmt.Errorf("%s: response body is over %d bytes", status, ResultMaxBytes)}
 		}
-		return Outcome{Status: code, Result: result(body)}
+		res, err := result(body)
+		if err != nil {
+			return Outcome{Status: code, Err: fmt.Errorf("%s: %w", status, err)}
+		}
+		return Outcome{Status: code, Result: res}
 	}
 
 	head, err := io.ReadAll(io.LimitReader(resp.Body, ErrorBodyMaxBytes))
@@ -114,25 +120,41 @@ func statusLine(code int) string {
 	return fmt.Sprintf("HTTP %d", code)
 }
 
-// result turns a successful response's body into the task's result.
-func result(body []byte) json.RawMessage {
+// result turns a successful response's body into the task's result. A
+// JSON body holding text PostgreSQL cannot store (a NUL character, a lone
+// surrogate, invalid UTF-8) is an error rather than a result: River would
+// fail to save it, and keep retrying that save with every other
+// completion of the process behind it.
+func result(body []byte) (json.RawMessage, error) {
 	trimmed := bytes.Trim(body, " \t\r\n")
 	if len(trimmed) == 0 {
-		return json.RawMessage("null")
+		return json.RawMessage("null"), nil
 	}
 	if json.Valid(trimmed) {
+		if path, found := strictjson.FindNUL(trimmed); found {
+			return nil, fmt.Errorf("the response's JSON holds a NUL character (\\u0000) at %q, which cannot be stored", path)
+		}
+		if offset, found := strictjson.FindBadText(trimmed); found {
+			return nil, fmt.Errorf("the response's JSON holds invalid UTF-8 or a lone surrogate at byte %d, which cannot be stored", offset)
+		}
 		var buf bytes.Buffer
 		_ = json.Compact(&buf, trimmed) // cannot fail on valid JSON
-		return buf.Bytes()
+		return buf.Bytes(), nil
 	}
 	// Not JSON: keep it as a string, without the HTML escaping json.Marshal
 	// would add ("<" as "\u003c"), which only makes a plain-text body
-	// unreadable.
+	// unreadable. storable replaces what PostgreSQL cannot keep.
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(string(body)) // a string always encodes
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	_ = enc.Encode(storable(string(body))) // a string always encodes
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// storable replaces invalid UTF-8 and NUL characters, which PostgreSQL
+// cannot store in text or jsonb, with U+FFFD.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // clip returns the first n bytes of b as valid UTF-8, cut at a rune
@@ -150,7 +172,7 @@ func clip(b []byte, n int) string {
 			break
 		}
 	}
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s := storable(string(b))
 	for len(s) > n {
 		_, size := utf8.DecodeLastRuneInString(s)
 		s = s[:len(s)-size]
