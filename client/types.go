@@ -194,12 +194,15 @@ type CompleteRequest struct {
 
 // FailRequest is the body of POST /v1/tasks/{id}/fail. RetryAfter
 // replaces the backoff before the next attempt once; Permanent discards
-// the task at once.
+// the task at once; Interrupted gives the task back without counting the
+// attempt (a worker shutting down before it could finish), as taskd does
+// with its own running tasks when it stops.
 type FailRequest struct {
-	Lease      *string `json:"lease"`
-	Error      *string `json:"error"`
-	RetryAfter *string `json:"retry_after,omitempty"`
-	Permanent  *bool   `json:"permanent,omitempty"`
+	Lease       *string `json:"lease"`
+	Error       *string `json:"error"`
+	RetryAfter  *string `json:"retry_after,omitempty"`
+	Permanent   *bool   `json:"permanent,omitempty"`
+	Interrupted *bool   `json:"interrupted,omitempty"`
 }
 
 // HeartbeatRequest is the body of POST /v1/tasks/{id}/heartbeat. Extend

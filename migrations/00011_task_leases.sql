@@ -11,9 +11,21 @@
 -- LeaseExpire); the heartbeat rescue of dead taskd processes leaves leased
 -- tasks alone, since their workers are not taskd processes.
 
+-- The index serves claims (LeaseClaim, LeaseClaimableKinds): one kind's
+-- ready tasks in claim order. River's own indexes lead with the queue, or
+-- hold every task of a kind, finished ones included, so without it every
+-- claim would read and sort a kind's whole backlog. It is partial: a task
+-- has an entry only while it is available, at the cost of one index entry
+-- per insert for every kind (measured in docs/PERFORMANCE.md). It is built
+-- CONCURRENTLY, so that migrating a busy table does not block inserts;
+-- that needs its own statement outside a transaction, so each statement
+-- commits on its own; after a failure, running the migration again is
+-- harmless.
+
+-- +goose NO TRANSACTION
 -- +goose Up
 
-CREATE TABLE task_leases (
+CREATE TABLE IF NOT EXISTS task_leases (
     task_id bigint PRIMARY KEY REFERENCES river_job (id) ON DELETE CASCADE,
     token uuid NOT NULL,
     worker text NOT NULL,
@@ -26,12 +38,17 @@ CREATE TABLE task_leases (
     expires_at timestamptz NOT NULL
 );
 
-CREATE INDEX task_leases_expires_at_idx ON task_leases (expires_at);
+CREATE INDEX IF NOT EXISTS task_leases_expires_at_idx ON task_leases (expires_at);
 
 -- Adding a nullable column without a default only touches the catalog.
-ALTER TABLE task_attempts ADD COLUMN http_status integer;
+ALTER TABLE task_attempts ADD COLUMN IF NOT EXISTS http_status integer;
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS river_job_available_kind_idx
+    ON river_job (kind, priority, scheduled_at, id)
+    WHERE state = 'available';
 
 -- +goose Down
 
-ALTER TABLE task_attempts DROP COLUMN http_status;
-DROP TABLE task_leases;
+DROP INDEX CONCURRENTLY IF EXISTS river_job_available_kind_idx;
+ALTER TABLE task_attempts DROP COLUMN IF EXISTS http_status;
+DROP TABLE IF EXISTS task_leases;

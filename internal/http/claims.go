@@ -46,7 +46,10 @@ func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, "")
 		return
 	}
-	writeJSON(w, http.StatusOK, toClaimedJSON(claimed))
+	if err := writeJSONErr(w, http.StatusOK, toClaimedJSON(claimed)); err != nil || r.Context().Err() != nil {
+		// The worker will never see these tasks.
+		s.Tasks.GiveBack(r.Context(), claimed)
+	}
 }
 
 func (s *server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {

@@ -315,7 +315,7 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "ClaimedTask", zero: client.ClaimedTask{}},
 		{schema: "ClaimList", zero: client.ClaimList{}},
 		{schema: "CompleteRequest", zero: tasks.CompleteParams{}, full: tasks.CompleteParams{Result: json.RawMessage("1")}, request: true},
-		{schema: "FailRequest", zero: tasks.FailParams{}, full: tasks.FailParams{RetryAfter: new("1s"), Permanent: new(true)}, request: true},
+		{schema: "FailRequest", zero: tasks.FailParams{}, full: tasks.FailParams{RetryAfter: new("1s"), Permanent: new(true), Interrupted: new(true)}, request: true},
 		{schema: "HeartbeatRequest", zero: tasks.HeartbeatParams{}, full: tasks.HeartbeatParams{Extend: new("1s")}, request: true},
 		{schema: "Heartbeat", zero: client.Heartbeat{}},
 	} {

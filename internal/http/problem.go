@@ -111,10 +111,19 @@ func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	_ = writeJSONErr(w, status, v)
+}
+
+// writeJSONErr is writeJSON for a handler that must know whether the
+// answer left: it flushes it and returns the write's error.
+func writeJSONErr(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
 }
 
 // writeError answers the domain errors of the packages below with their
@@ -143,7 +152,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 	case errors.As(err, &lerr):
 		writeProblem(w, Problem{Type: typeLease, Status: http.StatusConflict,
 			Detail: lerr.Error() + " (task state: " + lerr.State + ")",
-			Errors: []FieldError{{Field: "lease", Message: lerr.Reason}}})
+			Errors: []FieldError{{Field: "lease", Message: lerr.Reason}, {Field: "state", Message: lerr.State}}})
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
 	case errors.Is(err, store.ErrUnavailable):

@@ -140,15 +140,19 @@ type LeaseFailure struct {
 	State string
 	// ScheduledAt is when an available or retryable task may run next.
 	ScheduledAt *time.Time
-	// Outcome is the attempt's outcome (OutcomeFailed, OutcomeCancelled).
+	// Outcome is the attempt's outcome (OutcomeFailed, OutcomeCancelled,
+	// OutcomeInterrupted).
 	Outcome string
 	Error   string
+	// Interrupted gives the attempt back uncounted and without an error in
+	// River's errors.
+	Interrupted bool
 }
 
 // LeaseFailTx ends the lease locked by LeaseLockTx in tx.
 func (s *Store) LeaseFailTx(ctx context.Context, tx pgx.Tx, f LeaseFailure) error {
 	err := s.q.WithTx(tx).LeaseFail(ctx, dbsqlc.LeaseFailParams{
-		ID: f.ID, State: f.State, ScheduledAt: f.ScheduledAt, Outcome: f.Outcome, Error: f.Error,
+		ID: f.ID, State: f.State, ScheduledAt: f.ScheduledAt, Outcome: f.Outcome, Error: f.Error, Interrupted: f.Interrupted,
 	})
 	if err != nil {
 		return fmt.Errorf("failing task %d: %w", f.ID, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ const (
 	// DefaultWorkerName names the worker of a claim that gives none.
 	DefaultWorkerName = "external"
 )
+
+// claimQueryTimeout bounds one claim statement.
+const claimQueryTimeout = 30 * time.Second
 
 // retryableWithin is River's scheduler interval: a task retried sooner is
 // made available with a future scheduled_at, as River's own executor does,
@@ -164,7 +168,15 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 		}
 	}
 	for {
-		tasks, err := s.store.LeaseClaim(ctx, c)
+		// Not cancelled with ctx: a claim cut off mid-statement may commit
+		// all the same, unseen. If ctx ended meanwhile, the tasks go back.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimQueryTimeout)
+		tasks, err := s.store.LeaseClaim(qctx, c)
+		cancel()
+		if err == nil && len(tasks) > 0 && ctx.Err() != nil {
+			s.giveBack(ctx, tasks)
+			return nil, ctx.Err()
+		}
 		if err != nil || len(tasks) > 0 || w == nil {
 			return tasks, err
 		}
@@ -263,6 +275,10 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		return nil, &ValidationError{Errors: fe.List}
 	}
 	permanent := p.Permanent != nil && *p.Permanent
+	interrupted := p.Interrupted != nil && *p.Interrupted
+	if permanent && interrupted {
+		return nil, &ValidationError{Errors: []FieldError{{Field: "interrupted", Message: "cannot be given together with permanent"}}}
+	}
 	refused := false
 	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
 		lt, err := s.store.LeaseLockTx(ctx, tx, id, *p.Lease)
@@ -279,6 +295,8 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		case permanent:
 			f.State = store.StateDiscarded
 			f.Error = "permanent: " + f.Error
+		case interrupted && !lt.CancelRequested:
+			f.State, f.Outcome, f.Interrupted, f.ScheduledAt = store.StateAvailable, store.OutcomeInterrupted, true, &now
 		case lt.CancelRequested:
 			f.State, f.Outcome = store.StateCancelled, store.OutcomeCancelled
 		case lt.Attempt >= lt.MaxAttempts:
@@ -310,6 +328,28 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		return nil, s.leaseRefused(ctx, id)
 	}
 	return s.store.Task(ctx, id)
+}
+
+// giveBack returns claimed tasks whose claim never reached its worker (it
+// left while the claim ran, or its answer could not be written), as
+// interrupted attempts, so that they are offered again at once rather than
+// when their leases expire, and do not lose an attempt.
+func (s *Service) giveBack(ctx context.Context, claimed []store.ClaimedTask) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, t := range claimed {
+		_, err := s.Fail(ctx, t.ID, &FailParams{Lease: &t.Lease, Error: new("the claim's answer did not reach its worker"), Interrupted: new(true)})
+		if err != nil {
+			s.logger.Warn("giving back an undelivered claim; the task waits for its lease to expire",
+				slog.Int64("task_id", t.ID), slog.String("error", err.Error()))
+		}
+	}
+}
+
+// GiveBack is giveBack for a caller that could not deliver the claimed
+// tasks (the HTTP handler, when writing the answer fails).
+func (s *Service) GiveBack(ctx context.Context, claimed []store.ClaimedTask) {
+	s.giveBack(ctx, claimed)
 }
 
 // Heartbeat extends task id's lease by p.Extend from now (default: the

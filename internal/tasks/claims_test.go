@@ -445,3 +445,34 @@ func TestClaimAndCompleteOnDifferentProcesses(t *testing.T) {
 		t.Fatalf("completion on the other process: %+v %v", task, err)
 	}
 }
+
+// TestFailInterrupted: a worker that stops gives its task back uncounted,
+// as taskd does with its own running tasks, so that a task on its last
+// attempt is not lost.
+func TestFailInterrupted(t *testing.T) {
+	t.Parallel()
+	b := setupExternal(t, nil)
+	ctx := context.Background()
+	id := b.submit(t, "ext", nil, func(p *TaskParams) { p.MaxAttempts = ptr(1) })
+	got := b.claim(t, ClaimParams{})
+	task, err := b.tasks.Fail(ctx, id, &FailParams{Lease: &got[0].Lease, Error: ptr("worker shutting down"), Interrupted: ptr(true)})
+	if err != nil || task.State != store.StateAvailable || task.Attempt != 0 || len(task.Errors) != 0 {
+		t.Fatalf("interrupted: %+v %v, want available, attempt 0, no errors", task, err)
+	}
+	if o := outcomes(task.Attempts); !slices.Equal(o, []string{"interrupted"}) {
+		t.Fatalf("attempts %v", o)
+	}
+	again := b.claim(t, ClaimParams{})
+	if len(again) != 1 || again[0].Attempt != 1 {
+		t.Fatalf("claim after the interruption: %+v, want the task again as attempt 1", again)
+	}
+	task, err = b.tasks.Fail(ctx, id, &FailParams{Lease: &again[0].Lease, Error: ptr("real failure")})
+	if err != nil || task.State != store.StateDiscarded {
+		t.Fatalf("a real failure of its one attempt: %+v %v, want discarded", task, err)
+	}
+	_, err = b.tasks.Fail(ctx, id, &FailParams{Lease: ptr("x"), Error: ptr("x"), Interrupted: ptr(true), Permanent: ptr(true)})
+	var verr *ValidationError
+	if !errors.As(err, &verr) || verr.Errors[0].Field != "interrupted" {
+		t.Fatalf("interrupted with permanent: %v, want a problem with interrupted", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -218,6 +219,9 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 		if err != nil {
 			return store.IdempotencyKey{}, fmt.Errorf("inserting task: %w", err)
 		}
+		if err := s.notifyClaims(ctx, tx, []river.InsertManyParams{params}); err != nil {
+			return store.IdempotencyKey{}, err
+		}
 		sub = &Submission{Created: true, TaskID: res.Job.ID, Task: taskFromJobRow(res.Job)}
 		return store.IdempotencyKey{TaskID: res.Job.ID}, nil
 	}, func(k *store.IdempotencyKey) {
@@ -259,6 +263,9 @@ func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempo
 		res, err := s.river.InsertManyTx(ctx, tx, params)
 		if err != nil {
 			return store.IdempotencyKey{}, fmt.Errorf("inserting batch: %w", err)
+		}
+		if err := s.notifyClaims(ctx, tx, params); err != nil {
+			return store.IdempotencyKey{}, err
 		}
 		ids := make([]int64, len(res))
 		for i, r := range res {
@@ -391,4 +398,22 @@ var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
 
 func validQueueName(name string) bool {
 	return len(name) <= 64 && queueNameRE.MatchString(name)
+}
+
+// notifyClaims announces inserted tasks of external kinds to waiting
+// claims, on commit. River announces inserts too, but at most once per
+// queue per fetch cooldown and client, so that under a stream of
+// submissions a second waiting claim would sleep until the periodic
+// recheck; claims wait on this, River's fetchers are only woken once more.
+func (s *Service) notifyClaims(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) error {
+	var queues []string
+	for _, p := range params {
+		if k, ok := s.jobs.Kinds().Lookup(p.Args.Kind()); ok && k.Run == kinds.RunExternal && !slices.Contains(queues, p.InsertOpts.Queue) {
+			queues = append(queues, p.InsertOpts.Queue)
+		}
+	}
+	if len(queues) == 0 {
+		return nil
+	}
+	return s.store.NotifyQueuesTx(ctx, tx, queues)
 }

@@ -208,6 +208,7 @@ class Client:
         error: str,
         retry_after: Optional[Duration] = None,
         permanent: bool = False,
+        interrupted: bool = False,
     ) -> Dict[str, Any]:
         """Report a claimed task's attempt failed (``POST /v1/tasks/{id}/fail``)
         and return the task.
@@ -215,13 +216,18 @@ class Client:
         The task is retried like any failed task, after ``retry_after`` if
         given (``0`` retries at once) instead of the usual backoff, unless
         ``permanent`` is true or it has no attempts left: then it is
-        discarded. A lease that is no longer the task's answers 409.
+        discarded. ``interrupted`` gives the task back without counting the
+        attempt, for a worker that stops before it could finish (it is
+        offered again at once). A lease that is no longer the task's
+        answers 409.
         """
         body: Dict[str, Any] = {"lease": lease, "error": error}
         if retry_after is not None:
             body["retry_after"] = format_duration(retry_after)
         if permanent:
             body["permanent"] = True
+        if interrupted:
+            body["interrupted"] = True
         return self._request("POST", f"/v1/tasks/{_id(id)}/fail", body)
 
     def heartbeat(self, id: int, lease: str, extend: Optional[Duration] = None) -> Dict[str, Any]:

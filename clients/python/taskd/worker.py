@@ -402,7 +402,9 @@ class Worker:
             return
         task._cancel_requested = True
         try:
-            self.client.fail(task.id, task.lease, _SHUTDOWN_ERROR, retry_after=0)
+            # Not counted as an attempt, as taskd does with its own running
+            # tasks when it stops: a task on its last attempt is not lost.
+            self.client.fail(task.id, task.lease, _SHUTDOWN_ERROR, interrupted=True)
         except TaskdError as exc:
             logger.warning("task %d: could not be failed back (it runs again once its lease expires): %s", task.id, exc)
 

@@ -345,9 +345,13 @@ class PullTest(unittest.TestCase):
         read_until(proc, lambda lines: "exited" in lines)
         self.assertEqual(proc.wait(10), 0)
         task = self.client.get(id)
-        self.assertEqual(task["errors"][-1]["message"], "worker shutting down", task)
-        # Failed back with retry_after 0: due again at once, for any worker.
-        self.assertIn(task["state"], ("available", "retryable"), task)
+        # Given back as interrupted: due again at once, for any worker, and
+        # the attempt is not counted (nor an error recorded).
+        self.assertEqual(task["state"], "available", task)
+        self.assertEqual(task["attempt"], 0, task)
+        self.assertEqual(task["errors"], [], task)
+        self.assertEqual([a["outcome"] for a in task["attempts"]], ["interrupted"], task)
+        self.assertEqual(task["attempts"][0]["error"], "worker shutting down", task)
 
     def cancel_quietly(self, id: int) -> None:
         try:

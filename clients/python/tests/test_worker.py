@@ -300,7 +300,7 @@ class WorkerTest(unittest.TestCase):
         self.join(worker)
         self.assertLess(time.monotonic() - start, 2)
         (req,) = self.fake.outcomes(id)
-        self.assertEqual(req.json(), {"lease": "lease-1", "error": "worker shutting down", "retry_after": "0s"})
+        self.assertEqual(req.json(), {"lease": "lease-1", "error": "worker shutting down", "interrupted": True})
         # The abandoned handler saw cancel_requested and returned; its
         # outcome is not reported.
         time.sleep(0.3)

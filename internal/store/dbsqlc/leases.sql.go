@@ -14,15 +14,21 @@ import (
 
 const leaseClaim = `-- name: LeaseClaim :many
 WITH picked AS (
-    SELECT j.id
-    FROM river_job j
-    WHERE j.state = 'available'
-        AND j.kind = ANY($1::text[])
-        AND ($2::text[] IS NULL OR j.queue = ANY($2::text[]))
-        AND j.scheduled_at <= now()
-    ORDER BY j.priority, j.scheduled_at, j.id
+    SELECT c.id
+    FROM unnest($1::text[]) AS k (kind)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.scheduled_at
+        FROM river_job j
+        WHERE j.state = 'available'
+            AND j.kind = k.kind
+            AND ($2::text[] IS NULL OR j.queue = ANY($2::text[]))
+            AND j.scheduled_at <= now()
+        ORDER BY j.priority, j.scheduled_at, j.id
+        LIMIT $3::int
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.scheduled_at, c.id
     LIMIT $3::int
-    FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
     UPDATE river_job j
@@ -89,6 +95,10 @@ type LeaseClaimRow struct {
 // job with a new attempt and a lease with a fresh token. SKIP LOCKED keeps
 // concurrent claims (and River's own fetches, which never take these kinds)
 // from getting the same task. lease_secs[i] is the lease of kinds[i].
+// Each kind is read in the order of river_job_available_kind_idx
+// (migration 00011), so that a claim reads about max rows per kind however
+// long the backlog; the rows a kind's scan locked beyond the claim's max
+// are released when the statement ends.
 func (q *Queries) LeaseClaim(ctx context.Context, arg LeaseClaimParams) ([]LeaseClaimRow, error) {
 	rows, err := q.db.Query(ctx, leaseClaim,
 		arg.Kinds,
@@ -293,8 +303,9 @@ failed AS (
         state = CAST($4::text AS river_job_state),
         scheduled_at = coalesce($5::timestamptz, j.scheduled_at),
         finalized_at = CASE WHEN $4::text IN ('discarded', 'cancelled') THEN now() END,
-        errors = array_append(j.errors, jsonb_build_object(
-            'at', now(), 'attempt', j.attempt, 'error', $2::text, 'trace', ''))
+        attempt = CASE WHEN $6::boolean THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
+        errors = CASE WHEN $6::boolean THEN j.errors ELSE array_append(j.errors, jsonb_build_object(
+            'at', now(), 'attempt', j.attempt, 'error', $2::text, 'trace', '')) END
     FROM lease l
     WHERE j.id = l.task_id
 )
@@ -310,12 +321,16 @@ type LeaseFailParams struct {
 	ID          int64
 	State       string
 	ScheduledAt *time.Time
+	Interrupted bool
 }
 
 // LeaseFail ends a locked lease (LeaseLock) with a failed attempt: the task
 // becomes available at scheduled_at (retryable when that is further away
 // than River's scheduler interval), or is finalized as discarded or
-// cancelled.
+// cancelled. An interrupted attempt (a worker shutting down, a claim whose
+// answer never reached its worker) is given back as River gives back the
+// jobs of a stopping client: its attempt is not counted and no error is
+// recorded.
 func (q *Queries) LeaseFail(ctx context.Context, arg LeaseFailParams) error {
 	_, err := q.db.Exec(ctx, leaseFail,
 		arg.Outcome,
@@ -323,6 +338,7 @@ func (q *Queries) LeaseFail(ctx context.Context, arg LeaseFailParams) error {
 		arg.ID,
 		arg.State,
 		arg.ScheduledAt,
+		arg.Interrupted,
 	)
 	return err
 }

@@ -4,16 +4,26 @@
 -- concurrent claims (and River's own fetches, which never take these kinds)
 -- from getting the same task. lease_secs[i] is the lease of kinds[i].
 -- name: LeaseClaim :many
+-- Each kind is read in the order of river_job_available_kind_idx
+-- (migration 00011), so that a claim reads about max rows per kind however
+-- long the backlog; the rows a kind's scan locked beyond the claim's max
+-- are released when the statement ends.
 WITH picked AS (
-    SELECT j.id
-    FROM river_job j
-    WHERE j.state = 'available'
-        AND j.kind = ANY(sqlc.arg('kinds')::text[])
-        AND (sqlc.narg('queues')::text[] IS NULL OR j.queue = ANY(sqlc.narg('queues')::text[]))
-        AND j.scheduled_at <= now()
-    ORDER BY j.priority, j.scheduled_at, j.id
+    SELECT c.id
+    FROM unnest(sqlc.arg('kinds')::text[]) AS k (kind)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.scheduled_at
+        FROM river_job j
+        WHERE j.state = 'available'
+            AND j.kind = k.kind
+            AND (sqlc.narg('queues')::text[] IS NULL OR j.queue = ANY(sqlc.narg('queues')::text[]))
+            AND j.scheduled_at <= now()
+        ORDER BY j.priority, j.scheduled_at, j.id
+        LIMIT sqlc.arg('max')::int
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.scheduled_at, c.id
     LIMIT sqlc.arg('max')::int
-    FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
     UPDATE river_job j
@@ -110,7 +120,10 @@ FOR UPDATE OF l, j;
 -- LeaseFail ends a locked lease (LeaseLock) with a failed attempt: the task
 -- becomes available at scheduled_at (retryable when that is further away
 -- than River's scheduler interval), or is finalized as discarded or
--- cancelled.
+-- cancelled. An interrupted attempt (a worker shutting down, a claim whose
+-- answer never reached its worker) is given back as River gives back the
+-- jobs of a stopping client: its attempt is not counted and no error is
+-- recorded.
 -- name: LeaseFail :exec
 WITH lease AS (
     DELETE FROM task_leases tl WHERE tl.task_id = @id
@@ -122,8 +135,9 @@ failed AS (
         state = CAST(@state::text AS river_job_state),
         scheduled_at = coalesce(sqlc.narg('scheduled_at')::timestamptz, j.scheduled_at),
         finalized_at = CASE WHEN @state::text IN ('discarded', 'cancelled') THEN now() END,
-        errors = array_append(j.errors, jsonb_build_object(
-            'at', now(), 'attempt', j.attempt, 'error', @error::text, 'trace', ''))
+        attempt = CASE WHEN @interrupted::boolean THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
+        errors = CASE WHEN @interrupted::boolean THEN j.errors ELSE array_append(j.errors, jsonb_build_object(
+            'at', now(), 'attempt', j.attempt, 'error', @error::text, 'trace', '')) END
     FROM lease l
     WHERE j.id = l.task_id
 )
