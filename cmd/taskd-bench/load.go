@@ -181,14 +181,33 @@ func (w *watcher) pickup(ctx context.Context) (p50, p95, p99 float64, err error)
 	return ps[0], ps[1], ps[2], nil
 }
 
-// batchBody returns a POST /v1/batches body of count "double" tasks.
-func batchBody(count int) []byte {
+// attemptDurations returns the p50 and p99 of task_attempts.duration_ms
+// of kind's tasks: how long their attempts took inside the worker (for a
+// pushed task, the HTTP request and its answer).
+func (w *watcher) attemptDurations(ctx context.Context, kind string) (p50, p99 float64, err error) {
+	var ps []float64
+	err = w.conn.QueryRow(ctx, `SELECT percentile_cont(ARRAY[0.5, 0.99]::float8[]) WITHIN GROUP (ORDER BY a.duration_ms)
+		FROM task_attempts a JOIN river_job j ON j.id = a.task_id WHERE j.kind = $1`, kind).Scan(&ps)
+	if err != nil {
+		return 0, 0, fmt.Errorf("measuring attempt durations: %w", err)
+	}
+	if len(ps) != 2 {
+		return 0, 0, fmt.Errorf("measuring attempt durations: no attempts of %s recorded", kind)
+	}
+	return ps[0], ps[1], nil
+}
+
+// batchBody returns a POST /v1/batches body of count tasks of kind, with
+// args {"value": i}.
+func batchBody(kind string, count int) []byte {
 	b := []byte(`{"tasks":[`)
 	for i := range count {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"kind":"double","args":{"value":`...)
+		b = append(b, `{"kind":`...)
+		b = strconv.AppendQuote(b, kind)
+		b = append(b, `,"args":{"value":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `}}`...)
 	}

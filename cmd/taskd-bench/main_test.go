@@ -26,7 +26,8 @@ func TestSmoke(t *testing.T) {
 	if !ok {
 		t.Fatalf("no final table in:\n%s", out.String())
 	}
-	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts"} {
+	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
+		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release"} {
 		if !strings.Contains(table, "\n"+scenario) {
 			t.Errorf("final table has no row for %q:\n%s", scenario, table)
 		}
@@ -53,7 +54,7 @@ func TestParseConfig(t *testing.T) {
 	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
 		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
 	}
-	for _, args := range [][]string{{"-scenarios", "8"}, {"-batch", "0"}, {"-concurrency", "x"}, {"stray"}} {
+	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-release-n", "0"}, {"stray"}} {
 		if _, err := parseConfig(args, env, &stderr); err == nil {
 			t.Errorf("parseConfig(%q): no error", args)
 		}

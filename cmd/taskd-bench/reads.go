@@ -194,7 +194,7 @@ func (b *bench) scenario6(ctx context.Context) error {
 	b.logf("scenario 6: memory")
 	if len(b.s1RSS) == 0 {
 		b.logf("  scenario 1 did not run: one taskd run of it for its peak RSS")
-		r, err := b.e2eTaskd(ctx, nil, "")
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
 		if err != nil {
 			return err
 		}

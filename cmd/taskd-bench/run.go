@@ -35,13 +35,21 @@ type config struct {
 	PickupDuration  time.Duration // how long scenario 3 submits
 	Rows            int           // finished tasks in the table in scenarios 5 and 6
 	ReadConcurrency int           // clients of GET /v1/tasks/{id} in scenario 5
+	PushN           int           // tasks of the http kind in scenario 8
+	PushWorkers     int           // workers of scenario 8's push queue
+	PullN           int           // tasks claimed in each throughput run of scenario 9
+	PullConcurrency []int         // concurrent claiming workers in scenario 9
+	PullMax         []int         // the claims' max in scenario 9
+	ReleaseClaimers int           // waiting claims in scenario 9's release delay
+	ReleaseN        int           // tasks inserted one at a time for the release delay
+	ReleaseInterval time.Duration // pause between two of those inserts
 	Scenarios       []int
 	TaskdBin        string // a prebuilt taskd binary; built when empty
-	CPUProfile      string // write a CPU profile of taskd during scenario 1 here
+	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8 and 9 here (8 and 9: profilePath)
 	ProfileSeconds  int
 }
 
-var allScenarios = []int{1, 2, 3, 4, 5, 6, 7}
+var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
@@ -59,9 +67,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		pickupDur   = fs.Duration("pickup-duration", 10*time.Second, "how long scenario 3 submits")
 		rows        = fs.Int("rows", 1_000_000, "finished tasks in the table for scenarios 5 and 6")
 		readConc    = fs.Int("read-concurrency", 64, "concurrent GET /v1/tasks/{id} clients in scenario 5")
-		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7", "scenarios to run")
+		pushN       = fs.Int("push-n", 50_000, "tasks of the http kind in scenario 8 (push), and of double in its paired runs")
+		pushWorkers = fs.Int("push-workers", 200, "workers of scenario 8's push queue")
+		pullN       = fs.Int("pull-n", 20_000, "tasks claimed and completed in each throughput run of scenario 9 (pull)")
+		pullConc    = fs.String("pull-concurrency", "4,16", "concurrent claiming workers in scenario 9")
+		pullMax     = fs.String("pull-max", "1,100", "the max of scenario 9's claims (1 to 100)")
+		relClaimers = fs.Int("release-claimers", 20, "claims waiting at once while scenario 9 measures the release delay")
+		relN        = fs.Int("release-n", 200, "tasks inserted one at a time for scenario 9's release delay")
+		relInterval = fs.Duration("release-interval", 20*time.Millisecond, "pause between two of those inserts")
+		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9", "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
-		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here; the binary is copied beside it as <file>.taskd (TASKD_BENCH_CPUPROFILE)")
+		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8 and 9 into <file>-s8 and <file>-s9 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
 		smoke       = fs.Bool("smoke", false, "tiny sizes and durations everywhere (a quick check that every scenario works; its numbers mean nothing)")
 	)
@@ -79,6 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		AdminURL: getenv("DATABASE_URL"), N: *n, BatchSize: *batch, Clients: *clients,
 		Duration: *duration, Warmup: *warmup, Settle: *settle, Pairs: *pairs, PickupRate: *rate, PickupDuration: *pickupDur,
 		Rows: *rows, ReadConcurrency: *readConc, TaskdBin: *taskdBin, CPUProfile: *cpuProfile, ProfileSeconds: *profSeconds,
+		PushN: *pushN, PushWorkers: *pushWorkers, PullN: *pullN, ReleaseClaimers: *relClaimers, ReleaseN: *relN, ReleaseInterval: *relInterval,
 	}
 	if *smoke {
 		// Explicit flags still win over the smoke sizes.
@@ -101,6 +118,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("pickup-rate", &cfg.PickupRate, 50)
 		small("rows", &cfg.Rows, 5000)
 		small("read-concurrency", &cfg.ReadConcurrency, 4)
+		small("push-n", &cfg.PushN, 1000)
+		small("pull-n", &cfg.PullN, 500)
+		small("release-n", &cfg.ReleaseN, 10)
 		smallD("duration", &cfg.Duration, time.Second)
 		smallD("warmup", &cfg.Warmup, 0)
 		smallD("settle", &cfg.Settle, 200*time.Millisecond)
@@ -116,20 +136,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.Concurrency, err = parseInts(*conc); err != nil {
 		return nil, fmt.Errorf("invalid -concurrency %q: %v", *conc, err)
 	}
+	if cfg.PullConcurrency, err = parseInts(*pullConc); err != nil {
+		return nil, fmt.Errorf("invalid -pull-concurrency %q: %v", *pullConc, err)
+	}
+	if cfg.PullMax, err = parseInts(*pullMax); err != nil || slices.Max(cfg.PullMax) > tasks.ClaimMaxTasks {
+		return nil, fmt.Errorf("invalid -pull-max %q: want numbers between 1 and %d", *pullMax, tasks.ClaimMaxTasks)
+	}
 	if cfg.Scenarios, err = parseInts(*scenarios); err != nil {
 		return nil, fmt.Errorf("invalid -scenarios %q: %v", *scenarios, err)
 	}
 	for _, s := range cfg.Scenarios {
 		if !slices.Contains(allScenarios, s) {
-			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to 7)", *scenarios, s)
+			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to 9)", *scenarios, s)
 		}
 	}
 	switch {
 	case cfg.N < 1, cfg.BatchSize < 1 || cfg.BatchSize > tasks.BatchMax, cfg.Clients < 1, cfg.Pairs < 1,
-		cfg.PickupRate < 1, cfg.Rows < 1, cfg.ReadConcurrency < 1, cfg.ProfileSeconds < 1:
-		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency and -cpuprofile-seconds must be positive, -batch between 1 and %d", tasks.BatchMax)
-	case cfg.Duration <= 0 || cfg.PickupDuration <= 0 || cfg.Warmup < 0 || cfg.Settle < 0:
-		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup and -settle not negative")
+		cfg.PickupRate < 1, cfg.Rows < 1, cfg.ReadConcurrency < 1, cfg.ProfileSeconds < 1,
+		cfg.PushN < 1, cfg.PushWorkers < 1, cfg.PullN < 1, cfg.ReleaseClaimers < 1, cfg.ReleaseN < 1:
+		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency, -cpuprofile-seconds, -push-n, -push-workers, -pull-n, -release-claimers and -release-n must be positive, -batch between 1 and %d", tasks.BatchMax)
+	case cfg.Duration <= 0 || cfg.PickupDuration <= 0 || cfg.Warmup < 0 || cfg.Settle < 0 || cfg.ReleaseInterval < 0:
+		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup, -settle and -release-interval not negative")
 	}
 	return cfg, nil
 }
@@ -161,7 +188,9 @@ type bench struct {
 	out    io.Writer
 	dbs    *databases
 	taskd  string // path of the taskd binary
+	tmp    string // a directory of the run's own, removed at the end
 	table  []row
+	s1     []float64    // taskd's tasks/s in each scenario-1 run
 	s1RSS  []float64    // peak RSS of taskd in each scenario-1 run, MiB
 	s3RSS  float64      // idle RSS of taskd after scenario 3 (a near-empty table), MiB
 	reads5 *readsResult // scenario 5's run, reused by scenario 6
@@ -184,6 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	b.tmp = tmp
 	b.taskd = cfg.TaskdBin
 	if b.taskd == "" {
 		b.taskd = filepath.Join(tmp, "taskd")
@@ -215,6 +245,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{5, b.scenario5},
 		{6, b.scenario6},
 		{7, b.scenario7},
+		{8, b.scenario8},
+		{9, b.scenario9},
 	}
 	for _, s := range steps {
 		if !has(s.scenario) {
@@ -237,8 +269,9 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d scenarios=%v\n",
-		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency, c.Scenarios)
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v release=%d claimers, %d inserts %s apart scenarios=%v\n",
+		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
+		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }

@@ -1,32 +1,57 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // runLimit bounds the wait for one run's jobs to finish.
 const runLimit = 15 * time.Minute
 
-// e2eResult is one run of scenario 1 (or 7).
+// e2eResult is one run of scenario 1 (or 7, or 8).
 type e2eResult struct {
 	Rate    float64 // tasks a second, from the first submission to the last completion
 	Elapsed time.Duration
 	PeakRSS float64 // taskd only, MiB
+	// Attempt is the run's task_attempts.duration_ms, when e2eRun.Attempts
+	// asked for it.
+	Attempt *attemptDurations
 }
+
+// attemptDurations are percentiles of attempt durations, ms.
+type attemptDurations struct{ P50, P99 float64 }
 
 func (r e2eResult) String() string {
 	s := fmt.Sprintf("%.0f tasks/s (%s)", r.Rate, r.Elapsed.Round(time.Millisecond))
 	if r.PeakRSS > 0 {
 		s += fmt.Sprintf(", peak RSS %.1f MiB", r.PeakRSS)
 	}
+	if r.Attempt != nil {
+		s += fmt.Sprintf(", attempt p50 %s ms, p99 %s ms", num(r.Attempt.P50), num(r.Attempt.P99))
+	}
 	return s
+}
+
+// e2eRun is what one end-to-end run of taskd submits, and to which taskd.
+type e2eRun struct {
+	N    int
+	Kind string   // of every task; "double" when empty
+	Env  []string // taskd's settings beyond its defaults (KEY=VALUE)
+	// Profile, when set, is where a CPU profile of taskd is written,
+	// starting as submission starts.
+	Profile string
+	// Attempts measures the attempts' durations once the run is timed.
+	Attempts bool
 }
 
 // withDB runs fn on a fresh database with taskd's schema, dropped
@@ -90,12 +115,13 @@ func (b *bench) withBare(ctx context.Context, fetch fetchSettings, fn func(r *ba
 	})
 }
 
-// e2eTaskd submits N tasks through POST /v1/batches and times them until
-// the last is completed. With profile set, it also writes a CPU profile of
-// taskd, starting as submission starts.
-func (b *bench) e2eTaskd(ctx context.Context, env []string, profile string) (e2eResult, error) {
+// e2eTaskd submits run.N tasks through POST /v1/batches and times them
+// until the last is completed.
+func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
+	kind := cmp.Or(run.Kind, "double")
+	env := slices.Clone(run.Env)
 	var pprofAddr string
-	if profile != "" {
+	if run.Profile != "" {
 		var err error
 		if pprofAddr, err = freeAddr(); err != nil {
 			return e2eResult{}, err
@@ -105,15 +131,10 @@ func (b *bench) e2eTaskd(ctx context.Context, env []string, profile string) (e2e
 	var res e2eResult
 	err := b.withTaskd(ctx, env, func(p *taskdProcess, w *watcher) error {
 		client := newHTTPClient(b.cfg.Clients)
-		full, last := batchBody(b.cfg.BatchSize), batchBody(b.cfg.N%b.cfg.BatchSize)
-		profDone := make(chan error, 1)
+		full, last := batchBody(kind, b.cfg.BatchSize), batchBody(kind, run.N%b.cfg.BatchSize)
 		start := time.Now()
-		if profile != "" {
-			go func() {
-				profDone <- fetchProfile(ctx, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(b.cfg.ProfileSeconds), profile)
-			}()
-		}
-		err := submitAll(ctx, b.cfg.N, b.cfg.BatchSize, b.cfg.Clients, func(ctx context.Context, first, count int) error {
+		profDone := b.startProfile(ctx, pprofAddr, run.Profile)
+		err := submitAll(ctx, run.N, b.cfg.BatchSize, b.cfg.Clients, func(ctx context.Context, first, count int) error {
 			body := full
 			if count != b.cfg.BatchSize {
 				body = last
@@ -123,20 +144,53 @@ func (b *bench) e2eTaskd(ctx context.Context, env []string, profile string) (e2e
 		if err != nil {
 			return err
 		}
-		if err := w.waitDone(ctx, b.cfg.N, runLimit); err != nil {
+		if err := w.waitDone(ctx, run.N, runLimit); err != nil {
 			return err
 		}
 		res.Elapsed = time.Since(start)
-		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
+		res.Rate = float64(run.N) / res.Elapsed.Seconds()
 		if _, res.PeakRSS, err = p.memory(); err != nil {
 			return err
 		}
-		if profile != "" {
-			return <-profDone
+		if run.Attempts {
+			p50, p99, err := w.attemptDurations(ctx, kind)
+			if err != nil {
+				return err
+			}
+			res.Attempt = &attemptDurations{P50: p50, P99: p99}
 		}
-		return nil
+		return <-profDone
 	})
 	return res, err
+}
+
+// startProfile starts fetching a CPU profile of the taskd whose pprof
+// server is at addr into path, for cfg.ProfileSeconds; the channel gives
+// the outcome. With path empty, it fetches nothing and the channel gives
+// nil at once.
+func (b *bench) startProfile(ctx context.Context, addr, path string) <-chan error {
+	done := make(chan error, 1)
+	if path == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		done <- fetchProfile(ctx, "http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(b.cfg.ProfileSeconds), path)
+	}()
+	return done
+}
+
+// profilePath is the CPU profile file of a scenario other than 1: the
+// -cpuprofile file with "-s<scenario>" before its extension.
+func profilePath(base string, scenario int) string {
+	ext := filepath.Ext(base)
+	return strings.TrimSuffix(base, ext) + "-s" + strconv.Itoa(scenario) + ext
+}
+
+// saveProfileBinary copies the taskd binary beside a profile, as
+// <profile>.taskd, for pprof.
+func (b *bench) saveProfileBinary(profile string) error {
+	return copyFile(profile+".taskd", b.taskd)
 }
 
 // e2eBare is e2eTaskd's counterpart: InsertManyTx from as many goroutines,
@@ -197,7 +251,7 @@ func (b *bench) scenario1(ctx context.Context) error {
 	b.logf("scenario 1: end to end, batched: %d double tasks, %d per batch, %d concurrent submitters, %d pairs", c.N, c.BatchSize, c.Clients, c.Pairs)
 	var a, base []float64
 	for i := 1; i <= c.Pairs; i++ {
-		r, err := b.e2eTaskd(ctx, nil, "")
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
 		if err != nil {
 			return fmt.Errorf("taskd: %w", err)
 		}
@@ -210,14 +264,15 @@ func (b *bench) scenario1(ctx context.Context) error {
 		b.logf("  pair %d bare River: %s", i, r)
 		base = append(base, r.Rate)
 	}
+	b.s1 = a
 	b.compare(row{Scenario: "1 e2e batched", Metric: "tasks/s", A: a, B: base, Baseline: "bare River", Target: "≥0.9× River and ≥12000/s"})
 	if c.CPUProfile != "" {
 		b.logf("  profiling one more taskd run (not counted) into %s", c.CPUProfile)
-		r, err := b.e2eTaskd(ctx, nil, c.CPUProfile)
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Profile: c.CPUProfile})
 		if err != nil {
 			return fmt.Errorf("profiled taskd run: %w", err)
 		}
-		if err := copyFile(c.CPUProfile+".taskd", b.taskd); err != nil {
+		if err := b.saveProfileBinary(c.CPUProfile); err != nil {
 			return err
 		}
 		b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, c.CPUProfile, c.CPUProfile)
@@ -366,13 +421,13 @@ func (b *bench) scenario7(ctx context.Context) error {
 	b.logf("scenario 7: attempt recording: scenario 1 with TASKD_RECORD_ATTEMPTS=true and false alternately, %d pairs", c.Pairs)
 	var on, off []float64
 	for i := 1; i <= c.Pairs; i++ {
-		r, err := b.e2eTaskd(ctx, []string{"TASKD_RECORD_ATTEMPTS=true"}, "")
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_RECORD_ATTEMPTS=true"}})
 		if err != nil {
 			return fmt.Errorf("attempts on: %w", err)
 		}
 		b.logf("  pair %d attempts on:  %s", i, r)
 		on = append(on, r.Rate)
-		r, err = b.e2eTaskd(ctx, []string{"TASKD_RECORD_ATTEMPTS=false"}, "")
+		r, err = b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_RECORD_ATTEMPTS=false"}})
 		if err != nil {
 			return fmt.Errorf("attempts off: %w", err)
 		}
