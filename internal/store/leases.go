@@ -83,22 +83,48 @@ func parseToken(token string) (u pgtype.UUID, ok bool) {
 	return u, true
 }
 
-// LeaseComplete completes task id if token is its current lease, with
-// result (JSON; nil stores null). ok is false when the lease does not hold
-// (LeaseState says why).
-func (s *Store) LeaseComplete(ctx context.Context, id int64, token string, result json.RawMessage) (bool, error) {
-	u, ok := parseToken(token)
-	if !ok {
-		return false, nil
+// Completion completes one leased task: its lease token and result (JSON;
+// nil stores null).
+type Completion struct {
+	ID     int64
+	Token  string
+	Result json.RawMessage
+}
+
+// LeaseCompleteMany completes each task whose token is its current lease,
+// with one statement, and says which it completed (done[i] for cs[i]); the
+// others' leases did not hold (LeaseState says why). Tasks may not repeat.
+func (s *Store) LeaseCompleteMany(ctx context.Context, cs []Completion) (done []bool, err error) {
+	p := dbsqlc.LeaseCompleteManyParams{
+		Ids: make([]int64, 0, len(cs)), Tokens: make([]pgtype.UUID, 0, len(cs)), Results: make([]string, 0, len(cs)),
 	}
-	if result == nil {
-		result = json.RawMessage("null")
+	for _, c := range cs {
+		u, ok := parseToken(c.Token)
+		if !ok {
+			continue // matches no lease
+		}
+		result := c.Result
+		if result == nil {
+			result = json.RawMessage("null")
+		}
+		p.Ids, p.Tokens, p.Results = append(p.Ids, c.ID), append(p.Tokens, u), append(p.Results, string(result))
 	}
-	n, err := s.q.LeaseComplete(ctx, dbsqlc.LeaseCompleteParams{ID: id, Token: u, Result: result})
+	done = make([]bool, len(cs))
+	if len(p.Ids) == 0 {
+		return done, nil
+	}
+	ids, err := s.q.LeaseCompleteMany(ctx, p)
 	if err != nil {
-		return false, fmt.Errorf("completing task %d: %w", id, unavailable(err))
+		return nil, fmt.Errorf("completing %d tasks: %w", len(p.Ids), unavailable(err))
 	}
-	return n > 0, nil
+	completed := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		completed[id] = true
+	}
+	for i, c := range cs {
+		done[i] = completed[c.ID]
+	}
+	return done, nil
 }
 
 // LeasedTask is a leased task locked for a failure (LeaseLockTx).

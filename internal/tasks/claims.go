@@ -239,7 +239,7 @@ func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*s
 	if err := requireLease(p.Lease); err != nil {
 		return nil, err
 	}
-	ok, err := s.store.LeaseComplete(ctx, id, *p.Lease, p.Result)
+	ok, err := s.completions.complete(ctx, store.Completion{ID: id, Token: *p.Lease, Result: p.Result})
 	if err != nil {
 		return nil, err
 	}

@@ -476,3 +476,64 @@ func TestFailInterrupted(t *testing.T) {
 		t.Fatalf("interrupted with permanent: %v, want a problem with interrupted", err)
 	}
 }
+
+// TestConcurrentCompletes: completions that arrive together are written
+// as groups; each lease still counts once, and a stale one in the same
+// group does not hold.
+func TestConcurrentCompletes(t *testing.T) {
+	t.Parallel()
+	b := setupExternal(t, nil)
+	ctx := context.Background()
+	const n = 60
+	for range n {
+		b.submit(t, "ext", nil, nil)
+	}
+	claimed := b.claim(t, ClaimParams{Max: ptr(n)})
+	if len(claimed) != n {
+		t.Fatalf("claimed %d of %d", len(claimed), n)
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		ok       = map[int64]int{}
+		refused  = map[int64]int{}
+		failures []error
+	)
+	for _, c := range claimed {
+		// Every task is completed twice at once with its token, and once
+		// with a wrong one.
+		for _, lease := range []string{c.Lease, c.Lease, "00000000-0000-0000-0000-000000000000"} {
+			wg.Go(func() {
+				_, err := b.tasks.Complete(ctx, c.ID, &CompleteParams{Lease: &lease, Result: json.RawMessage(`1`)})
+				mu.Lock()
+				defer mu.Unlock()
+				var lerr *LeaseError
+				switch {
+				case err == nil:
+					ok[c.ID]++
+				case errors.As(err, &lerr):
+					refused[c.ID]++
+				default:
+					failures = append(failures, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatal(failures[0])
+	}
+	for _, c := range claimed {
+		if ok[c.ID] != 1 || refused[c.ID] != 2 {
+			t.Fatalf("task %d: %d completions held, %d refused; want 1 and 2", c.ID, ok[c.ID], refused[c.ID])
+		}
+		task, err := b.store.Task(ctx, c.ID)
+		if err != nil || task.State != store.StateCompleted || !slices.Equal(outcomes(task.Attempts), []string{"completed"}) {
+			t.Fatalf("task %d: %+v %v", c.ID, task, err)
+		}
+	}
+	b.tasks.Close()
+	if _, err := b.tasks.Complete(ctx, claimed[0].ID, &CompleteParams{Lease: &claimed[0].Lease}); err == nil {
+		t.Fatal("a completion after Close was accepted")
+	}
+}

@@ -63,6 +63,8 @@ type Service struct {
 	river  *river.Client[pgx.Tx]
 	logger *slog.Logger
 	claims *broker
+	// completions groups the completions of external workers.
+	completions *completer
 }
 
 // New returns a Service.
@@ -73,10 +75,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
-		claims: newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
+		claims:      newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
+		completions: newCompleter(cfg.Store),
 	}, nil
 }
 
 // Close stops the listener of waiting claims; claims still waiting return
 // what they have.
-func (s *Service) Close() { s.claims.close() }
+func (s *Service) Close() {
+	s.claims.close()
+	s.completions.close()
+}

@@ -167,12 +167,25 @@ func (q *Queries) LeaseClaimableKinds(ctx context.Context, kinds []string) ([]st
 	return items, nil
 }
 
-const leaseComplete = `-- name: LeaseComplete :one
-WITH lease AS (
+const leaseCompleteMany = `-- name: LeaseCompleteMany :many
+WITH input AS (
+    SELECT
+        unnest($1::bigint[]) AS id,
+        unnest($2::uuid[]) AS token,
+        unnest($3::text[]) AS result
+),
+locked AS (
+    SELECT l.task_id
+    FROM task_leases l
+    JOIN input i ON i.id = l.task_id AND i.token = l.token
+    WHERE l.expires_at > now()
+    ORDER BY l.task_id
+    FOR UPDATE OF l
+),
+lease AS (
     DELETE FROM task_leases l
-    USING river_job j
-    WHERE l.task_id = $1 AND l.token = $2 AND l.expires_at > now()
-        AND j.id = l.task_id AND j.state = 'running'
+    USING locked k, river_job j
+    WHERE l.task_id = k.task_id AND j.id = l.task_id AND j.state = 'running'
     RETURNING l.task_id, l.worker, l.attempt, l.started_at
 ),
 done AS (
@@ -180,8 +193,9 @@ done AS (
     SET
         state = 'completed',
         finalized_at = now(),
-        metadata = j.metadata || jsonb_build_object('output', $3::jsonb)
+        metadata = j.metadata || jsonb_build_object('output', i.result::jsonb)
     FROM lease l
+    JOIN input i ON i.id = l.task_id
     WHERE j.id = l.task_id
     RETURNING j.id
 ),
@@ -191,23 +205,38 @@ attempt AS (
         extract(epoch FROM now() - l.started_at) * 1000
     FROM lease l
 )
-SELECT count(*)::int AS completed FROM done
+SELECT id FROM done
 `
 
-type LeaseCompleteParams struct {
-	ID     int64
-	Token  pgtype.UUID
-	Result []byte
+type LeaseCompleteManyParams struct {
+	Ids     []int64
+	Tokens  []pgtype.UUID
+	Results []string
 }
 
-// LeaseComplete completes a leased task if token is its current, unexpired
-// lease, and records the attempt, in one statement: the token check and the
-// state change cannot be separated by another claim or an expiry.
-func (q *Queries) LeaseComplete(ctx context.Context, arg LeaseCompleteParams) (int32, error) {
-	row := q.db.QueryRow(ctx, leaseComplete, arg.ID, arg.Token, arg.Result)
-	var completed int32
-	err := row.Scan(&completed)
-	return completed, err
+// LeaseCompleteMany is LeaseComplete for many tasks at once, each with its
+// token and result (JSON text): one statement and one commit for a group
+// of completions that arrived together. Leases are locked in task order,
+// so that two groups never wait for each other crosswise. It returns the
+// tasks it completed; the others' leases did not hold.
+func (q *Queries) LeaseCompleteMany(ctx context.Context, arg LeaseCompleteManyParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, leaseCompleteMany, arg.Ids, arg.Tokens, arg.Results)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const leaseExpire = `-- name: LeaseExpire :many

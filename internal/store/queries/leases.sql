@@ -75,35 +75,6 @@ WHERE EXISTS (
     WHERE j.state = 'available' AND j.kind = k.kind AND j.scheduled_at <= now()
 );
 
--- LeaseComplete completes a leased task if token is its current, unexpired
--- lease, and records the attempt, in one statement: the token check and the
--- state change cannot be separated by another claim or an expiry.
--- name: LeaseComplete :one
-WITH lease AS (
-    DELETE FROM task_leases l
-    USING river_job j
-    WHERE l.task_id = @id AND l.token = @token AND l.expires_at > now()
-        AND j.id = l.task_id AND j.state = 'running'
-    RETURNING l.task_id, l.worker, l.attempt, l.started_at
-),
-done AS (
-    UPDATE river_job j
-    SET
-        state = 'completed',
-        finalized_at = now(),
-        metadata = j.metadata || jsonb_build_object('output', sqlc.narg('result')::jsonb)
-    FROM lease l
-    WHERE j.id = l.task_id
-    RETURNING j.id
-),
-attempt AS (
-    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
-    SELECT l.task_id, l.attempt, l.worker, l.started_at, now(), 'completed',
-        extract(epoch FROM now() - l.started_at) * 1000
-    FROM lease l
-)
-SELECT count(*)::int AS completed FROM done;
-
 -- LeaseLock locks a leased task and its lease if token is its current,
 -- unexpired lease, for a failure whose next state the retry policy decides.
 -- name: LeaseLock :one
@@ -226,3 +197,48 @@ FROM requeued r;
 -- name: NotifyQueues :exec
 SELECT pg_notify(concat(current_schema(), '.river_insert'), json_build_object('queue', q)::text)
 FROM unnest(@queues::text[]) AS q;
+
+-- LeaseCompleteMany is LeaseComplete for many tasks at once, each with its
+-- token and result (JSON text): one statement and one commit for a group
+-- of completions that arrived together. Leases are locked in task order,
+-- so that two groups never wait for each other crosswise. It returns the
+-- tasks it completed; the others' leases did not hold.
+-- name: LeaseCompleteMany :many
+WITH input AS (
+    SELECT
+        unnest(@ids::bigint[]) AS id,
+        unnest(@tokens::uuid[]) AS token,
+        unnest(@results::text[]) AS result
+),
+locked AS (
+    SELECT l.task_id
+    FROM task_leases l
+    JOIN input i ON i.id = l.task_id AND i.token = l.token
+    WHERE l.expires_at > now()
+    ORDER BY l.task_id
+    FOR UPDATE OF l
+),
+lease AS (
+    DELETE FROM task_leases l
+    USING locked k, river_job j
+    WHERE l.task_id = k.task_id AND j.id = l.task_id AND j.state = 'running'
+    RETURNING l.task_id, l.worker, l.attempt, l.started_at
+),
+done AS (
+    UPDATE river_job j
+    SET
+        state = 'completed',
+        finalized_at = now(),
+        metadata = j.metadata || jsonb_build_object('output', i.result::jsonb)
+    FROM lease l
+    JOIN input i ON i.id = l.task_id
+    WHERE j.id = l.task_id
+    RETURNING j.id
+),
+attempt AS (
+    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+    SELECT l.task_id, l.attempt, l.worker, l.started_at, now(), 'completed',
+        extract(epoch FROM now() - l.started_at) * 1000
+    FROM lease l
+)
+SELECT id FROM done;
