@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -310,9 +309,6 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	return cfg, nil
 }
 
-// queueNameRE is River's rule for queue names.
-var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
-
 // parseQueues parses "name=n,name=n".
 func parseQueues(s string) (map[string]int, error) {
 	queues := map[string]int{}
@@ -331,7 +327,7 @@ func parseQueues(s string) (map[string]int, error) {
 			// The range is jobs.Config's rule, checked with the others.
 			return nil, fmt.Errorf("queue %q: workers must be an integer", name)
 		}
-		if len(name) > 64 || !queueNameRE.MatchString(name) {
+		if !kinds.QueueNameOK(name) {
 			return nil, fmt.Errorf("queue %q: a name is up to 64 lowercase letters and digits, separated by single underscores or hyphens (River's rule)", name)
 		}
 		if _, dup := queues[name]; dup {

@@ -257,18 +257,11 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// queueNameRE is River's rule for queue names (river.Client's
-// validateQueueName), which River checks only when a client starts.
-var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
-
-// queueNameMaxLen is River's longest queue name.
-const queueNameMaxLen = 64
-
-const queueNameRule = "a queue name is up to 64 lowercase letters and digits, separated by single underscores or hyphens (River's rule)"
-
-func validQueueName(name string) bool {
-	return len(name) <= queueNameMaxLen && queueNameRE.MatchString(name)
-}
+// The queue-name rule is River's, kept in one place.
+var (
+	validQueueName = kinds.QueueNameOK
+	queueNameRule  = kinds.QueueNameRule
+)
 
 // queues reads the queues mapping: name → workers per process.
 func (p *parser) queues(n *yaml.Node, path string) map[string]int {

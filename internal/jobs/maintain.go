@@ -119,7 +119,7 @@ func (c *Client) expireLeases(ctx context.Context) {
 			expired, err := c.store.LeaseExpire(ctx, leaseExpireBatch)
 			if err != nil {
 				if ctx.Err() == nil {
-					c.logger.Error("expiring leases", slog.String("error", err.Error()))
+					c.logger.Error("lease expiry failed", slog.String("error", err.Error()))
 				}
 				break
 			}

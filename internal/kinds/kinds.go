@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -221,4 +222,19 @@ func DecodeArgs(raw json.RawMessage, dst any, errs *Errors) bool {
 func (a *RawArgs) UnmarshalJSON(b []byte) error {
 	a.Raw = append(a.Raw[:0], b...)
 	return nil
+}
+
+// queueNameRE is River's rule for queue names (river.Client's
+// validateQueueName), which River itself checks only when a client starts.
+var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+
+// QueueNameMaxLen is River's longest queue name.
+const QueueNameMaxLen = 64
+
+// QueueNameRule says QueueNameOK's rule, for error messages.
+const QueueNameRule = "a queue name is up to 64 lowercase letters and digits, separated by single underscores or hyphens (River's rule)"
+
+// QueueNameOK reports whether name is a valid River queue name.
+func QueueNameOK(name string) bool {
+	return len(name) <= QueueNameMaxLen && queueNameRE.MatchString(name)
 }

@@ -283,14 +283,11 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 	return c.classify(ctx, reqCtx, resp)
 }
 
-// errTimeout is the error of an attempt that ran out of Target.Timeout. It
+// ErrTimeout is the error of an attempt that ran out of Target.Timeout. It
 // does not wrap context.DeadlineExceeded, so that the caller can tell it
 // from the end of its own ctx.
-var errTimeout = errors.New("timed out")
-
-// ErrTimeout is wrapped by the error of an attempt that ran out of
-// Target.Timeout, so that the caller can record it as a timeout.
-var ErrTimeout = errTimeout
+// It is exported so that the caller can record the attempt as a timeout.
+var ErrTimeout = errors.New("timed out")
 
 // requestError turns the error of a request, or of reading its response
 // (then reading says which, as "reading the HTTP 200 OK response"), into
@@ -310,7 +307,7 @@ func (c *Client) requestError(ctx, reqCtx context.Context, reading string, err e
 		}
 		return fmt.Errorf("push: request aborted%s: %w", while, ctx.Err())
 	case reqCtx.Err() != nil:
-		return fmt.Errorf("push: %w after %s (the target's timeout)%s", errTimeout, c.target.Timeout, while)
+		return fmt.Errorf("push: %w after %s (the target's timeout)%s", ErrTimeout, c.target.Timeout, while)
 	}
 	if refused, ok := errors.AsType[*RefusedError](err); ok {
 		return refused

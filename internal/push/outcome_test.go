@@ -233,7 +233,7 @@ func TestDoNetworkFailure(t *testing.T) {
 
 		o := c.Do(t.Context(), testRequest())
 		requireNetworkFailure(t, o, srv.URL)
-		require.ErrorIs(t, o.Err, errTimeout)
+		require.ErrorIs(t, o.Err, ErrTimeout)
 		require.False(t, errors.Is(o.Err, context.DeadlineExceeded), "the caller would take it for its own deadline")
 		require.EqualError(t, o.Err, "push: timed out after 1s (the target's timeout)")
 		waitFor(t, done, "the server to see the request end")
@@ -254,7 +254,7 @@ func TestDoNetworkFailure(t *testing.T) {
 		require.Equal(t, http.StatusOK, o.Status)
 		require.False(t, o.Permanent)
 		require.Nil(t, o.Result)
-		require.ErrorIs(t, o.Err, errTimeout)
+		require.ErrorIs(t, o.Err, ErrTimeout)
 		require.EqualError(t, o.Err, "push: timed out after 1s (the target's timeout) while reading the HTTP 200 OK response")
 	})
 
@@ -338,7 +338,7 @@ func TestDoCancel(t *testing.T) {
 		defer cancel()
 		o := c.Do(ctx, testRequest())
 		require.ErrorIs(t, o.Err, context.DeadlineExceeded)
-		require.False(t, errors.Is(o.Err, errTimeout))
+		require.False(t, errors.Is(o.Err, ErrTimeout))
 		waitFor(t, ended, "the server to see the request end")
 	})
 

@@ -111,6 +111,13 @@ func (b *broker) run(ctx context.Context) {
 		for {
 			queue, err := l.Next(ctx)
 			if err != nil {
+				if ctx.Err() == nil {
+					b.logger.Warn("claim listener lost its connection; reconnecting", slog.String("error", err.Error()))
+					select {
+					case <-ctx.Done():
+					case <-time.After(relistenMin):
+					}
+				}
 				break
 			}
 			b.wakeIf(func(w *waiter) bool { return w.queues == nil || slices.Contains(w.queues, queue) })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,9 @@ import (
 // Limits of claims and leases.
 const (
 	ClaimMaxTasks = 100
-	ClaimWaitMax  = 60 * time.Second
+	// ClaimListMax bounds a claim's kinds and queues.
+	ClaimListMax = 100
+	ClaimWaitMax = 60 * time.Second
 	// ClaimWaitDefault is how long a claim waits when it does not say.
 	ClaimWaitDefault = 30 * time.Second
 	LeaseMin         = 5 * time.Second
@@ -89,9 +92,19 @@ func parseDuration(fe *kinds.Errors, field string, raw *string, def, lo, hi time
 // ends the wait at once.
 func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTask, error) {
 	fe := &kinds.Errors{}
+	if len(p.Kinds) > ClaimListMax || len(p.Queues) > ClaimListMax {
+		field := "kinds"
+		if len(p.Queues) > ClaimListMax {
+			field = "queues"
+		}
+		return nil, &ValidationError{Errors: []FieldError{{Field: field, Message: fmt.Sprintf("must hold at most %d names", ClaimListMax)}}}
+	}
 	var names []string
 	var leaseDefaults []time.Duration
 	for i, name := range p.Kinds {
+		if slices.Contains(names, name) {
+			continue
+		}
 		k, ok := s.jobs.Kinds().Lookup(name)
 		switch {
 		case !ok:

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -393,12 +392,7 @@ func taskFromJobRow(j *rivertype.JobRow) *store.Task {
 	return t
 }
 
-// queueNameRE is River's rule for queue names.
-var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
-
-func validQueueName(name string) bool {
-	return len(name) <= 64 && queueNameRE.MatchString(name)
-}
+var validQueueName = kinds.QueueNameOK
 
 // notifyClaims announces inserted tasks of external kinds to waiting
 // claims, on commit. River announces inserts too, but at most once per
