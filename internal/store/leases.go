@@ -164,8 +164,10 @@ type LeaseFailure struct {
 	// State is the task's next state: available, retryable, discarded or
 	// cancelled.
 	State string
-	// ScheduledAt is when an available or retryable task may run next.
-	ScheduledAt *time.Time
+	// Wait is, for an available or retryable task, how long from now (by
+	// the database's clock) until it may run again; nil leaves its
+	// scheduled_at as it is.
+	Wait *time.Duration
 	// Outcome is the attempt's outcome (OutcomeFailed, OutcomeCancelled,
 	// OutcomeInterrupted).
 	Outcome string
@@ -178,12 +180,21 @@ type LeaseFailure struct {
 // LeaseFailTx ends the lease locked by LeaseLockTx in tx.
 func (s *Store) LeaseFailTx(ctx context.Context, tx pgx.Tx, f LeaseFailure) error {
 	err := s.q.WithTx(tx).LeaseFail(ctx, dbsqlc.LeaseFailParams{
-		ID: f.ID, State: f.State, ScheduledAt: f.ScheduledAt, Outcome: f.Outcome, Error: f.Error, Interrupted: f.Interrupted,
+		ID: f.ID, State: f.State, Outcome: f.Outcome, Error: f.Error, Interrupted: f.Interrupted,
+		WaitSecs: waitSecs(f.Wait),
 	})
 	if err != nil {
 		return fmt.Errorf("failing task %d: %w", f.ID, err)
 	}
 	return nil
+}
+
+func waitSecs(d *time.Duration) *float64 {
+	if d == nil {
+		return nil
+	}
+	secs := d.Seconds()
+	return &secs
 }
 
 // LeaseHeartbeat extends task id's lease if token is current: by extend
@@ -225,9 +236,7 @@ func (s *Store) LeaseState(ctx context.Context, id int64) (*LeaseState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading task %d: %w", id, interpretError(err))
 	}
-	st := &LeaseState{State: r.State, Kind: r.Kind, ExpiresAt: r.ExpiresAt}
-	st.Leased = r.CurrentToken.Valid && r.ExpiresAt != nil && r.ExpiresAt.After(time.Now())
-	return st, nil
+	return &LeaseState{State: r.State, Kind: r.Kind, ExpiresAt: r.ExpiresAt, Leased: r.Leased}, nil
 }
 
 // ExpiredLease is a task whose lease ran out, with its new state.

@@ -303,13 +303,12 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 			return err
 		}
 		f := store.LeaseFailure{ID: id, Outcome: store.OutcomeFailed, Error: *p.Error}
-		now := time.Now()
 		switch {
 		case permanent:
 			f.State = store.StateDiscarded
 			f.Error = "permanent: " + f.Error
 		case interrupted && !lt.CancelRequested:
-			f.State, f.Outcome, f.Interrupted, f.ScheduledAt = store.StateAvailable, store.OutcomeInterrupted, true, &now
+			f.State, f.Outcome, f.Interrupted, f.Wait = store.StateAvailable, store.OutcomeInterrupted, true, new(time.Duration(0))
 		case lt.CancelRequested:
 			f.State, f.Outcome = store.StateCancelled, store.OutcomeCancelled
 		case lt.Attempt >= lt.MaxAttempts:
@@ -319,8 +318,7 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 			if retryAfter != nil {
 				wait = *retryAfter
 			}
-			at := now.Add(wait)
-			f.ScheduledAt = &at
+			f.Wait = &wait
 			f.State = store.StateAvailable
 			if wait > retryableWithin {
 				f.State = store.StateRetryable

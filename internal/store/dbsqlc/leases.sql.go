@@ -330,7 +330,8 @@ failed AS (
     UPDATE river_job j
     SET
         state = CAST($4::text AS river_job_state),
-        scheduled_at = coalesce($5::timestamptz, j.scheduled_at),
+        -- The database's clock, as the claim that compares it uses.
+        scheduled_at = coalesce(now() + make_interval(secs => $5::double precision), j.scheduled_at),
         finalized_at = CASE WHEN $4::text IN ('discarded', 'cancelled') THEN now() END,
         attempt = CASE WHEN $6::boolean THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
         errors = CASE WHEN $6::boolean THEN j.errors ELSE array_append(j.errors, jsonb_build_object(
@@ -349,12 +350,12 @@ type LeaseFailParams struct {
 	Error       string
 	ID          int64
 	State       string
-	ScheduledAt *time.Time
+	WaitSecs    *float64
 	Interrupted bool
 }
 
 // LeaseFail ends a locked lease (LeaseLock) with a failed attempt: the task
-// becomes available at scheduled_at (retryable when that is further away
+// becomes available wait_secs from now (retryable when that is further away
 // than River's scheduler interval), or is finalized as discarded or
 // cancelled. An interrupted attempt (a worker shutting down, a claim whose
 // answer never reached its worker) is given back as River gives back the
@@ -366,7 +367,7 @@ func (q *Queries) LeaseFail(ctx context.Context, arg LeaseFailParams) error {
 		arg.Error,
 		arg.ID,
 		arg.State,
-		arg.ScheduledAt,
+		arg.WaitSecs,
 		arg.Interrupted,
 	)
 	return err
@@ -458,7 +459,8 @@ func (q *Queries) LeaseLock(ctx context.Context, arg LeaseLockParams) (LeaseLock
 }
 
 const leaseState = `-- name: LeaseState :one
-SELECT j.state::text AS state, j.kind, l.token AS current_token, l.expires_at
+SELECT j.state::text AS state, j.kind, l.token AS current_token, l.expires_at,
+    coalesce(l.expires_at > now(), false)::boolean AS leased
 FROM river_job j
 LEFT JOIN task_leases l ON l.task_id = j.id
 WHERE j.id = $1
@@ -469,6 +471,7 @@ type LeaseStateRow struct {
 	Kind         string
 	CurrentToken pgtype.UUID
 	ExpiresAt    *time.Time
+	Leased       bool
 }
 
 // LeaseState explains why a lease was refused: the task's state, and
@@ -481,6 +484,7 @@ func (q *Queries) LeaseState(ctx context.Context, id int64) (LeaseStateRow, erro
 		&i.Kind,
 		&i.CurrentToken,
 		&i.ExpiresAt,
+		&i.Leased,
 	)
 	return i, err
 }

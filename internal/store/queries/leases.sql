@@ -89,7 +89,7 @@ WHERE l.task_id = @id AND l.token = @token AND l.expires_at > now() AND j.state 
 FOR UPDATE OF l, j;
 
 -- LeaseFail ends a locked lease (LeaseLock) with a failed attempt: the task
--- becomes available at scheduled_at (retryable when that is further away
+-- becomes available wait_secs from now (retryable when that is further away
 -- than River's scheduler interval), or is finalized as discarded or
 -- cancelled. An interrupted attempt (a worker shutting down, a claim whose
 -- answer never reached its worker) is given back as River gives back the
@@ -104,7 +104,8 @@ failed AS (
     UPDATE river_job j
     SET
         state = CAST(@state::text AS river_job_state),
-        scheduled_at = coalesce(sqlc.narg('scheduled_at')::timestamptz, j.scheduled_at),
+        -- The database's clock, as the claim that compares it uses.
+        scheduled_at = coalesce(now() + make_interval(secs => sqlc.narg('wait_secs')::double precision), j.scheduled_at),
         finalized_at = CASE WHEN @state::text IN ('discarded', 'cancelled') THEN now() END,
         attempt = CASE WHEN @interrupted::boolean THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
         errors = CASE WHEN @interrupted::boolean THEN j.errors ELSE array_append(j.errors, jsonb_build_object(
@@ -134,7 +135,8 @@ RETURNING l.expires_at, (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_
 -- LeaseState explains why a lease was refused: the task's state, and
 -- whether it is leased now and until when.
 -- name: LeaseState :one
-SELECT j.state::text AS state, j.kind, l.token AS current_token, l.expires_at
+SELECT j.state::text AS state, j.kind, l.token AS current_token, l.expires_at,
+    coalesce(l.expires_at > now(), false)::boolean AS leased
 FROM river_job j
 LEFT JOIN task_leases l ON l.task_id = j.id
 WHERE j.id = @id;
