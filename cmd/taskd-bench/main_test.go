@@ -54,7 +54,7 @@ func TestParseConfig(t *testing.T) {
 	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
 		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
 	}
-	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-release-n", "0"}, {"stray"}} {
+	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"stray"}} {
 		if _, err := parseConfig(args, env, &stderr); err == nil {
 			t.Errorf("parseConfig(%q): no error", args)
 		}

@@ -85,7 +85,7 @@ func (b *bench) pullRun(ctx context.Context, env []string, conc, maxTasks int, p
 	}
 	var res pullResult
 	err := b.withTaskd(ctx, env, func(p *taskdProcess, w *watcher) error {
-		hc := newHTTPClient(max(conc, c.Clients))
+		hc := newHTTPClient(max(conc*c.PullInFlight, c.Clients))
 		full, last := batchBody(pullKind, c.BatchSize), batchBody(pullKind, c.PullN%c.BatchSize)
 		err := submitAll(ctx, c.PullN, c.BatchSize, c.Clients, func(ctx context.Context, _, count int) error {
 			body := full
@@ -130,17 +130,34 @@ func (b *bench) pullRun(ctx context.Context, env []string, conc, maxTasks int, p
 					}
 					d := time.Since(t0)
 					claims[wi], busy[wi] = append(claims[wi], ms(d)), busy[wi]+d
+					// Up to -pull-inflight completes at once, as a worker
+					// with that many slots finishes its tasks.
+					var (
+						mu    sync.Mutex
+						batch sync.WaitGroup
+						slots = make(chan struct{}, c.PullInFlight)
+					)
 					for _, t := range got {
-						t0 := time.Now()
-						if _, err := cl.Complete(ctx, t.ID, t.Lease, pullResultBody); err != nil {
-							cancel(fmt.Errorf("complete of task %d: %w", t.ID, err))
-							return
-						}
-						lastDone[wi] = time.Now()
-						d := lastDone[wi].Sub(t0)
-						completes[wi], busy[wi] = append(completes[wi], ms(d)), busy[wi]+d
-						completed.Add(1)
+						slots <- struct{}{}
+						batch.Go(func() {
+							defer func() { <-slots }()
+							t0 := time.Now()
+							if _, err := cl.Complete(ctx, t.ID, t.Lease, pullResultBody); err != nil {
+								cancel(fmt.Errorf("complete of task %d: %w", t.ID, err))
+								return
+							}
+							now := time.Now()
+							d := now.Sub(t0)
+							mu.Lock()
+							if now.After(lastDone[wi]) {
+								lastDone[wi] = now
+							}
+							completes[wi], busy[wi] = append(completes[wi], ms(d)), busy[wi]+d
+							mu.Unlock()
+							completed.Add(1)
+						})
 					}
+					batch.Wait()
 				}
 			})
 		}

@@ -40,6 +40,7 @@ type config struct {
 	PullN           int           // tasks claimed in each throughput run of scenario 9
 	PullConcurrency []int         // concurrent claiming workers in scenario 9
 	PullMax         []int         // the claims' max in scenario 9
+	PullInFlight    int           // completes one scenario 9 worker runs at once
 	ReleaseClaimers int           // waiting claims in scenario 9's release delay
 	ReleaseN        int           // tasks inserted one at a time for the release delay
 	ReleaseInterval time.Duration // pause between two of those inserts
@@ -72,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		pullN       = fs.Int("pull-n", 20_000, "tasks claimed and completed in each throughput run of scenario 9 (pull)")
 		pullConc    = fs.String("pull-concurrency", "4,16", "concurrent claiming workers in scenario 9")
 		pullMax     = fs.String("pull-max", "1,100", "the max of scenario 9's claims (1 to 100)")
+		pullFlight  = fs.Int("pull-inflight", 1, "how many of its claimed tasks a scenario 9 worker completes at once (1: one after another)")
 		relClaimers = fs.Int("release-claimers", 20, "claims waiting at once while scenario 9 measures the release delay")
 		relN        = fs.Int("release-n", 200, "tasks inserted one at a time for scenario 9's release delay")
 		relInterval = fs.Duration("release-interval", 20*time.Millisecond, "pause between two of those inserts")
@@ -139,6 +141,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.PullConcurrency, err = parseInts(*pullConc); err != nil {
 		return nil, fmt.Errorf("invalid -pull-concurrency %q: %v", *pullConc, err)
 	}
+	if *pullFlight < 1 || *pullFlight > tasks.ClaimMaxTasks {
+		return nil, fmt.Errorf("invalid -pull-inflight %d: want 1 to %d", *pullFlight, tasks.ClaimMaxTasks)
+	}
+	cfg.PullInFlight = *pullFlight
 	if cfg.PullMax, err = parseInts(*pullMax); err != nil || slices.Max(cfg.PullMax) > tasks.ClaimMaxTasks {
 		return nil, fmt.Errorf("invalid -pull-max %q: want numbers between 1 and %d", *pullMax, tasks.ClaimMaxTasks)
 	}
@@ -269,9 +275,9 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v release=%d claimers, %d inserts %s apart scenarios=%v\n",
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart scenarios=%v\n",
 		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
-		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval, c.Scenarios)
+		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }
