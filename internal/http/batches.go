@@ -23,7 +23,12 @@ type (
 )
 
 func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
-	if _, ok := query(w, r); !ok {
+	qp, ok := query(w, r, "wait")
+	if !ok {
+		return
+	}
+	wait, ok := waitParam(w, qp)
+	if !ok {
 		return
 	}
 	body, release, ok := s.readBody(w, r, s.MaxBatchBodyBytes)
@@ -67,19 +72,37 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Location", "/v1/batches/"+strconv.FormatInt(sub.BatchID, 10))
+		status := http.StatusOK
 		if sub.Created {
+			status = http.StatusCreated
+		}
+		if sub.Created && wait == 0 {
 			writeJSON(w, http.StatusCreated, batchCreatedJSON{ID: sub.BatchID, TaskIDs: sub.TaskIDs})
 			return
 		}
 		b, err := s.Store.Batch(r.Context(), sub.BatchID)
-		if errors.Is(err, store.ErrNotFound) && try == 0 {
+		if errors.Is(err, store.ErrNotFound) && try == 0 && !sub.Created {
 			continue // deleted after its key was read; the request is new again
 		}
 		if err != nil {
 			s.writeError(w, r, err, "")
 			return
 		}
-		writeJSON(w, http.StatusOK, batchCreatedJSON{ID: b.ID, TaskIDs: b.TaskIDs})
+		if wait == 0 {
+			writeJSON(w, status, batchCreatedJSON{ID: b.ID, TaskIDs: b.TaskIDs})
+			return
+		}
+		// With ?wait= the answer is the batch with its tasks' results, as
+		// GET /v1/batches/{id} gives it: fan out and gather in one request.
+		release()
+		if !s.waitFor(w, r, b.TaskIDs, wait) {
+			return
+		}
+		if b, err = s.Store.Batch(r.Context(), sub.BatchID); err != nil {
+			s.writeError(w, r, err, "")
+			return
+		}
+		writeJSON(w, status, toBatchJSON(b))
 		return
 	}
 }
@@ -99,7 +122,11 @@ func decodeItem(raw json.RawMessage, v *tasks.TaskParams, prefix string) *FieldE
 }
 
 func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, params, ok := pathIDQuery(w, r, "wait")
+	if !ok {
+		return
+	}
+	wait, ok := waitParam(w, params)
 	if !ok {
 		return
 	}
@@ -108,6 +135,35 @@ func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, "batch "+strconv.FormatInt(id, 10))
 		return
 	}
+	if wait > 0 {
+		if !s.waitFor(w, r, b.TaskIDs, wait) {
+			return
+		}
+		if b, err = s.Store.Batch(r.Context(), id); err != nil {
+			s.writeError(w, r, err, "batch "+strconv.FormatInt(id, 10))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, toBatchJSON(b))
+}
+
+// handleBatchCancel cancels every unfinished task of the batch and answers
+// with the batch.
+func (s *server) handleBatchCancel(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	b, err := s.Tasks.CancelBatch(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err, "batch "+strconv.FormatInt(id, 10))
+		return
+	}
+	writeJSON(w, http.StatusOK, toBatchJSON(b))
+}
+
+// toBatchJSON is a batch as GET /v1/batches/{id} shows it.
+func toBatchJSON(b *store.Batch) batchJSON {
 	out := batchJSON{ID: b.ID, Total: len(b.TaskIDs), Counts: map[string]int{}, Done: true, Tasks: make([]batchTaskJSON, len(b.Tasks))}
 	for i, t := range b.Tasks {
 		out.Counts[t.State]++
@@ -116,5 +172,5 @@ func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Tasks[i] = batchTaskJSON{ID: t.ID, State: t.State, Result: t.Result, Errors: toErrorsJSON(t.Errors)}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }

@@ -76,6 +76,7 @@ func (s *server) routes() http.Handler {
 	r.Post("/v1/claims", s.handleClaim)
 	r.Post("/v1/batches", s.handleBatchCreate)
 	r.Get("/v1/batches/{id}", s.handleBatchGet)
+	r.Post("/v1/batches/{id}/cancel", s.handleBatchCancel)
 
 	if s.Extra != nil {
 		r.Mount(s.ExtraPrefix, s.Extra)

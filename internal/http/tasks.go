@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 	"strings"
 	"unicode/utf8"
 
@@ -153,7 +154,12 @@ func idempotency(w http.ResponseWriter, r *http.Request, body []byte) (*tasks.Id
 }
 
 func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
-	if _, ok := query(w, r); !ok {
+	params, ok := query(w, r, "wait")
+	if !ok {
+		return
+	}
+	wait, ok := waitParam(w, params)
+	if !ok {
 		return
 	}
 	body, release, ok := s.readBody(w, r, s.MaxBodyBytes)
@@ -176,8 +182,24 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
-		if sub.Created {
+		if sub.Created && wait == 0 {
 			writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+			return
+		}
+		if sub.Created {
+			release() // the body is not needed while the request waits
+			if !s.waitFor(w, r, []int64{sub.TaskID}, wait) {
+				return
+			}
+			t, err := s.Store.Task(r.Context(), sub.TaskID)
+			if err != nil {
+				s.writeError(w, r, err, "")
+				return
+			}
+			writeJSON(w, http.StatusCreated, singleTask(t))
+			return
+		}
+		if !s.waitFor(w, r, []int64{sub.TaskID}, wait) {
 			return
 		}
 		t, err := s.Store.Task(r.Context(), sub.TaskID)
@@ -199,8 +221,16 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 // positive 64-bit integer. It also refuses any query parameter: no route
 // with an id takes one.
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	if _, ok := query(w, r); !ok {
-		return 0, false
+	id, _, ok := pathIDQuery(w, r)
+	return id, ok
+}
+
+// pathIDQuery is pathID for a route that takes the query parameters
+// known, which it returns.
+func pathIDQuery(w http.ResponseWriter, r *http.Request, known ...string) (int64, map[string]string, bool) {
+	params, ok := query(w, r, known...)
+	if !ok {
+		return 0, nil, false
 	}
 	// Routing decoded the path already (routingPath), once: "%2531" is
 	// the id "%31", not 1.
@@ -209,14 +239,50 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	// Only the canonical form: no sign, no leading zeros.
 	if err != nil || id < 1 || strconv.FormatInt(id, 10) != raw {
 		fieldProblem(w, http.StatusBadRequest, "id", "must be a positive integer below 2^63")
+		return 0, nil, false
+	}
+	return id, params, true
+}
+
+// waitParam parses ?wait= (0s to tasks.WaitMax), answering 422 itself
+// when it returns false.
+func waitParam(w http.ResponseWriter, params map[string]string) (time.Duration, bool) {
+	raw, ok := params["wait"]
+	if !ok {
+		return 0, true
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 || d > tasks.WaitMax {
+		fieldProblem(w, http.StatusUnprocessableEntity, "wait", "must be a duration between 0s and "+tasks.WaitMax.String()+", such as 30s")
 		return 0, false
 	}
-	return id, true
+	return d, true
+}
+
+// waitFor holds the request until the tasks of ids are final or d has
+// passed. It returns false when the client left meanwhile: there is no one
+// to answer.
+func (s *server) waitFor(w http.ResponseWriter, r *http.Request, ids []int64, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	if err := s.Tasks.WaitFinished(r.Context(), ids, d); err != nil {
+		if r.Context().Err() != nil {
+			return false
+		}
+		s.writeError(w, r, err, "")
+		return false
+	}
+	return true
 }
 
 func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, params, ok := pathIDQuery(w, r, "wait")
 	if !ok {
+		return
+	}
+	wait, ok := waitParam(w, params)
+	if !ok || !s.waitFor(w, r, []int64{id}, wait) {
 		return
 	}
 	t, err := s.Store.Task(r.Context(), id)

@@ -183,6 +183,10 @@ type Client struct {
 	recorderStart bool
 	pushers       []*pushWorker
 	hasExternal   bool
+
+	// Announcements of finished tasks (announceFinished).
+	stopEvents   func()
+	announceDone chan struct{}
 }
 
 // NewClient configures a Client. Start runs it.
@@ -307,6 +311,12 @@ func (c *Client) Start(ctx context.Context) error {
 		go c.recorder.run()
 		c.recorderStart = true
 	}
+	events, stopEvents := c.river.SubscribeConfig(&river.SubscribeConfig{
+		ChanSize: finishedChanSize,
+		Kinds:    []river.EventKind{river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed},
+	})
+	c.stopEvents, c.announceDone = stopEvents, make(chan struct{})
+	go c.announceFinished(events)
 	// River's work context must outlive ctx: cancelling it would stop River
 	// without the grace period Stop gives.
 	if err := c.river.Start(context.WithoutCancel(ctx)); err != nil {
@@ -358,6 +368,11 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	// clean stop.
 	if c.recorderStart && err == nil {
 		c.recorder.close()
+	}
+	if c.stopEvents != nil {
+		// After River stopped: the last completions are announced too.
+		c.stopEvents()
+		<-c.announceDone
 	}
 	for _, w := range c.pushers {
 		w.client.Close()

@@ -126,6 +126,15 @@ func (c *Client) expireLeases(ctx context.Context) {
 			if len(expired) > 0 {
 				c.logger.Info("leases expired; their tasks are offered again", slog.Int("count", len(expired)),
 					slog.Int64("first_id", expired[0].ID))
+				var finished []int64
+				for _, e := range expired {
+					if store.IsFinal(e.State) {
+						finished = append(finished, e.ID)
+					}
+				}
+				if len(finished) > 0 {
+					_ = c.store.NotifyFinished(ctx, finished)
+				}
 			}
 			if len(expired) < leaseExpireBatch {
 				break

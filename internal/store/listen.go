@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/taskd/taskd/internal/store/dbsqlc"
 )
 
 // InsertListener is a connection of its own that LISTENs to River's insert
@@ -56,4 +60,105 @@ func (l *InsertListener) Next(ctx context.Context) (string, error) {
 // Close closes the listener's connection.
 func (l *InsertListener) Close(ctx context.Context) error {
 	return l.conn.Close(ctx)
+}
+
+// FinishedListener LISTENs, on a connection of its own, to taskd's
+// announcements of tasks that reached a final state (NotifyFinished).
+type FinishedListener struct {
+	conn *pgx.Conn
+}
+
+// ListenFinished opens a FinishedListener.
+func (s *Store) ListenFinished(ctx context.Context) (*FinishedListener, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connecting the finish listener: %w", unavailable(err))
+	}
+	var schema string
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("reading the schema: %w", unavailable(err))
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{schema + ".taskd_finished"}.Sanitize()); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("listening for finished tasks: %w", unavailable(err))
+	}
+	return &FinishedListener{conn: conn}, nil
+}
+
+// Next waits for the next announcement and returns its task IDs.
+func (l *FinishedListener) Next(ctx context.Context) ([]int64, error) {
+	n, err := l.conn.WaitForNotification(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for finished tasks: %w", unavailable(err))
+	}
+	var ids []int64
+	for part := range strings.SplitSeq(n.Payload, ",") {
+		if id, err := strconv.ParseInt(part, 10, 64); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Close closes the listener's connection.
+func (l *FinishedListener) Close(ctx context.Context) error {
+	return l.conn.Close(ctx)
+}
+
+// notifyPayloadMax keeps announcements under PostgreSQL's 8,000-byte
+// payload limit.
+const notifyPayloadMax = 7900
+
+// NotifyFinished announces ids as finished to every process's waiting
+// requests, in as few notifications as fit. A lost announcement only delays
+// waiters until their periodic recheck.
+func (s *Store) NotifyFinished(ctx context.Context, ids []int64) error {
+	return s.notifyFinished(ctx, s.q, ids)
+}
+
+// NotifyFinishedTx is NotifyFinished on commit of tx.
+func (s *Store) NotifyFinishedTx(ctx context.Context, tx pgx.Tx, ids []int64) error {
+	return s.notifyFinished(ctx, s.q.WithTx(tx), ids)
+}
+
+func (s *Store) notifyFinished(ctx context.Context, q *dbsqlc.Queries, ids []int64) error {
+	var b strings.Builder
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		err := q.TaskNotifyFinished(ctx, b.String())
+		b.Reset()
+		if err != nil {
+			return fmt.Errorf("announcing finished tasks: %w", unavailable(err))
+		}
+		return nil
+	}
+	for _, id := range ids {
+		s := strconv.FormatInt(id, 10)
+		if b.Len()+len(s)+1 > notifyPayloadMax {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s)
+	}
+	return flush()
+}
+
+// FinishedAmong returns which of ids are final or gone.
+func (s *Store) FinishedAmong(ctx context.Context, ids []int64) ([]int64, error) {
+	var out []int64
+	err := s.retry(ctx, func() (err error) {
+		out, err = s.q.TaskFinishedAmong(ctx, ids)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checking for finished tasks: %w", err)
+	}
+	return out, nil
 }

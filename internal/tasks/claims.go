@@ -327,8 +327,11 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		if err := s.store.LeaseFailTx(ctx, tx, f); err != nil {
 			return err
 		}
-		if f.State == store.StateAvailable {
+		switch f.State {
+		case store.StateAvailable:
 			return s.store.NotifyQueuesTx(ctx, tx, []string{lt.Queue})
+		case store.StateDiscarded, store.StateCancelled:
+			return s.store.NotifyFinishedTx(ctx, tx, []int64{id})
 		}
 		return nil
 	})

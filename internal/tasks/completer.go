@@ -164,11 +164,17 @@ func (c *completer) write(group []completeRequest) {
 		}
 		return
 	}
+	var finished []int64
 	for i, r := range group {
 		if err != nil {
 			r.done <- completeResult{err: err}
 			continue
 		}
+		if done[i] {
+			finished = append(finished, r.c.ID)
+		}
 		r.done <- completeResult{ok: done[i]}
 	}
+	// A lost announcement only delays waiters until their recheck.
+	_ = c.store.NotifyFinished(ctx, finished)
 }

@@ -333,8 +333,13 @@ func (s *Service) Cancel(ctx context.Context, id int64) error {
 		if store.IsFinal(state) {
 			return &StateError{Op: "cancel", State: state}
 		}
-		if _, err := s.river.JobCancelTx(ctx, tx, id); err != nil {
+		job, err := s.river.JobCancelTx(ctx, tx, id)
+		if err != nil {
 			return fmt.Errorf("cancelling task %d: %w", id, interpretRiverError(err))
+		}
+		if job.State == rivertype.JobStateCancelled {
+			// Not running: final now, so its waiters can go.
+			return s.store.NotifyFinishedTx(ctx, tx, []int64{id})
 		}
 		return nil
 	})
@@ -410,4 +415,23 @@ func (s *Service) notifyClaims(ctx context.Context, tx pgx.Tx, params []river.In
 		return nil
 	}
 	return s.store.NotifyQueuesTx(ctx, tx, queues)
+}
+
+// CancelBatch cancels every task of batch id that is not final yet (as
+// Cancel does each) and returns the batch as it is afterwards.
+func (s *Service) CancelBatch(ctx context.Context, id int64) (*store.Batch, error) {
+	b, err := s.store.Batch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range b.Tasks {
+		if store.IsFinal(t.State) {
+			continue
+		}
+		var serr *StateError
+		if err := s.Cancel(ctx, t.ID); err != nil && !errors.As(err, &serr) && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return s.store.Batch(ctx, id)
 }

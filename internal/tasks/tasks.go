@@ -7,6 +7,7 @@ package tasks
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -32,6 +33,8 @@ type Config struct {
 	// looks for claimable tasks that no notification announced. Defaults
 	// to ClaimRecheckIntervalDefault.
 	ClaimRecheckInterval time.Duration
+	// FinishRecheckInterval: see FinishRecheckIntervalDefault.
+	FinishRecheckInterval time.Duration
 }
 
 // ClaimRecheckIntervalDefault: River sends at most one insert notification
@@ -45,6 +48,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.ClaimRecheckInterval = cmp.Or(c.ClaimRecheckInterval, ClaimRecheckIntervalDefault)
+	c.FinishRecheckInterval = cmp.Or(c.FinishRecheckInterval, FinishRecheckIntervalDefault)
 	return c
 }
 
@@ -65,6 +69,8 @@ type Service struct {
 	claims *broker
 	// completions groups the completions of external workers.
 	completions *completer
+	// waiters holds the requests waiting for tasks to finish.
+	waiters *finishWaiters
 }
 
 // New returns a Service.
@@ -77,6 +83,7 @@ func New(cfg Config) (*Service, error) {
 		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
 		claims:      newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
 		completions: newCompleter(cfg.Store),
+		waiters:     newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
 	}, nil
 }
 
@@ -84,5 +91,14 @@ func New(cfg Config) (*Service, error) {
 // what they have.
 func (s *Service) Close() {
 	s.claims.close()
+	s.waiters.close()
 	s.completions.close()
+}
+
+// WaitFinished waits until every task of ids is in a final state
+// (completed, cancelled, discarded) or gone, or d has passed; it returns
+// ctx's error when ctx ends first (the client left). Waiting is driven by
+// the announcements of every process (see finishWaiters), not by polling.
+func (s *Service) WaitFinished(ctx context.Context, ids []int64, d time.Duration) error {
+	return s.waiters.wait(ctx, ids, d)
 }

@@ -25,6 +25,11 @@ FINAL_STATES = frozenset({"completed", "cancelled", "discarded"})
 _TASK_FIELDS = frozenset({"queue", "priority", "max_attempts", "scheduled_at", "delay", "tags"})
 
 # Client-side waiting polls GET with this backoff, in seconds.
+# The longest wait taskd holds one request for (?wait=); longer waits are
+# several requests.
+_SERVER_WAIT_MAX = 60.0
+# Pauses between waiting requests that came back early unfinished (a
+# server shutting down): never a tight loop.
 _POLL_FIRST = 0.05
 _POLL_MAX = 1.0
 
@@ -102,10 +107,10 @@ class Client:
         :meth:`submit`'s fields, such as ``{"kind": "double", "args":
         {"value": 1}, "priority": 2}``. Returns ``{"id", "task_ids"}``.
 
-        With ``wait``, waits up to that long for the batch to be ``done``
-        (see :meth:`get_batch`) and returns the batch as
-        ``GET /v1/batches/{id}`` shows it at the end of the wait, with the
-        ``task_ids`` added.
+        With ``wait``, the server holds the answer until the batch is
+        ``done`` or the wait has passed (``POST /v1/batches?wait=``), and
+        the batch is returned as ``GET /v1/batches/{id}`` shows it then,
+        with the ``task_ids`` added.
         """
         items = []
         for i, task in enumerate(tasks):
@@ -114,28 +119,32 @@ class Client:
                 raise ValueError(f"tasks[{i}] has no kind")
             kind, args = task.pop("kind"), task.pop("args", None)
             items.append(_task_body(kind, args, task, f"tasks[{i}]"))
-        created = self._request("POST", "/v1/batches", {"tasks": items}, headers=_idempotency(idempotency_key))
         if wait is None:
-            return created
-        batch = self.get_batch(created["id"], wait=wait)
-        batch["task_ids"] = created["task_ids"]
+            return self._request("POST", "/v1/batches", {"tasks": items}, headers=_idempotency(idempotency_key))
+        seconds = _wait_seconds(wait)
+        deadline = time.monotonic() + seconds
+        first = min(seconds, _SERVER_WAIT_MAX)
+        batch = self._request(
+            "POST", "/v1/batches?wait=" + _wait_param(first), {"tasks": items},
+            headers=_idempotency(idempotency_key), timeout=max(self.timeout, first + 10),
+        )
+        if not batch.get("done") and deadline - time.monotonic() > 0:
+            batch = self.get_batch(batch["id"], wait=deadline - time.monotonic())
+        batch["task_ids"] = [t["id"] for t in batch.get("tasks", [])]
         return batch
 
     def get(self, id: int, wait: Optional[Duration] = None) -> Dict[str, Any]:
         """Return a task (``GET /v1/tasks/{id}``).
 
-        With ``wait``, waits up to that long for the task to be final
-        (``completed``, ``cancelled`` or ``discarded``) and returns it as it
-        is then, final or not.
-
-        Waiting is done here, by polling with a backoff of 50 ms doubling to
-        1 s, because taskd does not support ``?wait=`` yet; once it does, the
-        client will let the server wait instead, with the same result.
+        With ``wait``, the server holds the answer until the task is final
+        (``completed``, ``cancelled`` or ``discarded``) or the wait has
+        passed (``?wait=``; waits over 60 s take several requests), and the
+        task is returned as it is then, final or not.
         """
         path = f"/v1/tasks/{_id(id)}"
         if wait is None:
             return self._request("GET", path)
-        return self._poll(lambda: self._request("GET", path), lambda t: t.get("state") in FINAL_STATES, wait)
+        return self._wait(path, lambda t: t.get("state") in FINAL_STATES, wait)
 
     def get_batch(self, id: int, wait: Optional[Duration] = None) -> Dict[str, Any]:
         """Return a batch's progress (``GET /v1/batches/{id}``):
@@ -147,7 +156,7 @@ class Client:
         path = f"/v1/batches/{_id(id)}"
         if wait is None:
             return self._request("GET", path)
-        return self._poll(lambda: self._request("GET", path), lambda b: b.get("done") is True, wait)
+        return self._wait(path, lambda b: b.get("done") is True, wait)
 
     def cancel(self, id: int) -> Dict[str, Any]:
         """Cancel a task (``POST /v1/tasks/{id}/cancel``) and return it.
@@ -269,24 +278,21 @@ class Client:
         answer = self._request("POST", "/v1/claims", body, timeout=timeout, cancel=cancel)
         return list(answer.get("tasks") or [])
 
-    def _poll(
-        self,
-        fetch: Callable[[], Dict[str, Any]],
-        done: Callable[[Dict[str, Any]], bool],
-        wait: Duration,
-    ) -> Dict[str, Any]:
-        seconds = parse_duration(wait)
-        if seconds < 0:
-            raise ValueError(f"wait must not be negative, got {wait!r}")
-        deadline = time.monotonic() + seconds
+    def _wait(self, path: str, done: Callable[[Dict[str, Any]], bool], wait: Duration) -> Dict[str, Any]:
+        """GET path with ?wait= until done or the wait has passed."""
+        deadline = time.monotonic() + _wait_seconds(wait)
         pause = _POLL_FIRST
         while True:
-            obj = fetch()
+            chunk = min(max(deadline - time.monotonic(), 0.0), _SERVER_WAIT_MAX)
+            asked = time.monotonic()
+            obj = self._request("GET", f"{path}?wait={_wait_param(chunk)}", timeout=max(self.timeout, chunk + 10))
             remaining = deadline - time.monotonic()
             if done(obj) or remaining <= 0:
                 return obj
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, _POLL_MAX)
+            if time.monotonic() - asked < chunk:
+                # Back before its wait, unfinished (a server shutting down).
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, _POLL_MAX)
 
     def _request(
         self,
@@ -405,3 +411,15 @@ def _id(id: Any) -> int:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _wait_seconds(wait: Duration) -> float:
+    seconds = parse_duration(wait)
+    if seconds < 0:
+        raise ValueError(f"wait must not be negative, got {wait!r}")
+    return seconds
+
+
+def _wait_param(seconds: float) -> str:
+    """A ?wait= value: milliseconds are enough."""
+    return urllib.parse.quote(format_duration(round(seconds, 3)))
