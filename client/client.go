@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Client talks to one taskd over HTTP. It is safe for concurrent use.
@@ -142,6 +143,36 @@ func (c *Client) change(ctx context.Context, id int64, action string) (*Task, er
 		return nil, err
 	}
 	return t, nil
+}
+
+// Wait returns the task once it is final (completed, cancelled,
+// discarded) or d (at most 60s) has passed, as it is then: the server holds
+// the request (?wait=). The HTTP client's Timeout must be longer than d.
+func (c *Client) Wait(ctx context.Context, id int64, d time.Duration) (*Task, error) {
+	t := &Task{}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/tasks/"+strconv.FormatInt(id, 10)+"?wait="+d.String(), nil, "", t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// WaitBatch is Wait for every task of a batch.
+func (c *Client) WaitBatch(ctx context.Context, id int64, d time.Duration) (*Batch, error) {
+	b := &Batch{}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/batches/"+strconv.FormatInt(id, 10)+"?wait="+d.String(), nil, "", b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// CancelBatch cancels every unfinished task of a batch and returns the
+// batch.
+func (c *Client) CancelBatch(ctx context.Context, id int64) (*Batch, error) {
+	b := &Batch{}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/batches/"+strconv.FormatInt(id, 10)+"/cancel", nil, "", b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Batch returns a batch's progress with its tasks.

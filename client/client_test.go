@@ -103,9 +103,15 @@ func TestClient(t *testing.T) {
 	if err != nil || b.Total != 2 {
 		t.Fatalf("Batch: %+v, %v", b, err)
 	}
-	cancelled, err := c.Cancel(ctx, batch.TaskIDs[1])
-	if err != nil || !cancelled.CancelRequested {
-		t.Fatalf("Cancel: %+v, %v", cancelled, err)
+	if w, err := c.Wait(ctx, batch.TaskIDs[0], 20*time.Second); err != nil || w.State != "completed" {
+		t.Fatalf("Wait: %+v, %v", w, err)
+	}
+	cb, err := c.CancelBatch(ctx, batch.ID)
+	if err != nil || cb.ID != batch.ID {
+		t.Fatalf("CancelBatch: %+v, %v", cb, err)
+	}
+	if wb, err := c.WaitBatch(ctx, batch.ID, 20*time.Second); err != nil || !wb.Done || wb.Counts["cancelled"] != 1 {
+		t.Fatalf("WaitBatch after CancelBatch: %+v, %v", wb, err)
 	}
 	list, err := c.List(ctx, client.ListParams{Kind: "double", Limit: 1})
 	if err != nil || len(list.Tasks) != 1 || list.NextCursor == nil {

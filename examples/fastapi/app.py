@@ -56,7 +56,7 @@ client = taskd.Client(os.environ.get("TASKD_URL", "http://127.0.0.1:8080"))
 app = FastAPI(title="The FastAPI parallel-processing article's app, on taskd")
 
 # The endpoints that call taskd are plain `def`, not `async def`: the taskd
-# client is blocking (http.client, and its wait= polls with time.sleep), and
+# client is blocking (http.client, and its wait= holds a request), and
 # FastAPI runs plain functions in its thread pool, where blocking holds one
 # thread and not the event loop that serves every other request. Only the
 # webhook receiver, which never calls taskd, is `async def`.
@@ -105,9 +105,8 @@ def batch_answer(batch: Dict[str, Any]) -> JSONResponse:
 def gather(kind: str, items: List[Dict[str, Any]]) -> Any:
     """Submit one task of kind per item, all or nothing, and wait for them.
 
-    taskd does not wait server-side yet (?wait=), so the client polls the
-    batch, backing off from 50 ms to 1 s; the answer is the same once it
-    does.
+    taskd holds the request until every task is final (?wait=), woken by
+    the announcement of whichever process finished the last one.
     """
     if not items:
         return []

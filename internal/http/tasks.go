@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
