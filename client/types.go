@@ -219,3 +219,26 @@ type Heartbeat struct {
 	LeaseExpiresAt  time.Time `json:"lease_expires_at"`
 	CancelRequested bool      `json:"cancel_requested"`
 }
+
+// Queue is a queue as GET /v1/queues shows it. Counts covers unfinished
+// tasks only (available, running, retryable, scheduled, pending): counting
+// finished ones would read every retained row.
+type Queue struct {
+	Name   string         `json:"name"`
+	Counts map[string]int `json:"counts"`
+	// Running is how many of its tasks run now, in every process.
+	Running int `json:"running"`
+	// OldestAvailableAgeSeconds is how long the oldest task ready to run
+	// has waited; nil when none is ready.
+	OldestAvailableAgeSeconds *float64 `json:"oldest_available_age_seconds"`
+	// Paused is set while the queue is paused (in every process).
+	Paused bool `json:"paused"`
+	// Workers is the answering process's workers for the queue (0: it does
+	// not work it).
+	Workers int `json:"workers"`
+}
+
+// QueueList is the answer to GET /v1/queues.
+type QueueList struct {
+	Queues []Queue `json:"queues"`
+}

@@ -318,6 +318,8 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "FailRequest", zero: tasks.FailParams{}, full: tasks.FailParams{RetryAfter: new("1s"), Permanent: new(true), Interrupted: new(true)}, request: true},
 		{schema: "HeartbeatRequest", zero: tasks.HeartbeatParams{}, full: tasks.HeartbeatParams{Extend: new("1s")}, request: true},
 		{schema: "Heartbeat", zero: client.Heartbeat{}},
+		{schema: "Queue", zero: client.Queue{}},
+		{schema: "QueueList", zero: client.QueueList{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			s := oaObject(t, schemas, tc.schema)

@@ -387,3 +387,62 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	}
 	return nil
 }
+
+// QueueInfo is a queue as River knows it, with this process's workers.
+type QueueInfo struct {
+	Name string
+	// Paused is River's pause, which every process honours.
+	Paused bool
+	// Workers is this process's workers for it; 0 when it does not work it.
+	Workers int
+}
+
+// ErrUnknownQueue is returned for a queue River has no record of.
+var ErrUnknownQueue = errors.New("unknown queue")
+
+// Queues lists the queues River has records of (every queue a process
+// works or worked lately) and those this process works, by name.
+func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
+	res, err := c.river.QueueList(ctx, river.NewQueueListParams().First(10_000))
+	if err != nil {
+		return nil, fmt.Errorf("listing queues: %w", err)
+	}
+	byName := map[string]*QueueInfo{}
+	for _, q := range res.Queues {
+		byName[q.Name] = &QueueInfo{Name: q.Name, Paused: q.PausedAt != nil}
+	}
+	for name, n := range c.cfg.Queues {
+		if byName[name] == nil {
+			byName[name] = &QueueInfo{Name: name}
+		}
+		byName[name].Workers = n
+	}
+	out := make([]QueueInfo, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		out = append(out, *byName[name])
+	}
+	return out, nil
+}
+
+// PauseQueue pauses a queue in every process: no new task of it starts
+// until ResumeQueue; running ones finish.
+func (c *Client) PauseQueue(ctx context.Context, name string) error {
+	if err := c.river.QueuePause(ctx, name, nil); err != nil {
+		if errors.Is(err, rivertype.ErrNotFound) {
+			return ErrUnknownQueue
+		}
+		return fmt.Errorf("pausing queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// ResumeQueue undoes PauseQueue.
+func (c *Client) ResumeQueue(ctx context.Context, name string) error {
+	if err := c.river.QueueResume(ctx, name, nil); err != nil {
+		if errors.Is(err, rivertype.ErrNotFound) {
+			return ErrUnknownQueue
+		}
+		return fmt.Errorf("resuming queue %q: %w", name, err)
+	}
+	return nil
+}

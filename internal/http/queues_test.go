@@ -1,0 +1,84 @@
+package http_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/taskd/taskd/client"
+)
+
+func (b *testBundle) queue(t *testing.T, name string) client.Queue {
+	t.Helper()
+	r := b.get(t, "/v1/queues")
+	wantStatus(t, r, http.StatusOK)
+	var l client.QueueList
+	decode(t, r, &l)
+	for _, q := range l.Queues {
+		if q.Name == name {
+			return q
+		}
+	}
+	t.Fatalf("queue %q not in %+v", name, l.Queues)
+	return client.Queue{}
+}
+
+// TestQueues: GET /v1/queues shows each queue's unfinished tasks, and a
+// pause holds new tasks back until the resume.
+func TestQueues(t *testing.T) {
+	t.Parallel()
+	b := setupRunning(t)
+	// River records a queue once its producer has run.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := b.post(t, "/v1/queues/default/pause", "")
+		if r.Status == http.StatusOK {
+			var q client.Queue
+			decode(t, r, &q)
+			if !q.Paused || q.Workers == 0 {
+				t.Fatalf("paused queue: %+v", q)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pausing the default queue: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	task := b.createTask(t, `{"kind":"double","args":{"value":1}}`)
+	b.createTask(t, `{"kind":"sleep","args":{"ms":1000},"delay":"1h"}`)
+	// Paused: the task stays available, and its age shows.
+	q := b.waitQueue(t, "default", func(q client.Queue) bool {
+		return q.Counts["available"] == 1 && q.OldestAvailableAgeSeconds != nil && *q.OldestAvailableAgeSeconds > 0.2
+	})
+	if !q.Paused || q.Counts["scheduled"] != 1 {
+		t.Fatalf("paused queue: %+v", q)
+	}
+	if got := b.getTask(t, task.ID); got.State != "available" {
+		t.Fatalf("a task of a paused queue is %s", got.State)
+	}
+	r := b.post(t, "/v1/queues/default/resume", "")
+	wantStatus(t, r, http.StatusOK)
+	b.waitState(t, task.ID, "completed", 20*time.Second)
+	q = b.queue(t, "default")
+	if q.Paused || q.Counts["available"] != 0 || q.OldestAvailableAgeSeconds != nil {
+		t.Fatalf("resumed queue: %+v", q)
+	}
+	wantStatus(t, b.post(t, "/v1/queues/nope/pause", ""), http.StatusNotFound)
+	wantStatus(t, b.post(t, "/v1/queues/nope/resume", ""), http.StatusNotFound)
+}
+
+func (b *testBundle) waitQueue(t *testing.T, name string, cond func(client.Queue) bool) client.Queue {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		q := b.queue(t, name)
+		if cond(q) {
+			return q
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %q never matched: %+v", name, q)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
