@@ -49,6 +49,9 @@ type TaskSummary struct {
 	CancelRequested bool            `json:"cancel_requested"`
 	// BatchID is the batch the task was submitted in, nil when none.
 	BatchID *int64 `json:"batch_id"`
+	// NextRetryAt is when a failed task is tried again, nil unless a retry
+	// is scheduled.
+	NextRetryAt *time.Time `json:"next_retry_at"`
 }
 
 // Task is one task with every attempt, as GET /v1/tasks/{id} shows it.

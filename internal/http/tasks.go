@@ -51,9 +51,17 @@ func toTaskJSON(t *store.Task) taskJSON {
 	if t.BatchID != 0 {
 		batchID = &t.BatchID
 	}
+	// A retry is scheduled for a retryable task, and for an available one
+	// with errors and a future scheduled_at (River makes a retry due within
+	// its scheduler interval available at once).
+	var nextRetry *time.Time
+	if t.State == store.StateRetryable || (t.State == store.StateAvailable && len(t.Errors) > 0 && t.ScheduledAt.After(time.Now())) {
+		nextRetry = &t.ScheduledAt
+	}
 	return taskJSON{
-		BatchID: batchID,
-		ID:      t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
+		BatchID:     batchID,
+		NextRetryAt: nextRetry,
+		ID:          t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
 		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 		Result: t.Result, Errors: toErrorsJSON(t.Errors), CancelRequested: t.CancelRequested,

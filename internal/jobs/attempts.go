@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -179,7 +180,9 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	defer func() {
 		if p := recover(); p != nil {
 			a.HTTPStatus = note.httpStatus
-			m.finish(a, start, store.OutcomePanic, fmt.Sprint(p))
+			// The stack of the panicking goroutine, for the attempt's row
+			// (River keeps it too, in the error's trace).
+			m.finish(a, start, store.OutcomePanic, fmt.Sprintf("%v\n\n%s", p, debug.Stack()))
 			panic(p) // River recovers it and records the error.
 		}
 	}()

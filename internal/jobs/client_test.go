@@ -254,8 +254,12 @@ func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 	default:
 		t.Fatal("the panic went on before the attempt was written")
 	}
-	if a.TaskID != 7 || a.Attempt != 2 || a.Outcome != store.OutcomePanic || a.Error != "kaboom" || a.Worker != "me" || a.FinishedAt == nil {
+	if a.TaskID != 7 || a.Attempt != 2 || a.Outcome != store.OutcomePanic || a.Worker != "me" || a.FinishedAt == nil {
 		t.Errorf("attempt = %+v", a)
+	}
+	// The panic's value, then the stack that panicked.
+	if !strings.HasPrefix(a.Error, "kaboom\n\ngoroutine ") || !strings.Contains(a.Error, "TestAttemptMiddlewareRecordsPanic") {
+		t.Errorf("attempt error = %q, want the value and the stack trace", a.Error)
 	}
 }
 
@@ -525,5 +529,26 @@ func TestAttemptWriteGivenUp(t *testing.T) {
 	}
 	if len(task.Attempts) != 0 {
 		t.Errorf("attempts = %+v, want none (the write was given up)", task.Attempts)
+	}
+}
+
+// TestFailPermanentAndSnooze: the built-in fail kind discards at once with
+// permanent, and with snooze is put off without counting attempts.
+func TestFailPermanentAndSnooze(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.start(t)
+	perm := b.submit(t, "fail", map[string]any{"times": 3, "permanent": true, "message": "never"}, nil)
+	task := b.waitTask(t, perm, 20*time.Second, inState(store.StateDiscarded))
+	if task.Attempt != 1 || len(task.Errors) != 1 || task.Errors[0].Message != "never" || task.MaxAttempts != MaxAttemptsDefault {
+		t.Fatalf("permanent: %+v", task)
+	}
+	snooze := b.submit(t, "fail", map[string]any{"times": 2, "snooze": "10ms"}, nil)
+	task = b.waitTask(t, snooze, 20*time.Second, inState(store.StateCompleted))
+	if compact(task.Result) != `{"snoozes":2,"attempts":1}` || len(task.Errors) != 0 || task.Attempt != 1 {
+		t.Fatalf("snooze: result %s, errors %v, attempt %d", task.Result, task.Errors, task.Attempt)
+	}
+	if o := outcomes(b.finishedAttempts(t, snooze, 3)); !slices.Equal(o, []string{"snoozed", "snoozed", "completed"}) {
+		t.Fatalf("snooze attempts: %v", o)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 	"unicode/utf8"
 
 	"github.com/riverqueue/river"
@@ -22,10 +23,19 @@ const (
 	FailDefaultMessage = "failed on purpose"
 )
 
-// FailArgs are the args of the "fail" kind, which exists to exercise retries.
+// FailSnoozeMax bounds "fail"'s snooze.
+const FailSnoozeMax = time.Hour
+
+// FailArgs are the args of the "fail" kind, which exists to exercise
+// retries: its first Times attempts fail with Message, or, with Permanent,
+// the first discards the task at once, or, with Snooze, each of the first
+// Times tries is put off by Snooze without counting as an attempt.
 type FailArgs struct {
-	Times   int    `json:"times"`
-	Message string `json:"message"`
+	Times     int    `json:"times"`
+	Message   string `json:"message"`
+	Permanent bool   `json:"permanent,omitempty"`
+	// Snooze is a Go duration; "" for none.
+	Snooze string `json:"snooze,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -34,6 +44,9 @@ func (FailArgs) Kind() string { return "fail" }
 // FailResult is the result of a "fail" task that stopped failing.
 type FailResult struct {
 	Attempts int `json:"attempts"`
+	// Snoozes is how often it was put off (River counts them); left out
+	// when none.
+	Snoozes int `json:"snoozes,omitempty"`
 }
 
 // FailWorker works "fail" tasks.
@@ -46,26 +59,46 @@ func (w *FailWorker) Work(ctx context.Context, job *river.Job[FailArgs]) error {
 	// Counted as taskd counts attempts (store.AttemptNumber), so that
 	// snoozes and interrupted attempts do not count as failures.
 	attempt := store.AttemptNumber(len(job.Errors), job.Attempt)
-	if attempt <= job.Args.Times {
+	var meta struct {
+		Snoozes int `json:"snoozes"`
+	}
+	_ = json.Unmarshal(job.Metadata, &meta)
+	switch {
+	case job.Args.Snooze != "" && meta.Snoozes < job.Args.Times:
+		d, _ := time.ParseDuration(job.Args.Snooze) // validated at submission
+		return river.JobSnooze(d)
+	case job.Args.Snooze == "" && attempt <= job.Args.Times:
+		if job.Args.Permanent {
+			// River discards a failed job whose attempt reached its
+			// max_attempts, comparing the row it holds in memory; the
+			// stored max_attempts is left as submitted (as for a pushed
+			// task answered with a final 4xx, internal/jobs/push.go).
+			job.MaxAttempts = job.Attempt
+		}
 		return errors.New(job.Args.Message)
 	}
-	return river.RecordOutput(ctx, FailResult{Attempts: attempt})
+	return river.RecordOutput(ctx, FailResult{Attempts: attempt, Snoozes: meta.Snoozes})
 }
 
 var failKind = kinds.Kind{
-	Run:         kinds.RunGo,
-	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &FailWorker{}) },
-	Name:        "fail",
-	Queue:       river.QueueDefault,
-	Description: "Fails its first `times` attempts with `message`, then succeeds with the attempt count.",
+	Run:       kinds.RunGo,
+	AddWorker: func(w *river.Workers) { river.AddWorker(w, &FailWorker{}) },
+	Name:      "fail",
+	Queue:     river.QueueDefault,
+	Description: "Fails its first `times` attempts with `message`, then succeeds with the attempt count; " +
+		"with `permanent`, its first failure discards it at once; with `snooze`, it is put off that long `times` times without counting attempts.",
 	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["times"],` +
 		`"properties":{"times":{"type":"integer","minimum":0,"maximum":1000},` +
-		`"message":{"type":"string","minLength":1,"maxLength":4096,"default":"failed on purpose"}}}`),
-	ResultSchema: json.RawMessage(`{"type":"object","properties":{"attempts":{"type":"integer"}}}`),
+		`"message":{"type":"string","minLength":1,"maxLength":4096,"default":"failed on purpose"},` +
+		`"permanent":{"type":"boolean","default":false},` +
+		`"snooze":{"type":"string","description":"A Go duration, 1ms to 1h, such as 2s."}}}`),
+	ResultSchema: json.RawMessage(`{"type":"object","properties":{"attempts":{"type":"integer"},"snoozes":{"type":"integer"}}}`),
 	Decode: func(raw json.RawMessage, fe *kinds.Errors) river.JobArgs {
 		var wire struct {
-			Times   *int    `json:"times"`
-			Message *string `json:"message"`
+			Times     *int    `json:"times"`
+			Message   *string `json:"message"`
+			Permanent *bool   `json:"permanent"`
+			Snooze    *string `json:"snooze"`
 		}
 		if !kinds.DecodeArgs(raw, &wire, fe) {
 			return nil
@@ -92,6 +125,22 @@ var failKind = kinds.Kind{
 				ok = false
 			default:
 				args.Message = *wire.Message
+			}
+		}
+		if wire.Permanent != nil {
+			args.Permanent = *wire.Permanent
+		}
+		if wire.Snooze != nil {
+			d, err := time.ParseDuration(*wire.Snooze)
+			switch {
+			case err != nil || d < time.Millisecond || d > FailSnoozeMax:
+				fe.Add("snooze", "must be a duration between 1ms and %s, such as \"2s\"", FailSnoozeMax)
+				ok = false
+			case args.Permanent:
+				fe.Add("snooze", "cannot be given together with permanent")
+				ok = false
+			default:
+				args.Snooze = *wire.Snooze
 			}
 		}
 		if !ok {
