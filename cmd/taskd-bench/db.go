@@ -103,6 +103,26 @@ func (d *databases) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// xacts returns the transactions committed and rolled back so far in the
+// database at dbURL by all its backends (pg_stat_database), read on the
+// admin connection so that reading does not count. PostgreSQL reports a
+// backend's counts when it goes idle, but at most once a second, and an
+// idle backend's last ones up to 10 s late (PGSTAT_IDLE_INTERVAL).
+func (d *databases) xacts(ctx context.Context, dbURL string) (int64, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	err = d.conn.QueryRow(ctx, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", cfg.Database).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting transactions of %s: %w", cfg.Database, err)
+	}
+	return n, nil
+}
+
 func (d *databases) serverVersion(ctx context.Context) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,17 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("final table has no row for %q:\n%s", scenario, table)
 		}
 	}
-	if !strings.Contains(table, "skipped: no wait") {
-		t.Errorf("scenario 4 is not reported as skipped:\n%s", table)
+	var waiterRows []string
+	for line := range strings.SplitSeq(table, "\n") {
+		if strings.HasPrefix(line, "4 waiters ") {
+			waiterRows = append(waiterRows, line)
+		}
+	}
+	for _, metric := range []string{"release p50 ms", "release p95 ms", "release p99 ms", "other process release p95 ms",
+		"announced→answer p95 ms", "xact/s 50 waiters", "xact per started wait"} {
+		if !slices.ContainsFunc(waiterRows, func(line string) bool { return strings.Contains(line, "  "+metric+"  ") }) {
+			t.Errorf("final table has no scenario 4 row %q:\n%s", metric, table)
+		}
 	}
 	t.Logf("output:\n%s", out.String())
 }
@@ -54,7 +64,7 @@ func TestParseConfig(t *testing.T) {
 	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
 		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
 	}
-	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"stray"}} {
+	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"-waiters", "0"}, {"-xact-window", "50s"}, {"stray"}} {
 		if _, err := parseConfig(args, env, &stderr); err == nil {
 			t.Errorf("parseConfig(%q): no error", args)
 		}

@@ -44,6 +44,11 @@ type config struct {
 	ReleaseClaimers int           // waiting claims in scenario 9's release delay
 	ReleaseN        int           // tasks inserted one at a time for the release delay
 	ReleaseInterval time.Duration // pause between two of those inserts
+	Waiters         int           // concurrent waiters in scenario 4's release delay
+	WaitN           int           // tasks waited for in each of its release runs
+	IdleWaiters     int           // waiters held while scenario 4 counts transactions
+	XactWindow      time.Duration // how long scenario 4 counts transactions
+	XactSettle      time.Duration // idle time before each count starts
 	Scenarios       []int
 	TaskdBin        string // a prebuilt taskd binary; built when empty
 	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8 and 9 here (8 and 9: profilePath)
@@ -77,6 +82,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		relClaimers = fs.Int("release-claimers", 20, "claims waiting at once while scenario 9 measures the release delay")
 		relN        = fs.Int("release-n", 200, "tasks inserted one at a time for scenario 9's release delay")
 		relInterval = fs.Duration("release-interval", 20*time.Millisecond, "pause between two of those inserts")
+		waiters     = fs.Int("waiters", 20, "concurrent waiters in scenario 4's release delay, each submitting a sleep task of 50–100 ms and waiting for it")
+		waitN       = fs.Int("wait-n", 300, "tasks waited for in each of scenario 4's release runs")
+		idleWaiters = fs.Int("idle-waiters", 1000, "waiters held at once while scenario 4 counts transactions (against 1)")
+		xactWindow  = fs.Duration("xact-window", 15*time.Second, "how long scenario 4 counts transactions with 1 and with -idle-waiters waiters")
+		xactSettle  = fs.Duration("xact-settle", 11*time.Second, "idle time before each of scenario 4's counts: PostgreSQL reports an idle backend's transactions up to 10 s late")
 		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9", "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
 		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8 and 9 into <file>-s8 and <file>-s9 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
@@ -98,6 +108,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		Duration: *duration, Warmup: *warmup, Settle: *settle, Pairs: *pairs, PickupRate: *rate, PickupDuration: *pickupDur,
 		Rows: *rows, ReadConcurrency: *readConc, TaskdBin: *taskdBin, CPUProfile: *cpuProfile, ProfileSeconds: *profSeconds,
 		PushN: *pushN, PushWorkers: *pushWorkers, PullN: *pullN, ReleaseClaimers: *relClaimers, ReleaseN: *relN, ReleaseInterval: *relInterval,
+		Waiters: *waiters, WaitN: *waitN, IdleWaiters: *idleWaiters, XactWindow: *xactWindow, XactSettle: *xactSettle,
 	}
 	if *smoke {
 		// Explicit flags still win over the smoke sizes.
@@ -123,10 +134,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("push-n", &cfg.PushN, 1000)
 		small("pull-n", &cfg.PullN, 500)
 		small("release-n", &cfg.ReleaseN, 10)
+		small("waiters", &cfg.Waiters, 4)
+		small("wait-n", &cfg.WaitN, 10)
+		small("idle-waiters", &cfg.IdleWaiters, 50)
 		smallD("duration", &cfg.Duration, time.Second)
 		smallD("warmup", &cfg.Warmup, 0)
 		smallD("settle", &cfg.Settle, 200*time.Millisecond)
 		smallD("pickup-duration", &cfg.PickupDuration, time.Second)
+		smallD("xact-window", &cfg.XactWindow, 2*time.Second)
+		smallD("xact-settle", &cfg.XactSettle, 500*time.Millisecond)
 		if !set["concurrency"] {
 			*conc = "4"
 		}
@@ -163,6 +179,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-n, -clients, -pairs, -pickup-rate, -rows, -read-concurrency, -cpuprofile-seconds, -push-n, -push-workers, -pull-n, -release-claimers and -release-n must be positive, -batch between 1 and %d", tasks.BatchMax)
 	case cfg.Duration <= 0 || cfg.PickupDuration <= 0 || cfg.Warmup < 0 || cfg.Settle < 0 || cfg.ReleaseInterval < 0:
 		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup, -settle and -release-interval not negative")
+	case cfg.Waiters < 1 || cfg.WaitN < 1 || cfg.IdleWaiters < 1:
+		return nil, errors.New("-waiters, -wait-n and -idle-waiters must be positive")
+	case cfg.XactWindow <= 0 || cfg.XactSettle < 0 || cfg.XactSettle+cfg.XactWindow > heldWait-10*time.Second:
+		// The held waits must outlast the settle and the window.
+		return nil, fmt.Errorf("-xact-window must be positive, -xact-settle not negative, and the two together at most %s", heldWait-10*time.Second)
 	}
 	return cfg, nil
 }
@@ -275,9 +296,10 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart scenarios=%v\n",
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s scenarios=%v\n",
 		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
-		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval, c.Scenarios)
+		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval,
+		c.Waiters, c.WaitN, c.IdleWaiters, c.XactWindow, c.XactSettle, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }

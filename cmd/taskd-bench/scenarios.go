@@ -407,13 +407,6 @@ func (b *bench) scenario3(ctx context.Context) error {
 	return nil
 }
 
-// scenario4: waiters. The ?wait= API does not exist yet.
-func (b *bench) scenario4(context.Context) error {
-	b.logf("scenario 4: waiters: skipped: no wait (GET /v1/tasks/{id}?wait= does not exist yet)")
-	b.addRow(row{Scenario: "4 waiters", Metric: "—", Baseline: "skipped: no wait"})
-	return nil
-}
-
 // scenario7: the cost of attempt recording, scenario 1 with
 // TASKD_RECORD_ATTEMPTS=true and false alternately.
 func (b *bench) scenario7(ctx context.Context) error {
