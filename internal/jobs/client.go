@@ -320,6 +320,9 @@ func (c *Client) Start(ctx context.Context) error {
 	// River's work context must outlive ctx: cancelling it would stop River
 	// without the grace period Stop gives.
 	if err := c.river.Start(context.WithoutCancel(ctx)); err != nil {
+		c.stopEvents()
+		<-c.announceDone
+		c.stopEvents = nil
 		return fmt.Errorf("starting River client: %w", err)
 	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
