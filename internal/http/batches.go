@@ -99,7 +99,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if b, err = s.Store.Batch(r.Context(), sub.BatchID); err != nil {
-			s.writeError(w, r, err, "")
+			s.writeError(w, r, err, "batch "+strconv.FormatInt(sub.BatchID, 10))
 			return
 		}
 		writeJSON(w, status, toBatchJSON(b))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
 )
 
 // queues reads every queue's state: River's records and this process's
@@ -81,6 +82,12 @@ func (s *server) changeQueue(w http.ResponseWriter, r *http.Request, change func
 		return
 	}
 	name := chi.URLParam(r, "name")
+	// River reads "*" as every queue; no queue is called anything but a
+	// queue name.
+	if !kinds.QueueNameOK(name) {
+		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist: " + kinds.QueueNameRule})
+		return
+	}
 	if err := change(r.Context(), name); err != nil {
 		if errors.Is(err, jobs.ErrUnknownQueue) {
 			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist (no process works it or has worked it lately)"})

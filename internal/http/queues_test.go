@@ -64,6 +64,12 @@ func TestQueues(t *testing.T) {
 	if q.Paused || q.Counts["available"] != 0 || q.OldestAvailableAgeSeconds != nil {
 		t.Fatalf("resumed queue: %+v", q)
 	}
+	// River reads "*" as every queue: not a name here.
+	wantStatus(t, b.post(t, "/v1/queues/%2A/pause", ""), http.StatusNotFound)
+	wantStatus(t, b.post(t, "/v1/queues/*/pause", ""), http.StatusNotFound)
+	if q := b.queue(t, "default"); q.Paused {
+		t.Fatal("pausing \"*\" paused the default queue")
+	}
 	wantStatus(t, b.post(t, "/v1/queues/nope/pause", ""), http.StatusNotFound)
 	wantStatus(t, b.post(t, "/v1/queues/nope/resume", ""), http.StatusNotFound)
 }

@@ -55,7 +55,10 @@ func toTaskJSON(t *store.Task) taskJSON {
 	// with errors and a future scheduled_at (River makes a retry due within
 	// its scheduler interval available at once).
 	var nextRetry *time.Time
-	if t.State == store.StateRetryable || (t.State == store.StateAvailable && len(t.Errors) > 0 && t.ScheduledAt.After(time.Now())) {
+	// A task put off after it ran (snoozed) waits for a retry too.
+	ranBefore := len(t.Errors) > 0 || t.StartedAt != nil
+	if t.State == store.StateRetryable ||
+		((t.State == store.StateAvailable || t.State == store.StateScheduled) && ranBefore && t.ScheduledAt.After(time.Now())) {
 		nextRetry = &t.ScheduledAt
 	}
 	return taskJSON{
@@ -201,7 +204,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 			}
 			t, err := s.Store.Task(r.Context(), sub.TaskID)
 			if err != nil {
-				s.writeError(w, r, err, "")
+				s.writeError(w, r, err, "task "+strconv.FormatInt(sub.TaskID, 10))
 				return
 			}
 			writeJSON(w, http.StatusCreated, singleTask(t))

@@ -83,6 +83,16 @@ func (c *Client) rescueOnce(ctx context.Context) {
 			}
 			c.logger.Warn("rescued tasks of a dead process", slog.Int("count", len(rescued)),
 				slog.Int("completed_unsaved", unsaved), slog.Int64("first_id", rescued[0].TaskID))
+			// The dead process cannot announce the tasks it left final.
+			var finished []int64
+			for _, r := range rescued {
+				if store.IsFinal(r.State) {
+					finished = append(finished, r.TaskID)
+				}
+			}
+			if len(finished) > 0 {
+				_ = c.store.NotifyFinished(ctx, finished)
+			}
 		}
 		if len(rescued) < rescueBatch {
 			return

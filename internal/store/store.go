@@ -713,6 +713,8 @@ type RescuedTask struct {
 	// OutcomeCompletedUnsaved when its work had completed but River had not
 	// saved that, or the outcome its row already had.
 	Outcome string
+	// State is the task's new state: available, or discarded or cancelled.
+	State string
 }
 
 // RescueLost makes up to max running tasks whose process has not
@@ -728,7 +730,7 @@ func (s *Store) RescueLost(ctx context.Context, staleAfter time.Duration, max in
 	}
 	rescued := make([]RescuedTask, len(rows))
 	for i, r := range rows {
-		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome}
+		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome, State: r.NewState}
 	}
 	slices.SortFunc(rescued, func(a, b RescuedTask) int { return cmp.Compare(a.TaskID, b.TaskID) })
 	return rescued, nil

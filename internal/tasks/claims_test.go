@@ -537,3 +537,27 @@ func TestConcurrentCompletes(t *testing.T) {
 		t.Fatal("a completion after Close was accepted")
 	}
 }
+
+// TestClaimHonoursQueuePause: River's pause of a queue holds back claims
+// of its tasks too, since River's producers never fetch them.
+func TestClaimHonoursQueuePause(t *testing.T) {
+	t.Parallel()
+	b := setupExternal(t, nil)
+	ctx := context.Background()
+	id := b.submit(t, "ext", nil, nil)
+	if _, err := b.pool.Exec(ctx, `INSERT INTO river_queue (name, paused_at, metadata, created_at, updated_at) VALUES ('ext', now(), '{}', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.claim(t, ClaimParams{}); len(got) != 0 {
+		t.Fatalf("claimed %+v from a paused queue", got)
+	}
+	if kinds, err := b.store.LeaseClaimableKinds(ctx, []string{"ext"}); err != nil || len(kinds) != 0 {
+		t.Fatalf("claimable kinds of a paused queue: %v %v", kinds, err)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE river_queue SET paused_at = NULL WHERE name = 'ext'`); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.claim(t, ClaimParams{}); len(got) != 1 || got[0].ID != id {
+		t.Fatalf("claim after the resume: %+v", got)
+	}
+}

@@ -23,6 +23,8 @@ WITH picked AS (
             AND j.kind = k.kind
             AND ($2::text[] IS NULL OR j.queue = ANY($2::text[]))
             AND j.scheduled_at <= now()
+            -- River's pause reaches its own producers only.
+            AND NOT EXISTS (SELECT 1 FROM river_queue rq WHERE rq.name = j.queue AND rq.paused_at IS NOT NULL)
         ORDER BY j.priority, j.scheduled_at, j.id
         LIMIT $3::int
         FOR UPDATE SKIP LOCKED
@@ -141,6 +143,7 @@ FROM unnest($1::text[]) AS k (kind)
 WHERE EXISTS (
     SELECT 1 FROM river_job j
     WHERE j.state = 'available' AND j.kind = k.kind AND j.scheduled_at <= now()
+        AND NOT EXISTS (SELECT 1 FROM river_queue rq WHERE rq.name = j.queue AND rq.paused_at IS NOT NULL)
 )
 `
 

@@ -125,7 +125,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -153,6 +153,7 @@ SELECT
         WHEN r.outcome = 'completed' THEN 'completed_unsaved'
         ELSE r.outcome
     END)::text AS outcome,
+    r.new_state::text AS new_state,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r
 `
@@ -165,6 +166,7 @@ type ProcessRescueLostParams struct {
 type ProcessRescueLostRow struct {
 	ID       int64
 	Outcome  string
+	NewState string
 	Notified int64
 }
 
@@ -196,7 +198,12 @@ func (q *Queries) ProcessRescueLost(ctx context.Context, arg ProcessRescueLostPa
 	var items []ProcessRescueLostRow
 	for rows.Next() {
 		var i ProcessRescueLostRow
-		if err := rows.Scan(&i.ID, &i.Outcome, &i.Notified); err != nil {
+		if err := rows.Scan(
+			&i.ID,
+			&i.Outcome,
+			&i.NewState,
+			&i.Notified,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -18,6 +18,8 @@ WITH picked AS (
             AND j.kind = k.kind
             AND (sqlc.narg('queues')::text[] IS NULL OR j.queue = ANY(sqlc.narg('queues')::text[]))
             AND j.scheduled_at <= now()
+            -- River's pause reaches its own producers only.
+            AND NOT EXISTS (SELECT 1 FROM river_queue rq WHERE rq.name = j.queue AND rq.paused_at IS NOT NULL)
         ORDER BY j.priority, j.scheduled_at, j.id
         LIMIT sqlc.arg('max')::int
         FOR UPDATE SKIP LOCKED
@@ -73,6 +75,7 @@ FROM unnest(@kinds::text[]) AS k (kind)
 WHERE EXISTS (
     SELECT 1 FROM river_job j
     WHERE j.state = 'available' AND j.kind = k.kind AND j.scheduled_at <= now()
+        AND NOT EXISTS (SELECT 1 FROM river_queue rq WHERE rq.name = j.queue AND rq.paused_at IS NOT NULL)
 );
 
 -- LeaseLock locks a leased task and its lease if token is its current,

@@ -97,7 +97,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -125,5 +125,6 @@ SELECT
         WHEN r.outcome = 'completed' THEN 'completed_unsaved'
         ELSE r.outcome
     END)::text AS outcome,
+    r.new_state::text AS new_state,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r;
