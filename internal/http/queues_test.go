@@ -45,7 +45,28 @@ func TestQueues(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	task := b.createTask(t, `{"kind":"double","args":{"value":1}}`)
+	// River hands the pause to every process's producers by notification,
+	// so it takes effect a moment after the answer: a task submitted in
+	// that moment may still run. Submit until one stays available.
+	var task apiTask
+	for tries := 0; ; tries++ {
+		task = b.createTask(t, `{"kind":"double","args":{"value":1}}`)
+		held := true
+		until := time.Now().Add(time.Second)
+		for time.Now().Before(until) {
+			if b.getTask(t, task.ID).State != "available" {
+				held = false
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if held {
+			break
+		}
+		if tries == 20 {
+			t.Fatal("tasks of the paused queue keep running")
+		}
+	}
 	b.createTask(t, `{"kind":"sleep","args":{"ms":1000},"delay":"1h"}`)
 	// Paused: the task stays available, and its age shows.
 	q := b.waitQueue(t, "default", func(q client.Queue) bool {
