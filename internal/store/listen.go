@@ -21,26 +21,35 @@ type InsertListener struct {
 	conn *pgx.Conn
 }
 
-// ListenInserts opens an InsertListener with the pool's connection
-// settings, outside the pool so that it does not take one of its
-// connections for good.
+// ListenInserts opens an InsertListener.
 func (s *Store) ListenInserts(ctx context.Context) (*InsertListener, error) {
+	conn, err := s.listen(ctx, "river_insert", "inserts")
+	if err != nil {
+		return nil, err
+	}
+	return &InsertListener{conn: conn}, nil
+}
+
+// listen opens a connection with the pool's settings, outside the pool so
+// that it does not take one of its connections for good, and LISTENs on
+// topic in the current schema: River's channels are schema-qualified, so
+// that two schemas in one database do not wake each other, and taskd's
+// follow suit. what names the notifications in errors.
+func (s *Store) listen(ctx context.Context, topic, what string) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return nil, fmt.Errorf("connecting the insert listener: %w", unavailable(err))
+		return nil, fmt.Errorf("connecting the listener for %s: %w", what, unavailable(err))
 	}
-	// River's channels are schema-qualified, so that two schemas in one
-	// database do not wake each other.
 	var schema string
 	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("reading the schema: %w", unavailable(err))
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{schema + ".river_insert"}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{schema + "." + topic}.Sanitize()); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("listening for inserts: %w", unavailable(err))
+		return nil, fmt.Errorf("listening for %s: %w", what, unavailable(err))
 	}
-	return &InsertListener{conn: conn}, nil
+	return conn, nil
 }
 
 // Next waits for the next notification and returns its queue ("" when the
@@ -70,18 +79,9 @@ type FinishedListener struct {
 
 // ListenFinished opens a FinishedListener.
 func (s *Store) ListenFinished(ctx context.Context) (*FinishedListener, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	conn, err := s.listen(ctx, "taskd_finished", "finished tasks")
 	if err != nil {
-		return nil, fmt.Errorf("connecting the finish listener: %w", unavailable(err))
-	}
-	var schema string
-	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("reading the schema: %w", unavailable(err))
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{schema + ".taskd_finished"}.Sanitize()); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("listening for finished tasks: %w", unavailable(err))
+		return nil, err
 	}
 	return &FinishedListener{conn: conn}, nil
 }

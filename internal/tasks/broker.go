@@ -90,40 +90,13 @@ func (b *broker) wakeAll() { b.wakeIf(func(*waiter) bool { return true }) }
 func (b *broker) run(ctx context.Context) {
 	defer close(b.done)
 	go b.recheck(ctx)
-	pause := relistenMin
-	for ctx.Err() == nil {
-		l, err := b.store.ListenInserts(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				b.logger.Warn("claim listener cannot connect; waiting claims rely on the periodic recheck",
-					slog.String("error", err.Error()), slog.Duration("retry_in", pause))
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, relistenMax)
-			continue
-		}
-		pause = relistenMin
+	relisten(ctx, b.logger, "claim listener",
+		func(ctx context.Context) (notifications[string], error) { return b.store.ListenInserts(ctx) },
 		// Whatever was announced while not listening is looked for now.
-		b.wakeAll()
-		for {
-			queue, err := l.Next(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					b.logger.Warn("claim listener lost its connection; reconnecting", slog.String("error", err.Error()))
-					select {
-					case <-ctx.Done():
-					case <-time.After(relistenMin):
-					}
-				}
-				break
-			}
+		b.wakeAll,
+		func(queue string) {
 			b.wakeIf(func(w *waiter) bool { return w.queues == nil || slices.Contains(w.queues, queue) })
-		}
-		_ = l.Close(context.WithoutCancel(ctx))
-	}
+		})
 }
 
 // recheck wakes, once per recheckEvery, the waiters whose kinds have a

@@ -187,7 +187,7 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 		tasks, err := s.store.LeaseClaim(qctx, c)
 		cancel()
 		if err == nil && len(tasks) > 0 && ctx.Err() != nil {
-			s.giveBack(ctx, tasks)
+			s.GiveBack(ctx, tasks)
 			return nil, ctx.Err()
 		}
 		if err != nil || len(tasks) > 0 || w == nil {
@@ -239,18 +239,19 @@ func (s *Service) leaseRefused(ctx context.Context, id int64) error {
 	return e
 }
 
-func requireLease(lease *string) error {
+// checkLease adds a problem to fe unless a lease token is given.
+func checkLease(fe *kinds.Errors, lease *string) {
 	if lease == nil || *lease == "" {
-		return &ValidationError{Errors: []FieldError{{Field: "lease", Message: "is required: the token the claim returned"}}}
+		fe.Add("lease", "is required: the token the claim returned")
 	}
-	return nil
 }
 
 // Complete completes task id with p.Result if p.Lease is its current
 // lease, and returns the task.
 func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*store.Task, error) {
-	if err := requireLease(p.Lease); err != nil {
-		return nil, err
+	fe := &kinds.Errors{}
+	if checkLease(fe, p.Lease); fe.List != nil {
+		return nil, &ValidationError{Errors: fe.List}
 	}
 	ok, err := s.completions.complete(ctx, store.Completion{ID: id, Token: *p.Lease, Result: p.Result})
 	if err != nil {
@@ -268,9 +269,7 @@ func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*s
 // cancellation was asked for. It returns the task.
 func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Task, error) {
 	fe := &kinds.Errors{}
-	if p.Lease == nil || *p.Lease == "" {
-		fe.Add("lease", "is required: the token the claim returned")
-	}
+	checkLease(fe, p.Lease)
 	switch {
 	case p.Error == nil || *p.Error == "":
 		fe.Add("error", "is required: what went wrong")
@@ -344,11 +343,11 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 	return s.store.Task(ctx, id)
 }
 
-// giveBack returns claimed tasks whose claim never reached its worker (it
+// GiveBack returns claimed tasks whose claim never reached its worker (it
 // left while the claim ran, or its answer could not be written), as
 // interrupted attempts, so that they are offered again at once rather than
 // when their leases expire, and do not lose an attempt.
-func (s *Service) giveBack(ctx context.Context, claimed []store.ClaimedTask) {
+func (s *Service) GiveBack(ctx context.Context, claimed []store.ClaimedTask) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	for _, t := range claimed {
@@ -360,20 +359,12 @@ func (s *Service) giveBack(ctx context.Context, claimed []store.ClaimedTask) {
 	}
 }
 
-// GiveBack is giveBack for a caller that could not deliver the claimed
-// tasks (the HTTP handler, when writing the answer fails).
-func (s *Service) GiveBack(ctx context.Context, claimed []store.ClaimedTask) {
-	s.giveBack(ctx, claimed)
-}
-
 // Heartbeat extends task id's lease by p.Extend from now (default: the
 // lease's own length), up to jobs.LeaseLifeMax after the attempt started,
 // and tells whether a cancellation was asked for.
 func (s *Service) Heartbeat(ctx context.Context, id int64, p *HeartbeatParams) (*client.Heartbeat, error) {
 	fe := &kinds.Errors{}
-	if p.Lease == nil || *p.Lease == "" {
-		fe.Add("lease", "is required: the token the claim returned")
-	}
+	checkLease(fe, p.Lease)
 	var extend *time.Duration
 	if p.Extend != nil {
 		d := parseDuration(fe, "extend", p.Extend, 0, LeaseMin, LeaseMax)

@@ -144,38 +144,9 @@ func (f *finishWaiters) run(ctx context.Context) {
 		f.recheck(ctx)
 	}()
 	defer func() { <-recheckDone }()
-	pause := relistenMin
-	for ctx.Err() == nil {
-		l, err := f.store.ListenFinished(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				f.logger.Warn("finish listener cannot connect; waiting requests rely on the periodic recheck",
-					slog.String("error", err.Error()), slog.Duration("retry_in", pause))
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, relistenMax)
-			continue
-		}
-		pause = relistenMin
-		for {
-			ids, err := l.Next(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					f.logger.Warn("finish listener lost its connection; reconnecting", slog.String("error", err.Error()))
-					select {
-					case <-ctx.Done():
-					case <-time.After(relistenMin):
-					}
-				}
-				break
-			}
-			f.finished(ids)
-		}
-		_ = l.Close(context.WithoutCancel(ctx))
-	}
+	relisten(ctx, f.logger, "finish listener",
+		func(ctx context.Context) (notifications[[]int64], error) { return f.store.ListenFinished(ctx) },
+		nil, f.finished)
 }
 
 // recheck looks, once per recheckEvery, for finished tasks among all that
