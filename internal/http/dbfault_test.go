@@ -55,6 +55,11 @@ func TestConnectionsTerminated(t *testing.T) {
 		{"GET", "/v1/batches/1", "", http.StatusOK},
 		{"POST", "/v1/tasks/" + itoa(first.ID) + "/retry", "", http.StatusOK},
 		{"POST", "/v1/tasks", `{"kind":"sleep","args":{"ms":60000}}`, http.StatusCreated},
+		{"GET", "/v1/tasks/" + itoa(first.ID) + "?wait=1s", "", http.StatusOK},
+		// River's own statements, run through the store's retry.
+		{"GET", "/v1/queues", "", http.StatusOK},
+		{"POST", "/v1/queues/default/pause", "", http.StatusOK},
+		{"POST", "/v1/queues/default/resume", "", http.StatusOK},
 	}
 	for _, rq := range requests {
 		if n := b.terminateBackends(t); n == 0 {
@@ -131,6 +136,9 @@ func TestDatabaseDown(t *testing.T) {
 		{"GET", "/v1/tasks", ""},
 		{"GET", "/v1/batches/1", ""},
 		{"POST", "/v1/tasks/1/cancel", ""},
+		{"GET", "/v1/tasks/1?wait=1s", ""},
+		{"GET", "/v1/queues", ""},
+		{"POST", "/v1/queues/default/pause", ""},
 	} {
 		start := time.Now()
 		r, err := b.tryDo(nopT{t}, rq.method, rq.path, rq.body)

@@ -406,7 +406,11 @@ var ErrUnknownQueue = errors.New("unknown queue")
 // Queues lists the queues River has records of (every queue a process
 // works or worked lately) and those this process works, by name.
 func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
-	res, err := c.river.QueueList(ctx, river.NewQueueListParams().First(10_000))
+	var res *river.QueueListResult
+	err := c.store.Retry(ctx, func() (err error) {
+		res, err = c.river.QueueList(ctx, river.NewQueueListParams().First(10_000))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing queues: %w", err)
 	}
@@ -430,7 +434,8 @@ func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 // PauseQueue pauses a queue in every process: no new task of it starts
 // until ResumeQueue; running ones finish.
 func (c *Client) PauseQueue(ctx context.Context, name string) error {
-	if err := c.river.QueuePause(ctx, name, nil); err != nil {
+	// Pausing twice is pausing once: safe to retry.
+	if err := c.store.Retry(ctx, func() error { return c.river.QueuePause(ctx, name, nil) }); err != nil {
 		if errors.Is(err, rivertype.ErrNotFound) {
 			return ErrUnknownQueue
 		}
@@ -441,7 +446,7 @@ func (c *Client) PauseQueue(ctx context.Context, name string) error {
 
 // ResumeQueue undoes PauseQueue.
 func (c *Client) ResumeQueue(ctx context.Context, name string) error {
-	if err := c.river.QueueResume(ctx, name, nil); err != nil {
+	if err := c.store.Retry(ctx, func() error { return c.river.QueueResume(ctx, name, nil) }); err != nil {
 		if errors.Is(err, rivertype.ErrNotFound) {
 			return ErrUnknownQueue
 		}

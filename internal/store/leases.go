@@ -64,7 +64,7 @@ func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) 
 // LeaseClaimableKinds returns which of kinds have a task ready to claim.
 func (s *Store) LeaseClaimableKinds(ctx context.Context, kinds []string) ([]string, error) {
 	var out []string
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		out, err = s.q.LeaseClaimableKinds(ctx, kinds)
 		return err
 	})
@@ -229,7 +229,7 @@ type LeaseState struct {
 // LeaseState reads task id's state and lease.
 func (s *Store) LeaseState(ctx context.Context, id int64) (*LeaseState, error) {
 	var r dbsqlc.LeaseStateRow
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		r, err = s.q.LeaseState(ctx, id)
 		return err
 	})

@@ -153,7 +153,7 @@ func (s *Store) notifyFinished(ctx context.Context, q *dbsqlc.Queries, ids []int
 // FinishedAmong returns which of ids are final or gone.
 func (s *Store) FinishedAmong(ctx context.Context, ids []int64) ([]int64, error) {
 	var out []int64
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		out, err = s.q.TaskFinishedAmong(ctx, ids)
 		return err
 	})

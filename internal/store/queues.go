@@ -22,7 +22,7 @@ type QueueStats struct {
 // by name.
 func (s *Store) QueueStats(ctx context.Context) (map[string]*QueueStats, error) {
 	var rows []dbsqlc.QueueStatsRow
-	err := s.retry(ctx, func() error {
+	err := s.Retry(ctx, func() error {
 		r, err := s.q.QueueStats(ctx)
 		rows = r
 		return err

@@ -69,15 +69,16 @@ func unavailable(err error) error {
 	return err
 }
 
-// retry runs fn, which must be safe to run twice (a read, or a transaction
+// Retry runs fn, which must be safe to run twice (a read, or a transaction
 // that did not reach COMMIT), and runs it once more when it failed because
 // its connection was lost. Before the second run the pool is reset (idle
 // connections are closed at once, those in use when they are released):
 // when one connection was cut, its siblings usually were too (a server
 // restart, an operator terminating every backend), and the pool would
 // otherwise hand out another dead one. Errors of lost connections are
-// returned as ErrUnavailable.
-func (s *Store) retry(ctx context.Context, fn func() error) error {
+// returned as ErrUnavailable. Statements that go through the pool without
+// the store (River's own queue listing, pause and resume) use it too.
+func (s *Store) Retry(ctx context.Context, fn func() error) error {
 	err := fn()
 	if !IsConnectionLost(err) || errors.Is(err, ErrCommitUnknown) || ctx.Err() != nil {
 		return unavailable(err)
@@ -102,7 +103,7 @@ func errCommit(err error) error {
 // outside the transaction. A connection lost during COMMIT is not retried:
 // the error wraps ErrCommitUnknown and ErrUnavailable.
 func (s *Store) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return s.retry(ctx, func() error {
+	return s.Retry(ctx, func() error {
 		tx, err := s.pool.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("beginning transaction: %w", err)

@@ -45,7 +45,7 @@ func TestCommitNeverRetried(t *testing.T) {
 	t.Parallel()
 	s := &Store{}
 	runs := 0
-	err := s.retry(context.Background(), func() error {
+	err := s.Retry(context.Background(), func() error {
 		runs++
 		return errCommit(io.ErrUnexpectedEOF)
 	})

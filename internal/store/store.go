@@ -232,7 +232,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 // progress is listed last with outcome "running".
 func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	var row dbsqlc.TaskGetByIDRow
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		row, err = s.q.TaskGetByID(ctx, id)
 		return err
 	})
@@ -318,7 +318,7 @@ func (s *Store) TaskList(ctx context.Context, p ListParams) ([]*Task, error) {
 	// which a cached prepared statement would not be after five runs.
 	q := dbsqlc.New(execMode{db: s.pool, mode: pgx.QueryExecModeExec})
 	var rows []dbsqlc.TaskListRow
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		rows, err = q.TaskList(ctx, listArgs(p))
 		return err
 	})
@@ -574,14 +574,14 @@ func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
 		row  dbsqlc.Batch
 		rows []dbsqlc.BatchTasksRow
 	)
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		row, err = s.q.BatchGetByID(ctx, id)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting batch %d: %w", id, interpretError(err))
 	}
-	err = s.retry(ctx, func() (err error) {
+	err = s.Retry(ctx, func() (err error) {
 		rows, err = s.q.BatchTasks(ctx, row.TaskIds)
 		return err
 	})
@@ -648,7 +648,7 @@ func (s *Store) IdempotencyKeyInsertTx(ctx context.Context, tx pgx.Tx, k Idempot
 // IdempotencyKey returns a stored key.
 func (s *Store) IdempotencyKey(ctx context.Context, key string) (*IdempotencyKey, error) {
 	var row dbsqlc.IdempotencyKeyGetRow
-	err := s.retry(ctx, func() (err error) {
+	err := s.Retry(ctx, func() (err error) {
 		row, err = s.q.IdempotencyKeyGet(ctx, key)
 		return err
 	})
