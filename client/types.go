@@ -127,6 +127,23 @@ type Kind struct {
 	MaxAttempts int `json:"max_attempts"`
 	// Timeout bounds one attempt (or lease); empty: the service's.
 	Timeout string `json:"timeout,omitempty"`
+	// Limits are the cluster-wide limits on the kind's tasks.
+	Limits []Limit `json:"limits"`
+}
+
+// Limit is a cluster-wide limit on starting tasks of one kind or one queue,
+// from the configuration file: at most Concurrency running at once, at
+// most ConcurrencyPerKey per distinct value of the args field
+// ConcurrencyKey, at most Rate starts per second, minute or hour ("10/s";
+// per key when ConcurrencyKey is set). A task that must wait for a limit
+// waits without using an attempt.
+type Limit struct {
+	Kind              string `json:"kind,omitempty"`
+	Queue             string `json:"queue,omitempty"`
+	Concurrency       int    `json:"concurrency,omitempty"`
+	ConcurrencyKey    string `json:"concurrency_key,omitempty"`
+	ConcurrencyPerKey int    `json:"concurrency_per_key,omitempty"`
+	Rate              string `json:"rate,omitempty"`
 }
 
 // KindList answers GET /v1/kinds.
@@ -239,6 +256,8 @@ type Queue struct {
 	// Workers is the answering process's workers for the queue (0: it does
 	// not work it).
 	Workers int `json:"workers"`
+	// Limits are the cluster-wide limits on the queue's tasks.
+	Limits []Limit `json:"limits"`
 }
 
 // QueueList is the answer to GET /v1/queues.

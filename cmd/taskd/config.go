@@ -19,6 +19,7 @@ import (
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/internal/limits"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -149,6 +150,7 @@ func (cfg *serveConfig) jobsConfig(st *store.Store) jobs.Config {
 		Store:              st,
 		Kinds:              cfg.Kinds,
 		Queues:             cfg.Queues,
+		Limits:             cfg.limitSet(),
 		FetchCooldown:      cfg.FetchCooldown,
 		FetchPollInterval:  cfg.FetchPollInterval,
 		JobTimeout:         cfg.JobTimeout,
@@ -397,4 +399,12 @@ func runConfig(args []string, getenv func(string) string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "# %s is valid; effective configuration (secrets redacted):\n", args[1])
 	_, err = stdout.Write(out)
 	return err
+}
+
+// limitSet returns the configuration file's limits (none without a file).
+func (cfg *serveConfig) limitSet() *limits.Set {
+	if cfg.ConfigFile == nil {
+		return nil
+	}
+	return limits.NewSet(cfg.ConfigFile.Limits)
 }

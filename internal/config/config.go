@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/limits"
 )
 
 // MaxErrors is how many problems Load and Parse report at most; the rest
@@ -47,6 +48,9 @@ type File struct {
 	// Kinds are the declared kinds, in file order, ready for
 	// kinds.NewRegistry next to the built-in ones.
 	Kinds []kinds.Kind
+	// Limits are the cluster-wide limits on starting tasks, in file order
+	// (limits.NewSet).
+	Limits []limits.Limit
 
 	// own holds what Redacted and CheckQueues need that Kinds does not
 	// say, by kind index.

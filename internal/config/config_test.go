@@ -20,6 +20,7 @@ import (
 
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/internal/limits"
 )
 
 // testSecret is a valid Standard Webhooks secret of 32 bytes.
@@ -128,7 +129,23 @@ func TestParseErrors(t *testing.T) {
 		path string
 		msg  string
 	}{
-		{"unknown top-level key", "queues: {default: 1}\nlimits: {}\n", nil, 2, "limits", "unknown key (known keys: queues, allow_private, kinds)"},
+		{"unknown top-level key", "queues: {default: 1}\nlimit: {}\n", nil, 2, "limit", "unknown key (known keys: queues, allow_private, kinds, limits)"},
+		{"limits not a list", "limits: {}\n", nil, 1, "limits", "must be a list of limits"},
+		{"limit of nothing", "limits:\n  - concurrency: 2\n", nil, 2, "limits[0]", "must name exactly one of kind or queue"},
+		{"limit of both", "limits:\n  - {kind: sleep, queue: cpu, concurrency: 2}\n", nil, 2, "limits[0]", "must name exactly one of kind or queue"},
+		{"limit of unknown kind", "limits:\n  - kind: resize\n    concurrency: 2\n", nil, 2, "limits[0].kind", `unknown kind "resize"`},
+		{"limit of bad queue", "limits:\n  - queue: Media\n    concurrency: 2\n", nil, 2, "limits[0].queue", `"Media" is not a queue name`},
+		{"limit without a limit", "limits:\n  - kind: sleep\n", nil, 2, "limits[0]", "sets no limit"},
+		{"limit concurrency zero", "limits:\n  - {kind: sleep, concurrency: 0}\n", nil, 2, "limits[0].concurrency", "must be an integer between 1 and 100000"},
+		{"limit key not args", "limits:\n  - kind: sleep\n    concurrency_key: customer_id\n    concurrency_per_key: 1\n", nil, 3, "limits[0].concurrency_key", `must name a field of the args`},
+		{"limit key empty part", "limits:\n  - kind: sleep\n    concurrency_key: args.a..b\n    rate: 1/s\n", nil, 3, "limits[0].concurrency_key", "empty parts"},
+		{"limit per key without key", "limits:\n  - kind: sleep\n    concurrency_per_key: 1\n", nil, 3, "limits[0].concurrency_per_key", "needs concurrency_key"},
+		{"limit key alone", "limits:\n  - kind: sleep\n    concurrency: 3\n    concurrency_key: args.ms\n", nil, 4, "limits[0].concurrency_key", "needs concurrency_per_key or rate"},
+		{"limit bad rate", "limits:\n  - {kind: sleep, rate: 10/d}\n", nil, 2, "limits[0].rate", "the unit must be s, m or h"},
+		{"limit rate zero", "limits:\n  - {kind: sleep, rate: 0/s}\n", nil, 2, "limits[0].rate", "the count must be an integer between 1"},
+		{"limit rate no slash", "limits:\n  - {kind: sleep, rate: fast}\n", nil, 2, "limits[0].rate", "must be a count per unit"},
+		{"limit twice", "limits:\n  - {kind: sleep, concurrency: 2}\n  - {kind: sleep, rate: 2/s}\n", nil, 3, "limits[1]", "a second limit for kind sleep (the first is at line 2)"},
+		{"limit unknown key", "limits:\n  - {kind: sleep, concurrency: 2, burst: 3}\n", nil, 2, "limits[0].burst", "unknown key"},
 		{"schedules not yet", "schedules: []\n", nil, 1, "schedules", "unknown key"},
 		{"repeated top-level key", "kinds: []\nkinds: []\n", nil, 2, "kinds", "repeated key (first at line 1)"},
 		{"not a mapping", "- a\n", nil, 1, "", "must be a mapping"},
@@ -478,4 +495,31 @@ kinds:
 	require.EqualError(t, err, `taskd.yaml:7: kinds[1].queue: queue "media" is not worked by this process (its queues: default): an http kind's tasks are sent by taskd's workers`)
 	err = f.CheckQueues(map[string]int{"cpu": 3, "media": 1})
 	require.ErrorContains(t, err, `taskd.yaml:3: kinds[0].queue: queue "default" is not worked`)
+}
+
+func TestParseLimits(t *testing.T) {
+	t.Parallel()
+	f, err := parse(t, `
+kinds:
+  - name: resize
+    run: external
+limits:
+  - kind: sleep
+    concurrency: 2
+  - kind: resize
+    concurrency_key: args.customer.id
+    concurrency_per_key: 1
+    rate: 10/s
+  - queue: cpu
+    rate: 100/m
+`, nil)
+	require.NoError(t, err)
+	require.Equal(t, []limits.Limit{
+		{Kind: "sleep", Concurrency: 2},
+		{Kind: "resize", Key: "args.customer.id", PerKey: 1, Rate: 10, Per: time.Second},
+		{Queue: "cpu", Rate: 100, Per: time.Minute},
+	}, f.Limits)
+	out, err := f.Redacted()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "limits:\n  - kind: sleep\n    concurrency: 2\n  - kind: resize\n    concurrency_key: args.customer.id\n    concurrency_per_key: 1\n    rate: 10/s\n  - queue: cpu\n    rate: 100/m\n")
 }

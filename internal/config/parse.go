@@ -46,9 +46,10 @@ const (
 	keyQueues       = "queues"
 	keyAllowPrivate = "allow_private"
 	keyKinds        = "kinds"
+	keyLimits       = "limits"
 )
 
-var topKeys = []string{keyQueues, keyAllowPrivate, keyKinds}
+var topKeys = []string{keyQueues, keyAllowPrivate, keyKinds, keyLimits}
 
 // yamlLineRE finds the line in the parser's errors ("yaml: line 3: ...").
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -114,6 +115,9 @@ func (p *parser) parse(data []byte) *File {
 	}
 	if fl, ok := fields[keyKinds]; ok {
 		p.kinds(f, fl.value, keyKinds)
+	}
+	if fl, ok := fields[keyLimits]; ok {
+		p.limits(f, fl.value, keyLimits)
 	}
 	return f
 }

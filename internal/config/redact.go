@@ -17,9 +17,19 @@ const redactedValue = "<redacted>"
 // redactedFile is the shape of Redacted's output: the file's keys, in the
 // file's order.
 type redactedFile struct {
-	Queues       map[string]int `yaml:"queues,omitempty"`
-	AllowPrivate []string       `yaml:"allow_private,omitempty,flow"`
-	Kinds        []redactedKind `yaml:"kinds,omitempty"`
+	Queues       map[string]int  `yaml:"queues,omitempty"`
+	AllowPrivate []string        `yaml:"allow_private,omitempty,flow"`
+	Kinds        []redactedKind  `yaml:"kinds,omitempty"`
+	Limits       []redactedLimit `yaml:"limits,omitempty"`
+}
+
+type redactedLimit struct {
+	Kind              string `yaml:"kind,omitempty"`
+	Queue             string `yaml:"queue,omitempty"`
+	Concurrency       int    `yaml:"concurrency,omitempty"`
+	ConcurrencyKey    string `yaml:"concurrency_key,omitempty"`
+	ConcurrencyPerKey int    `yaml:"concurrency_per_key,omitempty"`
+	Rate              string `yaml:"rate,omitempty"`
 }
 
 type redactedKind struct {
@@ -86,6 +96,10 @@ func (f *File) Redacted() ([]byte, error) {
 			return nil, fmt.Errorf("config: kind %s: result_schema: %w", k.Name, err)
 		}
 		out.Kinds = append(out.Kinds, rk)
+	}
+	for _, l := range f.Limits {
+		out.Limits = append(out.Limits, redactedLimit{Kind: l.Kind, Queue: l.Queue, Concurrency: l.Concurrency,
+			ConcurrencyKey: l.Key, ConcurrencyPerKey: l.PerKey, Rate: l.RateString()})
 	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taskd/taskd/client"
 	"net/http"
 	"reflect"
 	"slices"
@@ -1449,6 +1450,7 @@ func TestMeta(t *testing.T) {
 				ResultSchema map[string]any `json:"result_schema"`
 				MaxAttempts  int            `json:"max_attempts"`
 				Timeout      string         `json:"timeout"`
+				Limits       []client.Limit `json:"limits"`
 			} `json:"kinds"`
 		}
 		decode(t, r, &out)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/limits"
 )
 
 type kindJSON = client.Kind
@@ -16,12 +17,30 @@ func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	out := client.KindList{Kinds: make([]kindJSON, len(kinds))}
 	for i, k := range kinds {
 		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Run: string(k.Run), Description: k.Description,
-			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts}
+			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts,
+			Limits: limitsJSON(s.limits().ForKind(k.Name))}
 		if k.Timeout > 0 {
 			out.Kinds[i].Timeout = k.Timeout.String()
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// limits returns the cluster-wide limits (none without Jobs).
+func (s *server) limits() *limits.Set {
+	if s.Jobs == nil {
+		return nil
+	}
+	return s.Jobs.Limiter().Set()
+}
+
+func limitsJSON(list []limits.Limit) []client.Limit {
+	out := make([]client.Limit, len(list))
+	for i, l := range list {
+		out[i] = client.Limit{Kind: l.Kind, Queue: l.Queue, Concurrency: l.Concurrency,
+			ConcurrencyKey: l.Key, ConcurrencyPerKey: l.PerKey, Rate: l.RateString()}
+	}
+	return out
 }
 
 func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {

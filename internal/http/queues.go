@@ -28,7 +28,8 @@ func (s *server) queues(ctx context.Context) ([]client.Queue, error) {
 	seen := map[string]bool{}
 	out := make([]client.Queue, 0, len(infos)+len(stats))
 	add := func(name string, paused bool, workers int) {
-		q := client.Queue{Name: name, Counts: map[string]int{}, Paused: paused, Workers: workers}
+		q := client.Queue{Name: name, Counts: map[string]int{}, Paused: paused, Workers: workers,
+			Limits: limitsJSON(s.limits().ForQueue(name))}
 		if st := stats[name]; st != nil {
 			for state, n := range st.Counts {
 				q.Counts[state] = int(n)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/internal/limits"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -103,6 +104,9 @@ type Config struct {
 	LeaseCheckInterval time.Duration
 	// UserAgent: see UserAgentDefault.
 	UserAgent string
+	// Limits are the cluster-wide limits on starting tasks (the
+	// configuration file's limits); nil or empty: none.
+	Limits *limits.Set
 	// DisableAttempts turns off attempt recording. Only the benchmark uses
 	// it, to measure what recording costs.
 	DisableAttempts bool
@@ -183,6 +187,10 @@ type Client struct {
 	recorderStart bool
 	pushers       []*pushWorker
 	hasExternal   bool
+	limiter       *limits.Limiter
+	limitMW       *limitMiddleware
+	stopLimiter   context.CancelFunc
+	limiterDone   chan struct{}
 
 	// Announcements of finished tasks (announceFinished).
 	stopEvents   func()
@@ -237,6 +245,12 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 
 	var middleware []rivertype.Middleware
+	c.limiter = limits.New(limits.Config{Store: cfg.Store, Set: cfg.Limits, Logger: cfg.Logger})
+	if !cfg.Limits.Empty() {
+		// First, so outermost: see limitMiddleware.
+		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}
+		middleware = append(middleware, c.limitMW)
+	}
 	if !cfg.DisableAttempts {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
 		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder})
@@ -287,6 +301,10 @@ func (c *Client) ID() string { return c.id }
 // River returns the underlying River client (for the River UI).
 func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
 
+// Limiter returns the cluster-wide limits, which claims of external kinds
+// ask too.
+func (c *Client) Limiter() *limits.Limiter { return c.limiter }
+
 // Kinds returns the kinds this client accepts and works.
 func (c *Client) Kinds() *kinds.Registry { return c.kinds }
 
@@ -311,9 +329,21 @@ func (c *Client) Start(ctx context.Context) error {
 		go c.recorder.run()
 		c.recorderStart = true
 	}
+	// The limiter decides before River's workers start and after they
+	// stopped.
+	lctx, stopLimiter := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopLimiter, c.limiterDone = stopLimiter, make(chan struct{})
+	go func() {
+		defer close(c.limiterDone)
+		c.limiter.Run(lctx)
+	}()
+	eventKinds := []river.EventKind{river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed}
+	if c.limitMW != nil {
+		eventKinds = append(eventKinds, river.EventKindJobSnoozed)
+	}
 	events, stopEvents := c.river.SubscribeConfig(&river.SubscribeConfig{
 		ChanSize: finishedChanSize,
-		Kinds:    []river.EventKind{river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed},
+		Kinds:    eventKinds,
 	})
 	c.stopEvents, c.announceDone = stopEvents, make(chan struct{})
 	go c.announceFinished(events)
@@ -323,6 +353,8 @@ func (c *Client) Start(ctx context.Context) error {
 		c.stopEvents()
 		<-c.announceDone
 		c.stopEvents = nil
+		c.stopLimiter()
+		<-c.limiterDone
 		return fmt.Errorf("starting River client: %w", err)
 	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -365,6 +397,10 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	if c.stopMaintain != nil {
 		c.stopMaintain()
 		<-c.maintainDone
+	}
+	if c.stopLimiter != nil {
+		c.stopLimiter()
+		<-c.limiterDone
 	}
 	// A worker that ignored even the hard stop may still record an
 	// attempt (and waits for it), so the recorder is closed only after a

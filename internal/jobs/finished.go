@@ -46,6 +46,10 @@ func (c *Client) announceFinished(events <-chan *river.Event) {
 				flush()
 				return
 			}
+			if ev.Job != nil && ev.Kind == river.EventKindJobSnoozed && c.limitMW != nil {
+				c.limitMW.settled(ev.Job.ID)
+				continue
+			}
 			if ev.Job == nil || !isFinal(ev.Job.State) {
 				continue
 			}

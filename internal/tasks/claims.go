@@ -17,6 +17,7 @@ import (
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/limits"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
 )
@@ -186,6 +187,9 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimQueryTimeout)
 		tasks, err := s.store.LeaseClaim(qctx, c)
 		cancel()
+		if err == nil && len(tasks) > 0 {
+			tasks, err = s.limitClaimed(ctx, tasks)
+		}
 		if err == nil && len(tasks) > 0 && ctx.Err() != nil {
 			s.GiveBack(ctx, tasks)
 			return nil, ctx.Err()
@@ -260,6 +264,7 @@ func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*s
 	if !ok {
 		return nil, s.leaseRefused(ctx, id)
 	}
+	s.releaseLimits(id, *p.Lease)
 	return s.store.Task(ctx, id)
 }
 
@@ -340,7 +345,51 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 	if refused {
 		return nil, s.leaseRefused(ctx, id)
 	}
+	s.releaseLimits(id, *p.Lease)
 	return s.store.Task(ctx, id)
+}
+
+// releaseLimits gives back the slots the claim under lease took, if any,
+// so that they go to the oldest waiting tasks now; a slot not given back
+// (a lease that expired) stops counting once its task is no longer
+// running.
+func (s *Service) releaseLimits(id int64, lease string) {
+	s.jobs.Limiter().Release(limits.Grant{TaskID: id, Token: limits.TokenOf(lease)})
+}
+
+// limitClaimed asks the cluster-wide limits for each claimed task of a
+// limited kind or queue and returns those that may start; the others were
+// put back to wait (their leases dropped, their attempts given back) and
+// go to the claim that comes when a slot is handed to them.
+func (s *Service) limitClaimed(ctx context.Context, claimed []store.ClaimedTask) ([]store.ClaimedTask, error) {
+	lim := s.jobs.Limiter()
+	var ask []limits.Task
+	for _, t := range claimed {
+		if lim.Applies(t.Kind, t.Queue) {
+			ask = append(ask, limits.Task{ID: t.ID, Kind: t.Kind, Queue: t.Queue, Args: t.Args, Token: limits.TokenOf(t.Lease), Park: true})
+		}
+	}
+	if len(ask) == 0 {
+		return claimed, nil
+	}
+	ds, err := lim.AcquireMany(ctx, ask)
+	if err != nil {
+		s.GiveBack(ctx, claimed)
+		return nil, err
+	}
+	refused := map[int64]bool{}
+	for i, d := range ds {
+		if !d.OK {
+			refused[ask[i].ID] = true
+		}
+	}
+	kept := claimed[:0:0]
+	for _, t := range claimed {
+		if !refused[t.ID] {
+			kept = append(kept, t)
+		}
+	}
+	return kept, nil
 }
 
 // GiveBack returns claimed tasks whose claim never reached its worker (it

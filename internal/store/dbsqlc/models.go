@@ -146,6 +146,28 @@ type TaskLease struct {
 	ExpiresAt time.Time
 }
 
+type TaskLimitWait struct {
+	LimitName string
+	Key       string
+	TaskID    int64
+	Since     time.Time
+}
+
+type TaskRateWindow struct {
+	LimitName   string
+	Key         string
+	WindowStart time.Time
+	Started     int32
+}
+
+type TaskSlot struct {
+	LimitName  string
+	Key        string
+	TaskID     int64
+	Token      int64
+	AcquiredAt time.Time
+}
+
 type TaskdProcess struct {
 	ClientID    string
 	Hostname    string

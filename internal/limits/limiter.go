@@ -1,0 +1,554 @@
+package limits
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+// Defaults of Config.
+const (
+	// RecheckDefault is the longest a task refused by a concurrency cap
+	// waits before it asks again. A freed slot is normally handed to the
+	// oldest waiting task at once (its release wakes it); the recheck only
+	// covers a hand-over lost with a killed process, and bounds the
+	// database work of a waiting task to one fetch per RecheckDefault.
+	RecheckDefault = 10 * time.Second
+	// LingerDefault is how long a round waits for more requests after the
+	// first, so that the tasks a fetch started together are decided in one
+	// transaction.
+	LingerDefault = time.Millisecond
+	// RoundMax is the most requests and releases one round takes.
+	RoundMax = 500
+	// roundTimeout bounds one round's transaction.
+	roundTimeout = 10 * time.Second
+	// ReservationTTL is how long a slot handed to a waiting task holds
+	// before the task starts: enough for River to put the task back and
+	// fetch it again, short enough that a slot handed to a task that never
+	// comes (its process died) is soon free again.
+	ReservationTTL = 30 * time.Second
+	// cleanupInterval is how often a Limiter removes rows that hold
+	// nothing any more (store.LimitCleanup).
+	cleanupInterval = time.Minute
+)
+
+// ErrStopped is returned by Acquire once the Limiter has stopped.
+var ErrStopped = errors.New("limits: limiter stopped")
+
+// Config configures a Limiter.
+type Config struct {
+	// Store holds the limits' state. Required.
+	Store *store.Store
+	// Set is the limits. Required (may be empty).
+	Set *Set
+	// Logger defaults to a discarding one.
+	Logger *slog.Logger
+	// Recheck: see RecheckDefault.
+	Recheck time.Duration
+	// Linger: see LingerDefault.
+	Linger time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Recheck = cmp.Or(c.Recheck, RecheckDefault)
+	c.Linger = cmp.Or(c.Linger, LingerDefault)
+	return c
+}
+
+// Task is a task about to start.
+type Task struct {
+	ID          int64
+	Kind, Queue string
+	Args        []byte
+	// Token names this acquisition; 0 draws a random one. Pull tasks use
+	// one derived from their lease, so that whichever process completes
+	// them can release it.
+	Token int64
+	// Park says a refused task is put back in the deciding transaction
+	// (claims of external kinds). River's tasks are not: River's completer
+	// would later apply its own outcome to whatever attempt then runs, so
+	// they are put back by River (a snooze until Decision.Until), and
+	// Settle is called once River has saved that.
+	Park bool
+}
+
+// Grant is what a started task holds; Release gives it back. The zero
+// Grant holds nothing.
+type Grant struct {
+	TaskID, Token int64
+}
+
+// Decision is the outcome of Acquire for one task.
+type Decision struct {
+	// OK: the task may start; Grant is what it holds.
+	OK    bool
+	Grant Grant
+	// Until is, for a refused task, when it may run at the latest (it
+	// waits for a slot and is woken when one is handed to it) or at the
+	// earliest (it waits for a rate window). The refused task has been put
+	// back in the database already, without using an attempt.
+	Until time.Time
+}
+
+// Limiter decides whether tasks may start, for every process alike: the
+// tasks that ask within Linger of each other are decided in one
+// transaction, together with the releases of finished ones, which hand
+// their slots to the oldest waiting tasks.
+type Limiter struct {
+	cfg  Config
+	set  *Set
+	in   chan *request
+	rels chan note
+	done chan struct{}
+}
+
+// note is a release (grant) or a settled refusal (settle: the groups of a
+// task River has put back).
+type note struct {
+	grant  Grant
+	settle []group
+}
+
+type request struct {
+	tasks  []Task
+	groups [][]group
+	reply  chan []Decision
+	err    error
+}
+
+// New returns a Limiter; Run runs it.
+func New(cfg Config) *Limiter {
+	cfg = cfg.withDefaults()
+	return &Limiter{
+		cfg:  cfg,
+		set:  cfg.Set,
+		in:   make(chan *request),
+		rels: make(chan note, 10_000),
+		done: make(chan struct{}),
+	}
+}
+
+// Set returns the limits.
+func (l *Limiter) Set() *Set { return l.set }
+
+// Applies reports whether any limit applies to kind on queue: only then
+// does a task need Acquire.
+func (l *Limiter) Applies(kind, queue string) bool { return l.set.Applies(kind, queue) }
+
+// Acquire decides for one task; see AcquireMany.
+func (l *Limiter) Acquire(ctx context.Context, t Task) (Decision, error) {
+	ds, err := l.AcquireMany(ctx, []Task{t})
+	if err != nil {
+		return Decision{}, err
+	}
+	return ds[0], nil
+}
+
+// AcquireMany decides for tasks that are running (River fetched them, or
+// a claim leased them): each either takes its slots and rate starts, or is
+// put back to wait (Decision.OK false). Tasks no limit applies to may
+// start without a query. A decision is waited for even after ctx ends:
+// it commits either way.
+func (l *Limiter) AcquireMany(ctx context.Context, ts []Task) ([]Decision, error) {
+	out := make([]Decision, len(ts))
+	req := &request{reply: make(chan []Decision, 1)}
+	var idx []int
+	for i, t := range ts {
+		gs := l.set.groups(t.Kind, t.Queue, t.Args)
+		if len(gs) == 0 {
+			out[i].OK = true
+			continue
+		}
+		if t.Token == 0 {
+			t.Token = newToken()
+		}
+		req.tasks = append(req.tasks, t)
+		req.groups = append(req.groups, gs)
+		idx = append(idx, i)
+	}
+	if len(req.tasks) == 0 {
+		return out, nil
+	}
+	select {
+	case l.in <- req:
+	case <-l.done:
+		return nil, ErrStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ds := <-req.reply
+	if req.err != nil {
+		return nil, req.err
+	}
+	for j, i := range idx {
+		out[i] = ds[j]
+	}
+	return out, nil
+}
+
+// Release gives back what g holds, asynchronously: the slots are freed and
+// handed on in the next round.
+func (l *Limiter) Release(g Grant) {
+	if g.Token == 0 {
+		return
+	}
+	l.note(note{grant: g})
+}
+
+// Settle is called when River has put back a task that Acquire refused:
+// a slot freed while River was saving that could not be handed to it (it
+// was still running), so the task's groups are looked at once more.
+func (l *Limiter) Settle(t Task) {
+	if gs := l.set.groups(t.Kind, t.Queue, t.Args); len(gs) > 0 {
+		l.note(note{settle: gs})
+	}
+}
+
+func (l *Limiter) note(n note) {
+	select {
+	case l.rels <- n:
+	default:
+		// A slot stops counting when its task leaves 'running'; only the
+		// hand-over to a waiting task is lost, and its recheck covers it.
+		l.cfg.Logger.Warn("limits: release queue full; a waiting task waits for its recheck")
+	}
+}
+
+// TokenOf derives a pull task's token from its lease token (a UUID's
+// text), so that any process can release it.
+func TokenOf(lease string) int64 {
+	t := int64(fnv64(lease) &^ (1 << 63))
+	return cmp.Or(t, 1)
+}
+
+func newToken() int64 { return rand.Int64N(1<<63-1) + 1 }
+
+// Run decides rounds until ctx ends. Requests that arrive later get
+// ErrStopped.
+func (l *Limiter) Run(ctx context.Context) {
+	defer close(l.done)
+	cleanup := time.NewTicker(cleanupInterval)
+	defer cleanup.Stop()
+	for {
+		var reqs []*request
+		var rels []note
+		select {
+		case <-ctx.Done():
+			l.drainReleases(rels)
+			return
+		case <-cleanup.C:
+			cctx, cancel := context.WithTimeout(ctx, roundTimeout)
+			if err := l.cfg.Store.LimitCleanup(cctx); err != nil && ctx.Err() == nil {
+				l.cfg.Logger.Warn("limits: cleanup failed", slog.String("error", err.Error()))
+			}
+			cancel()
+			continue
+		case r := <-l.in:
+			reqs = append(reqs, r)
+		case g := <-l.rels:
+			rels = append(rels, g)
+		}
+		linger := time.NewTimer(l.cfg.Linger)
+	collect:
+		for len(reqs)+len(rels) < RoundMax {
+			select {
+			case r := <-l.in:
+				reqs = append(reqs, r)
+			case g := <-l.rels:
+				rels = append(rels, g)
+			case <-linger.C:
+				break collect
+			}
+		}
+		linger.Stop()
+		l.round(context.WithoutCancel(ctx), reqs, rels)
+	}
+}
+
+// drainReleases runs the releases still queued when the Limiter stops, so
+// that the slots of tasks that finished last are handed on.
+func (l *Limiter) drainReleases(rels []note) {
+	for {
+		select {
+		case g := <-l.rels:
+			rels = append(rels, g)
+			continue
+		default:
+		}
+		break
+	}
+	if len(rels) > 0 {
+		l.round(context.Background(), nil, rels)
+	}
+}
+
+// pending is one task of a round.
+type pending struct {
+	task   Task
+	groups []group
+	out    *Decision
+}
+
+// round decides reqs and releases rels in one transaction.
+func (l *Limiter) round(ctx context.Context, reqs []*request, notes []note) {
+	ctx, cancel := context.WithTimeout(ctx, roundTimeout)
+	defer cancel()
+	var tasks []pending
+	for _, r := range reqs {
+		ds := make([]Decision, len(r.tasks))
+		for i := range r.tasks {
+			tasks = append(tasks, pending{task: r.tasks[i], groups: r.groups[i], out: &ds[i]})
+		}
+		defer func() { r.reply <- ds }()
+	}
+	// Oldest first: a task that has waited longer (a lower ID came earlier)
+	// gets the slot.
+	slices.SortStableFunc(tasks, func(a, b pending) int { return cmp.Compare(a.task.ID, b.task.ID) })
+	var tokens []store.LimitToken
+	var settle []group
+	for _, n := range notes {
+		if n.grant.Token != 0 {
+			tokens = append(tokens, store.LimitToken{TaskID: n.grant.TaskID, Token: n.grant.Token})
+		}
+		settle = append(settle, n.settle...)
+	}
+	err := l.cfg.Store.LimitRound(ctx, func(tx *store.LimitTx) error {
+		for i := range tasks {
+			*tasks[i].out = Decision{}
+		}
+		return l.decide(tx, tasks, tokens, settle)
+	})
+	if err != nil {
+		l.cfg.Logger.Warn("limits: round failed", slog.Int("tasks", len(tasks)), slog.Int("notes", len(notes)), slog.String("error", err.Error()))
+		for _, r := range reqs {
+			r.err = err
+		}
+	}
+}
+
+// decide is one round's transaction. Free slots go to waiting tasks
+// before the tasks of the round, oldest first (a task keeps its place in a
+// group's wait list until it starts), so that no task starves while newer
+// ones keep arriving.
+func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitToken, settle []group) error {
+	byID := map[groupID]group{}
+	for _, g := range settle {
+		byID[g.id()] = g
+	}
+	var relGroups []store.LimitGroup
+	if len(rels) > 0 {
+		var err error
+		if relGroups, err = tx.SlotGroups(rels); err != nil {
+			return err
+		}
+		for _, g := range relGroups {
+			if cg, ok := l.set.group(g.Limit, g.Key); ok {
+				byID[cg.id()] = cg
+			}
+		}
+	}
+	for _, t := range tasks {
+		for _, g := range t.groups {
+			byID[g.id()] = g
+		}
+	}
+	all := make([]store.LimitGroup, 0, len(byID))
+	for id := range byID {
+		all = append(all, store.LimitGroup{Limit: id.Limit, Key: id.Key})
+	}
+	for _, g := range relGroups {
+		if _, ok := byID[groupID{g.Limit, g.Key}]; !ok {
+			all = append(all, g) // a limit no longer configured: lock it all the same
+		}
+	}
+	slices.SortFunc(all, func(a, b store.LimitGroup) int {
+		return cmp.Or(cmp.Compare(a.Limit, b.Limit), cmp.Compare(a.Key, b.Key))
+	})
+	now, err := tx.Lock(all)
+	if err != nil {
+		return err
+	}
+	if len(rels) > 0 {
+		if err := tx.Release(rels); err != nil {
+			return err
+		}
+	}
+
+	var capped, rated []store.LimitGroup
+	for _, g := range all {
+		cg, ok := byID[groupID{g.Limit, g.Key}]
+		if ok && cg.Cap > 0 {
+			capped = append(capped, g)
+		}
+		if ok && cg.Rate > 0 {
+			rated = append(rated, g)
+		}
+	}
+	holders := map[groupID]map[int64]bool{}
+	for _, g := range capped {
+		holders[groupID{g.Limit, g.Key}] = map[int64]bool{}
+	}
+	if len(capped) > 0 {
+		held, err := tx.Held(capped, ReservationTTL)
+		if err != nil {
+			return err
+		}
+		for _, s := range held {
+			holders[groupID{s.Limit, s.Key}][s.TaskID] = true
+		}
+	}
+	// handOut hands free slots to the oldest waiting tasks but skip.
+	handOut := func(skip []int64) ([]store.LimitSlot, error) {
+		var groups []store.LimitGroup
+		var free []int
+		for _, g := range capped {
+			id := groupID{g.Limit, g.Key}
+			if n := byID[id].Cap - len(holders[id]); n > 0 {
+				groups, free = append(groups, g), append(free, n)
+			}
+		}
+		got, err := tx.Waiters(groups, free, skip, ReservationTTL)
+		for _, s := range got {
+			holders[groupID{s.Limit, s.Key}][s.TaskID] = true
+		}
+		return got, err
+	}
+	handed, err := handOut(nil)
+	if err != nil {
+		return err
+	}
+
+	// Rate windows: the starts so far in each group's current window.
+	used := map[groupID]int{}
+	if len(rated) > 0 {
+		ws, err := tx.Rates(rated)
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			id := groupID{w.Limit, w.Key}
+			if w.Start.Equal(now.Truncate(byID[id].Per)) {
+				used[id] = w.Started
+			}
+		}
+	}
+	changed := map[groupID]bool{}
+
+	var grants []store.LimitSlot
+	var grantTokens []int64
+	var granted, refused, unwait []int64
+	var waits []store.LimitSlot
+	var parks []store.LimitPark
+	for _, t := range tasks {
+		id := t.task.ID
+		ok := true
+		var blocked []group
+		var rateUntil time.Time
+		for _, g := range t.groups {
+			gid := g.id()
+			if g.Cap > 0 && !holders[gid][id] && len(holders[gid]) >= g.Cap {
+				ok = false
+				blocked = append(blocked, g)
+			}
+			if g.Rate > 0 && used[gid] >= g.Rate {
+				ok = false
+				if end := now.Truncate(g.Per).Add(g.Per); end.After(rateUntil) {
+					rateUntil = end
+				}
+			}
+		}
+		if ok {
+			for _, g := range t.groups {
+				gid := g.id()
+				if g.Cap > 0 {
+					holders[gid][id] = true
+					grants = append(grants, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: gid.Limit, Key: gid.Key}, TaskID: id})
+					grantTokens = append(grantTokens, t.task.Token)
+				}
+				if g.Rate > 0 {
+					used[gid]++
+					changed[gid] = true
+				}
+			}
+			granted = append(granted, id)
+			*t.out = Decision{OK: true, Grant: Grant{TaskID: id, Token: t.task.Token}}
+			continue
+		}
+		// Refused: whatever was handed to it goes to the next in line.
+		refused = append(refused, id)
+		for _, g := range t.groups {
+			delete(holders[g.id()], id)
+		}
+		p := store.LimitPark{TaskID: id, State: "available", Until: rateUntil}
+		if len(blocked) > 0 {
+			// It keeps its place in the wait lists of its groups.
+			p.State, p.Until = "scheduled", now.Add(l.cfg.Recheck)
+			if rateUntil.After(p.Until) {
+				p.Until = rateUntil
+			}
+			for _, g := range blocked {
+				waits = append(waits, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: g.Limit, Key: g.Key}, TaskID: id})
+			}
+		} else {
+			// Refused by a rate only: it runs once its window comes, and
+			// leaves the wait lists, so that slots are not handed to it
+			// (and it woken) over and over meanwhile.
+			unwait = append(unwait, id)
+		}
+		if t.task.Park {
+			parks = append(parks, p)
+		}
+		*t.out = Decision{Until: p.Until}
+	}
+
+	if err := tx.Unwait(append(granted, unwait...)); err != nil {
+		return err
+	}
+	if err := tx.DropReservations(refused); err != nil {
+		return err
+	}
+	if err := tx.Wait(waits); err != nil {
+		return err
+	}
+	// A task of the round handed a slot took it (granted) or gave it back
+	// (refused).
+	handed = slices.DeleteFunc(handed, func(s store.LimitSlot) bool {
+		return slices.Contains(refused, s.TaskID) || slices.Contains(granted, s.TaskID)
+	})
+	if err := tx.Grant(handed, make([]int64, len(handed))); err != nil {
+		return err
+	}
+	if err := tx.Grant(grants, grantTokens); err != nil {
+		return err
+	}
+	// Slots the refused tasks gave back go on down the lists.
+	if len(refused) > 0 {
+		more, err := handOut(refused)
+		if err != nil {
+			return err
+		}
+		if err := tx.Grant(more, make([]int64, len(more))); err != nil {
+			return err
+		}
+	}
+	var windows []store.RateWindow
+	for id := range changed {
+		windows = append(windows, store.RateWindow{LimitGroup: store.LimitGroup{Limit: id.Limit, Key: id.Key}, Start: now.Truncate(byID[id].Per), Started: used[id]})
+	}
+	if err := tx.SaveRates(windows); err != nil {
+		return err
+	}
+	if _, err := tx.Park(parks); err != nil {
+		return err
+	}
+	return tx.WakeReady(capped)
+}
