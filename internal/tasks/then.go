@@ -261,7 +261,11 @@ func (r *thenRunner) decide(ctx context.Context, id int64) {
 // why instead and returns that as invalid.
 func (s *Service) insertThenTx(ctx context.Context, tx pgx.Tx, batchID int64, req json.RawMessage) (taskID int64, invalid string, err error) {
 	var p TaskParams
-	if err := json.Unmarshal(req, &p); err != nil {
+	err = json.Unmarshal(req, &p)
+	if string(p.Args) == "null" {
+		p.Args = nil // stored for a request without args: decoded as at submit
+	}
+	if err != nil {
 		invalid = "the stored request cannot be read: " + err.Error()
 	} else if params, errs := s.prepareTask(&p, "then", time.Now(), true); errs != nil {
 		invalid = (&ValidationError{Errors: errs}).Error()
