@@ -75,8 +75,14 @@ func (c *Client) Submit(ctx context.Context, t TaskRequest, opts SubmitOptions) 
 
 // SubmitBatch submits tasks in one all-or-nothing batch.
 func (c *Client) SubmitBatch(ctx context.Context, tasks []TaskRequest, opts SubmitOptions) (batch *BatchCreated, created bool, err error) {
+	return c.SubmitBatchRequest(ctx, BatchRequest{Tasks: tasks}, opts)
+}
+
+// SubmitBatchRequest is SubmitBatch with the whole request, for a batch
+// with a callback (BatchRequest.Then).
+func (c *Client) SubmitBatchRequest(ctx context.Context, req BatchRequest, opts SubmitOptions) (batch *BatchCreated, created bool, err error) {
 	batch = &BatchCreated{}
-	status, err := c.do(ctx, http.MethodPost, "/v1/batches", BatchRequest{Tasks: tasks}, opts.IdempotencyKey, batch)
+	status, err := c.do(ctx, http.MethodPost, "/v1/batches", req, opts.IdempotencyKey, batch)
 	if err != nil {
 		return nil, false, err
 	}

@@ -27,6 +27,11 @@ type TaskRequest struct {
 // BatchRequest is the body of POST /v1/batches.
 type BatchRequest struct {
 	Tasks []TaskRequest `json:"tasks"`
+	// Then is the batch's callback: a task inserted once, when every task
+	// of the batch has reached a final state (completed, cancelled or
+	// discarded). It carries the batch's ID as AfterBatch, and its Delay
+	// counts from then. nil: no callback.
+	Then *TaskRequest `json:"then,omitempty"`
 }
 
 // TaskSummary is a task as lists show it, without its attempts.
@@ -49,6 +54,10 @@ type TaskSummary struct {
 	CancelRequested bool            `json:"cancel_requested"`
 	// BatchID is the batch the task was submitted in, nil when none.
 	BatchID *int64 `json:"batch_id"`
+	// AfterBatch is the batch whose callback (BatchRequest.Then) the task
+	// is, nil when none: its handler reads the batch's results with
+	// GET /v1/batches/{id}.
+	AfterBatch *int64 `json:"after_batch"`
 	// NextRetryAt is when a failed task is tried again, nil unless a retry
 	// is scheduled.
 	NextRetryAt *time.Time `json:"next_retry_at"`
@@ -103,6 +112,13 @@ type Batch struct {
 	Counts map[string]int `json:"counts"`
 	Done   bool           `json:"done"`
 	Tasks  []BatchTask    `json:"tasks"`
+	// ThenTaskID is the batch's callback task (BatchRequest.Then), nil
+	// until it was inserted and when the batch has none.
+	ThenTaskID *int64 `json:"then_task_id"`
+	// ThenError says why the callback was not inserted (its request no
+	// longer validated when the batch was done, say after a configuration
+	// change); nil unless that happened.
+	ThenError *string `json:"then_error"`
 }
 
 // BatchTask is one task of a Batch.
@@ -196,6 +212,7 @@ type ClaimedTask struct {
 	MaxAttempts    int             `json:"max_attempts"`
 	Queue          string          `json:"queue"`
 	BatchID        *int64          `json:"batch_id"`
+	AfterBatch     *int64          `json:"after_batch"`
 	Lease          string          `json:"lease"`
 	LeaseExpiresAt time.Time       `json:"lease_expires_at"`
 }

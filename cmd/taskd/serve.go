@@ -63,10 +63,21 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	jcfg := cfg.jobsConfig(st)
 	jcfg.Logger = logger
 	jcfg.UserAgent = userAgent()
+	// The batch callbacks hear from the River client of the tasks it
+	// finished, and the service they run in needs the client: svc is set
+	// before client.Start, which comes before the first call.
+	var svc *tasks.Service
+	jcfg.FinishedFunc = func(ids []int64) { svc.TasksFinished(ids) }
 	client, err := jobs.NewClient(jcfg)
 	if err != nil {
 		return usagef("%v", err)
 	}
+	// Workers run the service too: whichever process finishes a batch's
+	// last task inserts its callback.
+	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
+		return err
+	}
+	defer svc.Close()
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -81,13 +92,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		srvErr  = make(chan error, 1)
 		ln      net.Listener
 		uiStart func(context.Context) error
-		svc     *tasks.Service
 	)
 	if withHTTP {
-		if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
-			return err
-		}
-		defer svc.Close()
 		hcfg := taskhttp.Config{
 			Store:                st,
 			Jobs:                 client,
@@ -137,6 +143,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger.Info("workers started", slog.String("client_id", client.ID()), slog.String("queues", queueList(cfg.Queues)),
 		slog.Duration("fetch_cooldown", cfg.FetchCooldown), slog.Duration("fetch_poll_interval", cfg.FetchPollInterval))
+	callbacksCtx, stopCallbacks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCallbacks()
+	callbacksDone := make(chan struct{})
+	go func() {
+		defer close(callbacksDone)
+		svc.RunBatchCallbacks(callbacksCtx)
+	}()
 
 	if withHTTP {
 		if uiStart != nil {
@@ -172,6 +185,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := client.Stop(gctx, 10*time.Second); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
+	// After the workers: the callbacks of batches they finished last are
+	// decided before the process exits.
+	stopCallbacks()
+	<-callbacksDone
 	if runErr == nil {
 		logger.Info("stopped")
 	}

@@ -20,7 +20,7 @@ import (
 
 // taskKeys are the members of a single task's JSON object.
 var taskKeys = []string{
-	"args", "attempt", "attempts", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
+	"after_batch", "args", "attempt", "attempts", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
 	"max_attempts", "next_retry_at", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags",
 }
 
@@ -68,7 +68,7 @@ func TestTaskCreate(t *testing.T) {
 				"kind": `"double"`, "queue": `"default"`, "state": `"available"`, "args": `{"value":21}`,
 				"priority": `1`, "attempt": `0`, "max_attempts": `25`, "tags": `[]`, "started_at": `null`,
 				"finished_at": `null`, "result": `null`, "errors": `[]`, "attempts": `[]`, "cancel_requested": `false`,
-				"batch_id": `null`, "next_retry_at": `null`,
+				"batch_id": `null`, "after_batch": `null`, "next_retry_at": `null`,
 			} {
 				wantJSON(t, field, raw[field], want)
 			}
@@ -1005,6 +1005,7 @@ func TestBatchCreateInvalid(t *testing.T) {
 	valid := `{"kind":"double","args":{"value":1}}`
 	tasks := func(items ...string) string { return `{"tasks":[` + strings.Join(items, ",") + `]}` }
 	tooMany := tasks(slices.Repeat([]string{valid}, 10_001)...)
+	withThen := func(body, then string) string { return strings.TrimSuffix(body, "}") + `,"then":` + then + `}` }
 
 	tests := []struct {
 		name   string
@@ -1030,6 +1031,14 @@ func TestBatchCreateInvalid(t *testing.T) {
 		{name: "tasks an object", body: `{"tasks":{"kind":"double"}}`, status: 422, typ: typeValidation, fields: []string{"tasks"}},
 		{name: "too many tasks", body: tooMany, status: 422, typ: typeValidation, fields: []string{"tasks"}},
 		{name: "unknown field", body: `{"tasks":[` + valid + `],"name":"x"}`, status: 422, typ: typeValidation, fields: []string{"name"}},
+		{name: "invalid then", body: withThen(tasks(valid), `{"kind":"double","args":{"value":"x"},"priority":9}`), status: 422, typ: typeValidation, fields: []string{"then.args.value", "then.priority"}},
+		{name: "invalid item and then", body: withThen(tasks(valid, `{"args":{"value":1}}`), `{"kind":"nope"}`), status: 422, typ: typeValidation, fields: []string{"tasks[1].kind", "then.kind"}},
+		{name: "then unknown field", body: withThen(tasks(valid), `{"kind":"double","args":{"value":1},"foo":1}`), status: 422, typ: typeValidation, fields: []string{"then.foo"}},
+		{name: "then unknown queue and bad delay", body: withThen(tasks(valid), `{"kind":"double","args":{"value":1},"queue":"nope","delay":"soon"}`), status: 422, typ: typeValidation, fields: []string{"then.queue", "then.delay"}},
+		{name: "then a string", body: withThen(tasks(valid), `"double"`), status: 422, typ: typeValidation, fields: []string{"then"}},
+		{name: "then an array", body: withThen(tasks(valid), `[]`), status: 422, typ: typeValidation, fields: []string{"then"}},
+		{name: "NUL in then", body: withThen(tasks(valid), `{"kind":"fail","args":{"times":1,"message":"a\u0000"}}`), status: 422, typ: typeValidation, fields: []string{"then.args.message"}},
+		{name: "empty tasks with then", body: withThen(`{"tasks":[]}`, `{"kind":"double","args":{"value":1}}`), status: 422, typ: typeValidation, fields: []string{"tasks"}},
 		{name: "body an array", body: `[` + valid + `]`, status: 422, typ: typeValidation, fields: []string{"body"}},
 		{name: "malformed JSON", body: `{"tasks":[`, status: 400, typ: typeSyntax, fields: []string{"body"}},
 		{name: "empty body", body: ``, status: 400, typ: typeSyntax, fields: []string{"body"}},

@@ -14,6 +14,7 @@ import (
 
 type batchRequest struct {
 	Tasks []json.RawMessage `json:"tasks"`
+	Then  json.RawMessage   `json:"then"`
 }
 
 type (
@@ -53,12 +54,19 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, *fe)
 		}
 	}
+	batch := &tasks.BatchParams{Tasks: params}
+	if len(req.Then) > 0 && string(req.Then) != "null" {
+		batch.Then = &tasks.TaskParams{}
+		if fe := decodeItem(req.Then, batch.Then, "then"); fe != nil {
+			errs = append(errs, *fe)
+		}
+	}
 	// The raw items are copies of parts of the body; let them go before
 	// the insert needs its own memory.
-	req.Tasks = nil
+	req.Tasks, req.Then = nil, nil
 	if errs != nil {
 		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity,
-			Detail: strconv.Itoa(len(errs)) + " invalid task(s); nothing was inserted", Errors: errs})
+			Detail: strconv.Itoa(len(errs)) + " invalid field(s); nothing was inserted", Errors: errs})
 		return
 	}
 	idem, ok := idempotency(w, r, body)
@@ -66,7 +74,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for try := 0; ; try++ {
-		sub, err := s.Tasks.SubmitBatch(r.Context(), params, idem)
+		sub, err := s.Tasks.SubmitBatch(r.Context(), batch, idem)
 		if err != nil {
 			s.writeError(w, r, err, "")
 			return
@@ -107,7 +115,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decodeItem decodes one batch item, returning its problem (with a field
+// decodeItem decodes one batch item (or the callback), returning its problem (with a field
 // path starting with prefix) or nil.
 func decodeItem(raw json.RawMessage, v *tasks.TaskParams, prefix string) *FieldError {
 	err := strictjson.Unmarshal(raw, v)
@@ -171,6 +179,12 @@ func toBatchJSON(b *store.Batch) batchJSON {
 			out.Done = false
 		}
 		out.Tasks[i] = batchTaskJSON{ID: t.ID, State: t.State, Result: t.Result, Errors: toErrorsJSON(t.Errors)}
+	}
+	if b.ThenTaskID != 0 {
+		out.ThenTaskID = &b.ThenTaskID
+	}
+	if b.ThenError != "" {
+		out.ThenError = &b.ThenError
 	}
 	return out
 }

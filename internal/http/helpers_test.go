@@ -23,6 +23,7 @@ import (
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // Problem types the API answers with.
@@ -77,6 +78,9 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	pool := pgtest.NewPool(t, 0)
 
 	st := store.New(pool)
+	// As in taskd: the River client hands its finished tasks to the
+	// service, which inserts the callbacks of batches.
+	var svc *tasks.Service
 	client, err := jobs.NewClient(jobs.Config{
 		Store:             st,
 		Logger:            logger,
@@ -85,11 +89,25 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
+		FinishedFunc:      func(ids []int64) { svc.TasksFinished(ids) },
 	})
 	if err != nil {
 		t.Fatalf("jobs.NewClient: %v", err)
 	}
+	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
+		t.Fatalf("tasks.New: %v", err)
+	}
 	if opts.Start {
+		cbCtx, stopCallbacks := context.WithCancel(ctx)
+		cbDone := make(chan struct{})
+		go func() {
+			defer close(cbDone)
+			svc.RunBatchCallbacks(cbCtx)
+		}()
+		t.Cleanup(func() { // after the client's stop, registered below
+			stopCallbacks()
+			<-cbDone
+		})
 		if err := client.Start(ctx); err != nil {
 			t.Fatalf("starting jobs client: %v", err)
 		}
@@ -105,6 +123,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	cfg := taskdhttp.Config{
 		Store:  st,
 		Jobs:   client,
+		Tasks:  svc,
 		Logger: logger,
 		Ready:  func(ctx context.Context) error { return st.Ping(ctx) },
 	}

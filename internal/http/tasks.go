@@ -47,9 +47,12 @@ func toErrorsJSON(errs []store.TaskError) []errorJSON {
 
 // toTaskJSON is a task as lists show it, without attempts.
 func toTaskJSON(t *store.Task) taskJSON {
-	var batchID *int64
+	var batchID, afterBatch *int64
 	if t.BatchID != 0 {
 		batchID = &t.BatchID
+	}
+	if t.AfterBatch != 0 {
+		afterBatch = &t.AfterBatch
 	}
 	// A retry is scheduled for a retryable task, and for an available one
 	// with errors and a future scheduled_at (River makes a retry due within
@@ -63,6 +66,7 @@ func toTaskJSON(t *store.Task) taskJSON {
 	}
 	return taskJSON{
 		BatchID:     batchID,
+		AfterBatch:  afterBatch,
 		NextRetryAt: nextRetry,
 		ID:          t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,

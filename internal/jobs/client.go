@@ -107,6 +107,17 @@ type Config struct {
 	// Limits are the cluster-wide limits on starting tasks (the
 	// configuration file's limits); nil or empty: none.
 	Limits *limits.Set
+	// FinishedFunc, when set, is called with the IDs of tasks that this
+	// process brought to a final state (its workers, its rescue of a dead
+	// process's tasks, its expiry of leases), after the state was saved;
+	// internal/tasks decides batch callbacks on it. Tasks that River ran
+	// outside any batch (no batch_id in their metadata) are left out, so
+	// that unbatched work costs nothing more. It must not block: it runs on
+	// the goroutine that announces finished tasks. IDs may be passed more
+	// than once, and some may be missed (River drops events when its
+	// subscription is full; a process may die first), so its user needs a
+	// periodic recheck of its own.
+	FinishedFunc func(ids []int64)
 	// DisableAttempts turns off attempt recording. Only the benchmark uses
 	// it, to measure what recording costs.
 	DisableAttempts bool

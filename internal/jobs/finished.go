@@ -1,8 +1,10 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -23,9 +25,10 @@ const (
 // final state, in batches, to the requests waiting for them in every
 // process (store.NotifyFinished). River sends the events after it saved
 // the jobs' states, so a waiter woken by one reads the final state.
+// Tasks of batches are handed to Config.FinishedFunc too.
 func (c *Client) announceFinished(events <-chan *river.Event) {
 	defer close(c.announceDone)
-	var ids []int64
+	var ids, batched []int64
 	flush := func() {
 		if len(ids) == 0 {
 			return
@@ -36,7 +39,8 @@ func (c *Client) announceFinished(events <-chan *river.Event) {
 			c.logger.Warn("announcing finished tasks failed; their waiters wait for the recheck",
 				slog.Int("count", len(ids)), slog.String("error", err.Error()))
 		}
-		ids = ids[:0]
+		c.finished(batched)
+		ids, batched = ids[:0], batched[:0]
 	}
 	var linger <-chan time.Time
 	for {
@@ -54,6 +58,9 @@ func (c *Client) announceFinished(events <-chan *river.Event) {
 				continue
 			}
 			ids = append(ids, ev.Job.ID)
+			if c.cfg.FinishedFunc != nil && inBatch(ev.Job.Metadata) {
+				batched = append(batched, ev.Job.ID)
+			}
 			if len(ids) >= finishedBatchMax {
 				flush()
 				linger = nil
@@ -65,6 +72,21 @@ func (c *Client) announceFinished(events <-chan *river.Event) {
 			linger = nil
 		}
 	}
+}
+
+// finished hands ids to Config.FinishedFunc, if any, as a slice of their
+// own.
+func (c *Client) finished(ids []int64) {
+	if c.cfg.FinishedFunc != nil && len(ids) > 0 {
+		c.cfg.FinishedFunc(slices.Clone(ids))
+	}
+}
+
+// inBatch reports whether job metadata names a batch (internal/tasks puts
+// {"batch_id": N} there). A byte search, not a decode, since every
+// finished task passes through here.
+func inBatch(metadata []byte) bool {
+	return bytes.Contains(metadata, []byte(`"batch_id"`))
 }
 
 func isFinal(s rivertype.JobState) bool {

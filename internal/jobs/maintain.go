@@ -92,6 +92,7 @@ func (c *Client) rescueOnce(ctx context.Context) {
 			}
 			if len(finished) > 0 {
 				_ = c.store.NotifyFinished(ctx, finished)
+				c.finished(finished)
 			}
 		}
 		if len(rescued) < rescueBatch {
@@ -144,6 +145,7 @@ func (c *Client) expireLeases(ctx context.Context) {
 				}
 				if len(finished) > 0 {
 					_ = c.store.NotifyFinished(ctx, finished)
+					c.finished(finished)
 				}
 			}
 			if len(expired) < leaseExpireBatch {

@@ -5,13 +5,13 @@
 // It knows nothing of River; internal/jobs adapts it to a River worker.
 //
 // Each attempt is a POST of {"id", "kind", "args", "attempt",
-// "max_attempts", "queue", "batch_id"} with the Standard Webhooks headers
-// (webhook-id is the task's ID, the same on every attempt, so that a
-// receiver can de-duplicate; webhook-signature only when the target has a
-// secret) and Taskd-Task-Id, Taskd-Attempt, Taskd-Max-Attempts and
-// Taskd-Kind. A 2xx response completes the task with its body as the
-// result; 408, 425, 429, 5xx, redirects and network errors fail the
-// attempt; any other 4xx discards the task (see Outcome).
+// "max_attempts", "queue", "batch_id", "after_batch"} with the Standard
+// Webhooks headers (webhook-id is the task's ID, the same on every
+// attempt, so that a receiver can de-duplicate; webhook-signature only
+// when the target has a secret) and Taskd-Task-Id, Taskd-Attempt,
+// Taskd-Max-Attempts and Taskd-Kind. A 2xx response completes the task
+// with its body as the result; 408, 425, 429, 5xx, redirects and network
+// errors fail the attempt; any other 4xx discards the task (see Outcome).
 package push
 
 import (

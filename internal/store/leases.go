@@ -33,6 +33,8 @@ type ClaimedTask struct {
 	Attempt     int
 	MaxAttempts int
 	BatchID     *int64
+	// AfterBatch is the batch whose callback the task is; nil when none.
+	AfterBatch *int64
 	// Lease is the lease's token, which completes, fails and heartbeats it.
 	Lease     string
 	ExpiresAt time.Time
@@ -56,6 +58,9 @@ func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) 
 		}
 		if r.BatchID != 0 {
 			tasks[i].BatchID = &r.BatchID
+		}
+		if r.AfterBatch != 0 {
+			tasks[i].AfterBatch = &r.AfterBatch
 		}
 	}
 	return tasks, nil

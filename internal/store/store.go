@@ -85,6 +85,9 @@ type Task struct {
 	CancelRequested bool
 	// BatchID is the batch the task was submitted in; 0 when none.
 	BatchID int64
+	// AfterBatch is the batch whose callback ("then") the task is; 0 when
+	// none.
+	AfterBatch int64
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -215,6 +218,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		Errors:          errs,
 		CancelRequested: r.CancelRequested,
 		BatchID:         r.BatchID,
+		AfterBatch:      r.AfterBatch,
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}
@@ -542,6 +546,12 @@ type Batch struct {
 	ID        int64
 	TaskIDs   []int64
 	CreatedAt time.Time
+	// ThenTaskID is the batch's callback task once it was inserted; 0
+	// before, and when the batch has none.
+	ThenTaskID int64
+	// ThenError says why the callback was not inserted; "" unless that
+	// happened.
+	ThenError string
 	// Tasks are the batch's tasks still present, in submission order; only
 	// ID, State, Result and Errors are filled.
 	Tasks []*Task
@@ -558,9 +568,9 @@ func (s *Store) BatchNextIDTx(ctx context.Context, tx pgx.Tx) (int64, error) {
 }
 
 // BatchInsertTx records batch id (from BatchNextIDTx) of already inserted
-// tasks.
-func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, id int64, taskIDs []int64) (*Batch, error) {
-	row, err := s.q.WithTx(tx).BatchInsert(ctx, dbsqlc.BatchInsertParams{ID: id, TaskIds: taskIDs})
+// tasks, with its callback request (JSON; nil when it has none).
+func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, id int64, taskIDs []int64, then json.RawMessage) (*Batch, error) {
+	row, err := s.q.WithTx(tx).BatchInsert(ctx, dbsqlc.BatchInsertParams{ID: id, TaskIds: taskIDs, ThenRequest: then})
 	if err != nil {
 		return nil, fmt.Errorf("inserting batch: %w", err)
 	}
@@ -571,7 +581,7 @@ func (s *Store) BatchInsertTx(ctx context.Context, tx pgx.Tx, id int64, taskIDs 
 // deleted by retention are left out.
 func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
 	var (
-		row  dbsqlc.Batch
+		row  dbsqlc.BatchGetByIDRow
 		rows []dbsqlc.BatchTasksRow
 	)
 	err := s.Retry(ctx, func() (err error) {
@@ -601,6 +611,12 @@ func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
 		byID[r.ID] = t
 	}
 	b := &Batch{ID: row.ID, TaskIDs: row.TaskIds, CreatedAt: row.CreatedAt, Tasks: make([]*Task, 0, len(rows))}
+	if row.ThenTaskID != nil {
+		b.ThenTaskID = *row.ThenTaskID
+	}
+	if row.ThenError != nil {
+		b.ThenError = *row.ThenError
+	}
 	for _, tid := range row.TaskIds {
 		if t, ok := byID[tid]; ok {
 			b.Tasks = append(b.Tasks, t)
@@ -610,7 +626,7 @@ func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
 }
 
 // BatchDeleteEmpty deletes up to max batches older than minAge none of whose
-// tasks is left.
+// tasks is left, except those whose callback is still to be decided.
 func (s *Store) BatchDeleteEmpty(ctx context.Context, minAge time.Duration, max int) (int64, error) {
 	n, err := s.q.BatchDeleteEmpty(ctx, dbsqlc.BatchDeleteEmptyParams{MinAgeSecs: minAge.Seconds(), Max: int32(max)})
 	if err != nil {

@@ -153,7 +153,7 @@ func TestTaskDeletionCascades(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		b, err := s.BatchInsertTx(ctx, tx, bid, []int64{id})
+		b, err := s.BatchInsertTx(ctx, tx, bid, []int64{id}, nil)
 		if err != nil {
 			return err
 		}

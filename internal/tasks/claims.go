@@ -296,8 +296,9 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 	if permanent && interrupted {
 		return nil, &ValidationError{Errors: []FieldError{{Field: "interrupted", Message: "cannot be given together with permanent"}}}
 	}
-	refused := false
+	refused, final := false, false
 	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		refused, final = false, false
 		lt, err := s.store.LeaseLockTx(ctx, tx, id, *p.Lease)
 		if errors.Is(err, store.ErrNotFound) {
 			refused = true
@@ -335,12 +336,16 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		case store.StateAvailable:
 			return s.store.NotifyQueuesTx(ctx, tx, []string{lt.Queue})
 		case store.StateDiscarded, store.StateCancelled:
+			final = true
 			return s.store.NotifyFinishedTx(ctx, tx, []int64{id})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if final {
+		s.then.finished([]int64{id})
 	}
 	if refused {
 		return nil, s.leaseRefused(ctx, id)

@@ -26,7 +26,9 @@ const (
 // next group. An idle service waits for one statement only.
 type completer struct {
 	store *store.Store
-	ch    chan completeRequest
+	// finishedFunc is handed the tasks each group completed.
+	finishedFunc func(ids []int64)
+	ch           chan completeRequest
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -47,8 +49,8 @@ type completeResult struct {
 	err error
 }
 
-func newCompleter(s *store.Store) *completer {
-	return &completer{store: s, ch: make(chan completeRequest, completeGroupMax), stop: make(chan struct{}), done: make(chan struct{})}
+func newCompleter(s *store.Store, finished func(ids []int64)) *completer {
+	return &completer{store: s, finishedFunc: finished, ch: make(chan completeRequest, completeGroupMax), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // close stops the completer once the group being written is; completions
@@ -177,4 +179,5 @@ func (c *completer) write(group []completeRequest) {
 	}
 	// A lost announcement only delays waiters until their recheck.
 	_ = c.store.NotifyFinished(ctx, finished)
+	c.finishedFunc(finished)
 }

@@ -28,8 +28,16 @@ type testBundle struct {
 // started.
 func setup(t *testing.T, mod func(*jobs.Config)) *testBundle {
 	t.Helper()
+	return setupWith(t, mod, nil)
+}
+
+// setupWith is setup with the Service's Config adjusted by modTasks. The
+// River client hands its finished tasks to the Service, as in taskd.
+func setupWith(t *testing.T, mod func(*jobs.Config), modTasks func(*Config)) *testBundle {
+	t.Helper()
 	pool := pgtest.NewPool(t, 0)
 	st := store.New(pool)
+	var svc *Service
 	cfg := jobs.Config{
 		Store:             st,
 		Logger:            testLogger(t),
@@ -38,6 +46,7 @@ func setup(t *testing.T, mod func(*jobs.Config)) *testBundle {
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
+		FinishedFunc:      func(ids []int64) { svc.TasksFinished(ids) },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -46,15 +55,30 @@ func setup(t *testing.T, mod func(*jobs.Config)) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Store: st, Jobs: jc})
-	if err != nil {
+	tcfg := Config{Store: st, Jobs: jc, Logger: testLogger(t)}
+	if modTasks != nil {
+		modTasks(&tcfg)
+	}
+	if svc, err = New(tcfg); err != nil {
 		t.Fatal(err)
 	}
 	return &testBundle{pool: pool, store: st, jobs: jc, tasks: svc}
 }
 
+// start starts the River client and the batch callbacks; both stop when
+// the test ends, the callbacks last.
 func (b *testBundle) start(t *testing.T) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.tasks.RunBatchCallbacks(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	if err := b.jobs.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

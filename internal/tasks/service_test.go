@@ -117,7 +117,7 @@ func TestIdempotentSubmitUnderConcurrency(t *testing.T) {
 		t.Errorf("different body: %v, want ErrIdempotencyMismatch", err)
 	}
 	// A batch may not reuse a task's key either.
-	if _, err := b.tasks.SubmitBatch(ctx, []TaskParams{p}, &Idempotency{Key: "k1", Hash: hash}); !errors.Is(err, ErrIdempotencyMismatch) {
+	if _, err := b.tasks.SubmitBatch(ctx, &BatchParams{Tasks: []TaskParams{p}}, &Idempotency{Key: "k1", Hash: hash}); !errors.Is(err, ErrIdempotencyMismatch) {
 		t.Errorf("batch under a task's key: %v, want ErrIdempotencyMismatch", err)
 	}
 }
@@ -131,7 +131,7 @@ func TestSubmitBatchOrderAndAtomicity(t *testing.T) {
 	for i := range params {
 		params[i] = TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":` + itoa(i) + `}`)}
 	}
-	sub, err := b.tasks.SubmitBatch(ctx, params, nil)
+	sub, err := b.tasks.SubmitBatch(ctx, &BatchParams{Tasks: params}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestSubmitBatchOrderAndAtomicity(t *testing.T) {
 	bad := slices.Clone(params[:5])
 	bad[3] = TaskParams{Kind: ptr("double"), Args: json.RawMessage(`{"value":"x"}`)}
 	bad[4] = TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms":1}`), Priority: ptr(7)}
-	_, err = b.tasks.SubmitBatch(ctx, bad, nil)
+	_, err = b.tasks.SubmitBatch(ctx, &BatchParams{Tasks: bad}, nil)
 	var verr *ValidationError
 	if !errors.As(err, &verr) {
 		t.Fatalf("err = %v, want ValidationError", err)

@@ -63,11 +63,23 @@ func (e *StateError) Error() string {
 // the body of POST /v1/tasks and an item of POST /v1/batches.
 type TaskParams = client.TaskRequest
 
-// prepare validates p and turns it into River insert params. Field paths in
-// errors start with prefix. Messages quote client input clipped
-// (strictjson.Clip), so that a megabyte-long name does not come back whole
-// in the response or go into logs.
+// BatchParams is a batch as submitted, the body of POST /v1/batches: its
+// tasks, and the task to insert once they are all final (Then, optional).
+type BatchParams = client.BatchRequest
+
+// prepare validates p as a submission and turns it into River insert
+// params. Field paths in errors start with prefix. Messages quote client
+// input clipped (strictjson.Clip), so that a megabyte-long name does not
+// come back whole in the response or go into logs.
 func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
+	return s.prepareTask(p, prefix, now, false)
+}
+
+// prepareTask is prepare; with callback set, p is a batch callback being
+// inserted by whichever process decided it, and its queue is not checked
+// against this process's queues: that was done at submit, by the process
+// that accepted the batch, and the process deciding need not work it.
+func (s *Service) prepareTask(p *TaskParams, prefix string, now time.Time, callback bool) (river.InsertManyParams, []FieldError) {
 	fe := &kinds.Errors{Prefix: prefix}
 	var kind kinds.Kind
 	switch {
@@ -95,10 +107,10 @@ func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.In
 		}
 	} else if p.Queue != nil {
 		opts.Queue = *p.Queue
-		if !s.jobs.HasQueue(*p.Queue) {
+		if !callback && !s.jobs.HasQueue(*p.Queue) {
 			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(s.jobs.QueueNames(), ", "))
 		}
-	} else if kind.Name != "" && kind.Run != kinds.RunExternal && !s.jobs.HasQueue(kind.Queue) {
+	} else if !callback && kind.Name != "" && kind.Run != kinds.RunExternal && !s.jobs.HasQueue(kind.Queue) {
 		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
 			kind.Name, kind.Queue, strings.Join(s.jobs.QueueNames(), ", "))
 	}
@@ -178,7 +190,8 @@ func checkTag(tag string) string {
 type Submission struct {
 	// Created is false when an Idempotency-Key matched an earlier request.
 	Created bool
-	// TaskID is set by Submit, BatchID and TaskIDs by SubmitBatch.
+	// TaskID is set by Submit, BatchID and TaskIDs (when Created) by
+	// SubmitBatch.
 	TaskID int64
 	// Task is the inserted task, set by Submit when Created.
 	Task    *store.Task
@@ -229,22 +242,38 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	return sub, err
 }
 
-// SubmitBatch validates every task, then inserts them all in one
-// transaction, or none when any is invalid. Errors name "tasks[i].field".
-func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempotency) (*Submission, error) {
+// SubmitBatch validates every task, and the callback b.Then if any, then
+// inserts the tasks and the batch in one transaction, or nothing when
+// anything is invalid. Errors name "tasks[i].field" and "then.field". The
+// callback is validated now and again when it is inserted, once every
+// task of the batch is final (see thenRunner); its delay counts from then.
+func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempotency) (*Submission, error) {
+	ps := b.Tasks
+	var errs []FieldError
 	if len(ps) == 0 || len(ps) > BatchMax {
-		return nil, &ValidationError{Errors: []FieldError{{Field: "tasks", Message: fmt.Sprintf("must hold between 1 and %d tasks", BatchMax)}}}
+		errs = append(errs, FieldError{Field: "tasks", Message: fmt.Sprintf("must hold between 1 and %d tasks", BatchMax)})
+		ps = nil // the items of an oversized batch are not looked at
 	}
 	now := time.Now()
 	params := make([]river.InsertManyParams, len(ps))
-	var errs []FieldError
 	for i := range ps {
 		p, ferrs := s.prepare(&ps[i], "tasks["+strconv.Itoa(i)+"]", now)
 		errs = append(errs, ferrs...)
 		params[i] = p
 	}
+	if b.Then != nil {
+		_, ferrs := s.prepare(b.Then, "then", now)
+		errs = append(errs, ferrs...)
+	}
 	if errs != nil {
 		return nil, &ValidationError{Errors: errs}
+	}
+	var then json.RawMessage
+	if b.Then != nil {
+		var err error
+		if then, err = json.Marshal(b.Then); err != nil {
+			return nil, fmt.Errorf("encoding the batch callback: %w", err)
+		}
 	}
 	var sub *Submission
 	err := s.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
@@ -270,12 +299,12 @@ func (s *Service) SubmitBatch(ctx context.Context, ps []TaskParams, idem *Idempo
 		for i, r := range res {
 			ids[i] = r.Job.ID
 		}
-		b, err := s.store.BatchInsertTx(ctx, tx, batchID, ids)
+		batch, err := s.store.BatchInsertTx(ctx, tx, batchID, ids, then)
 		if err != nil {
 			return store.IdempotencyKey{}, err
 		}
-		sub = &Submission{Created: true, BatchID: b.ID, TaskIDs: ids}
-		return store.IdempotencyKey{BatchID: b.ID}, nil
+		sub = &Submission{Created: true, BatchID: batch.ID, TaskIDs: ids}
+		return store.IdempotencyKey{BatchID: batch.ID}, nil
 	}, func(k *store.IdempotencyKey) {
 		sub = &Submission{BatchID: k.BatchID}
 	})
@@ -325,7 +354,9 @@ func (s *Service) insert(ctx context.Context, idem *Idempotency, forTask bool, i
 // running one is asked to stop and stays running until its worker returns.
 // Finished tasks give a *StateError.
 func (s *Service) Cancel(ctx context.Context, id int64) error {
-	return s.store.WithTx(ctx, func(tx pgx.Tx) error {
+	cancelled := false
+	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		cancelled = false
 		state, err := s.store.TaskLockStateTx(ctx, tx, id)
 		if err != nil {
 			return err
@@ -339,10 +370,15 @@ func (s *Service) Cancel(ctx context.Context, id int64) error {
 		}
 		if job.State == rivertype.JobStateCancelled {
 			// Not running: final now, so its waiters can go.
+			cancelled = true
 			return s.store.NotifyFinishedTx(ctx, tx, []int64{id})
 		}
 		return nil
 	})
+	if err == nil && cancelled {
+		s.then.finished([]int64{id})
+	}
+	return err
 }
 
 // Retry makes a retryable, completed, cancelled or discarded task available

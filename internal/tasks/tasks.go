@@ -1,5 +1,6 @@
 // Package tasks is taskd's use cases on tasks: validating and submitting
-// tasks and batches (with idempotency keys), cancelling and retrying them.
+// tasks and batches (with idempotency keys), cancelling and retrying them,
+// inserting the callbacks of batches once they are done.
 // The HTTP handlers call it, and so will pull claims and schedules, so that
 // every way in shares one validation path. It runs on River through
 // internal/jobs and on taskd's rows through internal/store.
@@ -35,6 +36,8 @@ type Config struct {
 	ClaimRecheckInterval time.Duration
 	// FinishRecheckInterval: see FinishRecheckIntervalDefault.
 	FinishRecheckInterval time.Duration
+	// ThenRecheckInterval: see ThenRecheckIntervalDefault.
+	ThenRecheckInterval time.Duration
 }
 
 // ClaimRecheckIntervalDefault: River sends at most one insert notification
@@ -49,6 +52,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.ClaimRecheckInterval = cmp.Or(c.ClaimRecheckInterval, ClaimRecheckIntervalDefault)
 	c.FinishRecheckInterval = cmp.Or(c.FinishRecheckInterval, FinishRecheckIntervalDefault)
+	c.ThenRecheckInterval = cmp.Or(c.ThenRecheckInterval, ThenRecheckIntervalDefault)
 	return c
 }
 
@@ -71,6 +75,8 @@ type Service struct {
 	completions *completer
 	// waiters holds the requests waiting for tasks to finish.
 	waiters *finishWaiters
+	// then inserts the callbacks of batches (RunBatchCallbacks).
+	then *thenRunner
 }
 
 // New returns a Service.
@@ -79,12 +85,29 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{
+	s := &Service{
 		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
-		claims:      newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
-		completions: newCompleter(cfg.Store),
-		waiters:     newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
-	}, nil
+		claims:  newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
+		waiters: newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
+	}
+	s.then = newThenRunner(s, cfg.Logger, cfg.ThenRecheckInterval)
+	s.completions = newCompleter(cfg.Store, s.then.finished)
+	return s, nil
+}
+
+// RunBatchCallbacks inserts the callbacks of batches ("then") as their
+// batches become done, until ctx ends; every process that runs tasks runs
+// it once (see thenRunner). Before it returns, it decides the batches of
+// the tasks that TasksFinished handed it, so cancel ctx after the River
+// client stopped.
+func (s *Service) RunBatchCallbacks(ctx context.Context) {
+	s.then.run(ctx)
+}
+
+// TasksFinished tells the batch callbacks that tasks reached a final state
+// (jobs.Config.FinishedFunc). It never blocks.
+func (s *Service) TasksFinished(ids []int64) {
+	s.then.finished(ids)
 }
 
 // Close stops the listener of waiting claims; claims still waiting return

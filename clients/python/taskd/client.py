@@ -99,6 +99,7 @@ class Client:
         tasks: Iterable[Mapping[str, Any]],
         wait: Optional[Duration] = None,
         *,
+        then: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Submit tasks all or nothing (``POST /v1/batches``).
@@ -106,6 +107,11 @@ class Client:
         Each item is a mapping with ``kind``, ``args`` and any of
         :meth:`submit`'s fields, such as ``{"kind": "double", "args":
         {"value": 1}, "priority": 2}``. Returns ``{"id", "task_ids"}``.
+
+        ``then``, a mapping like an item, is the batch's callback: a task
+        the server inserts once, when every task of the batch is final. It
+        carries the batch's ID as ``after_batch``; the batch shows it as
+        ``then_task_id`` once it exists.
 
         With ``wait``, the server holds the answer until the batch is
         ``done`` or the wait has passed (``POST /v1/batches?wait=``), and
@@ -119,13 +125,20 @@ class Client:
                 raise ValueError(f"tasks[{i}] has no kind")
             kind, args = task.pop("kind"), task.pop("args", None)
             items.append(_task_body(kind, args, task, f"tasks[{i}]"))
+        body: Dict[str, Any] = {"tasks": items}
+        if then is not None:
+            callback = dict(then)
+            if "kind" not in callback:
+                raise ValueError("then has no kind")
+            kind, args = callback.pop("kind"), callback.pop("args", None)
+            body["then"] = _task_body(kind, args, callback, "then")
         if wait is None:
-            return self._request("POST", "/v1/batches", {"tasks": items}, headers=_idempotency(idempotency_key))
+            return self._request("POST", "/v1/batches", body, headers=_idempotency(idempotency_key))
         seconds = _wait_seconds(wait)
         deadline = time.monotonic() + seconds
         first = min(seconds, _SERVER_WAIT_MAX)
         batch = self._request(
-            "POST", "/v1/batches?wait=" + _wait_param(first), {"tasks": items},
+            "POST", "/v1/batches?wait=" + _wait_param(first), body,
             headers=_idempotency(idempotency_key), timeout=max(self.timeout, first + 10),
         )
         if not batch.get("done") and deadline - time.monotonic() > 0:

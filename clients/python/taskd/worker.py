@@ -70,9 +70,10 @@ class Task:
 
     Attributes: ``id``, ``kind``, ``args`` (the task's arguments, decoded
     JSON), ``attempt`` (1 for the first), ``max_attempts``, ``queue``,
-    ``batch_id`` (``None`` outside a batch), ``lease`` (the lease token),
-    ``lease_expires_at`` (an aware :class:`datetime.datetime`, updated by
-    each heartbeat) and ``raw``, the claim's JSON object.
+    ``batch_id`` (``None`` outside a batch), ``after_batch`` (the batch
+    whose callback the task is, ``None`` for others), ``lease`` (the lease
+    token), ``lease_expires_at`` (an aware :class:`datetime.datetime`,
+    updated by each heartbeat) and ``raw``, the claim's JSON object.
     """
 
     def __init__(self, client: Client, claimed: Dict[str, Any], lease_seconds: Optional[float] = None) -> None:
@@ -84,6 +85,7 @@ class Task:
         self.max_attempts: int = claimed.get("max_attempts", 0)
         self.queue: str = claimed.get("queue", "")
         self.batch_id: Optional[int] = claimed.get("batch_id")
+        self.after_batch: Optional[int] = claimed.get("after_batch")
         self.lease: str = claimed["lease"]
         self.lease_expires_at: Optional[datetime.datetime] = _parse_time(claimed.get("lease_expires_at"))
         self._client = client

@@ -150,6 +150,18 @@ class RequestTest(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"tasks\[0\]"):
             Client(srv.url).submit_batch([{"kind": "double", "args": {}, "bogus": 1}])
 
+    def test_batch_then(self) -> None:
+        with FakeServer(ok({"id": 7, "task_ids": [1]}, 201)) as srv:
+            Client(srv.url).submit_batch([{"kind": "double", "args": {"value": 1}}],
+                                         then={"kind": "double", "args": {"value": 0}, "delay": 1.5, "priority": None})
+        (req,) = srv.requests
+        self.assertEqual(req.json(), {"tasks": [{"kind": "double", "args": {"value": 1}}],
+                                      "then": {"kind": "double", "args": {"value": 0}, "delay": "1.5s"}})
+        with self.assertRaisesRegex(TypeError, r"^then: unknown task field 'bogus'"):
+            Client(srv.url).submit_batch([{"kind": "double", "args": {}}], then={"kind": "double", "bogus": 1})
+        with self.assertRaisesRegex(ValueError, "then has no kind"):
+            Client(srv.url).submit_batch([{"kind": "double", "args": {}}], then={"args": {}})
+
     def test_cancel_retry(self) -> None:
         with FakeServer(ok({"id": 5, "state": "cancelled"})) as srv:
             c = Client(srv.url)

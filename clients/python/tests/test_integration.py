@@ -127,6 +127,20 @@ class TasksTest(unittest.TestCase):
         self.assertEqual(len(batch["task_ids"]), 2)
         self.assertEqual(batch["counts"], {"completed": 2})
 
+    def test_batch_then(self) -> None:
+        created = self.client.submit_batch([{"kind": "double", "args": {"value": i}} for i in range(1, 4)],
+                                           then={"kind": "double", "args": {"value": 21}, "tags": ["gathered"]})
+        # ?wait= waits for the batch's tasks; the callback follows them.
+        batch = wait_until(lambda: self.client.get_batch(created["id"]), lambda b: b["then_task_id"] is not None, 20)
+        self.assertTrue(batch["done"], batch)
+        self.assertIsNone(batch["then_error"])
+        task = self.client.get(batch["then_task_id"], wait="20s")
+        self.assertEqual((task["state"], task["result"], task["after_batch"], task["batch_id"], task["tags"]),
+                         ("completed", {"result": 42}, created["id"], None, ["gathered"]))
+        with self.assertRaises(TaskdError) as cm:
+            self.client.submit_batch([{"kind": "double", "args": {"value": 1}}], then={"kind": "double", "args": {}})
+        self.assertEqual([f["field"] for f in cm.exception.errors], ["then.args.value"])
+
     def test_batch_is_all_or_nothing(self) -> None:
         with self.assertRaises(TaskdError) as cm:
             self.client.submit_batch([{"kind": "double", "args": {"value": 1}}, {"kind": "double", "args": {}}])
@@ -235,8 +249,9 @@ class PullTest(unittest.TestCase):
         claimed = self.client.claim(kinds=[echo_worker.KIND], wait="5s", lease="10s", worker="py-test")
         self.assertEqual(len(claimed), 1, claimed)
         task = claimed[0]
-        self.assertEqual((task["id"], task["kind"], task["args"], task["attempt"], task["queue"], task["batch_id"]),
-                         (id, echo_worker.KIND, {"value": 1}, 1, "external", None))
+        self.assertEqual((task["id"], task["kind"], task["args"], task["attempt"], task["queue"], task["batch_id"],
+                          task["after_batch"]),
+                         (id, echo_worker.KIND, {"value": 1}, 1, "external", None, None))
         self.assertIsInstance(task["lease"], str)
         self.assertIn("max_attempts", task)
         self.assertIn("lease_expires_at", task)
@@ -272,6 +287,13 @@ class PullTest(unittest.TestCase):
         self.assertEqual(len(messages), 2, messages)
         self.assertEqual(messages[0], "try again")
         self.assertTrue(messages[1].endswith("bad input"), messages)  # taskd writes "permanent: bad input"
+
+    def test_batch_then_claimed(self) -> None:
+        created = self.client.submit_batch([{"kind": "double", "args": {"value": 1}}],
+                                           then={"kind": echo_worker.KIND, "args": {"value": 7}})
+        (task,) = self.client.claim(kinds=[echo_worker.KIND], wait="15s")
+        self.assertEqual((task["args"], task["after_batch"], task["batch_id"]), ({"value": 7}, created["id"], None))
+        self.client.complete(task["id"], task["lease"], {"ok": True})
 
     def test_claim_nothing(self) -> None:
         start = time.monotonic()

@@ -54,7 +54,8 @@ class FakeTaskd:
     def add(self, args: Any, max_attempts: int = 5, kind: str = "py_echo") -> int:
         with self.cond:
             task = {"id": next(self._ids), "kind": kind, "args": args, "attempt": 0,
-                    "max_attempts": max_attempts, "queue": "external", "batch_id": None}
+                    "max_attempts": max_attempts, "queue": "external", "batch_id": None,
+                    "after_batch": None}
             self.queue.append(task)
             self.cond.notify_all()
             return task["id"]

@@ -15,6 +15,7 @@ DELETE FROM batches
 WHERE id IN (
     SELECT b.id FROM batches b
     WHERE b.created_at < now() - make_interval(secs => $1::double precision)
+        AND (b.then_request IS NULL OR b.then_at IS NOT NULL)
         AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = ANY(b.task_ids))
     ORDER BY b.id
     LIMIT $2::int
@@ -26,6 +27,8 @@ type BatchDeleteEmptyParams struct {
 	Max        int32
 }
 
+// A batch whose callback is still to be decided stays, even with none of
+// its tasks left, until a process has decided it (the recheck finds it).
 func (q *Queries) BatchDeleteEmpty(ctx context.Context, arg BatchDeleteEmptyParams) (int64, error) {
 	result, err := q.db.Exec(ctx, batchDeleteEmpty, arg.MinAgeSecs, arg.Max)
 	if err != nil {
@@ -35,24 +38,40 @@ func (q *Queries) BatchDeleteEmpty(ctx context.Context, arg BatchDeleteEmptyPara
 }
 
 const batchGetByID = `-- name: BatchGetByID :one
-SELECT id, task_ids, created_at FROM batches WHERE id = $1
+SELECT id, task_ids, created_at, then_task_id, then_error FROM batches WHERE id = $1
 `
 
-func (q *Queries) BatchGetByID(ctx context.Context, id int64) (Batch, error) {
+type BatchGetByIDRow struct {
+	ID         int64
+	TaskIds    []int64
+	CreatedAt  time.Time
+	ThenTaskID *int64
+	ThenError  *string
+}
+
+func (q *Queries) BatchGetByID(ctx context.Context, id int64) (BatchGetByIDRow, error) {
 	row := q.db.QueryRow(ctx, batchGetByID, id)
-	var i Batch
-	err := row.Scan(&i.ID, &i.TaskIds, &i.CreatedAt)
+	var i BatchGetByIDRow
+	err := row.Scan(
+		&i.ID,
+		&i.TaskIds,
+		&i.CreatedAt,
+		&i.ThenTaskID,
+		&i.ThenError,
+	)
 	return i, err
 }
 
 const batchInsert = `-- name: BatchInsert :one
-INSERT INTO batches (id, task_ids) OVERRIDING SYSTEM VALUE VALUES ($1, $2::bigint[])
+INSERT INTO batches (id, task_ids, then_request) OVERRIDING SYSTEM VALUE
+VALUES ($1, $2::bigint[], $3::jsonb)
 RETURNING id, created_at
 `
 
 type BatchInsertParams struct {
-	ID      int64
-	TaskIds []int64
+	ID          int64
+	TaskIds     []int64
+	ThenRequest []byte
 }
 
 type BatchInsertRow struct {
@@ -60,8 +79,9 @@ type BatchInsertRow struct {
 	CreatedAt time.Time
 }
 
+// then_request is the batch's callback as submitted; NULL: none.
 func (q *Queries) BatchInsert(ctx context.Context, arg BatchInsertParams) (BatchInsertRow, error) {
-	row := q.db.QueryRow(ctx, batchInsert, arg.ID, arg.TaskIds)
+	row := q.db.QueryRow(ctx, batchInsert, arg.ID, arg.TaskIds, arg.ThenRequest)
 	var i BatchInsertRow
 	err := row.Scan(&i.ID, &i.CreatedAt)
 	return i, err
@@ -117,4 +137,154 @@ func (q *Queries) BatchTasks(ctx context.Context, ids []int64) ([]BatchTasksRow,
 		return nil, err
 	}
 	return items, nil
+}
+
+const batchThenCandidates = `-- name: BatchThenCandidates :many
+SELECT DISTINCT b.id
+FROM river_job j
+JOIN batches b ON b.id = (j.metadata ->> 'batch_id')::bigint
+WHERE j.id = ANY($1::bigint[])
+    AND j.metadata ? 'batch_id'
+    AND b.then_request IS NOT NULL AND b.then_at IS NULL
+    AND b.then_request ->> 'kind' = ANY($2::text[])
+`
+
+type BatchThenCandidatesParams struct {
+	TaskIds []int64
+	Kinds   []string
+}
+
+// BatchThenCandidates returns the batches of task_ids (tasks that just
+// became final) whose callback is still to be decided and of one of kinds
+// (those the asking process can insert): primary-key lookups of the tasks
+// and their batches, whatever the size of either table.
+func (q *Queries) BatchThenCandidates(ctx context.Context, arg BatchThenCandidatesParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, batchThenCandidates, arg.TaskIds, arg.Kinds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const batchThenDecide = `-- name: BatchThenDecide :one
+UPDATE batches b
+SET then_at = now()
+WHERE b.id = $1
+    AND b.then_request IS NOT NULL
+    AND b.then_at IS NULL
+    AND NOT EXISTS (
+        SELECT 1 FROM river_job j
+        WHERE j.id = ANY(b.task_ids) AND j.state NOT IN ('completed', 'cancelled', 'discarded')
+    )
+RETURNING b.then_request
+`
+
+// BatchThenDecide is the guard of batch callbacks: it marks the callback
+// decided and returns its request only if it was not decided yet and every
+// task of the batch is final or gone. The row lock it takes makes a second
+// process deciding the same batch at the same time wait for the first's
+// commit, then re-check then_at and find it set (PostgreSQL re-evaluates
+// the condition on the updated row): the callback is decided, and
+// inserted in the same transaction, exactly once.
+func (q *Queries) BatchThenDecide(ctx context.Context, id int64) ([]byte, error) {
+	row := q.db.QueryRow(ctx, batchThenDecide, id)
+	var then_request []byte
+	err := row.Scan(&then_request)
+	return then_request, err
+}
+
+const batchThenPending = `-- name: BatchThenPending :many
+WITH pending AS (
+    SELECT b.id, b.task_ids
+    FROM batches b
+    WHERE b.then_request IS NOT NULL AND b.then_at IS NULL
+        AND b.id > $1::bigint
+        AND b.then_request ->> 'kind' = ANY($2::text[])
+    ORDER BY b.id
+    LIMIT $3::int
+)
+SELECT
+    p.id,
+    NOT EXISTS (
+        SELECT 1 FROM river_job j
+        WHERE j.id = ANY(p.task_ids) AND j.state NOT IN ('completed', 'cancelled', 'discarded')
+    ) AS done
+FROM pending p
+ORDER BY p.id
+`
+
+type BatchThenPendingParams struct {
+	AfterID int64
+	Kinds   []string
+	Max     int32
+}
+
+type BatchThenPendingRow struct {
+	ID   int64
+	Done bool
+}
+
+// BatchThenPending serves the periodic recheck: up to max batches after
+// after_id whose callback is still to be decided (batches_then_pending_idx),
+// and whether every task of each is final or gone. The recheck moves
+// after_id along, so that every pending batch is looked at in turn however
+// many there are.
+func (q *Queries) BatchThenPending(ctx context.Context, arg BatchThenPendingParams) ([]BatchThenPendingRow, error) {
+	rows, err := q.db.Query(ctx, batchThenPending, arg.AfterID, arg.Kinds, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BatchThenPendingRow
+	for rows.Next() {
+		var i BatchThenPendingRow
+		if err := rows.Scan(&i.ID, &i.Done); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const batchThenSetError = `-- name: BatchThenSetError :exec
+UPDATE batches SET then_error = $1::text WHERE id = $2
+`
+
+type BatchThenSetErrorParams struct {
+	Error string
+	ID    int64
+}
+
+func (q *Queries) BatchThenSetError(ctx context.Context, arg BatchThenSetErrorParams) error {
+	_, err := q.db.Exec(ctx, batchThenSetError, arg.Error, arg.ID)
+	return err
+}
+
+const batchThenSetTask = `-- name: BatchThenSetTask :exec
+UPDATE batches SET then_task_id = $1::bigint WHERE id = $2
+`
+
+type BatchThenSetTaskParams struct {
+	TaskID int64
+	ID     int64
+}
+
+func (q *Queries) BatchThenSetTask(ctx context.Context, arg BatchThenSetTaskParams) error {
+	_, err := q.db.Exec(ctx, batchThenSetTask, arg.TaskID, arg.ID)
+	return err
 }

@@ -66,6 +66,8 @@ SELECT
     c.id, c.kind, c.queue, c.args, l.attempt, c.max_attempts,
     -- 0: not in a batch (batch IDs start at 1)
     coalesce((c.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    -- 0: not a batch's callback
+    coalesce((c.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
     l.token, l.expires_at
 FROM claimed c
 JOIN leased l ON l.task_id = c.id
@@ -88,6 +90,7 @@ type LeaseClaimRow struct {
 	Attempt     int32
 	MaxAttempts int16
 	BatchID     int64
+	AfterBatch  int64
 	Token       pgtype.UUID
 	ExpiresAt   time.Time
 }
@@ -124,6 +127,7 @@ func (q *Queries) LeaseClaim(ctx context.Context, arg LeaseClaimParams) ([]Lease
 			&i.Attempt,
 			&i.MaxAttempts,
 			&i.BatchID,
+			&i.AfterBatch,
 			&i.Token,
 			&i.ExpiresAt,
 		); err != nil {

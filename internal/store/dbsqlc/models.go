@@ -61,9 +61,13 @@ func (ns NullRiverJobState) Value() (driver.Value, error) {
 }
 
 type Batch struct {
-	ID        int64
-	TaskIds   []int64
-	CreatedAt time.Time
+	ID          int64
+	TaskIds     []int64
+	CreatedAt   time.Time
+	ThenRequest []byte
+	ThenTaskID  *int64
+	ThenAt      *time.Time
+	ThenError   *string
 }
 
 type IdempotencyKey struct {
