@@ -16,7 +16,8 @@ func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	out := client.KindList{Kinds: make([]kindJSON, len(kinds))}
 	for i, k := range kinds {
 		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Run: string(k.Run), Description: k.Description,
-			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts}
+			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts,
+			Backoff: k.BackoffPolicy().Wire()}
 		if k.Timeout > 0 {
 			out.Kinds[i].Timeout = k.Timeout.String()
 		}

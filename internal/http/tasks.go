@@ -14,6 +14,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/backoff"
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
 	"github.com/taskd/taskd/internal/tasks"
@@ -46,7 +48,7 @@ func toErrorsJSON(errs []store.TaskError) []errorJSON {
 }
 
 // toTaskJSON is a task as lists show it, without attempts.
-func toTaskJSON(t *store.Task) taskJSON {
+func (s *server) toTaskJSON(t *store.Task) taskJSON {
 	var batchID *int64
 	if t.BatchID != 0 {
 		batchID = &t.BatchID
@@ -61,9 +63,12 @@ func toTaskJSON(t *store.Task) taskJSON {
 		((t.State == store.StateAvailable || t.State == store.StateScheduled) && ranBefore && t.ScheduledAt.After(time.Now())) {
 		nextRetry = &t.ScheduledAt
 	}
+	backoffJSON, timeout := s.policyJSON(t)
 	return taskJSON{
 		BatchID:     batchID,
 		NextRetryAt: nextRetry,
+		Backoff:     backoffJSON,
+		Timeout:     timeout,
 		ID:          t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
 		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
@@ -74,8 +79,27 @@ func toTaskJSON(t *store.Task) taskJSON {
 // taskWithAttempts is the single-task form: attempts always present.
 type taskWithAttempts = client.Task
 
-func singleTask(t *store.Task) taskWithAttempts {
-	out := taskWithAttempts{TaskSummary: toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
+// policyJSON is the retry policy and attempt timeout in effect for t: its
+// own, else its kind's, else the service's.
+func (s *server) policyJSON(t *store.Task) (client.Backoff, *string) {
+	own := jobs.ParseOwnPolicy(t.Policy)
+	var p jobs.Policy
+	if s.Jobs != nil {
+		p = s.Jobs.Policy(t.Kind, own)
+	} else {
+		// A server without River (tests of the API alone): the kinds it
+		// lists and the service's defaults.
+		p = jobs.PolicyFor(s.Kinds, jobs.JobTimeoutDefault, t.Kind, own)
+	}
+	var timeout *string
+	if p.Timeout > 0 {
+		timeout = new(backoff.FormatDuration(p.Timeout))
+	}
+	return p.Backoff.Wire(), timeout
+}
+
+func (s *server) singleTask(t *store.Task) taskWithAttempts {
+	out := taskWithAttempts{TaskSummary: s.toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
 	for i, a := range t.Attempts {
 		aj := attemptJSON{
 			Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
@@ -194,7 +218,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
 		if sub.Created && wait == 0 {
-			writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+			writeJSON(w, http.StatusCreated, s.singleTask(sub.Task))
 			return
 		}
 		if sub.Created {
@@ -207,7 +231,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, err, "task "+strconv.FormatInt(sub.TaskID, 10))
 				return
 			}
-			writeJSON(w, http.StatusCreated, singleTask(t))
+			writeJSON(w, http.StatusCreated, s.singleTask(t))
 			return
 		}
 		if !s.waitFor(w, r, []int64{sub.TaskID}, wait) {
@@ -223,7 +247,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err, "")
 			return
 		}
-		writeJSON(w, http.StatusOK, singleTask(t))
+		writeJSON(w, http.StatusOK, s.singleTask(t))
 		return
 	}
 }
@@ -301,7 +325,7 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
-	writeJSON(w, http.StatusOK, singleTask(t))
+	writeJSON(w, http.StatusOK, s.singleTask(t))
 }
 
 func (s *server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
@@ -328,7 +352,7 @@ func (s *server) changeTask(w http.ResponseWriter, r *http.Request, change func(
 		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
-	writeJSON(w, http.StatusOK, singleTask(t))
+	writeJSON(w, http.StatusOK, s.singleTask(t))
 }
 
 func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
@@ -388,7 +412,7 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := listJSON{Tasks: make([]taskJSON, len(tasks))}
 	for i, t := range tasks {
-		out.Tasks[i] = toTaskJSON(t)
+		out.Tasks[i] = s.toTaskJSON(t)
 	}
 	if len(tasks) == p.Limit {
 		c := encodeCursor(tasks[len(tasks)-1].ID)

@@ -85,6 +85,10 @@ type Task struct {
 	CancelRequested bool
 	// BatchID is the batch the task was submitted in; 0 when none.
 	BatchID int64
+	// Policy is the retry policy and timeout the task set of its own at
+	// submission, as kept in its metadata ({"backoff": ..., "timeout":
+	// ...}; {} when none); internal/jobs reads it.
+	Policy json.RawMessage
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -215,6 +219,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		Errors:          errs,
 		CancelRequested: r.CancelRequested,
 		BatchID:         r.BatchID,
+		Policy:          json.RawMessage(r.Policy),
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}

@@ -97,6 +97,8 @@ SELECT
     j.errors,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
+    -- The task's own retry policy and timeout (jobs.OwnPolicy), {} when none.
+    jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -128,6 +130,7 @@ type TaskGetByIDRow struct {
 	Errors          [][]byte
 	CancelRequested bool
 	BatchID         int64
+	Policy          []byte
 	Attempts        []byte
 }
 
@@ -154,6 +157,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.Errors,
 		&i.CancelRequested,
 		&i.BatchID,
+		&i.Policy,
 		&i.Attempts,
 	)
 	return i, err
@@ -167,6 +171,7 @@ SELECT
     errors,
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    jsonb_strip_nulls(jsonb_build_object('backoff', metadata -> 'backoff', 'timeout', metadata -> 'timeout')) AS policy,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
@@ -206,6 +211,7 @@ type TaskListRow struct {
 	Errors          [][]byte
 	CancelRequested bool
 	BatchID         int64
+	Policy          []byte
 	Attempts        []byte
 }
 
@@ -247,6 +253,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.Errors,
 			&i.CancelRequested,
 			&i.BatchID,
+			&i.Policy,
 			&i.Attempts,
 		); err != nil {
 			return nil, err
