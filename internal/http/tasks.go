@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -143,6 +144,32 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	return false
 }
 
+// backoffProblem decodes the backoff of task p, decoded from raw, once
+// more, strictly: strictjson matches the keys of the top-level object only,
+// so an unknown key inside backoff ("factor") would go unnoticed.
+func backoffProblem(raw []byte, p *tasks.TaskParams) *FieldError {
+	if p.Backoff == nil {
+		return nil
+	}
+	var member struct {
+		// Only an exact "backoff" key is there: strictjson refused others.
+		Backoff json.RawMessage `json:"backoff"`
+	}
+	if err := json.Unmarshal(raw, &member); err != nil {
+		return &FieldError{Field: "backoff", Message: err.Error()} // decoded once already: not reached
+	}
+	var b client.Backoff
+	err := strictjson.Unmarshal(member.Backoff, &b)
+	var jerr *strictjson.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &jerr) && jerr.Field != "":
+		return &FieldError{Field: "backoff." + jerr.Field, Message: jerr.Message}
+	}
+	return &FieldError{Field: "backoff", Message: "must be a JSON object"}
+}
+
 // checkText refuses, with 422, a JSON body holding text that PostgreSQL
 // cannot store or that encoding/json would silently replace (so that two
 // different bodies would mean the same): NUL characters, invalid UTF-8,
@@ -204,6 +231,10 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	var p tasks.TaskParams
 	if !decodeBody(w, body, &p) {
+		return
+	}
+	if fe := backoffProblem(body, &p); fe != nil {
+		fieldProblem(w, http.StatusUnprocessableEntity, fe.Field, fe.Message)
 		return
 	}
 	idem, ok := idempotency(w, r, body)
