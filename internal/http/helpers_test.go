@@ -21,6 +21,7 @@ import (
 	"github.com/taskd/taskd/client"
 	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
 )
@@ -54,6 +55,8 @@ type setupOpts struct {
 	Start bool
 	// ConfigFunc adjusts the API's Config before the server is made.
 	ConfigFunc func(*taskdhttp.Config)
+	// Kinds replaces the built-in kinds.
+	Kinds *kinds.Registry
 }
 
 // setup gives the test its own migrated database and an API server on it.
@@ -85,6 +88,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
+		Kinds:             opts.Kinds,
 	})
 	if err != nil {
 		t.Fatalf("jobs.NewClient: %v", err)
