@@ -100,15 +100,22 @@ type Problem struct {
 	Message string
 }
 
-// Check reports every field of o out of bounds or, when there is none, an
-// initial wait longer than the cap once o is applied to base (on the field
-// o sets; on initial when it sets both).
+// Check reports every field of o out of bounds and, when initial and max
+// are within theirs, an initial wait longer than the cap once o is applied
+// to base (on the field o sets; on initial when it sets both).
 func (o Override) Check(base Policy) []Problem {
-	out := o.checkRanges()
-	if len(out) == 0 {
-		out = o.checkOrder(base)
+	return o.withOrder(o.checkRanges(), base)
+}
+
+// withOrder adds checkOrder's problem to out unless out holds one of
+// initial or max already.
+func (o Override) withOrder(out []Problem, base Policy) []Problem {
+	for _, p := range out {
+		if p.Field == "initial" || p.Field == "max" {
+			return out
+		}
 	}
-	return out
+	return append(out, o.checkOrder(base)...)
 }
 
 func (o Override) checkRanges() []Problem {
@@ -148,11 +155,7 @@ func (o Override) checkOrder(base Policy) []Problem {
 // reporting every problem (Parse's, then Check's).
 func Read(w client.Backoff, base Policy) (Override, []Problem) {
 	o, out := Parse(w)
-	out = append(out, o.checkRanges()...)
-	if len(out) == 0 {
-		out = o.checkOrder(base)
-	}
-	return o, out
+	return o, o.withOrder(append(out, o.checkRanges()...), base)
 }
 
 // Parse reads the wire form of an Override, reporting durations that are

@@ -77,6 +77,7 @@ func TestRead(t *testing.T) {
 		{name: "max below the base's initial", w: client.Backoff{Max: new("500ms")}, base: Default, wantFields: []string{"max"}},
 		{name: "both, out of order", w: client.Backoff{Initial: new("1m"), Max: new("30s")}, base: Default, wantFields: []string{"initial"}},
 		{name: "max below a kind's initial", w: client.Backoff{Max: new("5s")}, base: Policy{Initial: 10 * time.Second, Max: time.Hour, Multiplier: 2}, wantFields: []string{"max"}},
+		{name: "order checked beside other problems", w: client.Backoff{Initial: new("2h"), Jitter: new(3.0)}, base: Default, wantFields: []string{"jitter", "initial"}},
 		// A bad duration is its only problem: no order problem on top.
 		{name: "bad initial and small max", w: client.Backoff{Initial: new("x"), Max: new("500ms")}, base: Default, wantFields: []string{"initial"}},
 	}
