@@ -173,7 +173,7 @@ type TimeoutFunc func(job *rivertype.JobRow) time.Duration
 // timeout (the task's own, else its kind's, else the service's) rather
 // than by w, whose Timeout counts only when timeout answers 0.
 func AddWorker[T river.JobArgs](workers *river.Workers, w river.Worker[T], timeout TimeoutFunc) {
-	river.AddWorker(workers, river.Worker[T](&timedWorker[T]{Worker: w, timeout: timeout}))
+	river.AddWorker[T](workers, &timedWorker[T]{Worker: w, timeout: timeout})
 }
 
 // timedWorker is a Worker whose Timeout is its TimeoutFunc's.
