@@ -22,6 +22,25 @@ type TaskRequest struct {
 	ScheduledAt *string  `json:"scheduled_at"`
 	Delay       *string  `json:"delay"`
 	Tags        []string `json:"tags"`
+	// Backoff replaces fields of the kind's retry policy for this task;
+	// fields left nil keep the kind's.
+	Backoff *Backoff `json:"backoff"`
+	// Timeout bounds one attempt, as a Go duration ("30s"); for an
+	// external kind it is the lease a claim gets when it asks for none.
+	// Nil: the kind's.
+	Timeout *string `json:"timeout"`
+}
+
+// Backoff is a retry policy: after failed attempt n the task waits
+// Initial × Multiplier^(n-1), at most Max, spread by ±Jitter (a fraction
+// of the wait). Durations are Go durations ("1s", "1h"). In a request any
+// field may be left out (nil) and is then the kind's; in a task or kind
+// every field is set, showing the policy in effect.
+type Backoff struct {
+	Initial    *string  `json:"initial,omitempty"`
+	Max        *string  `json:"max,omitempty"`
+	Multiplier *float64 `json:"multiplier,omitempty"`
+	Jitter     *float64 `json:"jitter,omitempty"`
 }
 
 // BatchRequest is the body of POST /v1/batches.
@@ -61,6 +80,14 @@ type TaskSummary struct {
 	// NextRetryAt is when a failed task is tried again, nil unless a retry
 	// is scheduled.
 	NextRetryAt *time.Time `json:"next_retry_at"`
+	// Backoff is the retry policy in effect: the task's own fields, the
+	// rest its kind's or the service's default.
+	Backoff Backoff `json:"backoff"`
+	// Timeout is the attempt timeout in effect (the task's, else its
+	// kind's, else the service's); for an external kind, the lease a claim
+	// gets when it asks for none. Nil only when the service runs without
+	// any attempt timeout (--job-timeout -1ns).
+	Timeout *string `json:"timeout"`
 }
 
 // Task is one task with every attempt, as GET /v1/tasks/{id} shows it.
@@ -143,6 +170,8 @@ type Kind struct {
 	MaxAttempts int `json:"max_attempts"`
 	// Timeout bounds one attempt (or lease); empty: the service's.
 	Timeout string `json:"timeout,omitempty"`
+	// Backoff is the kind's retry policy, every field set.
+	Backoff Backoff `json:"backoff"`
 	// Limits are the cluster-wide limits on the kind's tasks.
 	Limits []Limit `json:"limits"`
 }

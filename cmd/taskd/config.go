@@ -191,7 +191,7 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		logLevel   = f.string("log-level", "TASKD_LOG_LEVEL", "info", "debug, info, warn or error")
 		pprofAddr  = f.string("pprof-addr", "TASKD_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
 		migrate    = f.bool("migrate", "TASKD_MIGRATE", false, "apply pending migrations at start instead of refusing to start")
-		jobTimeout = f.string("job-timeout", "TASKD_JOB_TIMEOUT", jobs.JobTimeoutDefault.String(), "longest one attempt may run, for kinds without their own timeout (-1ns: none)")
+		jobTimeout = f.string("job-timeout", "TASKD_JOB_TIMEOUT", jobs.JobTimeoutDefault.String(), "longest one attempt may run, for tasks whose kind and submission set no timeout (-1ns: none)")
 		completed  = f.string("completed-retention", "TASKD_COMPLETED_RETENTION", jobs.CompletedRetentionDefault.String(), "how long completed tasks are kept (-1ns: forever)")
 		cancelled  = f.string("cancelled-retention", "TASKD_CANCELLED_RETENTION", jobs.CancelledRetentionDefault.String(), "how long cancelled tasks are kept (-1ns: forever)")
 		discarded  = f.string("discarded-retention", "TASKD_DISCARDED_RETENTION", jobs.DiscardedRetentionDefault.String(), "how long discarded tasks are kept (-1ns: forever)")

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/limits"
@@ -117,6 +118,36 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// A kind's backoff sets any of its fields over backoff.Default; a kind
+// without one keeps the zero policy, which kinds.Kind reads as the default.
+func TestParseBackoff(t *testing.T) {
+	t.Parallel()
+	f, err := parse(t, `kinds:
+  - name: flat
+    run: external
+    backoff: {initial: 5s, multiplier: 1, jitter: 0}
+  - name: capped
+    run: http
+    url: https://example.com/hook
+    backoff:
+      max: 10m
+      jitter: "${JITTER}"
+  - name: plain
+    run: external
+`, map[string]string{"JITTER": "0.25"})
+	require.NoError(t, err)
+	require.Equal(t, backoff.Policy{Initial: 5 * time.Second, Max: time.Hour, Multiplier: 1, Jitter: 0}, f.Kinds[0].Backoff)
+	require.Equal(t, backoff.Policy{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.25}, f.Kinds[1].Backoff)
+	require.Zero(t, f.Kinds[2].Backoff)
+	require.Equal(t, backoff.Default, f.Kinds[2].BackoffPolicy())
+
+	out, err := f.Redacted()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "backoff:\n      initial: 5s\n      max: 1h\n      multiplier: 1\n      jitter: 0\n")
+	require.Equal(t, 1, strings.Count(string(out), "backoff:\n      initial: 1s\n      max: 10m\n"), string(out))
+	require.Equal(t, 2, strings.Count(string(out), "backoff:"), "a kind without a backoff shows none")
+}
+
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	secretEnv := map[string]string{"S": testSecret}
@@ -183,6 +214,15 @@ func TestParseErrors(t *testing.T) {
 		{"external timeout too long", "kinds:\n  - {name: e1, run: external, timeout: 2h}\n", nil, 2, "kinds[0].timeout", "must be between 5s and 1h"},
 		{"bad duration", "kinds:\n  - name: e1\n    run: external\n    timeout: 30\n", nil, 4, "kinds[0].timeout", `must be a duration such as 30s or 10m, not "30"`},
 		{"max_attempts", "kinds:\n  - {name: e1, run: external, max_attempts: 1001}\n", nil, 2, "kinds[0].max_attempts", "between 1 and 1000"},
+		{"backoff not a mapping", "kinds:\n  - {name: e1, run: external, backoff: 1s}\n", nil, 2, "kinds[0].backoff", "must be a mapping of initial, max, multiplier, jitter"},
+		{"backoff unknown key", "kinds:\n  - name: e1\n    run: external\n    backoff:\n      factor: 2\n", nil, 5, "kinds[0].backoff.factor", "unknown key"},
+		{"backoff initial too short", "kinds:\n  - name: e1\n    run: external\n    backoff:\n      initial: 10ms\n", nil, 5, "kinds[0].backoff.initial", "must be between 100ms and 168h"},
+		{"backoff max too long", "kinds:\n  - {name: e1, run: external, backoff: {max: 200h}}\n", nil, 2, "kinds[0].backoff.max", "must be between 100ms and 168h"},
+		{"backoff multiplier", "kinds:\n  - name: e1\n    run: external\n    backoff:\n      multiplier: 11\n", nil, 5, "kinds[0].backoff.multiplier", "must be a number between 1 and 10"},
+		{"backoff multiplier not a number", "kinds:\n  - {name: e1, run: external, backoff: {multiplier: twice}}\n", nil, 2, "kinds[0].backoff.multiplier", "must be a number"},
+		{"backoff jitter nan", "kinds:\n  - {name: e1, run: external, backoff: {jitter: .nan}}\n", nil, 2, "kinds[0].backoff.jitter", "must be a number between 0 and 1"},
+		{"backoff initial past max", "kinds:\n  - name: e1\n    run: external\n    backoff:\n      max: 1m\n      initial: 2m\n", nil, 6, "kinds[0].backoff.initial", "must be at most max (1m)"},
+		{"backoff max below default initial", "kinds:\n  - {name: h1, run: http, url: 'https://example.com', backoff: {max: 500ms}}\n", nil, 2, "kinds[0].backoff.max", "must be at least initial (1s)"},
 		{"description too long", "kinds:\n  - {name: e1, run: external, description: " + strings.Repeat("x", 1001) + "}\n", nil, 2, "kinds[0].description", "at most 1000 characters"},
 		{"both schemas", "kinds:\n  - name: e1\n    run: external\n    args_schema: {type: object}\n    args_schema_file: args.json\n", nil, 5, "kinds[0].args_schema_file", "give args_schema or args_schema_file, not both"},
 		{"missing schema file", "kinds:\n  - name: e1\n    run: external\n    args_schema_file: nope.json\n", nil, 4, "kinds[0].args_schema_file", "cannot read"},

@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/push"
@@ -30,12 +31,12 @@ const (
 	// and its response) when the kind sets no timeout.
 	HTTPTimeoutDefault = push.TimeoutDefault
 	// HTTPTimeoutMin and HTTPTimeoutMax bound an http kind's timeout; they
-	// are push's limits.
-	HTTPTimeoutMin, HTTPTimeoutMax = push.TimeoutMin, push.TimeoutMax
+	// are push's limits (and a task's own timeout's, kinds.TimeoutRange).
+	HTTPTimeoutMin, HTTPTimeoutMax = kinds.HTTPTimeoutMin, kinds.HTTPTimeoutMax
 	// ExternalTimeoutMin and ExternalTimeoutMax bound an external kind's
 	// timeout, the length of one lease. An external kind without one has
 	// Timeout 0, and its leases the claim's default.
-	ExternalTimeoutMin, ExternalTimeoutMax = 5 * time.Second, time.Hour
+	ExternalTimeoutMin, ExternalTimeoutMax = kinds.ExternalTimeoutMin, kinds.ExternalTimeoutMax
 )
 
 // Keys of a kind.
@@ -46,6 +47,7 @@ const (
 	keyDescription      = "description"
 	keyMaxAttempts      = "max_attempts"
 	keyTimeout          = "timeout"
+	keyBackoff          = "backoff"
 	keyArgsSchema       = "args_schema"
 	keyArgsSchemaFile   = "args_schema_file"
 	keyResultSchema     = "result_schema"
@@ -56,7 +58,7 @@ const (
 )
 
 var kindKeys = []string{
-	keyName, keyRun, keyQueue, keyDescription, keyMaxAttempts, keyTimeout,
+	keyName, keyRun, keyQueue, keyDescription, keyMaxAttempts, keyTimeout, keyBackoff,
 	keyArgsSchema, keyArgsSchemaFile, keyResultSchema, keyResultSchemaFile,
 	keyURL, keyHeaders, keySecret, keyAllowPrivate,
 }
@@ -175,6 +177,9 @@ func (p *parser) kind(f *File, n *yaml.Node, path string, seen map[string]int) (
 	case k.Run == kinds.RunExternal && ok:
 		k.Timeout, _ = p.duration(fl.value, joinPath(path, keyTimeout), ExternalTimeoutMin, ExternalTimeoutMax, " for an external kind (one lease)")
 	}
+	if fl, ok := fields[keyBackoff]; ok {
+		k.Backoff = p.backoff(fl.value, joinPath(path, keyBackoff))
+	}
 
 	args := p.schema(fields, keyArgsSchema, keyArgsSchemaFile, path)
 	result := p.schema(fields, keyResultSchema, keyResultSchemaFile, path)
@@ -192,6 +197,50 @@ func (p *parser) kind(f *File, n *yaml.Node, path string, seen map[string]int) (
 	}
 	k.Decode = decoder(k.Name, args.compiled)
 	return k, own, true
+}
+
+// Keys of a backoff policy: the wire names of backoff.Override's fields.
+var backoffKeys = []string{"initial", "max", "multiplier", "jitter"}
+
+// backoff reads a kind's retry policy: the fields it sets over
+// backoff.Default, within backoff's bounds.
+func (p *parser) backoff(n *yaml.Node, path string) backoff.Policy {
+	fields := p.fields(n, path, backoffKeys)
+	if fields == nil {
+		return backoff.Policy{}
+	}
+	start := len(p.errs)
+	var o backoff.Override
+	for _, key := range []string{"initial", "max"} {
+		fl, ok := fields[key]
+		if !ok {
+			continue
+		}
+		if d, ok := p.duration(fl.value, joinPath(path, key), backoff.InitialMin, backoff.MaxMax, ""); ok {
+			if key == "initial" {
+				o.Initial = &d
+			} else {
+				o.Max = &d
+			}
+		}
+	}
+	if fl, ok := fields["multiplier"]; ok {
+		if f, ok := p.number(fl.value, joinPath(path, "multiplier"), backoff.MultiplierMin, backoff.MultiplierMax); ok {
+			o.Multiplier = &f
+		}
+	}
+	if fl, ok := fields["jitter"]; ok {
+		if f, ok := p.number(fl.value, joinPath(path, "jitter"), 0, backoff.JitterMax); ok {
+			o.Jitter = &f
+		}
+	}
+	if len(p.errs) > start {
+		return backoff.Policy{}
+	}
+	for _, pr := range o.Check(backoff.Default) {
+		p.errorf(fields[pr.Field].value, joinPath(path, pr.Field), "%s", pr.Message)
+	}
+	return o.Apply(backoff.Default)
 }
 
 // target reads where an http kind's tasks go. It returns the kind's own

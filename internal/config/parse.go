@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/kinds"
 )
 
@@ -230,6 +231,29 @@ func (p *parser) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 	return i, true
 }
 
+// number returns n as a number within [lo, hi]; like integer, it accepts
+// a ${NAME} reference holding one.
+func (p *parser) number(n *yaml.Node, path string, lo, hi float64) (float64, bool) {
+	n = resolve(n)
+	var (
+		f   float64
+		err = errors.New("not a number")
+	)
+	switch {
+	case n.Kind != yaml.ScalarNode:
+	case n.ShortTag() == "!!int" || n.ShortTag() == "!!float":
+		err = n.Decode(&f)
+	case p.expanded[n]:
+		f, err = strconv.ParseFloat(strings.TrimSpace(n.Value), 64)
+	}
+	// Written so that NaN (.nan) is out of bounds too.
+	if err != nil || !(f >= lo && f <= hi) {
+		p.errorf(n, path, "must be a number between %g and %g", lo, hi)
+		return 0, false
+	}
+	return f, true
+}
+
 // duration returns n as a Go duration within [lo, hi]; what says for what
 // the range holds in the error.
 func (p *parser) duration(n *yaml.Node, path string, lo, hi time.Duration, what string) (time.Duration, bool) {
@@ -249,17 +273,9 @@ func (p *parser) duration(n *yaml.Node, path string, lo, hi time.Duration, what 
 	return d, true
 }
 
-// shortDuration formats d without its zero units: 30m, not 30m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+// shortDuration formats d without its zero units: 30m, not 30m0s (as
+// taskd shows durations everywhere).
+var shortDuration = backoff.FormatDuration
 
 // The queue-name rule is River's, kept in one place.
 var (

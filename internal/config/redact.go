@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/kinds"
 )
 
@@ -39,6 +40,7 @@ type redactedKind struct {
 	Description  string            `yaml:"description,omitempty"`
 	MaxAttempts  int               `yaml:"max_attempts,omitempty"`
 	Timeout      string            `yaml:"timeout,omitempty"`
+	Backoff      *redactedBackoff  `yaml:"backoff,omitempty"`
 	URL          string            `yaml:"url,omitempty"`
 	Headers      map[string]string `yaml:"headers,omitempty"`
 	Secret       string            `yaml:"secret,omitempty"`
@@ -47,11 +49,19 @@ type redactedKind struct {
 	ResultSchema *yaml.Node        `yaml:"result_schema,omitempty"`
 }
 
+// redactedBackoff is a kind's backoff with the defaults it did not set.
+type redactedBackoff struct {
+	Initial    string  `yaml:"initial"`
+	Max        string  `yaml:"max"`
+	Multiplier float64 `yaml:"multiplier"`
+	Jitter     float64 `yaml:"jitter"`
+}
+
 // Redacted renders the effective configuration as YAML, for `taskd config
-// check`: ${NAME} references expanded, defaults filled in (queue, timeout),
-// schema files inlined, and the secrets replaced by "<redacted>": each
-// kind's secret, every header value (headers carry tokens) and the
-// password of a URL. Queues are shown only when the file sets them; their
+// check`: ${NAME} references expanded, defaults filled in (queue, timeout,
+// the fields a kind's backoff leaves out), schema files inlined, and the
+// secrets replaced by "<redacted>": each kind's secret, every header value
+// (headers carry tokens) and the password of a URL. Queues are shown only when the file sets them; their
 // defaults are the command's.
 func (f *File) Redacted() ([]byte, error) {
 	out := redactedFile{Queues: f.Queues, AllowPrivate: prefixStrings(f.AllowPrivate)}
@@ -65,6 +75,10 @@ func (f *File) Redacted() ([]byte, error) {
 		}
 		if k.Timeout > 0 {
 			rk.Timeout = shortDuration(k.Timeout)
+		}
+		if k.Backoff != (backoff.Policy{}) {
+			rk.Backoff = &redactedBackoff{Initial: shortDuration(k.Backoff.Initial), Max: shortDuration(k.Backoff.Max),
+				Multiplier: k.Backoff.Multiplier, Jitter: k.Backoff.Jitter}
 		}
 		if t := k.Push; t != nil {
 			if t.URL != nil {

@@ -20,8 +20,8 @@ import (
 
 // taskKeys are the members of a single task's JSON object.
 var taskKeys = []string{
-	"after_batch", "args", "attempt", "attempts", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
-	"max_attempts", "next_retry_at", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags",
+	"after_batch", "args", "attempt", "attempts", "backoff", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
+	"max_attempts", "next_retry_at", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags", "timeout",
 }
 
 func TestTaskCreate(t *testing.T) {
@@ -69,6 +69,8 @@ func TestTaskCreate(t *testing.T) {
 				"priority": `1`, "attempt": `0`, "max_attempts": `25`, "tags": `[]`, "started_at": `null`,
 				"finished_at": `null`, "result": `null`, "errors": `[]`, "attempts": `[]`, "cancel_requested": `false`,
 				"batch_id": `null`, "after_batch": `null`, "next_retry_at": `null`,
+				// In effect though the task set neither: the defaults.
+				"backoff": `{"initial":"1s","max":"1h","multiplier":2,"jitter":0.1}`, "timeout": `"15m"`,
 			} {
 				wantJSON(t, field, raw[field], want)
 			}
@@ -1460,6 +1462,7 @@ func TestMeta(t *testing.T) {
 				MaxAttempts  int            `json:"max_attempts"`
 				Timeout      string         `json:"timeout"`
 				Limits       []client.Limit `json:"limits"`
+				Backoff      map[string]any `json:"backoff"`
 			} `json:"kinds"`
 		}
 		decode(t, r, &out)
@@ -1469,6 +1472,9 @@ func TestMeta(t *testing.T) {
 			queues = append(queues, k.Queue)
 			if k.Run != "go" || k.Description == "" || k.ArgsSchema["type"] != "object" || k.ResultSchema["type"] != "object" {
 				t.Errorf("kind %q: want a description and object schemas, got %+v", k.Name, k)
+			}
+			if want := map[string]any{"initial": "1s", "max": "1h", "multiplier": 2.0, "jitter": 0.1}; !reflect.DeepEqual(k.Backoff, want) {
+				t.Errorf("kind %q: backoff %v, want the default %v", k.Name, k.Backoff, want)
 			}
 			if req, _ := k.ArgsSchema["required"].([]any); len(req) != 1 {
 				t.Errorf("kind %q: want one required argument, got %v", k.Name, k.ArgsSchema["required"])

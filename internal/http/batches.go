@@ -120,6 +120,9 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 func decodeItem(raw json.RawMessage, v *tasks.TaskParams, prefix string) *FieldError {
 	err := strictjson.Unmarshal(raw, v)
 	if err == nil {
+		if fe := backoffProblem(raw, v); fe != nil {
+			return &FieldError{Field: prefix + "." + fe.Field, Message: fe.Message}
+		}
 		return nil
 	}
 	var jerr *strictjson.Error

@@ -59,7 +59,7 @@ func (s *server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return singleTask(t), nil
+		return s.singleTask(t), nil
 	})
 }
 
@@ -70,7 +70,7 @@ func (s *server) handleTaskFail(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return singleTask(t), nil
+		return s.singleTask(t), nil
 	})
 }
 

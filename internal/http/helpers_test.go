@@ -21,6 +21,7 @@ import (
 	"github.com/taskd/taskd/client"
 	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/tasks"
@@ -55,6 +56,8 @@ type setupOpts struct {
 	Start bool
 	// ConfigFunc adjusts the API's Config before the server is made.
 	ConfigFunc func(*taskdhttp.Config)
+	// Kinds replaces the built-in kinds.
+	Kinds *kinds.Registry
 }
 
 // setup gives the test its own migrated database and an API server on it.
@@ -90,6 +93,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
 		FinishedFunc:      func(ids []int64) { svc.TasksFinished(ids) },
+		Kinds:             opts.Kinds,
 	})
 	if err != nil {
 		t.Fatalf("jobs.NewClient: %v", err)

@@ -18,7 +18,8 @@ func (s *server) handleKindList(w http.ResponseWriter, r *http.Request) {
 	for i, k := range kinds {
 		out.Kinds[i] = kindJSON{Name: k.Name, Queue: k.Queue, Run: string(k.Run), Description: k.Description,
 			ArgsSchema: k.ArgsSchema, ResultSchema: k.ResultSchema, MaxAttempts: k.MaxAttempts,
-			Limits: limitsJSON(s.limits().ForKind(k.Name))}
+			Limits:  limitsJSON(s.limits().ForKind(k.Name)),
+			Backoff: k.BackoffPolicy().Wire()}
 		if k.Timeout > 0 {
 			out.Kinds[i].Timeout = k.Timeout.String()
 		}

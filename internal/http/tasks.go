@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/backoff"
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 	"github.com/taskd/taskd/internal/strictjson"
 	"github.com/taskd/taskd/internal/tasks"
@@ -46,7 +49,7 @@ func toErrorsJSON(errs []store.TaskError) []errorJSON {
 }
 
 // toTaskJSON is a task as lists show it, without attempts.
-func toTaskJSON(t *store.Task) taskJSON {
+func (s *server) toTaskJSON(t *store.Task) taskJSON {
 	var batchID, afterBatch *int64
 	if t.BatchID != 0 {
 		batchID = &t.BatchID
@@ -64,10 +67,13 @@ func toTaskJSON(t *store.Task) taskJSON {
 		((t.State == store.StateAvailable || t.State == store.StateScheduled) && ranBefore && t.ScheduledAt.After(time.Now())) {
 		nextRetry = &t.ScheduledAt
 	}
+	backoffJSON, timeout := s.policyJSON(t)
 	return taskJSON{
 		BatchID:     batchID,
 		AfterBatch:  afterBatch,
 		NextRetryAt: nextRetry,
+		Backoff:     backoffJSON,
+		Timeout:     timeout,
 		ID:          t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,
 		CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
@@ -78,8 +84,27 @@ func toTaskJSON(t *store.Task) taskJSON {
 // taskWithAttempts is the single-task form: attempts always present.
 type taskWithAttempts = client.Task
 
-func singleTask(t *store.Task) taskWithAttempts {
-	out := taskWithAttempts{TaskSummary: toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
+// policyJSON is the retry policy and attempt timeout in effect for t: its
+// own, else its kind's, else the service's.
+func (s *server) policyJSON(t *store.Task) (client.Backoff, *string) {
+	own := jobs.ParseOwnPolicy(t.Policy)
+	var p jobs.Policy
+	if s.Jobs != nil {
+		p = s.Jobs.Policy(t.Kind, own)
+	} else {
+		// A server without River (tests of the API alone): the kinds it
+		// lists and the service's defaults.
+		p = jobs.PolicyFor(s.Kinds, jobs.JobTimeoutDefault, t.Kind, own)
+	}
+	var timeout *string
+	if p.Timeout > 0 {
+		timeout = new(backoff.FormatDuration(p.Timeout))
+	}
+	return p.Backoff.Wire(), timeout
+}
+
+func (s *server) singleTask(t *store.Task) taskWithAttempts {
+	out := taskWithAttempts{TaskSummary: s.toTaskJSON(t), Attempts: make([]attemptJSON, len(t.Attempts))}
 	for i, a := range t.Attempts {
 		aj := attemptJSON{
 			Attempt: a.Attempt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
@@ -121,6 +146,32 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	}
 	fieldProblem(w, http.StatusBadRequest, "body", err.Error())
 	return false
+}
+
+// backoffProblem decodes the backoff of task p, decoded from raw, once
+// more, strictly: strictjson matches the keys of the top-level object only,
+// so an unknown key inside backoff ("factor") would go unnoticed.
+func backoffProblem(raw []byte, p *tasks.TaskParams) *FieldError {
+	if p.Backoff == nil {
+		return nil
+	}
+	var member struct {
+		// Only an exact "backoff" key is there: strictjson refused others.
+		Backoff json.RawMessage `json:"backoff"`
+	}
+	if err := json.Unmarshal(raw, &member); err != nil {
+		return &FieldError{Field: "backoff", Message: err.Error()} // decoded once already: not reached
+	}
+	var b client.Backoff
+	err := strictjson.Unmarshal(member.Backoff, &b)
+	var jerr *strictjson.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &jerr) && jerr.Field != "":
+		return &FieldError{Field: "backoff." + jerr.Field, Message: jerr.Message}
+	}
+	return &FieldError{Field: "backoff", Message: "must be a JSON object"}
 }
 
 // checkText refuses, with 422, a JSON body holding text that PostgreSQL
@@ -186,6 +237,10 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, body, &p) {
 		return
 	}
+	if fe := backoffProblem(body, &p); fe != nil {
+		fieldProblem(w, http.StatusUnprocessableEntity, fe.Field, fe.Message)
+		return
+	}
 	idem, ok := idempotency(w, r, body)
 	if !ok {
 		return
@@ -198,7 +253,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Location", "/v1/tasks/"+strconv.FormatInt(sub.TaskID, 10))
 		if sub.Created && wait == 0 {
-			writeJSON(w, http.StatusCreated, singleTask(sub.Task))
+			writeJSON(w, http.StatusCreated, s.singleTask(sub.Task))
 			return
 		}
 		if sub.Created {
@@ -211,7 +266,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, err, "task "+strconv.FormatInt(sub.TaskID, 10))
 				return
 			}
-			writeJSON(w, http.StatusCreated, singleTask(t))
+			writeJSON(w, http.StatusCreated, s.singleTask(t))
 			return
 		}
 		if !s.waitFor(w, r, []int64{sub.TaskID}, wait) {
@@ -227,7 +282,7 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err, "")
 			return
 		}
-		writeJSON(w, http.StatusOK, singleTask(t))
+		writeJSON(w, http.StatusOK, s.singleTask(t))
 		return
 	}
 }
@@ -305,7 +360,7 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
-	writeJSON(w, http.StatusOK, singleTask(t))
+	writeJSON(w, http.StatusOK, s.singleTask(t))
 }
 
 func (s *server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
@@ -332,7 +387,7 @@ func (s *server) changeTask(w http.ResponseWriter, r *http.Request, change func(
 		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
 	}
-	writeJSON(w, http.StatusOK, singleTask(t))
+	writeJSON(w, http.StatusOK, s.singleTask(t))
 }
 
 func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
@@ -392,7 +447,7 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := listJSON{Tasks: make([]taskJSON, len(tasks))}
 	for i, t := range tasks {
-		out.Tasks[i] = toTaskJSON(t)
+		out.Tasks[i] = s.toTaskJSON(t)
 	}
 	if len(tasks) == p.Limit {
 		c := encodeCursor(tasks[len(tasks)-1].ID)

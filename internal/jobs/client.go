@@ -41,8 +41,9 @@ const (
 	// when no insert notification arrives (notifications normally wake it
 	// at once).
 	FetchPollIntervalDefault = time.Second
-	// JobTimeoutDefault bounds one attempt of kinds that set no timeout of
-	// their own ("sleep" sets its own).
+	// JobTimeoutDefault bounds one attempt of tasks run in taskd whose
+	// kind sets no timeout ("sleep" sets its own) and that set none
+	// themselves.
 	JobTimeoutDefault = 15 * time.Minute
 	// CompletedRetentionDefault is how long completed tasks are kept.
 	CompletedRetentionDefault = 24 * time.Hour
@@ -234,11 +235,11 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 
 	workers := river.NewWorkers()
-	cfg.Kinds.AddWorkers(workers)
+	cfg.Kinds.AddWorkers(workers, c.attemptTimeout)
 	for _, k := range cfg.Kinds.All() {
 		switch k.Run {
 		case kinds.RunHTTP:
-			w, err := newPushWorker(k, cfg.Queues[k.Queue], cfg.UserAgent)
+			w, err := newPushWorker(k, cfg.Queues[k.Queue], cfg.UserAgent, c.attemptTimeout)
 			if err != nil {
 				return nil, fmt.Errorf("jobs: kind %q: %w", k.Name, err)
 			}
@@ -273,7 +274,9 @@ func NewClient(cfg Config) (*Client, error) {
 	// backstop well beyond any attempt's timeout.
 	// Also beyond the longest lease, whatever this process's own kinds:
 	// River's leader discards running jobs of kinds it has no worker for,
-	// and the leader may be a process that knows no external kind.
+	// and the leader may be a process that knows no external kind. A
+	// task's own timeout is at most kinds.GoTimeoutMax, which is
+	// LeaseLifeMax (TestTimeoutBoundsUnderRescue).
 	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
 		ID:      c.id,
@@ -288,7 +291,7 @@ func NewClient(cfg Config) (*Client, error) {
 		// for.
 		SkipUnknownJobCheck:         true,
 		Middleware:                  middleware,
-		RetryPolicy:                 &RetryPolicy{},
+		RetryPolicy:                 &RetryPolicy{Kinds: cfg.Kinds},
 		MaxAttempts:                 MaxAttemptsDefault,
 		FetchCooldown:               cfg.FetchCooldown,
 		FetchPollInterval:           cfg.FetchPollInterval,

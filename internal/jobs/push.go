@@ -24,17 +24,20 @@ type pushWorker struct {
 	river.WorkerDefaults[kinds.RawArgs]
 	kind   kinds.Kind
 	client *push.Client
+	// timeout is the attempt timeout in effect for a job (Client's
+	// attemptTimeout).
+	timeout kinds.TimeoutFunc
 	// retryAt holds, by job ID, the earliest next attempt an endpoint asked
 	// for (Retry-After), until River's executor asks NextRetry.
 	retryAt sync.Map
 }
 
-func newPushWorker(k kinds.Kind, maxConns int, userAgent string) (*pushWorker, error) {
+func newPushWorker(k kinds.Kind, maxConns int, userAgent string, timeout kinds.TimeoutFunc) (*pushWorker, error) {
 	c, err := push.NewClient(push.Config{Target: *k.Push, MaxConns: maxConns, UserAgent: userAgent})
 	if err != nil {
 		return nil, err
 	}
-	return &pushWorker{kind: k, client: c}, nil
+	return &pushWorker{kind: k, client: c, timeout: timeout}, nil
 }
 
 // Work delivers the task. A success records the endpoint's answer as the
@@ -47,17 +50,23 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	var meta struct {
 		BatchID    *int64 `json:"batch_id"`
 		AfterBatch *int64 `json:"after_batch"`
+		Timeout    string `json:"timeout"`
 	}
 	_ = json.Unmarshal(job.Metadata, &meta)
 	args := job.Args.Raw
 	if len(args) == 0 {
 		args = json.RawMessage(job.EncodedArgs)
 	}
-	out := w.client.Do(ctx, push.Request{
+	req := push.Request{
 		TaskID: job.ID, Kind: job.Kind, Args: args, Attempt: attemptNumber(job.JobRow),
 		MaxAttempts: job.MaxAttempts, Queue: job.Queue, BatchID: meta.BatchID,
 		AfterBatch: meta.AfterBatch,
-	})
+	}
+	if meta.Timeout != "" {
+		// The task's own; the kind's is the target's.
+		req.Timeout = w.timeout(job.JobRow)
+	}
+	out := w.client.Do(ctx, req)
 	noteHTTPStatus(ctx, out.Status)
 	if out.Err == nil {
 		return river.RecordOutput(ctx, out.Result)
@@ -88,7 +97,8 @@ func (w *pushWorker) NextRetry(job *river.Job[kinds.RawArgs]) time.Time {
 	return time.Time{}
 }
 
-// Timeout is the request's own timeout plus a margin.
-func (w *pushWorker) Timeout(*river.Job[kinds.RawArgs]) time.Duration {
-	return w.kind.Push.Timeout + pushTimeoutMargin
+// Timeout is the request's timeout (the task's, else the kind's) plus a
+// margin.
+func (w *pushWorker) Timeout(job *river.Job[kinds.RawArgs]) time.Duration {
+	return w.timeout(job.JobRow) + pushTimeoutMargin
 }

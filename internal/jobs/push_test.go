@@ -190,3 +190,29 @@ func TestPushTimeout(t *testing.T) {
 		t.Fatalf("attempt %+v, want a timeout", a[0])
 	}
 }
+
+// A task's own timeout replaces its kind's for its request.
+func TestPushTaskTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	k := pushKind(t, "slow", srv.URL, true)
+	k.Push.Timeout, k.Timeout = 20*time.Second, 20*time.Second
+	b := setupPush(t, k)
+	id := b.submit(t, "slow", map[string]any{}, func(o *river.InsertOpts) {
+		o.MaxAttempts = 1
+		o.Metadata = []byte(`{"timeout":"1s"}`)
+	})
+	b.waitTask(t, id, 15*time.Second, inState(store.StateDiscarded))
+	a := b.finishedAttempts(t, id, 1)
+	if a[0].Outcome != store.OutcomeTimeout || !strings.Contains(a[0].Error, "timed out after 1s (the task's timeout)") {
+		t.Fatalf("attempt %+v, want a timeout after the task's 1s", a[0])
+	}
+}

@@ -1,27 +1,95 @@
 package jobs
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/backoff"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/push"
 	"github.com/taskd/taskd/internal/store"
 )
 
-const (
-	// RetryBase is the wait before the second attempt; each later wait
-	// doubles it (about 1 s, 2 s, 4 s, ...), as in the FastAPI article taskd grew from.
-	RetryBase = time.Second
-	// RetryMax caps the wait between two attempts.
-	RetryMax = time.Hour
-	// retryJitter spreads retries of tasks that failed together by ±10%.
-	retryJitter = 0.1
-)
+// LeaseDefault is the lease of an external kind's task when neither the
+// claim, the task nor its kind sets one.
+const LeaseDefault = 60 * time.Second
 
-// RetryPolicy is taskd's river.ClientRetryPolicy: exponential backoff of
-// 2^(attempt-1) seconds with jitter, capped at RetryMax.
+// OwnPolicy is what a task set of its own retry policy and timeout at
+// submission, kept in its River metadata ("backoff", "timeout"). Only what
+// it set is kept, so that a kind's defaults, changed in the configuration
+// file, apply to the tasks that did not set their own.
+type OwnPolicy struct {
+	Backoff *client.Backoff `json:"backoff,omitempty"`
+	// Timeout is a Go duration; "" for none.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// ParseOwnPolicy reads a task's own policy from its metadata (or from
+// store.Task.Policy). What cannot be read is left out: submissions are
+// validated, so only a hand-edited row gets there.
+func ParseOwnPolicy(metadata []byte) OwnPolicy {
+	var own OwnPolicy
+	_ = json.Unmarshal(metadata, &own)
+	return own
+}
+
+// Policy is the retry policy and attempt timeout in effect for one task.
+type Policy struct {
+	Backoff backoff.Policy
+	// Timeout bounds one attempt: for an external kind, the lease a claim
+	// gets when it asks for none; -1 for none at all (a service run with
+	// JobTimeout -1).
+	Timeout time.Duration
+}
+
+// Policy returns the policy in effect for a task of kind that set own: its
+// own fields, the rest its kind's, else the service's defaults.
+func (c *Client) Policy(kind string, own OwnPolicy) Policy {
+	return PolicyFor(c.kinds, c.cfg.JobTimeout, kind, own)
+}
+
+// PolicyFor is Client.Policy for the kinds of reg and a service whose
+// JobTimeout is jobTimeout (-1: none); reg may be nil (no kind known).
+func PolicyFor(reg *kinds.Registry, jobTimeout time.Duration, kind string, own OwnPolicy) Policy {
+	var (
+		k     kinds.Kind
+		known bool
+	)
+	if reg != nil {
+		k, known = reg.Lookup(kind)
+	}
+	p := Policy{Backoff: k.BackoffPolicy(), Timeout: k.Timeout}
+	if own.Backoff != nil {
+		// Validated at submission: Parse's problems cannot occur.
+		o, _ := backoff.Parse(*own.Backoff)
+		p.Backoff = o.Apply(p.Backoff)
+	}
+	if d, err := time.ParseDuration(own.Timeout); err == nil && d > 0 {
+		p.Timeout = d
+	}
+	if p.Timeout == 0 {
+		switch {
+		case known && k.Run == kinds.RunExternal:
+			p.Timeout = LeaseDefault
+		case known && k.Run == kinds.RunHTTP:
+			p.Timeout = push.TimeoutDefault
+		default:
+			p.Timeout = jobTimeout
+		}
+	}
+	return p
+}
+
+// RetryPolicy is taskd's river.ClientRetryPolicy: each task's backoff
+// policy in effect (Client.Policy), through backoff.NextRetryAt.
 type RetryPolicy struct {
+	// Kinds gives each kind's default policy. Defaults to none known (the
+	// tasks' own policy over backoff.Default).
+	Kinds *kinds.Registry
 	// Now returns the current time. Defaults to time.Now.
 	Now func() time.Time
 	// Jitter returns a number in [0, 1). Defaults to math/rand/v2.
@@ -40,23 +108,15 @@ func (p *RetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 	if p.Jitter != nil {
 		jitter = p.Jitter
 	}
-	return now().Add(Backoff(len(job.Errors)+1, jitter()))
+	policy := PolicyFor(p.Kinds, 0, job.Kind, ParseOwnPolicy(job.Metadata))
+	return backoff.NextRetryAt(policy.Backoff, len(job.Errors)+1, now(), jitter())
 }
 
-// Backoff is the wait after a failed attempt (counted from 1), given a
-// random number r in [0, 1) for the jitter.
-func Backoff(attempt int, r float64) time.Duration {
-	wait := RetryMax
-	if attempt < 1 {
-		attempt = 1
-	}
-	if attempt <= 32 { // beyond that 2^n seconds is far past the cap
-		if d := RetryBase << (attempt - 1); d < RetryMax {
-			wait = d
-		}
-	}
-	wait = time.Duration(float64(wait) * (1 + retryJitter*(2*r-1)))
-	return min(wait, RetryMax)
+// attemptTimeout is River's timeout of an attempt at job run by this
+// process (kinds.TimeoutFunc): the task's own, else its kind's, else the
+// service's.
+func (c *Client) attemptTimeout(job *rivertype.JobRow) time.Duration {
+	return c.Policy(job.Kind, ParseOwnPolicy(job.Metadata)).Timeout
 }
 
 // attemptNumber is the number of the attempt that is running (or just ran)

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/push"
 	"github.com/taskd/taskd/internal/strictjson"
 )
@@ -51,16 +53,20 @@ type Kind struct {
 	// MaxAttempts is the kind's default max_attempts; 0 means the
 	// service's default.
 	MaxAttempts int
-	// Timeout bounds one attempt; 0 means the service's job timeout. A Go
-	// worker may choose a shorter one per task (River's Worker.Timeout);
-	// Timeout is then the longest it chooses.
+	// Timeout bounds one attempt (for an external kind, the lease a claim
+	// gets by default); 0 means the service's. A task's own timeout wins.
 	Timeout time.Duration
+	// Backoff is the kind's retry policy; the zero value means
+	// backoff.Default. A task's own backoff fields win.
+	Backoff backoff.Policy
 	// Decode validates raw args strictly and returns River job args whose
 	// Kind() is Name, adding every problem to errs (paths relative to
 	// "args"). A missing or null args reaches it as-is.
 	Decode func(raw json.RawMessage, errs *Errors) river.JobArgs
-	// AddWorker registers the kind's worker with River. Required for RunGo.
-	AddWorker func(*river.Workers)
+	// AddWorker registers the kind's worker with River (with the package's
+	// AddWorker, so that timeout decides each attempt's timeout). Required
+	// for RunGo.
+	AddWorker func(workers *river.Workers, timeout TimeoutFunc)
 	// Push is where a RunHTTP kind's tasks are sent. Required for RunHTTP.
 	Push *push.Target
 	// Declared says the kind comes from the configuration file rather than
@@ -141,13 +147,75 @@ func (r *Registry) All() []Kind {
 // Names returns the kinds' names, sorted.
 func (r *Registry) Names() []string { return slices.Clone(r.names) }
 
-// AddWorkers registers the worker of every kind run in Go.
-func (r *Registry) AddWorkers(workers *river.Workers) {
+// BackoffPolicy is k's retry policy: its own, else backoff.Default.
+func (k Kind) BackoffPolicy() backoff.Policy {
+	if k.Backoff == (backoff.Policy{}) {
+		return backoff.Default
+	}
+	return k.Backoff
+}
+
+// AddWorkers registers the worker of every kind run in Go; timeout decides
+// the timeout of each attempt (see AddWorker).
+func (r *Registry) AddWorkers(workers *river.Workers, timeout TimeoutFunc) {
 	for _, k := range r.All() {
 		if k.Run == RunGo {
-			k.AddWorker(workers)
+			k.AddWorker(workers, timeout)
 		}
 	}
+}
+
+// TimeoutFunc returns the timeout of an attempt at job, as River's
+// Worker.Timeout does (-1: none); 0 leaves it to the worker.
+type TimeoutFunc func(job *rivertype.JobRow) time.Duration
+
+// AddWorker registers w with River, the timeout of each attempt decided by
+// timeout (the task's own, else its kind's, else the service's) rather
+// than by w, whose Timeout counts only when timeout answers 0.
+func AddWorker[T river.JobArgs](workers *river.Workers, w river.Worker[T], timeout TimeoutFunc) {
+	river.AddWorker[T](workers, &timedWorker[T]{Worker: w, timeout: timeout})
+}
+
+// timedWorker is a Worker whose Timeout is its TimeoutFunc's.
+type timedWorker[T river.JobArgs] struct {
+	river.Worker[T]
+	timeout TimeoutFunc
+}
+
+func (w *timedWorker[T]) Timeout(job *river.Job[T]) time.Duration {
+	if w.timeout != nil {
+		if d := w.timeout(job.JobRow); d != 0 {
+			return d
+		}
+	}
+	return w.Worker.Timeout(job)
+}
+
+// Bounds of a task's or a kind's timeout, by how the kind runs.
+const (
+	// GoTimeoutMin and GoTimeoutMax bound one attempt of a kind run in
+	// taskd. River's backstop rescuer, which takes jobs that have run
+	// longer than the longest timeout, looks at jobs older than 13 h (see
+	// internal/jobs).
+	GoTimeoutMin, GoTimeoutMax = time.Second, 12 * time.Hour
+	// HTTPTimeoutMin and HTTPTimeoutMax bound one request of an http
+	// kind; they are push's limits.
+	HTTPTimeoutMin, HTTPTimeoutMax = push.TimeoutMin, push.TimeoutMax
+	// ExternalTimeoutMin and ExternalTimeoutMax bound the lease of an
+	// external kind's attempt, which heartbeats extend.
+	ExternalTimeoutMin, ExternalTimeoutMax = 5 * time.Second, time.Hour
+)
+
+// TimeoutRange returns the bounds of a timeout of a kind run so, and what
+// the timeout is for, for messages.
+func TimeoutRange(run Run) (lo, hi time.Duration, what string) {
+	switch run {
+	case RunHTTP:
+		return HTTPTimeoutMin, HTTPTimeoutMax, "for an http kind (one request)"
+	case RunExternal:
+		return ExternalTimeoutMin, ExternalTimeoutMax, "for an external kind (one lease)"
+	}
+	return GoTimeoutMin, GoTimeoutMax, "for a kind run in taskd (one attempt)"
 }
 
 // LongestTimeout is the longest Timeout of any kind, or def when none is

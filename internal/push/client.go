@@ -220,6 +220,9 @@ type Request struct {
 	BatchID *int64
 	// AfterBatch is the batch whose callback the task is; nil when none.
 	AfterBatch *int64
+	// Timeout replaces Target.Timeout for this attempt (the task's own
+	// timeout); 0 keeps the target's.
+	Timeout time.Duration
 }
 
 // wireRequest is the body of every POST.
@@ -235,7 +238,8 @@ type wireRequest struct {
 }
 
 // Do delivers one attempt of a task and classifies what came back. The
-// request is bounded by Target.Timeout, the response body included, and
+// request is bounded by r.Timeout (else Target.Timeout), the response body
+// included, and
 // by ctx: when ctx ends first (the task was cancelled, the process is
 // shutting down) Outcome.Err wraps ctx.Err().
 func (c *Client) Do(ctx context.Context, r Request) Outcome {
@@ -255,7 +259,11 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 		return Outcome{Err: fmt.Errorf("push: encoding the request: %w", err), Permanent: true}
 	}
 
-	reqCtx, cancel := context.WithTimeout(ctx, c.target.Timeout)
+	limit := attemptLimit{timeout: c.target.Timeout, whose: "the target's"}
+	if r.Timeout > 0 {
+		limit = attemptLimit{timeout: r.Timeout, whose: "the task's"}
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, limit.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
@@ -281,13 +289,21 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Outcome{Err: c.requestError(ctx, reqCtx, "", err)}
+		return Outcome{Err: c.requestError(ctx, reqCtx, limit, "", err)}
 	}
 	defer resp.Body.Close()
-	return c.classify(ctx, reqCtx, resp)
+	return c.classify(ctx, reqCtx, limit, resp)
 }
 
-// ErrTimeout is the error of an attempt that ran out of Target.Timeout. It
+// attemptLimit is the timeout of one request, and whose it is, for its
+// error.
+type attemptLimit struct {
+	timeout time.Duration
+	whose   string
+}
+
+// ErrTimeout is the error of an attempt that ran out of its timeout
+// (Request.Timeout, else Target.Timeout). It
 // does not wrap context.DeadlineExceeded, so that the caller can tell it
 // from the end of its own ctx.
 // It is exported so that the caller can record the attempt as a timeout.
@@ -297,7 +313,7 @@ var ErrTimeout = errors.New("timed out")
 // (then reading says which, as "reading the HTTP 200 OK response"), into
 // an attempt's error. The URL is left out: the error is shown to whoever
 // submitted the task, and an operator's URL may carry a token.
-func (c *Client) requestError(ctx, reqCtx context.Context, reading string, err error) error {
+func (c *Client) requestError(ctx, reqCtx context.Context, limit attemptLimit, reading string, err error) error {
 	var while string
 	if reading != "" {
 		while = " while " + reading
@@ -311,7 +327,7 @@ func (c *Client) requestError(ctx, reqCtx context.Context, reading string, err e
 		}
 		return fmt.Errorf("push: request aborted%s: %w", while, ctx.Err())
 	case reqCtx.Err() != nil:
-		return fmt.Errorf("push: %w after %s (the target's timeout)%s", ErrTimeout, c.target.Timeout, while)
+		return fmt.Errorf("push: %w after %s (%s timeout)%s", ErrTimeout, limit.timeout, limit.whose, while)
 	}
 	if refused, ok := errors.AsType[*RefusedError](err); ok {
 		return refused

@@ -59,7 +59,7 @@ type Outcome struct {
 }
 
 // classify reads resp into an Outcome.
-func (c *Client) classify(ctx, reqCtx context.Context, resp *http.Response) Outcome {
+func (c *Client) classify(ctx, reqCtx context.Context, limit attemptLimit, resp *http.Response) Outcome {
 	code := resp.StatusCode
 	status := statusLine(code)
 	reading := "reading the " + status + " response"
@@ -67,7 +67,7 @@ func (c *Client) classify(ctx, reqCtx context.Context, resp *http.Response) Outc
 	if code >= 200 && code <= 299 {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, ResultMaxBytes+1))
 		if err != nil {
-			return Outcome{Status: code, Err: c.requestError(ctx, reqCtx, reading, err)}
+			return Outcome{Status: code, Err: c.requestError(ctx, reqCtx, limit, reading, err)}
 		}
 		if len(body) > ResultMaxBytes {
 			return Outcome{Status: code, Err: fmt.Errorf("%s: response body is over %d bytes", status, ResultMaxBytes)}
@@ -83,7 +83,7 @@ func (c *Client) classify(ctx, reqCtx context.Context, resp *http.Response) Outc
 	if err != nil && ctx.Err() != nil {
 		// Shutting down or cancelled: say so rather than classify a
 		// response that was cut short.
-		return Outcome{Status: code, Err: c.requestError(ctx, reqCtx, reading, err)}
+		return Outcome{Status: code, Err: c.requestError(ctx, reqCtx, limit, reading, err)}
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, drainMaxBytes)
 

@@ -14,9 +14,12 @@ import (
 
 // Claim asks for tasks of external kinds.
 type Claim struct {
-	// Kinds to claim, each with its lease in LeaseSecs (same index).
+	// Kinds to claim, each with its default lease in LeaseSecs (same
+	// index), for the tasks that set no timeout of their own.
 	Kinds     []string
 	LeaseSecs []float64
+	// Lease is the claim's own lease for every task; 0: none.
+	Lease time.Duration
 	// Queues limits the claim to these queues; nil: any.
 	Queues []string
 	Max    int
@@ -44,9 +47,13 @@ type ClaimedTask struct {
 // lost connection: a claim that committed unseen is given back by its
 // lease's expiry.
 func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) {
-	rows, err := s.q.LeaseClaim(ctx, dbsqlc.LeaseClaimParams{
+	p := dbsqlc.LeaseClaimParams{
 		Kinds: c.Kinds, LeaseSecs: c.LeaseSecs, Queues: c.Queues, Max: int32(c.Max), Worker: c.Worker,
-	})
+	}
+	if c.Lease > 0 {
+		p.ClaimLeaseSecs = new(c.Lease.Seconds())
+	}
+	rows, err := s.q.LeaseClaim(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("claiming tasks: %w", unavailable(err))
 	}
@@ -142,8 +149,11 @@ type LeasedTask struct {
 	Attempt         int
 	MaxAttempts     int
 	Queue           string
+	Kind            string
 	ErrorCount      int
 	CancelRequested bool
+	// Policy is the task's own retry policy, as Task.Policy.
+	Policy json.RawMessage
 }
 
 // LeaseLockTx locks task id and its lease for the rest of tx if token is
@@ -159,7 +169,8 @@ func (s *Store) LeaseLockTx(ctx context.Context, tx pgx.Tx, id int64, token stri
 	}
 	return &LeasedTask{
 		Worker: r.Worker, AttemptNumber: int(r.AttemptNumber), StartedAt: r.StartedAt, Attempt: int(r.Attempt),
-		MaxAttempts: int(r.MaxAttempts), Queue: r.Queue, ErrorCount: int(r.ErrorCount), CancelRequested: r.CancelRequested,
+		MaxAttempts: int(r.MaxAttempts), Queue: r.Queue, Kind: r.Kind, ErrorCount: int(r.ErrorCount),
+		CancelRequested: r.CancelRequested, Policy: json.RawMessage(r.Policy),
 	}, nil
 }
 

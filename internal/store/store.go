@@ -88,6 +88,10 @@ type Task struct {
 	// AfterBatch is the batch whose callback ("then") the task is; 0 when
 	// none.
 	AfterBatch int64
+	// Policy is the retry policy and timeout the task set of its own at
+	// submission, as kept in its metadata ({"backoff": ..., "timeout":
+	// ...}; {} when none); internal/jobs reads it.
+	Policy json.RawMessage
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -219,6 +223,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		CancelRequested: r.CancelRequested,
 		BatchID:         r.BatchID,
 		AfterBatch:      r.AfterBatch,
+		Policy:          json.RawMessage(r.Policy),
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}

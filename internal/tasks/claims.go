@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/limits"
@@ -32,14 +33,15 @@ const (
 	ClaimWaitDefault = 30 * time.Second
 	LeaseMin         = 5 * time.Second
 	LeaseMax         = time.Hour
-	// LeaseDefault is the lease of a kind without a timeout of its own.
-	LeaseDefault = 60 * time.Second
+	// LeaseDefault is the lease of a task whose claim, task and kind set
+	// none.
+	LeaseDefault = jobs.LeaseDefault
 	// WorkerNameMax bounds a claim's worker name, in characters.
 	WorkerNameMax = 200
 	// FailErrorMax bounds a failure's error, in bytes.
 	FailErrorMax = 64 << 10
 	// RetryAfterMax bounds a failure's retry_after.
-	RetryAfterMax = jobs.RetryMax
+	RetryAfterMax = time.Hour
 	// DefaultWorkerName names the worker of a claim that gives none.
 	DefaultWorkerName = "external"
 )
@@ -156,17 +158,16 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 	if fe.List != nil {
 		return nil, &ValidationError{Errors: fe.List}
 	}
+	// Each task's lease is the claim's, else the task's own timeout (the
+	// store reads it), else its kind's.
 	secs := make([]float64, len(names))
 	for i, d := range leaseDefaults {
-		switch {
-		case lease > 0:
-			d = lease
-		case d <= 0:
+		if d <= 0 {
 			d = LeaseDefault
 		}
 		secs[i] = min(max(d, LeaseMin), LeaseMax).Seconds()
 	}
-	c := store.Claim{Kinds: names, LeaseSecs: secs, Queues: p.Queues, Max: limit, Worker: worker}
+	c := store.Claim{Kinds: names, LeaseSecs: secs, Lease: lease, Queues: p.Queues, Max: limit, Worker: worker}
 	if len(c.Queues) == 0 {
 		c.Queues = nil
 	}
@@ -319,7 +320,12 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 		case lt.Attempt >= lt.MaxAttempts:
 			f.State = store.StateDiscarded
 		default:
-			wait := jobs.Backoff(lt.ErrorCount+1, rand.Float64())
+			// The same policy and computation as River's retries of the
+			// tasks taskd runs (jobs.RetryPolicy); the wait is counted on
+			// the database's clock.
+			now := time.Now()
+			policy := s.jobs.Policy(lt.Kind, jobs.ParseOwnPolicy(lt.Policy))
+			wait := backoff.NextRetryAt(policy.Backoff, lt.ErrorCount+1, now, rand.Float64()).Sub(now)
 			if retryAfter != nil {
 				wait = *retryAfter
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/store"
@@ -162,10 +163,44 @@ func (s *Service) prepareTask(p *TaskParams, prefix string, now time.Time, callb
 		}
 	}
 	opts.Tags = p.Tags
+	own := ownPolicy(p, kind, fe)
 	if len(fe.List) > 0 {
 		return river.InsertManyParams{}, fe.List
 	}
+	if own != (jobs.OwnPolicy{}) {
+		opts.Metadata, _ = json.Marshal(own) // strings and numbers: cannot fail
+	}
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// ownPolicy checks the task's own backoff and timeout, adding problems to
+// fe, and returns what is kept of them in the task's metadata: only what
+// the task sets (jobs.OwnPolicy says why).
+func ownPolicy(p *TaskParams, kind kinds.Kind, fe *kinds.Errors) jobs.OwnPolicy {
+	var own jobs.OwnPolicy
+	if p.Backoff != nil {
+		o, problems := backoff.Read(*p.Backoff, kind.BackoffPolicy())
+		for _, pr := range problems {
+			fe.Add("backoff."+pr.Field, "%s", pr.Message)
+		}
+		if len(problems) == 0 && !o.IsZero() {
+			w := o.Wire()
+			own.Backoff = &w
+		}
+	}
+	if p.Timeout != nil {
+		lo, hi, what := kinds.TimeoutRange(kind.Run)
+		d, err := time.ParseDuration(*p.Timeout)
+		switch {
+		case err != nil:
+			fe.Add("timeout", "must be a duration such as \"30s\" or \"10m\"")
+		case d < lo || d > hi:
+			fe.Add("timeout", "must be between %s and %s %s", backoff.FormatDuration(lo), backoff.FormatDuration(hi), what)
+		default:
+			own.Timeout = backoff.FormatDuration(d)
+		}
+	}
+	return own
 }
 
 // checkTag applies River's rules for tags, returning a message or "".
@@ -282,9 +317,9 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 			return store.IdempotencyKey{}, err
 		}
 		// Every task carries its batch, for pushes and claims.
-		meta := []byte(`{"batch_id":` + strconv.FormatInt(batchID, 10) + `}`)
+		batchMeta := []byte(`{"batch_id":` + strconv.FormatInt(batchID, 10) + `}`)
 		for i := range params {
-			params[i].InsertOpts.Metadata = meta
+			params[i].InsertOpts.Metadata = withBatch(params[i].InsertOpts.Metadata, batchMeta)
 		}
 		// InsertManyTx returns the rows in submission order (River's
 		// InsertManyFast uses COPY and returns no IDs).
@@ -309,6 +344,20 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 		sub = &Submission{BatchID: k.BatchID}
 	})
 	return sub, err
+}
+
+// withBatch adds the batch's metadata ({"batch_id": N}) to a task's own,
+// if any.
+func withBatch(own, batch []byte) []byte {
+	if len(own) == 0 {
+		return batch // shared by the batch's tasks; River only reads it
+	}
+	m := map[string]json.RawMessage{}
+	// Both are objects taskd just marshalled.
+	_ = json.Unmarshal(own, &m)
+	_ = json.Unmarshal(batch, &m)
+	out, _ := json.Marshal(m)
+	return out
 }
 
 // insert runs insertFn in a transaction together with the idempotency key,
@@ -426,6 +475,10 @@ func taskFromJobRow(j *rivertype.JobRow) *store.Task {
 		FinishedAt:  j.FinalizedAt,
 		Errors:      []store.TaskError{},
 		Attempts:    []store.Attempt{},
+	}
+	// What store.Task.Policy holds: the task's own policy alone.
+	if own := jobs.ParseOwnPolicy(j.Metadata); own != (jobs.OwnPolicy{}) {
+		t.Policy, _ = json.Marshal(own)
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}

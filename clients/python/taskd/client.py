@@ -22,7 +22,10 @@ __version__ = "0.1.0"
 FINAL_STATES = frozenset({"completed", "cancelled", "discarded"})
 
 # The optional fields of a submitted task, besides kind and args.
-_TASK_FIELDS = frozenset({"queue", "priority", "max_attempts", "scheduled_at", "delay", "tags"})
+_TASK_FIELDS = frozenset({"queue", "priority", "max_attempts", "scheduled_at", "delay", "tags", "backoff", "timeout"})
+
+# The fields of a task's backoff; initial and max are durations.
+_BACKOFF_FIELDS = frozenset({"initial", "max", "multiplier", "jitter"})
 
 # Client-side waiting polls GET with this backoff, in seconds.
 # The longest wait taskd holds one request for (?wait=); longer waits are
@@ -53,7 +56,8 @@ class Client:
     when no answer arrived. Each request uses a new connection, so a
     ``Client`` may be shared between threads. HTTP proxies are not used.
 
-    Durations (``delay``, ``wait``, ``lease``, ``retry_after``, ``extend``)
+    Durations (``delay``, ``timeout``, a backoff's ``initial`` and ``max``,
+    ``wait``, ``lease``, ``retry_after``, ``extend``)
     are Go duration strings such as ``"30s"`` or ``"1h30m"``, numbers of
     seconds (``1.5`` is sent as ``"1.5s"``) or :class:`datetime.timedelta`.
     """
@@ -85,8 +89,14 @@ class Client:
         ``args`` defaults to ``{}``. The optional ``fields`` are the API's:
         ``queue``, ``priority`` (1–4), ``max_attempts``, ``scheduled_at``
         (an RFC 3339 string or an aware :class:`datetime.datetime`),
-        ``delay`` (a duration), ``tags`` (a list of strings); a field set to
-        ``None`` is left out. ``idempotency_key`` is sent as the
+        ``delay`` (a duration), ``tags`` (a list of strings), ``timeout``
+        (a duration: how long one attempt may run) and ``backoff`` (the
+        retry policy, a mapping of any of ``initial`` and ``max``, durations,
+        ``multiplier`` and ``jitter``, numbers, such as ``{"initial": 1,
+        "multiplier": 1, "jitter": 0}``; the rest is the kind's). A field
+        (or backoff field) set to ``None`` is left out. The task returned
+        shows the ``backoff`` and ``timeout`` in effect. ``idempotency_key``
+        is sent as the
         ``Idempotency-Key`` header: repeating the call with the same key and
         body returns the task the first call created instead of a new one.
         """
@@ -399,8 +409,10 @@ def _task_body(kind: str, args: Optional[Mapping[str, Any]], fields: Mapping[str
         value = fields[name]
         if value is None:
             continue
-        if name == "delay":
+        if name in ("delay", "timeout"):
             value = format_duration(value)
+        elif name == "backoff":
+            value = _backoff_body(value, where)
         elif name == "scheduled_at" and isinstance(value, datetime.datetime):
             if value.tzinfo is None:
                 raise ValueError(f"{where}: scheduled_at must be an aware datetime (with a tzinfo)")
@@ -408,6 +420,19 @@ def _task_body(kind: str, args: Optional[Mapping[str, Any]], fields: Mapping[str
         elif name == "tags":
             value = list(value)
         body[name] = value
+    return body
+
+
+def _backoff_body(backoff: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    unknown = sorted(set(backoff) - _BACKOFF_FIELDS)
+    if unknown:
+        raise TypeError(f"{where}: unknown backoff field {unknown[0]!r}; known: {', '.join(sorted(_BACKOFF_FIELDS))}")
+    body: Dict[str, Any] = {}
+    for name in sorted(backoff):
+        value = backoff[name]
+        if value is None:
+            continue
+        body[name] = format_duration(value) if name in ("initial", "max") else value
     return body
 
 

@@ -121,6 +121,21 @@ class RequestTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             Client(srv.url).submit("sleep", {"ms": 1}, scheduled_at=datetime.datetime(2026, 1, 2))
 
+    def test_submit_backoff_and_timeout(self) -> None:
+        with FakeServer(ok({"id": 1}, 201)) as srv:
+            c = Client(srv.url)
+            backoff = {"initial": 1, "max": datetime.timedelta(minutes=5), "multiplier": 1, "jitter": 0}
+            c.submit("fail", {"times": 1}, backoff=backoff, timeout=30)
+            c.submit_batch([{"kind": "sleep", "args": {"ms": 1}, "backoff": {"initial": "2s", "jitter": None},
+                             "timeout": "1m"}])
+        self.assertEqual(srv.requests[0].json(), {"kind": "fail", "args": {"times": 1}, "timeout": "30s",
+                                                  "backoff": {"initial": "1s", "max": "300s", "multiplier": 1,
+                                                              "jitter": 0}})
+        self.assertEqual(srv.requests[1].json(), {"tasks": [{"kind": "sleep", "args": {"ms": 1}, "timeout": "1m",
+                                                             "backoff": {"initial": "2s"}}]})
+        with self.assertRaisesRegex(TypeError, "factor"):
+            Client("http://127.0.0.1:1").submit("fail", {"times": 1}, backoff={"factor": 2})
+
     def test_submit_unknown_field(self) -> None:
         with self.assertRaisesRegex(TypeError, "prio"):
             Client("http://127.0.0.1:1").submit("double", {"value": 1}, prio=1)

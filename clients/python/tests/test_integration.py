@@ -178,6 +178,27 @@ class TasksTest(unittest.TestCase):
         self.assertEqual(done["result"], {"attempts": 2})
         self.assertEqual([e["message"] for e in done["errors"]], ["flaky"])
 
+    def test_backoff_and_timeout(self) -> None:
+        task = self.client.submit("fail", {"times": 2}, max_attempts=3, timeout="10s",
+                                  backoff={"initial": 1, "multiplier": 1, "jitter": 0})
+        # The policy in effect: the task's fields, the rest the default.
+        self.assertEqual(task["backoff"], {"initial": "1s", "max": "1h", "multiplier": 1, "jitter": 0})
+        self.assertEqual(task["timeout"], "10s")
+        done = self.client.get(task["id"], wait="20s")
+        self.assertEqual((done["state"], done["result"]), ("completed", {"attempts": 3}), done)
+
+    def test_timeout_cuts_an_attempt(self) -> None:
+        task = self.client.submit("sleep", {"ms": 5000}, timeout=1, max_attempts=1)
+        done = self.client.get(task["id"], wait="20s")
+        self.assertEqual(done["state"], "discarded", done)
+        self.assertEqual([a["outcome"] for a in done["attempts"]], ["timeout"])
+
+    def test_bad_backoff(self) -> None:
+        with self.assertRaises(TaskdError) as cm:
+            self.client.submit("double", {"value": 1}, backoff={"multiplier": 20}, timeout="1ms")
+        self.assertEqual(cm.exception.status, 422)
+        self.assertEqual([e["field"] for e in cm.exception.errors], ["backoff.multiplier", "timeout"])
+
     def test_discarded(self) -> None:
         task = self.client.submit("fail", {"times": 5}, max_attempts=1)
         done = self.client.get(task["id"], wait="15s")

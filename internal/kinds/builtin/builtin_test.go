@@ -18,7 +18,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("names = %v, want %v", got, want)
 	}
 	workers := river.NewWorkers()
-	r.AddWorkers(workers) // panics on a worker registered twice
+	r.AddWorkers(workers, nil) // panics on a worker registered twice
 	for _, k := range r.All() {
 		if !json.Valid(k.ArgsSchema) || !json.Valid(k.ResultSchema) {
 			t.Errorf("kind %s: schemas are not JSON", k.Name)

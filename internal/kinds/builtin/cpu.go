@@ -76,7 +76,7 @@ func isPrime(k int) bool {
 
 var cpuKind = kinds.Kind{
 	Run:         kinds.RunGo,
-	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &CPUWorker{}) },
+	AddWorker:   func(w *river.Workers, timeout kinds.TimeoutFunc) { kinds.AddWorker(w, &CPUWorker{}, timeout) },
 	Name:        "cpu",
 	Queue:       QueueCPU,
 	Description: "Counts the primes below n (1 to 10000000) by trial division; runs on the cpu queue.",

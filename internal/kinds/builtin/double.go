@@ -36,7 +36,7 @@ func (w *DoubleWorker) Work(ctx context.Context, job *river.Job[DoubleArgs]) err
 
 var doubleKind = kinds.Kind{
 	Run:         kinds.RunGo,
-	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &DoubleWorker{}) },
+	AddWorker:   func(w *river.Workers, timeout kinds.TimeoutFunc) { kinds.AddWorker(w, &DoubleWorker{}, timeout) },
 	Name:        "double",
 	Queue:       river.QueueDefault,
 	Description: "Doubles a number: {\"value\": 21} gives {\"result\": 42}.",

@@ -82,7 +82,7 @@ func (w *FailWorker) Work(ctx context.Context, job *river.Job[FailArgs]) error {
 
 var failKind = kinds.Kind{
 	Run:       kinds.RunGo,
-	AddWorker: func(w *river.Workers) { river.AddWorker(w, &FailWorker{}) },
+	AddWorker: func(w *river.Workers, timeout kinds.TimeoutFunc) { kinds.AddWorker(w, &FailWorker{}, timeout) },
 	Name:      "fail",
 	Queue:     river.QueueDefault,
 	Description: "Fails its first `times` attempts with `message`, then succeeds with the attempt count; " +

@@ -31,12 +31,6 @@ type SleepWorker struct {
 	river.WorkerDefaults[SleepArgs]
 }
 
-// Timeout lets a sleep run its full length plus a margin, whatever the
-// client-wide job timeout is.
-func (w *SleepWorker) Timeout(job *river.Job[SleepArgs]) time.Duration {
-	return time.Duration(job.Args.MS)*time.Millisecond + time.Minute
-}
-
 // Work sleeps for the given time, returning early with the context's error
 // when the task is cancelled, times out or the process shuts down.
 func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error {
@@ -52,11 +46,12 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 
 var sleepKind = kinds.Kind{
 	Run:         kinds.RunGo,
-	AddWorker:   func(w *river.Workers) { river.AddWorker(w, &SleepWorker{}) },
+	AddWorker:   func(w *river.Workers, timeout kinds.TimeoutFunc) { kinds.AddWorker(w, &SleepWorker{}, timeout) },
 	Name:        "sleep",
 	Queue:       river.QueueDefault,
 	Description: "Sleeps for ms milliseconds (0 to 3600000), honouring cancellation.",
-	// SleepWorker.Timeout gives each task its length plus a minute.
+	// The longest sleep plus a minute, whatever the service's job
+	// timeout; a task's own timeout may be shorter (to try timeouts).
 	Timeout: time.Duration(SleepMaxMS)*time.Millisecond + time.Minute,
 	ArgsSchema: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["ms"],` +
 		`"properties":{"ms":{"type":"integer","minimum":0,"maximum":3600000}}}`),

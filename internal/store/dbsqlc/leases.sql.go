@@ -52,9 +52,14 @@ leased AS (
         -- store.AttemptNumber(len(errors), attempt)
         greatest(coalesce(cardinality(c.errors), 0) + 1, c.attempt),
         c.attempted_at,
-        ($5::double precision[])[array_position($1::text[], c.kind)],
-        now() + make_interval(secs => ($5::double precision[])[array_position($1::text[], c.kind)])
+        ls.secs,
+        now() + make_interval(secs => ls.secs)
     FROM claimed c
+    CROSS JOIN LATERAL (SELECT coalesce(
+        $5::double precision,
+        extract(epoch FROM (c.metadata ->> 'timeout')::interval)::double precision,
+        ($6::double precision[])[array_position($1::text[], c.kind)]
+    ) AS secs) ls
     -- A row left behind by a task that left 'running' some other way
     -- (River's backstop rescuer) is replaced.
     ON CONFLICT (task_id) DO UPDATE SET
@@ -75,11 +80,12 @@ ORDER BY c.priority, c.scheduled_at, c.id
 `
 
 type LeaseClaimParams struct {
-	Kinds     []string
-	Queues    []string
-	Max       int32
-	Worker    string
-	LeaseSecs []float64
+	Kinds          []string
+	Queues         []string
+	Max            int32
+	Worker         string
+	ClaimLeaseSecs *float64
+	LeaseSecs      []float64
 }
 
 type LeaseClaimRow struct {
@@ -99,7 +105,10 @@ type LeaseClaimRow struct {
 // queues, when given) for an external worker: each becomes a running River
 // job with a new attempt and a lease with a fresh token. SKIP LOCKED keeps
 // concurrent claims (and River's own fetches, which never take these kinds)
-// from getting the same task. lease_secs[i] is the lease of kinds[i].
+// from getting the same task. Each task's lease is claim_lease_secs when
+// the claim asks for one, else the task's own timeout (its metadata's
+// "timeout", a Go duration, which PostgreSQL reads as an interval), else
+// lease_secs[i], the lease of kinds[i].
 // Each kind is read in the order of river_job_available_kind_idx
 // (migration 00011), so that a claim reads about max rows per kind however
 // long the backlog; the rows a kind's scan locked beyond the claim's max
@@ -110,6 +119,7 @@ func (q *Queries) LeaseClaim(ctx context.Context, arg LeaseClaimParams) ([]Lease
 		arg.Queues,
 		arg.Max,
 		arg.Worker,
+		arg.ClaimLeaseSecs,
 		arg.LeaseSecs,
 	)
 	if err != nil {
@@ -422,8 +432,10 @@ func (q *Queries) LeaseHeartbeat(ctx context.Context, arg LeaseHeartbeatParams) 
 const leaseLock = `-- name: LeaseLock :one
 SELECT
     l.worker, l.attempt AS attempt_number, l.started_at,
-    j.attempt, j.max_attempts, j.queue,
+    j.attempt, j.max_attempts, j.queue, j.kind,
     coalesce(cardinality(j.errors), 0)::int AS error_count,
+    -- The task's own retry policy (jobs.OwnPolicy).
+    jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
 FROM task_leases l
 JOIN river_job j ON j.id = l.task_id
@@ -443,12 +455,15 @@ type LeaseLockRow struct {
 	Attempt         int16
 	MaxAttempts     int16
 	Queue           string
+	Kind            string
 	ErrorCount      int32
+	Policy          []byte
 	CancelRequested bool
 }
 
 // LeaseLock locks a leased task and its lease if token is its current,
-// unexpired lease, for a failure whose next state the retry policy decides.
+// unexpired lease, for a failure whose next state the retry policy decides
+// (the task's own, else its kind's).
 func (q *Queries) LeaseLock(ctx context.Context, arg LeaseLockParams) (LeaseLockRow, error) {
 	row := q.db.QueryRow(ctx, leaseLock, arg.ID, arg.Token)
 	var i LeaseLockRow
@@ -459,7 +474,9 @@ func (q *Queries) LeaseLock(ctx context.Context, arg LeaseLockParams) (LeaseLock
 		&i.Attempt,
 		&i.MaxAttempts,
 		&i.Queue,
+		&i.Kind,
 		&i.ErrorCount,
+		&i.Policy,
 		&i.CancelRequested,
 	)
 	return i, err

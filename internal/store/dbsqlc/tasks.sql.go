@@ -98,6 +98,8 @@ SELECT
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
     coalesce((j.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch, -- 0: not a batch's callback
+    -- The task's own retry policy and timeout (jobs.OwnPolicy), {} when none.
+    jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -130,6 +132,7 @@ type TaskGetByIDRow struct {
 	CancelRequested bool
 	BatchID         int64
 	AfterBatch      int64
+	Policy          []byte
 	Attempts        []byte
 }
 
@@ -157,6 +160,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.CancelRequested,
 		&i.BatchID,
 		&i.AfterBatch,
+		&i.Policy,
 		&i.Attempts,
 	)
 	return i, err
@@ -171,6 +175,7 @@ SELECT
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     coalesce((metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
+    jsonb_strip_nulls(jsonb_build_object('backoff', metadata -> 'backoff', 'timeout', metadata -> 'timeout')) AS policy,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
@@ -211,6 +216,7 @@ type TaskListRow struct {
 	CancelRequested bool
 	BatchID         int64
 	AfterBatch      int64
+	Policy          []byte
 	Attempts        []byte
 }
 
@@ -253,6 +259,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.CancelRequested,
 			&i.BatchID,
 			&i.AfterBatch,
+			&i.Policy,
 			&i.Attempts,
 		); err != nil {
 			return nil, err

@@ -2,7 +2,10 @@
 -- queues, when given) for an external worker: each becomes a running River
 -- job with a new attempt and a lease with a fresh token. SKIP LOCKED keeps
 -- concurrent claims (and River's own fetches, which never take these kinds)
--- from getting the same task. lease_secs[i] is the lease of kinds[i].
+-- from getting the same task. Each task's lease is claim_lease_secs when
+-- the claim asks for one, else the task's own timeout (its metadata's
+-- "timeout", a Go duration, which PostgreSQL reads as an interval), else
+-- lease_secs[i], the lease of kinds[i].
 -- name: LeaseClaim :many
 -- Each kind is read in the order of river_job_available_kind_idx
 -- (migration 00011), so that a claim reads about max rows per kind however
@@ -47,9 +50,14 @@ leased AS (
         -- store.AttemptNumber(len(errors), attempt)
         greatest(coalesce(cardinality(c.errors), 0) + 1, c.attempt),
         c.attempted_at,
-        (sqlc.arg('lease_secs')::double precision[])[array_position(sqlc.arg('kinds')::text[], c.kind)],
-        now() + make_interval(secs => (sqlc.arg('lease_secs')::double precision[])[array_position(sqlc.arg('kinds')::text[], c.kind)])
+        ls.secs,
+        now() + make_interval(secs => ls.secs)
     FROM claimed c
+    CROSS JOIN LATERAL (SELECT coalesce(
+        sqlc.narg('claim_lease_secs')::double precision,
+        extract(epoch FROM (c.metadata ->> 'timeout')::interval)::double precision,
+        (sqlc.arg('lease_secs')::double precision[])[array_position(sqlc.arg('kinds')::text[], c.kind)]
+    ) AS secs) ls
     -- A row left behind by a task that left 'running' some other way
     -- (River's backstop rescuer) is replaced.
     ON CONFLICT (task_id) DO UPDATE SET
@@ -81,12 +89,15 @@ WHERE EXISTS (
 );
 
 -- LeaseLock locks a leased task and its lease if token is its current,
--- unexpired lease, for a failure whose next state the retry policy decides.
+-- unexpired lease, for a failure whose next state the retry policy decides
+-- (the task's own, else its kind's).
 -- name: LeaseLock :one
 SELECT
     l.worker, l.attempt AS attempt_number, l.started_at,
-    j.attempt, j.max_attempts, j.queue,
+    j.attempt, j.max_attempts, j.queue, j.kind,
     coalesce(cardinality(j.errors), 0)::int AS error_count,
+    -- The task's own retry policy (jobs.OwnPolicy).
+    jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested
 FROM task_leases l
 JOIN river_job j ON j.id = l.task_id

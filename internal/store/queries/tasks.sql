@@ -8,6 +8,8 @@ SELECT
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
     coalesce((j.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch, -- 0: not a batch's callback
+    -- The task's own retry policy and timeout (jobs.OwnPolicy), {} when none.
+    jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -31,6 +33,7 @@ SELECT
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     coalesce((metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
+    jsonb_strip_nulls(jsonb_build_object('backoff', metadata -> 'backoff', 'timeout', metadata -> 'timeout')) AS policy,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
