@@ -85,7 +85,15 @@ func (p *parser) kinds(f *File, n *yaml.Node, path string) {
 		return
 	}
 	seen := map[string]int{} // name → line
+	p.kindNames = map[string]bool{}
 	for i, item := range n.Content {
+		if item := resolve(item); item.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(item.Content); j += 2 {
+				if item.Content[j].Value == keyName {
+					p.kindNames[resolve(item.Content[j+1]).Value] = true
+				}
+			}
+		}
 		k, own, ok := p.kind(f, item, joinPath(path, fmt.Sprintf("[%d]", i)), seen)
 		if ok {
 			f.Kinds = append(f.Kinds, k)

@@ -57,7 +57,7 @@ func (p *parser) limit(f *File, n *yaml.Node, path string, seen map[string]int) 
 	case hasKind:
 		if name, ok := p.text(kind.value, joinPath(path, keyLimitKind)); ok {
 			known := slices.ContainsFunc(builtin.Kinds(), func(k kinds.Kind) bool { return k.Name == name }) ||
-				slices.ContainsFunc(f.Kinds, func(k kinds.Kind) bool { return k.Name == name })
+				p.kindNames[name]
 			if !known {
 				p.errorf(kind.value, joinPath(path, keyLimitKind), "unknown kind %q (a built-in kind or one declared under kinds)", name)
 			}

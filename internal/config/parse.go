@@ -31,6 +31,9 @@ type parser struct {
 	errs   []*Error
 	// expanded holds the scalars that held a ${NAME} reference.
 	expanded map[*yaml.Node]bool
+	// kindNames holds the name of every entry of kinds, valid or not, so
+	// that a limit of a kind with a mistake is not reported as well.
+	kindNames map[string]bool
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
