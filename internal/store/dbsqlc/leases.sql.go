@@ -66,6 +66,7 @@ SELECT
     c.id, c.kind, c.queue, c.args, l.attempt, c.max_attempts,
     -- 0: not in a batch (batch IDs start at 1)
     coalesce((c.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    coalesce(c.metadata ->> 'schedule', '')::text AS schedule, -- '': not scheduled
     l.token, l.expires_at
 FROM claimed c
 JOIN leased l ON l.task_id = c.id
@@ -88,6 +89,7 @@ type LeaseClaimRow struct {
 	Attempt     int32
 	MaxAttempts int16
 	BatchID     int64
+	Schedule    string
 	Token       pgtype.UUID
 	ExpiresAt   time.Time
 }
@@ -124,6 +126,7 @@ func (q *Queries) LeaseClaim(ctx context.Context, arg LeaseClaimParams) ([]Lease
 			&i.Attempt,
 			&i.MaxAttempts,
 			&i.BatchID,
+			&i.Schedule,
 			&i.Token,
 			&i.ExpiresAt,
 		); err != nil {

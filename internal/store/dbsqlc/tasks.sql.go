@@ -97,6 +97,7 @@ SELECT
     j.errors,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
+    coalesce(j.metadata ->> 'schedule', '')::text AS schedule, -- '': none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -128,6 +129,7 @@ type TaskGetByIDRow struct {
 	Errors          [][]byte
 	CancelRequested bool
 	BatchID         int64
+	Schedule        string
 	Attempts        []byte
 }
 
@@ -154,6 +156,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.Errors,
 		&i.CancelRequested,
 		&i.BatchID,
+		&i.Schedule,
 		&i.Attempts,
 	)
 	return i, err
@@ -167,6 +170,7 @@ SELECT
     errors,
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    coalesce(metadata ->> 'schedule', '')::text AS schedule,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
@@ -206,6 +210,7 @@ type TaskListRow struct {
 	Errors          [][]byte
 	CancelRequested bool
 	BatchID         int64
+	Schedule        string
 	Attempts        []byte
 }
 
@@ -247,6 +252,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.Errors,
 			&i.CancelRequested,
 			&i.BatchID,
+			&i.Schedule,
 			&i.Attempts,
 		); err != nil {
 			return nil, err
