@@ -49,6 +49,9 @@ type TaskSummary struct {
 	CancelRequested bool            `json:"cancel_requested"`
 	// BatchID is the batch the task was submitted in, nil when none.
 	BatchID *int64 `json:"batch_id"`
+	// Schedule is the schedule (of the server's configuration file) that
+	// enqueued the task, nil when none did.
+	Schedule *string `json:"schedule"`
 	// NextRetryAt is when a failed task is tried again, nil unless a retry
 	// is scheduled.
 	NextRetryAt *time.Time `json:"next_retry_at"`
@@ -179,6 +182,7 @@ type ClaimedTask struct {
 	MaxAttempts    int             `json:"max_attempts"`
 	Queue          string          `json:"queue"`
 	BatchID        *int64          `json:"batch_id"`
+	Schedule       *string         `json:"schedule"`
 	Lease          string          `json:"lease"`
 	LeaseExpiresAt time.Time       `json:"lease_expires_at"`
 }

@@ -51,6 +51,10 @@ func toTaskJSON(t *store.Task) taskJSON {
 	if t.BatchID != 0 {
 		batchID = &t.BatchID
 	}
+	var schedule *string
+	if t.Schedule != "" {
+		schedule = &t.Schedule
+	}
 	// A retry is scheduled for a retryable task, and for an available one
 	// with errors and a future scheduled_at (River makes a retry due within
 	// its scheduler interval available at once).
@@ -63,6 +67,7 @@ func toTaskJSON(t *store.Task) taskJSON {
 	}
 	return taskJSON{
 		BatchID:     batchID,
+		Schedule:    schedule,
 		NextRetryAt: nextRetry,
 		ID:          t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Args: t.Args,
 		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, Tags: t.Tags,

@@ -45,7 +45,8 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	// A wish left by an attempt River did not retry (cancelled meanwhile).
 	w.retryAt.Delete(job.ID)
 	var meta struct {
-		BatchID *int64 `json:"batch_id"`
+		BatchID  *int64  `json:"batch_id"`
+		Schedule *string `json:"schedule"`
 	}
 	_ = json.Unmarshal(job.Metadata, &meta)
 	args := job.Args.Raw
@@ -54,7 +55,7 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	}
 	out := w.client.Do(ctx, push.Request{
 		TaskID: job.ID, Kind: job.Kind, Args: args, Attempt: attemptNumber(job.JobRow),
-		MaxAttempts: job.MaxAttempts, Queue: job.Queue, BatchID: meta.BatchID,
+		MaxAttempts: job.MaxAttempts, Queue: job.Queue, BatchID: meta.BatchID, Schedule: meta.Schedule,
 	})
 	noteHTTPStatus(ctx, out.Status)
 	if out.Err == nil {

@@ -218,6 +218,8 @@ type Request struct {
 	Queue       string
 	// BatchID is the task's batch; nil when it is in none.
 	BatchID *int64
+	// Schedule is the schedule that enqueued the task; nil when none did.
+	Schedule *string
 }
 
 // wireRequest is the body of every POST.
@@ -229,6 +231,7 @@ type wireRequest struct {
 	MaxAttempts int             `json:"max_attempts"`
 	Queue       string          `json:"queue"`
 	BatchID     *int64          `json:"batch_id"`
+	Schedule    *string         `json:"schedule"`
 }
 
 // Do delivers one attempt of a task and classifies what came back. The
@@ -244,6 +247,7 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 		MaxAttempts: r.MaxAttempts,
 		Queue:       r.Queue,
 		BatchID:     r.BatchID,
+		Schedule:    r.Schedule,
 	})
 	if err != nil {
 		// Only args that are not JSON get here, and every attempt would

@@ -33,6 +33,8 @@ type ClaimedTask struct {
 	Attempt     int
 	MaxAttempts int
 	BatchID     *int64
+	// Schedule is the schedule that enqueued the task; nil when none did.
+	Schedule *string
 	// Lease is the lease's token, which completes, fails and heartbeats it.
 	Lease     string
 	ExpiresAt time.Time
@@ -56,6 +58,9 @@ func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) 
 		}
 		if r.BatchID != 0 {
 			tasks[i].BatchID = &r.BatchID
+		}
+		if r.Schedule != "" {
+			tasks[i].Schedule = &r.Schedule
 		}
 	}
 	return tasks, nil

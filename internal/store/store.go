@@ -85,6 +85,8 @@ type Task struct {
 	CancelRequested bool
 	// BatchID is the batch the task was submitted in; 0 when none.
 	BatchID int64
+	// Schedule is the schedule that enqueued the task; "" when none did.
+	Schedule string
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -215,6 +217,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		Errors:          errs,
 		CancelRequested: r.CancelRequested,
 		BatchID:         r.BatchID,
+		Schedule:        r.Schedule,
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}

@@ -61,6 +61,7 @@ SELECT
     c.id, c.kind, c.queue, c.args, l.attempt, c.max_attempts,
     -- 0: not in a batch (batch IDs start at 1)
     coalesce((c.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    coalesce(c.metadata ->> 'schedule', '')::text AS schedule, -- '': not scheduled
     l.token, l.expires_at
 FROM claimed c
 JOIN leased l ON l.task_id = c.id

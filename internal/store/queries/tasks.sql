@@ -7,6 +7,7 @@ SELECT
     j.errors,
     (j.metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((j.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id, -- 0: none
+    coalesce(j.metadata ->> 'schedule', '')::text AS schedule, -- '': none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -29,6 +30,7 @@ SELECT
     errors,
     (metadata ? 'cancel_attempted_at')::boolean AS cancel_requested,
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
+    coalesce(metadata ->> 'schedule', '')::text AS schedule,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
