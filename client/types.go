@@ -249,3 +249,33 @@ type Queue struct {
 type QueueList struct {
 	Queues []Queue `json:"queues"`
 }
+
+// Schedule is a periodic task of the server's configuration file, as GET
+// /v1/schedules shows it.
+type Schedule struct {
+	Name string `json:"name"`
+	// Spec is when it fires, as the file says it.
+	Spec  ScheduleSpec `json:"spec"`
+	Kind  string       `json:"kind"`
+	Queue string       `json:"queue"`
+	// LastTaskID is the task its latest tick enqueued, nil before the
+	// first; LastEnqueuedAt when that was.
+	LastTaskID     *int64     `json:"last_task_id"`
+	LastEnqueuedAt *time.Time `json:"last_enqueued_at"`
+	// NextRunAt is when its next task is due: its next tick, or its latest
+	// while that waits for a leader to enqueue it; nil for a cron
+	// expression with no tick within 5 years.
+	NextRunAt *time.Time `json:"next_run_at"`
+}
+
+// ScheduleSpec is when a schedule fires: exactly one of Cron (a cron
+// expression, "*/5 * * * *") and Every (an interval, "30s").
+type ScheduleSpec struct {
+	Cron  string `json:"cron,omitempty"`
+	Every string `json:"every,omitempty"`
+}
+
+// ScheduleList is the answer to GET /v1/schedules.
+type ScheduleList struct {
+	Schedules []Schedule `json:"schedules"`
+}

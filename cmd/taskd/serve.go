@@ -76,18 +76,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer stopPprof()
 	}
 
+	// The use cases run in workers too: whichever process River elects
+	// leader enqueues the schedules.
+	svc, err := tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger,
+		Schedules: cfg.Schedules, ScheduleQueues: cfg.ScheduleQueues})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
 	var (
 		srv     *http.Server
 		srvErr  = make(chan error, 1)
 		ln      net.Listener
 		uiStart func(context.Context) error
-		svc     *tasks.Service
 	)
 	if withHTTP {
-		if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
-			return err
-		}
-		defer svc.Close()
 		hcfg := taskhttp.Config{
 			Store:                st,
 			Jobs:                 client,
@@ -137,6 +141,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger.Info("workers started", slog.String("client_id", client.ID()), slog.String("queues", queueList(cfg.Queues)),
 		slog.Duration("fetch_cooldown", cfg.FetchCooldown), slog.Duration("fetch_poll_interval", cfg.FetchPollInterval))
+	svc.StartSchedules()
+	if len(cfg.Schedules) > 0 {
+		logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
+	}
 
 	if withHTTP {
 		if uiStart != nil {
@@ -157,10 +165,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		runErr = fmt.Errorf("HTTP server: %w", err)
 	}
 
+	// Schedules stop before the River client they insert with; waiting
+	// claims return (empty) at once instead of holding the shutdown up for
+	// their whole wait.
+	svc.Close()
 	if srv != nil {
-		// Waiting claims return (empty) at once instead of holding the
-		// shutdown up for their whole wait.
-		svc.Close()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
 			logger.Warn("HTTP shutdown", slog.String("error", err.Error()))

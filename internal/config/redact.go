@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/schedule"
 )
 
 // redactedValue replaces every secret in Redacted's output.
@@ -103,7 +104,7 @@ func (f *File) Redacted() ([]byte, error) {
 	for _, sch := range f.Schedules {
 		rs := redactedSchedule{Name: sch.Name, Cron: sch.Spec.Cron(), Priority: sch.Task.Priority, MaxAttempts: sch.Task.MaxAttempts, Tags: sch.Task.Tags}
 		if d := sch.Spec.Interval(); d > 0 {
-			rs.Every = shortDuration(d)
+			rs.Every = schedule.FormatInterval(d)
 		}
 		if sch.Task.Kind != nil {
 			rs.Kind = *sch.Task.Kind

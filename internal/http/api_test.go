@@ -20,7 +20,7 @@ import (
 // taskKeys are the members of a single task's JSON object.
 var taskKeys = []string{
 	"args", "attempt", "attempts", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
-	"max_attempts", "next_retry_at", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags",
+	"max_attempts", "next_retry_at", "priority", "queue", "result", "schedule", "scheduled_at", "started_at", "state", "tags",
 }
 
 func TestTaskCreate(t *testing.T) {
@@ -67,7 +67,7 @@ func TestTaskCreate(t *testing.T) {
 				"kind": `"double"`, "queue": `"default"`, "state": `"available"`, "args": `{"value":21}`,
 				"priority": `1`, "attempt": `0`, "max_attempts": `25`, "tags": `[]`, "started_at": `null`,
 				"finished_at": `null`, "result": `null`, "errors": `[]`, "attempts": `[]`, "cancel_requested": `false`,
-				"batch_id": `null`, "next_retry_at": `null`,
+				"batch_id": `null`, "schedule": `null`, "next_retry_at": `null`,
 			} {
 				wantJSON(t, field, raw[field], want)
 			}

@@ -90,7 +90,7 @@ func ParseCron(expr string) (spec Spec, err error) {
 func Every(d time.Duration) (Spec, error) {
 	switch {
 	case d < EveryMin || d > EveryMax:
-		return Spec{}, fmt.Errorf("must be between %s and %s", EveryMin, shortDuration(EveryMax))
+		return Spec{}, fmt.Errorf("must be between %s and %s", EveryMin, FormatInterval(EveryMax))
 	case d%time.Millisecond != 0:
 		return Spec{}, errors.New("must be a whole number of milliseconds")
 	}
@@ -109,7 +109,7 @@ func (s Spec) IsZero() bool { return s.cron == nil && s.every == 0 }
 // String returns the cron expression, or "every" and the interval.
 func (s Spec) String() string {
 	if s.every > 0 {
-		return "every " + shortDuration(s.every)
+		return "every " + FormatInterval(s.every)
 	}
 	return s.expr
 }
@@ -157,8 +157,9 @@ func (s Spec) Next(now time.Time) time.Time {
 	return s.cron.Next(now.UTC()).UTC()
 }
 
-// shortDuration formats d without its zero units: 30m, not 30m0s.
-func shortDuration(d time.Duration) string {
+// FormatInterval formats d as a Go duration without its zero units, as an
+// operator writes it: 30m and 1h, not 30m0s and 1h0m0s.
+func FormatInterval(d time.Duration) string {
 	out := d.String()
 	if strings.HasSuffix(out, "m0s") {
 		out = strings.TrimSuffix(out, "0s")
