@@ -70,7 +70,9 @@ class Task:
 
     Attributes: ``id``, ``kind``, ``args`` (the task's arguments, decoded
     JSON), ``attempt`` (1 for the first), ``max_attempts``, ``queue``,
-    ``batch_id`` (``None`` outside a batch), ``lease`` (the lease token),
+    ``batch_id`` (``None`` outside a batch), ``schedule`` (the schedule that
+    enqueued it, ``None`` for a task submitted otherwise), ``lease`` (the
+    lease token),
     ``lease_expires_at`` (an aware :class:`datetime.datetime`, updated by
     each heartbeat) and ``raw``, the claim's JSON object.
     """
@@ -84,6 +86,7 @@ class Task:
         self.max_attempts: int = claimed.get("max_attempts", 0)
         self.queue: str = claimed.get("queue", "")
         self.batch_id: Optional[int] = claimed.get("batch_id")
+        self.schedule: Optional[str] = claimed.get("schedule")
         self.lease: str = claimed["lease"]
         self.lease_expires_at: Optional[datetime.datetime] = _parse_time(claimed.get("lease_expires_at"))
         self._client = client
