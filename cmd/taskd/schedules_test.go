@@ -119,3 +119,19 @@ func TestWorkerRunsSchedules(t *testing.T) {
 		t.Fatal("worker did not stop")
 	}
 }
+
+// TestExampleConfig keeps examples/taskd.yaml (and the configuration
+// guide that shows it) valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	env := envFunc(map[string]string{"RESIZE_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", "../../examples/taskd.yaml"}, env, &out, &out); err != nil {
+		t.Fatalf("config check examples/taskd.yaml: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"name: nightly-transcode", "every: 15m"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
