@@ -92,8 +92,7 @@ type scheduler struct {
 	// leading is set while the last look found this process leading; it
 	// is the loop's alone.
 	leading bool
-	// failing is set after an error was logged, so that a database that
-	// stays away is logged once, not every second; the loop's alone.
+	// failing is set after a step failed (logError); the loop's alone.
 	failing bool
 
 	startOnce sync.Once
@@ -180,28 +179,32 @@ func (sc *scheduler) run(ctx context.Context) {
 // to sleep: until the next tick, and at most the poll interval, so that a
 // process elected meanwhile takes over within it.
 func (sc *scheduler) step(ctx context.Context) time.Duration {
-	lead, err := sc.isLeader(ctx)
-	switch {
-	case err != nil:
-		sc.logError(ctx, "schedules: cannot tell whether this process leads", err)
-		sc.leading = false
-	case !lead:
-		sc.leading = false
-	default:
-		if !sc.leading {
-			// Newly elected: what the last leader took is unknown here.
-			for _, s := range sc.list {
-				s.taken = time.Time{}
-			}
-			if err := sc.recordNew(ctx); err != nil {
-				sc.logError(ctx, "schedules: cannot record new schedules", err)
-				break
-			}
-			sc.leading = true
-		}
-		sc.enqueueDue(ctx)
+	if err := sc.lead(ctx); err != nil {
+		sc.logError(ctx, err)
+	} else {
+		sc.failing = false
 	}
 	return sc.wait(sc.now())
+}
+
+// lead enqueues the due ticks while this process is River's leader.
+func (sc *scheduler) lead(ctx context.Context) error {
+	lead, err := sc.isLeader(ctx)
+	if err != nil || !lead {
+		sc.leading = false
+		return err
+	}
+	if !sc.leading {
+		// Newly elected: what the last leader took is unknown here.
+		for _, s := range sc.list {
+			s.taken = time.Time{}
+		}
+		if err := sc.recordNew(ctx); err != nil {
+			return err
+		}
+		sc.leading = true
+	}
+	return sc.enqueueDue(ctx)
 }
 
 // recordNew gives the schedules seen for the first time their row, at
@@ -224,10 +227,10 @@ func (sc *scheduler) recordNew(ctx context.Context) error {
 // enqueueDue enqueues, for each schedule, its latest tick if it is later
 // than the last one taken. After a gap (no leader for a while, the whole
 // cluster down) that is one task for the latest tick, not one per tick
-// missed.
-func (sc *scheduler) enqueueDue(ctx context.Context) {
+// missed. A tick that fails is tried again at the next step.
+func (sc *scheduler) enqueueDue(ctx context.Context) error {
 	now := sc.now()
-	failed := false
+	var errs []error
 	for _, s := range sc.list {
 		tick := s.Spec.Latest(now)
 		if tick.IsZero() || !tick.After(s.taken) {
@@ -235,21 +238,15 @@ func (sc *scheduler) enqueueDue(ctx context.Context) {
 		}
 		id, err := sc.enqueue(ctx, s, tick)
 		if err != nil {
-			if ctx.Err() == nil {
-				failed = true
-				sc.logError(ctx, "schedules: cannot enqueue a tick; trying again shortly", err,
-					slog.String("schedule", s.Name), slog.Time("tick", tick))
-			}
-			continue // taken stays: the next step tries again
+			errs = append(errs, fmt.Errorf("schedule %q, tick %s: %w", s.Name, tick.Format(time.RFC3339Nano), err))
+			continue
 		}
 		s.taken = tick
 		if id != 0 {
 			sc.logger.DebugContext(ctx, "schedules: enqueued", slog.String("schedule", s.Name), slog.Time("tick", tick), slog.Int64("task_id", id))
 		}
 	}
-	if !failed {
-		sc.failing = false
-	}
+	return errors.Join(errs...)
 }
 
 // enqueue takes tick for s and inserts its task, in one transaction. It
@@ -300,9 +297,11 @@ func (sc *scheduler) wait(now time.Time) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// logError logs err once until a step succeeds again, then at debug level.
-func (sc *scheduler) logError(ctx context.Context, msg string, err error, attrs ...any) {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+// logError logs a step's error, at warning level the first time and then
+// at debug level until a step succeeds again, so that a database that stays
+// away is one warning, not one a second.
+func (sc *scheduler) logError(ctx context.Context, err error) {
+	if ctx.Err() != nil {
 		return // shutting down
 	}
 	level := slog.LevelWarn
@@ -310,7 +309,7 @@ func (sc *scheduler) logError(ctx context.Context, msg string, err error, attrs 
 		level = slog.LevelDebug
 	}
 	sc.failing = true
-	sc.logger.Log(ctx, level, msg, append(attrs, slog.String("error", err.Error()))...)
+	sc.logger.Log(ctx, level, "schedules: cannot enqueue; trying again shortly", slog.String("error", err.Error()))
 }
 
 // Schedules returns the schedules with their last task and next run, in
