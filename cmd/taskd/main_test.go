@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskd/taskd/internal/pgtest"
+	"github.com/taskd/taskd/migrations"
 )
 
 // taskdBinary is built once by TestMain for the tests that need a real
@@ -187,13 +191,28 @@ func TestMigrateCommand(t *testing.T) {
 			t.Fatalf("migrate %v printed %q, want %q", args, out.String(), want)
 		}
 	}
+	// The latest migration and the one before it, from the files, so that
+	// adding a migration does not change the test.
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("migration files: %v, %v", files, err)
+	}
+	slices.Sort(files)
+	last, prev := files[len(files)-1], files[len(files)-2]
+	version := func(name string) string {
+		n, err := strconv.Atoi(name[:strings.IndexByte(name, '_')])
+		if err != nil {
+			t.Fatalf("migration %s: %v", name, err)
+		}
+		return strconv.Itoa(n) + "\n"
+	}
 	step("pending", "status")
-	step("applied 00011_task_leases.sql", "up")
-	step("11\n", "version")
+	step("applied "+last, "up")
+	step(version(last), "version")
 	step("no pending migrations", "up")
-	step("reverted 00011_task_leases.sql", "down")
-	step("10\n", "version")
-	step("applied 00011_task_leases.sql", "up")
+	step("reverted "+last, "down")
+	step(version(prev), "version")
+	step("applied "+last, "up")
 }
 
 // TestServeInProcess runs the real program in-process: migrate, serve,
