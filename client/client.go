@@ -199,6 +199,16 @@ func (c *Client) Kinds(ctx context.Context) ([]Kind, error) {
 	return l.Kinds, nil
 }
 
+// Schedules lists the schedules of the server's configuration file, with
+// the task each one's latest tick enqueued and when the next is due.
+func (c *Client) Schedules(ctx context.Context) ([]Schedule, error) {
+	var l ScheduleList
+	if _, err := c.do(ctx, http.MethodGet, "/v1/schedules", nil, "", &l); err != nil {
+		return nil, err
+	}
+	return l.Schedules, nil
+}
+
 // Claim asks for tasks of kinds run by external workers (run: external),
 // waiting up to req.Wait (default 30s) for some to arrive; an empty list
 // means none did. The HTTP client's Timeout must be longer than the wait.

@@ -17,7 +17,9 @@ import (
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/pgtest"
+	"github.com/taskd/taskd/internal/schedule"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // setup serves the real API, with workers, on the test's own database.
@@ -197,5 +199,52 @@ func TestNewRefusesBadURL(t *testing.T) {
 		if _, err := client.New(u, client.Config{}); err == nil {
 			t.Errorf("New(%q) accepted", u)
 		}
+	}
+}
+
+// TestClientSchedules lists the schedules of a server that has one (its
+// loop not started: no task yet) and of one that has none.
+func TestClientSchedules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if list, err := setup(t).Schedules(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("Schedules without any: %+v, %v", list, err)
+	}
+
+	pool := pgtest.NewPool(t, 0)
+	st := store.New(pool)
+	jc, err := jobs.NewClient(jobs.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := schedule.ParseCron("*/5 * * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := tasks.New(tasks.Config{Store: st, Jobs: jc, Schedules: []tasks.Schedule{
+		{Name: "every-five", Spec: spec, Task: tasks.TaskParams{Kind: ptr("sleep"), Args: json.RawMessage(`{"ms": 1}`)}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	h, err := taskdhttp.NewServer(taskdhttp.Config{Store: st, Jobs: jc, Tasks: svc, Ready: st.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, client.Config{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.Schedules(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("Schedules: %+v, %v", list, err)
+	}
+	s := list[0]
+	if s.Name != "every-five" || s.Spec.Cron != "*/5 * * * *" || s.Spec.Every != "" || s.Kind != "sleep" || s.Queue != "default" ||
+		s.LastTaskID != nil || s.NextRunAt == nil || s.NextRunAt.Minute()%5 != 0 {
+		t.Errorf("schedule = %+v", s)
 	}
 }

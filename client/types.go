@@ -77,6 +77,9 @@ type TaskSummary struct {
 	// is, nil when none: its handler reads the batch's results with
 	// GET /v1/batches/{id}.
 	AfterBatch *int64 `json:"after_batch"`
+	// Schedule is the schedule (of the server's configuration file) that
+	// enqueued the task, nil when none did.
+	Schedule *string `json:"schedule"`
 	// NextRetryAt is when a failed task is tried again, nil unless a retry
 	// is scheduled.
 	NextRetryAt *time.Time `json:"next_retry_at"`
@@ -242,6 +245,7 @@ type ClaimedTask struct {
 	Queue          string          `json:"queue"`
 	BatchID        *int64          `json:"batch_id"`
 	AfterBatch     *int64          `json:"after_batch"`
+	Schedule       *string         `json:"schedule"`
 	Lease          string          `json:"lease"`
 	LeaseExpiresAt time.Time       `json:"lease_expires_at"`
 }
@@ -309,4 +313,34 @@ type Queue struct {
 // QueueList is the answer to GET /v1/queues.
 type QueueList struct {
 	Queues []Queue `json:"queues"`
+}
+
+// Schedule is a periodic task of the server's configuration file, as GET
+// /v1/schedules shows it.
+type Schedule struct {
+	Name string `json:"name"`
+	// Spec is when it fires, as the file says it.
+	Spec  ScheduleSpec `json:"spec"`
+	Kind  string       `json:"kind"`
+	Queue string       `json:"queue"`
+	// LastTaskID is the task its latest tick enqueued, nil before the
+	// first; LastEnqueuedAt when that was.
+	LastTaskID     *int64     `json:"last_task_id"`
+	LastEnqueuedAt *time.Time `json:"last_enqueued_at"`
+	// NextRunAt is when its next task is due: its next tick, or its latest
+	// while that waits for a leader to enqueue it; nil for a cron
+	// expression with no tick within 5 years.
+	NextRunAt *time.Time `json:"next_run_at"`
+}
+
+// ScheduleSpec is when a schedule fires: exactly one of Cron (a cron
+// expression, "*/5 * * * *") and Every (an interval, "30s").
+type ScheduleSpec struct {
+	Cron  string `json:"cron,omitempty"`
+	Every string `json:"every,omitempty"`
+}
+
+// ScheduleList is the answer to GET /v1/schedules.
+type ScheduleList struct {
+	Schedules []Schedule `json:"schedules"`
 }

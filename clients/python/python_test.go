@@ -15,10 +15,12 @@ import (
 )
 
 // config declares the external kind the integration tests work with the
-// Python Worker.
+// Python Worker, and a schedule that never fires while they run.
 const config = `queues: {default: 20, cpu: 2}
 kinds:
   - {name: py_echo, run: external, queue: external, timeout: 30s}
+schedules:
+  - {name: py-leap-day, cron: "0 0 29 2 *", kind: py_echo, args: {value: 0}}
 `
 
 // suiteTimeout bounds the Python tests; they take about half a minute.

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/limits"
 	"github.com/taskd/taskd/internal/store"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 // flagSet wraps flag.FlagSet so that every flag has an environment twin
@@ -115,6 +118,12 @@ type serveConfig struct {
 	ConfigFile *config.File
 	// Kinds are the built-in kinds and the file's.
 	Kinds *kinds.Registry
+	// Schedules are the file's schedules, checked as submissions against
+	// ScheduleQueues, the cluster's queues: the file's, or the defaults
+	// without its queues key (as for http kinds), not --queues, since the
+	// leader enqueues every schedule whatever queues it works itself.
+	Schedules      []tasks.Schedule
+	ScheduleQueues []string
 	// QueueWarning names the http kinds of the file whose queues --queues
 	// left out: a process may rightly work only some queues of a cluster,
 	// but then it refuses those kinds' submissions, which is worth a line
@@ -227,6 +236,9 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 		return nil, usagef("invalid %s %q: %v", f.setting("queues"), *queues, err)
 	} else if cfg.ConfigFile != nil {
 		cfg.QueueWarning = cfg.ConfigFile.CheckQueues(cfg.Queues)
+	}
+	if cfg.Schedules, cfg.ScheduleQueues, err = fileSchedules(cfg.ConfigFile, cfg.Kinds); err != nil {
+		return nil, err
 	}
 	durations := []struct {
 		name   string
@@ -370,6 +382,28 @@ func loadConfigFile(path string, getenv func(string) string) (*config.File, *kin
 	return file, reg, nil
 }
 
+// fileSchedules checks the schedules of file (none without a file) as
+// submissions of the registry's kinds to the cluster's queues, and returns
+// them with those queues. Errors name the file's lines.
+func fileSchedules(file *config.File, reg *kinds.Registry) ([]tasks.Schedule, []string, error) {
+	if file == nil || len(file.Schedules) == 0 {
+		return nil, nil, nil
+	}
+	queues := file.Queues
+	if queues == nil {
+		queues = jobs.DefaultQueues()
+	}
+	names := slices.Sorted(maps.Keys(queues))
+	if err := file.CheckSchedules(tasks.Rules{Kinds: reg, Queues: names}.Check); err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	out := make([]tasks.Schedule, len(file.Schedules))
+	for i, s := range file.Schedules {
+		out[i] = tasks.Schedule{Name: s.Name, Spec: s.Spec, Task: s.Task}
+	}
+	return out, names, nil
+}
+
 // runConfig runs "taskd config check FILE": it loads the file as serve
 // would, with the same environment, and prints the effective configuration
 // with its secrets redacted.
@@ -380,6 +414,9 @@ func runConfig(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	file, reg, err := loadConfigFile(args[1], getenv)
 	if err != nil {
+		return err
+	}
+	if _, _, err := fileSchedules(file, reg); err != nil {
 		return err
 	}
 	queues := file.Queues

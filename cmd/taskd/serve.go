@@ -73,8 +73,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return usagef("%v", err)
 	}
 	// Workers run the service too: whichever process finishes a batch's
-	// last task inserts its callback.
-	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger}); err != nil {
+	// last task inserts its callback, and whichever River elects leader
+	// enqueues the schedules.
+	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger,
+		Schedules: cfg.Schedules, ScheduleQueues: cfg.ScheduleQueues}); err != nil {
 		return err
 	}
 	defer svc.Close()
@@ -150,6 +152,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer close(callbacksDone)
 		svc.RunBatchCallbacks(callbacksCtx)
 	}()
+	svc.StartSchedules()
+	if len(cfg.Schedules) > 0 {
+		logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
+	}
 
 	if withHTTP {
 		if uiStart != nil {
@@ -170,10 +176,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		runErr = fmt.Errorf("HTTP server: %w", err)
 	}
 
+	// Schedules stop before the River client they insert with; waiting
+	// claims return (empty) at once instead of holding the shutdown up for
+	// their whole wait.
+	svc.Close()
 	if srv != nil {
-		// Waiting claims return (empty) at once instead of holding the
-		// shutdown up for their whole wait.
-		svc.Close()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
 			logger.Warn("HTTP shutdown", slog.String("error", err.Error()))

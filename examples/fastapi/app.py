@@ -205,7 +205,7 @@ async def limited_hook(request: Request) -> Dict[str, Any]:
         taskd.verify_webhook(WEBHOOK_SECRET, request.headers, body)
     except taskd.WebhookVerificationError as exc:
         raise HTTPException(status_code=401, detail=str(exc))
-    task = json.loads(body)  # {"id", "kind", "args", "attempt", "max_attempts", "queue", "batch_id"}
+    task = json.loads(body)  # {"id", "kind", "args", "attempt", "max_attempts", "queue", "batch_id", "schedule"}
     args = task["args"]
 
     me = _Running()

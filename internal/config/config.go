@@ -1,7 +1,7 @@
 // Package config reads taskd's configuration file (--config, TASKD_CONFIG):
 // the queues a process works, the private addresses HTTP kinds may reach,
-// and the kinds the operator declares (run over HTTP or by external
-// workers) with their JSON Schemas.
+// the kinds the operator declares (run over HTTP or by external workers)
+// with their JSON Schemas, and the schedules (periodic tasks).
 //
 // The file is YAML. Every problem is reported with the file, the line and
 // the key path ("taskd.yaml:7: kinds[1].timeout: must be between 1s and
@@ -51,10 +51,16 @@ type File struct {
 	// Limits are the cluster-wide limits on starting tasks, in file order
 	// (limits.NewSet).
 	Limits []limits.Limit
+	// Schedules are the periodic tasks, in file order. Their tasks are
+	// checked as submissions by CheckSchedules, not by Load.
+	Schedules []Schedule
 
 	// own holds what Redacted and CheckQueues need that Kinds does not
 	// say, by kind index.
 	own []declared
+	// scheduleDecls says where each schedule is, by index, for
+	// CheckSchedules.
+	scheduleDecls []scheduleDecl
 }
 
 // declared is what the file said of one kind beyond its kinds.Kind.

@@ -160,7 +160,7 @@ func TestParseErrors(t *testing.T) {
 		path string
 		msg  string
 	}{
-		{"unknown top-level key", "queues: {default: 1}\nlimit: {}\n", nil, 2, "limit", "unknown key (known keys: queues, allow_private, kinds, limits)"},
+		{"unknown top-level key", "queues: {default: 1}\nlimit: {}\n", nil, 2, "limit", "unknown key (known keys: queues, allow_private, kinds, limits, schedules)"},
 		{"limits not a list", "limits: {}\n", nil, 1, "limits", "must be a list of limits"},
 		{"limit of nothing", "limits:\n  - concurrency: 2\n", nil, 2, "limits[0]", "must name exactly one of kind or queue"},
 		{"limit of both", "limits:\n  - {kind: sleep, queue: cpu, concurrency: 2}\n", nil, 2, "limits[0]", "must name exactly one of kind or queue"},
@@ -177,7 +177,6 @@ func TestParseErrors(t *testing.T) {
 		{"limit rate no slash", "limits:\n  - {kind: sleep, rate: fast}\n", nil, 2, "limits[0].rate", "must be a count per unit"},
 		{"limit twice", "limits:\n  - {kind: sleep, concurrency: 2}\n  - {kind: sleep, rate: 2/s}\n", nil, 3, "limits[1]", "a second limit for kind sleep (the first is at line 2)"},
 		{"limit unknown key", "limits:\n  - {kind: sleep, concurrency: 2, burst: 3}\n", nil, 2, "limits[0].burst", "unknown key"},
-		{"schedules not yet", "schedules: []\n", nil, 1, "schedules", "unknown key"},
 		{"repeated top-level key", "kinds: []\nkinds: []\n", nil, 2, "kinds", "repeated key (first at line 1)"},
 		{"not a mapping", "- a\n", nil, 1, "", "must be a mapping"},
 		{"yaml syntax", "queues: {default: 1\n", nil, 1, "", "did not find expected"},
@@ -240,6 +239,30 @@ func TestParseErrors(t *testing.T) {
 		{"kind bad queue name", "kinds:\n  - {name: e1, run: external, queue: Media}\n", nil, 2, "kinds[0].queue", "invalid queue name"},
 		{"kinds not a list", "kinds: {a: 1}\n", nil, 1, "kinds", "must be a list"},
 		{"two documents", "kinds: []\n---\nkinds: []\n", nil, 2, "", "more than one YAML document"},
+		{"schedules not a list", "schedules: {a: 1}\n", nil, 1, "schedules", "must be a list of schedules"},
+		{"schedule not a mapping", "schedules: [nightly]\n", nil, 1, "schedules[0]", "must be a mapping of name, cron, every"},
+		{"schedule unknown key", "schedules:\n  - {name: a1, every: 1s, kind: double, delay: 5s}\n", nil, 2, "schedules[0].delay", "unknown key (known keys: name, cron, every, kind, args, queue, priority, max_attempts, tags)"},
+		{"schedule name missing", "schedules:\n  - {every: 1s, kind: double}\n", nil, 2, "schedules[0].name", "is required"},
+		{"schedule bad name", "schedules:\n  - {name: Nightly, every: 1s, kind: double}\n", nil, 2, "schedules[0].name", `invalid schedule name "Nightly": a schedule name follows River's rule for queue names`},
+		{"schedule twice", "schedules:\n  - {name: a1, every: 1s, kind: double}\n  - {name: a1, every: 2s, kind: double}\n", nil, 3, "schedules[1].name", `schedule "a1" is declared twice (first at line 2)`},
+		{"neither cron nor every", "schedules:\n  - name: a1\n    kind: double\n", nil, 2, "schedules[0]", "needs cron (a cron expression, such as \"*/5 * * * *\") or every"},
+		{"cron and every", "schedules:\n  - name: a1\n    cron: '* * * * *'\n    every: 1m\n    kind: double\n", nil, 4, "schedules[0].every", "give cron or every, not both"},
+		{"bad cron", "schedules:\n  - name: a1\n    kind: double\n    cron: '* * *'\n", nil, 4, "schedules[0].cron", `invalid cron expression "* * *": expected exactly 5 fields, found 3`},
+		{"cron out of range", "schedules:\n  - {name: a1, kind: double, cron: '0 24 * * *'}\n", nil, 2, "schedules[0].cron", "above maximum (23)"},
+		{"cron @every", "schedules:\n  - {name: a1, kind: double, cron: '@every 5m'}\n", nil, 2, "schedules[0].cron", "give the interval as every (every: 30s)"},
+		{"cron never fires", "schedules:\n  - {name: a1, kind: double, cron: '0 0 31 4 *'}\n", nil, 2, "schedules[0].cron", "never fires"},
+		{"cron not a string", "schedules:\n  - {name: a1, kind: double, cron: [1]}\n", nil, 2, "schedules[0].cron", "must be a string"},
+		{"every too short", "schedules:\n  - {name: a1, kind: double, every: 500ms}\n", nil, 2, "schedules[0].every", "must be between 1s and 8784h"},
+		{"every too long", "schedules:\n  - {name: a1, kind: double, every: 9000h}\n", nil, 2, "schedules[0].every", "must be between 1s and 8784h"},
+		{"every not a duration", "schedules:\n  - {name: a1, kind: double, every: 30}\n", nil, 2, "schedules[0].every", `must be a duration such as 30s or 10m, not "30"`},
+		{"every below a millisecond", "schedules:\n  - {name: a1, kind: double, every: 1.0005s}\n", nil, 2, "schedules[0].every", "must be a whole number of milliseconds"},
+		{"schedule kind missing", "schedules:\n  - name: a1\n    every: 1m\n", nil, 2, "schedules[0].kind", "is required"},
+		{"schedule priority not an integer", "schedules:\n  - name: a1\n    every: 1m\n    kind: double\n    priority: high\n", nil, 5, "schedules[0].priority", "must be an integer"},
+		{"schedule max_attempts not an integer", "schedules:\n  - {name: a1, every: 1m, kind: double, max_attempts: 2.5}\n", nil, 2, "schedules[0].max_attempts", "must be an integer"},
+		{"schedule tags not a list", "schedules:\n  - {name: a1, every: 1m, kind: double, tags: nightly}\n", nil, 2, "schedules[0].tags", "must be a list of strings"},
+		{"schedule tag not a string", "schedules:\n  - {name: a1, every: 1m, kind: double, tags: [[a]]}\n", nil, 2, "schedules[0].tags[0]", "must be a string"},
+		{"schedule args key not a string", "schedules:\n  - name: a1\n    every: 1m\n    kind: double\n    args:\n      [1]: 2\n", nil, 6, "schedules[0].args", "a key must be a string"},
+		{"schedule env unset", "schedules:\n  - {name: a1, every: '${EVERY}', kind: double}\n", nil, 2, "schedules[0].every", "environment variable EVERY is not set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,16 +44,17 @@ func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-// Top-level keys. Adding one (limits, schedules) is one entry here and one
-// block in parse.
+// Top-level keys. Adding one (limits) is one entry here and one block in
+// parse.
 const (
 	keyQueues       = "queues"
 	keyAllowPrivate = "allow_private"
 	keyKinds        = "kinds"
 	keyLimits       = "limits"
+	keySchedules    = "schedules"
 )
 
-var topKeys = []string{keyQueues, keyAllowPrivate, keyKinds, keyLimits}
+var topKeys = []string{keyQueues, keyAllowPrivate, keyKinds, keyLimits, keySchedules}
 
 // yamlLineRE finds the line in the parser's errors ("yaml: line 3: ...").
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -122,6 +123,9 @@ func (p *parser) parse(data []byte) *File {
 	}
 	if fl, ok := fields[keyLimits]; ok {
 		p.limits(f, fl.value, keyLimits)
+	}
+	if fl, ok := fields[keySchedules]; ok {
+		p.schedules(f, fl.value, keySchedules)
 	}
 	return f
 }
@@ -215,6 +219,17 @@ func (p *parser) text(n *yaml.Node, path string) (string, bool) {
 // holding an integer is accepted: in a flow mapping ({default: "${N}"})
 // the quotes are required.
 func (p *parser) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
+	i, ok := p.anInteger(n)
+	if !ok || i < lo || i > hi {
+		p.errorf(resolve(n), path, "must be an integer between %d and %d", lo, hi)
+		return 0, false
+	}
+	return i, true
+}
+
+// anInteger returns n as an integer, as integer reads it, reporting
+// nothing.
+func (p *parser) anInteger(n *yaml.Node) (int, bool) {
 	n = resolve(n)
 	var (
 		i   int
@@ -227,11 +242,7 @@ func (p *parser) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 	case p.expanded[n]:
 		i, err = strconv.Atoi(strings.TrimSpace(n.Value))
 	}
-	if err != nil || i < lo || i > hi {
-		p.errorf(n, path, "must be an integer between %d and %d", lo, hi)
-		return 0, false
-	}
-	return i, true
+	return i, err == nil
 }
 
 // number returns n as a number within [lo, hi]; like integer, it accepts

@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/schedule"
 )
 
 // redactedValue replaces every secret in Redacted's output.
@@ -18,10 +19,11 @@ const redactedValue = "<redacted>"
 // redactedFile is the shape of Redacted's output: the file's keys, in the
 // file's order.
 type redactedFile struct {
-	Queues       map[string]int  `yaml:"queues,omitempty"`
-	AllowPrivate []string        `yaml:"allow_private,omitempty,flow"`
-	Kinds        []redactedKind  `yaml:"kinds,omitempty"`
-	Limits       []redactedLimit `yaml:"limits,omitempty"`
+	Queues       map[string]int     `yaml:"queues,omitempty"`
+	AllowPrivate []string           `yaml:"allow_private,omitempty,flow"`
+	Kinds        []redactedKind     `yaml:"kinds,omitempty"`
+	Limits       []redactedLimit    `yaml:"limits,omitempty"`
+	Schedules    []redactedSchedule `yaml:"schedules,omitempty"`
 }
 
 type redactedLimit struct {
@@ -31,6 +33,18 @@ type redactedLimit struct {
 	ConcurrencyKey    string `yaml:"concurrency_key,omitempty"`
 	ConcurrencyPerKey int    `yaml:"concurrency_per_key,omitempty"`
 	Rate              string `yaml:"rate,omitempty"`
+}
+
+type redactedSchedule struct {
+	Name        string     `yaml:"name"`
+	Cron        string     `yaml:"cron,omitempty"`
+	Every       string     `yaml:"every,omitempty"`
+	Kind        string     `yaml:"kind"`
+	Args        *yaml.Node `yaml:"args,omitempty"`
+	Queue       string     `yaml:"queue,omitempty"`
+	Priority    *int       `yaml:"priority,omitempty"`
+	MaxAttempts *int       `yaml:"max_attempts,omitempty"`
+	Tags        []string   `yaml:"tags,omitempty,flow"`
 }
 
 type redactedKind struct {
@@ -115,6 +129,23 @@ func (f *File) Redacted() ([]byte, error) {
 		out.Limits = append(out.Limits, redactedLimit{Kind: l.Kind, Queue: l.Queue, Concurrency: l.Concurrency,
 			ConcurrencyKey: l.Key, ConcurrencyPerKey: l.PerKey, Rate: l.RateString()})
 	}
+	for _, sch := range f.Schedules {
+		rs := redactedSchedule{Name: sch.Name, Cron: sch.Spec.Cron(), Priority: sch.Task.Priority, MaxAttempts: sch.Task.MaxAttempts, Tags: sch.Task.Tags}
+		if d := sch.Spec.Interval(); d > 0 {
+			rs.Every = schedule.FormatInterval(d)
+		}
+		if sch.Task.Kind != nil {
+			rs.Kind = *sch.Task.Kind
+		}
+		if sch.Task.Queue != nil {
+			rs.Queue = *sch.Task.Queue
+		}
+		var err error
+		if rs.Args, err = schemaNode(sch.Task.Args); err != nil {
+			return nil, fmt.Errorf("config: schedule %s: args: %w", sch.Name, err)
+		}
+		out.Schedules = append(out.Schedules, rs)
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -127,8 +158,8 @@ func (f *File) Redacted() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// schemaNode turns a schema's JSON into a YAML node in flow style, which
-// keeps its keys in order and reads as the JSON it is.
+// schemaNode turns a schema's (or a schedule's args') JSON into a YAML node
+// in flow style, which keeps its keys in order and reads as the JSON it is.
 func schemaNode(schema []byte) (*yaml.Node, error) {
 	if len(schema) == 0 {
 		return nil, nil

@@ -21,7 +21,7 @@ import (
 // taskKeys are the members of a single task's JSON object.
 var taskKeys = []string{
 	"after_batch", "args", "attempt", "attempts", "backoff", "batch_id", "cancel_requested", "created_at", "errors", "finished_at", "id", "kind",
-	"max_attempts", "next_retry_at", "priority", "queue", "result", "scheduled_at", "started_at", "state", "tags", "timeout",
+	"max_attempts", "next_retry_at", "priority", "queue", "result", "schedule", "scheduled_at", "started_at", "state", "tags", "timeout",
 }
 
 func TestTaskCreate(t *testing.T) {
@@ -68,7 +68,7 @@ func TestTaskCreate(t *testing.T) {
 				"kind": `"double"`, "queue": `"default"`, "state": `"available"`, "args": `{"value":21}`,
 				"priority": `1`, "attempt": `0`, "max_attempts": `25`, "tags": `[]`, "started_at": `null`,
 				"finished_at": `null`, "result": `null`, "errors": `[]`, "attempts": `[]`, "cancel_requested": `false`,
-				"batch_id": `null`, "after_batch": `null`, "next_retry_at": `null`,
+				"batch_id": `null`, "after_batch": `null`, "schedule": `null`, "next_retry_at": `null`,
 				// In effect though the task set neither: the defaults.
 				"backoff": `{"initial":"1s","max":"1h","multiplier":2,"jitter":0.1}`, "timeout": `"15m"`,
 			} {

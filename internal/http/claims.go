@@ -15,7 +15,7 @@ func toClaimedJSON(ts []store.ClaimedTask) client.ClaimList {
 	for i, t := range ts {
 		out.Tasks[i] = client.ClaimedTask{
 			ID: t.ID, Kind: t.Kind, Args: t.Args, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
-			Queue: t.Queue, BatchID: t.BatchID, AfterBatch: t.AfterBatch, Lease: t.Lease, LeaseExpiresAt: t.ExpiresAt,
+			Queue: t.Queue, BatchID: t.BatchID, AfterBatch: t.AfterBatch, Schedule: t.Schedule, Lease: t.Lease, LeaseExpiresAt: t.ExpiresAt,
 		}
 	}
 	return out

@@ -320,6 +320,9 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "Heartbeat", zero: client.Heartbeat{}},
 		{schema: "Queue", zero: client.Queue{}},
 		{schema: "QueueList", zero: client.QueueList{}},
+		{schema: "Schedule", zero: client.Schedule{}},
+		{schema: "ScheduleSpec", zero: client.ScheduleSpec{}, full: client.ScheduleSpec{Cron: "* * * * *", Every: "1s"}},
+		{schema: "ScheduleList", zero: client.ScheduleList{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			s := oaObject(t, schemas, tc.schema)
@@ -483,6 +486,7 @@ func TestOpenAPIDocumentsAnswers(t *testing.T) {
 		{name: "not ready", handler: unready, method: "GET", target: "/readyz", op: "GET /readyz", status: 503},
 		{name: "openapi", method: "GET", target: "/openapi.json", op: "GET /openapi.json", status: 200},
 		{name: "kinds", method: "GET", target: "/v1/kinds", op: "GET /v1/kinds", status: 200},
+		{name: "schedules with a parameter", method: "GET", target: "/v1/schedules?name=nightly", op: "GET /v1/schedules", status: 422, field: "name"},
 		{name: "unknown path", method: "GET", target: "/v2/tasks", status: 404},
 		{name: "method not allowed", method: "DELETE", target: "/v1/tasks/1", status: 405},
 		{name: "bad task id", method: "GET", target: "/v1/tasks/abc", op: "GET /v1/tasks/{id}", status: 400, field: "id"},

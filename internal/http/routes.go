@@ -77,6 +77,7 @@ func (s *server) routes() http.Handler {
 	r.Get("/v1/queues", s.handleQueueList)
 	r.Post("/v1/queues/{name}/pause", s.handleQueuePause)
 	r.Post("/v1/queues/{name}/resume", s.handleQueueResume)
+	r.Get("/v1/schedules", s.handleScheduleList)
 	r.Post("/v1/batches", s.handleBatchCreate)
 	r.Get("/v1/batches/{id}", s.handleBatchGet)
 	r.Post("/v1/batches/{id}/cancel", s.handleBatchCancel)

@@ -57,6 +57,10 @@ func (s *server) toTaskJSON(t *store.Task) taskJSON {
 	if t.AfterBatch != 0 {
 		afterBatch = &t.AfterBatch
 	}
+	var schedule *string
+	if t.Schedule != "" {
+		schedule = &t.Schedule
+	}
 	// A retry is scheduled for a retryable task, and for an available one
 	// with errors and a future scheduled_at (River makes a retry due within
 	// its scheduler interval available at once).
@@ -71,6 +75,7 @@ func (s *server) toTaskJSON(t *store.Task) taskJSON {
 	return taskJSON{
 		BatchID:     batchID,
 		AfterBatch:  afterBatch,
+		Schedule:    schedule,
 		NextRetryAt: nextRetry,
 		Backoff:     backoffJSON,
 		Timeout:     timeout,

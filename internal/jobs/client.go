@@ -312,6 +312,21 @@ func NewClient(cfg Config) (*Client, error) {
 // attempted_by.
 func (c *Client) ID() string { return c.id }
 
+// IsLeader reports whether this client is River's elected leader: the one
+// process of a cluster that runs River's maintenance services, and taskd's
+// schedules. River does not say, so it reads River's table (river_leader).
+// Leadership is a lease: a leader cut off from the database believes it
+// leads until its term runs out, while another may have been elected, so
+// work that must happen once is guarded in the database as well (as the
+// schedules' ticks are).
+func (c *Client) IsLeader(ctx context.Context) (bool, error) {
+	id, err := c.store.Leader(ctx)
+	if err != nil {
+		return false, err
+	}
+	return id == c.id, nil
+}
+
 // River returns the underlying River client (for the River UI).
 func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
 

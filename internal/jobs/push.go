@@ -48,9 +48,10 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	// A wish left by an attempt River did not retry (cancelled meanwhile).
 	w.retryAt.Delete(job.ID)
 	var meta struct {
-		BatchID    *int64 `json:"batch_id"`
-		AfterBatch *int64 `json:"after_batch"`
-		Timeout    string `json:"timeout"`
+		BatchID    *int64  `json:"batch_id"`
+		AfterBatch *int64  `json:"after_batch"`
+		Schedule   *string `json:"schedule"`
+		Timeout    string  `json:"timeout"`
 	}
 	_ = json.Unmarshal(job.Metadata, &meta)
 	args := job.Args.Raw
@@ -60,7 +61,7 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	req := push.Request{
 		TaskID: job.ID, Kind: job.Kind, Args: args, Attempt: attemptNumber(job.JobRow),
 		MaxAttempts: job.MaxAttempts, Queue: job.Queue, BatchID: meta.BatchID,
-		AfterBatch: meta.AfterBatch,
+		AfterBatch: meta.AfterBatch, Schedule: meta.Schedule,
 	}
 	if meta.Timeout != "" {
 		// The task's own; the kind's is the target's.

@@ -223,6 +223,8 @@ type Request struct {
 	// Timeout replaces Target.Timeout for this attempt (the task's own
 	// timeout); 0 keeps the target's.
 	Timeout time.Duration
+	// Schedule is the schedule that enqueued the task; nil when none did.
+	Schedule *string
 }
 
 // wireRequest is the body of every POST.
@@ -235,6 +237,7 @@ type wireRequest struct {
 	Queue       string          `json:"queue"`
 	BatchID     *int64          `json:"batch_id"`
 	AfterBatch  *int64          `json:"after_batch"`
+	Schedule    *string         `json:"schedule"`
 }
 
 // Do delivers one attempt of a task and classifies what came back. The
@@ -252,6 +255,7 @@ func (c *Client) Do(ctx context.Context, r Request) Outcome {
 		Queue:       r.Queue,
 		BatchID:     r.BatchID,
 		AfterBatch:  r.AfterBatch,
+		Schedule:    r.Schedule,
 	})
 	if err != nil {
 		// Only args that are not JSON get here, and every attempt would

@@ -168,9 +168,9 @@ func TestDoRequest(t *testing.T) {
 			Headers: map[string]string{"Authorization": "Bearer token", "x-tenant": "acme"},
 		}})
 
-		batchID := int64(7)
+		batchID, schedule := int64(7), "nightly"
 		req := testRequest()
-		req.BatchID = &batchID
+		req.BatchID, req.Schedule = &batchID, &schedule
 		var ids, signatures []string
 		for attempt := 1; attempt <= 2; attempt++ {
 			req.Attempt = attempt
@@ -181,7 +181,7 @@ func TestDoRequest(t *testing.T) {
 			d := waitFor(t, deliveries, "the delivery")
 			require.Equal(t, http.MethodPost, d.method)
 			require.Equal(t, "/hooks/task?source=taskd", d.path)
-			require.JSONEq(t, `{"id":42,"kind":"email","args":{"to":"a@example.com"},"attempt":`+strconv.Itoa(attempt)+`,"max_attempts":5,"queue":"default","batch_id":7,"after_batch":null}`, string(d.body))
+			require.JSONEq(t, `{"id":42,"kind":"email","args":{"to":"a@example.com"},"attempt":`+strconv.Itoa(attempt)+`,"max_attempts":5,"queue":"default","batch_id":7,"after_batch":null,"schedule":"nightly"}`, string(d.body))
 
 			h := d.header
 			require.Equal(t, "application/json", h.Get("Content-Type"))
@@ -216,7 +216,7 @@ func TestDoRequest(t *testing.T) {
 		require.NoError(t, c.Do(t.Context(), req).Err)
 
 		d := waitFor(t, deliveries, "the delivery")
-		require.JSONEq(t, `{"id":42,"kind":"email","args":null,"attempt":1,"max_attempts":5,"queue":"default","batch_id":null,"after_batch":null}`, string(d.body))
+		require.JSONEq(t, `{"id":42,"kind":"email","args":null,"attempt":1,"max_attempts":5,"queue":"default","batch_id":null,"after_batch":null,"schedule":null}`, string(d.body))
 		require.NotContains(t, d.header, "Webhook-Signature")
 		require.Equal(t, "42", d.header.Get("webhook-id"))
 		require.Equal(t, "taskd/1.2", d.header.Get("User-Agent"))

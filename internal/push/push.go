@@ -5,7 +5,8 @@
 // It knows nothing of River; internal/jobs adapts it to a River worker.
 //
 // Each attempt is a POST of {"id", "kind", "args", "attempt",
-// "max_attempts", "queue", "batch_id", "after_batch"} with the Standard
+// "max_attempts", "queue", "batch_id", "after_batch",
+// "schedule"} with the Standard
 // Webhooks headers (webhook-id is the task's ID, the same on every
 // attempt, so that a receiver can de-duplicate; webhook-signature only
 // when the target has a secret) and Taskd-Task-Id, Taskd-Attempt,

@@ -38,6 +38,8 @@ type ClaimedTask struct {
 	BatchID     *int64
 	// AfterBatch is the batch whose callback the task is; nil when none.
 	AfterBatch *int64
+	// Schedule is the schedule that enqueued the task; nil when none did.
+	Schedule *string
 	// Lease is the lease's token, which completes, fails and heartbeats it.
 	Lease     string
 	ExpiresAt time.Time
@@ -68,6 +70,9 @@ func (s *Store) LeaseClaim(ctx context.Context, c Claim) ([]ClaimedTask, error) 
 		}
 		if r.AfterBatch != 0 {
 			tasks[i].AfterBatch = &r.AfterBatch
+		}
+		if r.Schedule != "" {
+			tasks[i].Schedule = &r.Schedule
 		}
 	}
 	return tasks, nil

@@ -92,6 +92,8 @@ type Task struct {
 	// submission, as kept in its metadata ({"backoff": ..., "timeout":
 	// ...}; {} when none); internal/jobs reads it.
 	Policy json.RawMessage
+	// Schedule is the schedule that enqueued the task; "" when none did.
+	Schedule string
 	// Attempts is filled by Task only, oldest first.
 	Attempts []Attempt
 }
@@ -224,6 +226,7 @@ func taskFromRow(r taskRow) (*Task, error) {
 		BatchID:         r.BatchID,
 		AfterBatch:      r.AfterBatch,
 		Policy:          json.RawMessage(r.Policy),
+		Schedule:        r.Schedule,
 	}
 	if t.Tags == nil {
 		t.Tags = []string{}

@@ -274,6 +274,13 @@ func (p *Process) Restart() {
 	p.start(p.Addr)
 }
 
+// PID returns the process ID of the current run (it changes on Restart),
+// which taskd's River client ID contains (HOSTNAME_PID_RANDOM): a test
+// finds the process that River elected leader by it.
+func (p *Process) PID() int {
+	return p.cmd.Process.Pid
+}
+
 // Output returns what the process (and its restarts) wrote to stdout and
 // stderr so far.
 func (p *Process) Output() string {

@@ -68,12 +68,28 @@ type TaskParams = client.TaskRequest
 // tasks, and the task to insert once they are all final (Then, optional).
 type BatchParams = client.BatchRequest
 
-// prepare validates p as a submission and turns it into River insert
-// params. Field paths in errors start with prefix. Messages quote client
-// input clipped (strictjson.Clip), so that a megabyte-long name does not
-// come back whole in the response or go into logs.
+// Rules are what a submission is checked against: the kinds a process
+// knows and the queues it works. A Service's are its River client's;
+// `taskd config check` makes them from the configuration file alone, so
+// that schedules are checked as their tasks' submissions would be, without
+// a database.
+type Rules struct {
+	Kinds *kinds.Registry
+	// Queues are the queues worked, in the order errors list them.
+	Queues []string
+}
+
+// Check validates p as Submit does; field paths start with prefix.
+func (r Rules) Check(p *TaskParams, prefix string) []FieldError {
+	_, errs := r.prepare(p, prefix, time.Now(), false)
+	return errs
+}
+
+func (r Rules) hasQueue(queue string) bool { return slices.Contains(r.Queues, queue) }
+
+// prepare validates p against s's rules (Rules.prepare).
 func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.InsertManyParams, []FieldError) {
-	return s.prepareTask(p, prefix, now, false)
+	return s.rules.prepare(p, prefix, now, false)
 }
 
 // prepareTask is prepare; with callback set, p is a batch callback being
@@ -81,15 +97,23 @@ func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.In
 // against this process's queues: that was done at submit, by the process
 // that accepted the batch, and the process deciding need not work it.
 func (s *Service) prepareTask(p *TaskParams, prefix string, now time.Time, callback bool) (river.InsertManyParams, []FieldError) {
+	return s.rules.prepare(p, prefix, now, callback)
+}
+
+// prepare validates p and turns it into River insert params. Field paths in
+// errors start with prefix. Messages quote client input clipped
+// (strictjson.Clip), so that a megabyte-long name does not come back whole
+// in the response or go into logs. callback: see Service.prepareTask.
+func (r Rules) prepare(p *TaskParams, prefix string, now time.Time, callback bool) (river.InsertManyParams, []FieldError) {
 	fe := &kinds.Errors{Prefix: prefix}
 	var kind kinds.Kind
 	switch {
 	case p.Kind == nil || *p.Kind == "":
-		fe.Add("kind", "is required; known kinds: %s", strings.Join(s.jobs.Kinds().Names(), ", "))
+		fe.Add("kind", "is required; known kinds: %s", strings.Join(r.Kinds.Names(), ", "))
 	default:
 		var ok bool
-		if kind, ok = s.jobs.Kinds().Lookup(*p.Kind); !ok {
-			fe.Add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(s.jobs.Kinds().Names(), ", "))
+		if kind, ok = r.Kinds.Lookup(*p.Kind); !ok {
+			fe.Add("kind", "unknown kind %q; known kinds: %s", strictjson.Clip(*p.Kind), strings.Join(r.Kinds.Names(), ", "))
 		}
 	}
 	var args river.JobArgs
@@ -108,12 +132,12 @@ func (s *Service) prepareTask(p *TaskParams, prefix string, now time.Time, callb
 		}
 	} else if p.Queue != nil {
 		opts.Queue = *p.Queue
-		if !callback && !s.jobs.HasQueue(*p.Queue) {
-			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(s.jobs.QueueNames(), ", "))
+		if !callback && !r.hasQueue(*p.Queue) {
+			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(r.Queues, ", "))
 		}
-	} else if !callback && kind.Name != "" && kind.Run != kinds.RunExternal && !s.jobs.HasQueue(kind.Queue) {
+	} else if !callback && kind.Name != "" && kind.Run != kinds.RunExternal && !r.hasQueue(kind.Queue) {
 		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
-			kind.Name, kind.Queue, strings.Join(s.jobs.QueueNames(), ", "))
+			kind.Name, kind.Queue, strings.Join(r.Queues, ", "))
 	}
 	if p.Priority != nil {
 		if *p.Priority < 1 || *p.Priority > 4 {

@@ -1,8 +1,8 @@
 // Package tasks is taskd's use cases on tasks: validating and submitting
 // tasks and batches (with idempotency keys), cancelling and retrying them,
 // inserting the callbacks of batches once they are done.
-// The HTTP handlers call it, and so will pull claims and schedules, so that
-// every way in shares one validation path. It runs on River through
+// The HTTP handlers, pull claims and schedules call it, so that every way
+// in shares one validation path. It runs on River through
 // internal/jobs and on taskd's rows through internal/store.
 package tasks
 
@@ -38,6 +38,16 @@ type Config struct {
 	FinishRecheckInterval time.Duration
 	// ThenRecheckInterval: see ThenRecheckIntervalDefault.
 	ThenRecheckInterval time.Duration
+	// Schedules are the cluster's periodic tasks, which this process
+	// enqueues whenever it is River's leader (StartSchedules). Each one's
+	// task is validated as a submission when the Service is made, with
+	// errors naming "schedules[i]".
+	Schedules []Schedule
+	// ScheduleQueues are the queues a schedule's task may go to. The
+	// leader enqueues every schedule whatever queues it works itself, so
+	// these are the cluster's queues (the configuration file's), not this
+	// process's. Defaults to the queues of Jobs.
+	ScheduleQueues []string
 }
 
 // ClaimRecheckIntervalDefault: River sends at most one insert notification
@@ -53,6 +63,9 @@ func (c Config) withDefaults() Config {
 	c.ClaimRecheckInterval = cmp.Or(c.ClaimRecheckInterval, ClaimRecheckIntervalDefault)
 	c.FinishRecheckInterval = cmp.Or(c.FinishRecheckInterval, FinishRecheckIntervalDefault)
 	c.ThenRecheckInterval = cmp.Or(c.ThenRecheckInterval, ThenRecheckIntervalDefault)
+	if c.ScheduleQueues == nil && c.Jobs != nil {
+		c.ScheduleQueues = c.Jobs.QueueNames()
+	}
 	return c
 }
 
@@ -70,6 +83,8 @@ type Service struct {
 	jobs   *jobs.Client
 	river  *river.Client[pgx.Tx]
 	logger *slog.Logger
+	// rules are the kinds and queues submissions are checked against.
+	rules  Rules
 	claims *broker
 	// completions groups the completions of external workers.
 	completions *completer
@@ -77,6 +92,8 @@ type Service struct {
 	waiters *finishWaiters
 	// then inserts the callbacks of batches (RunBatchCallbacks).
 	then *thenRunner
+	// sched enqueues the schedules' ticks.
+	sched *scheduler
 }
 
 // New returns a Service.
@@ -87,11 +104,16 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
+		rules:   Rules{Kinds: cfg.Jobs.Kinds(), Queues: cfg.Jobs.QueueNames()},
 		claims:  newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
 		waiters: newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
 	}
 	s.then = newThenRunner(s, cfg.Logger, cfg.ThenRecheckInterval)
 	s.completions = newCompleter(cfg.Store, s.then.finished)
+	var err error
+	if s.sched, err = newScheduler(s, Rules{Kinds: cfg.Jobs.Kinds(), Queues: cfg.ScheduleQueues}, cfg.Schedules); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -110,9 +132,10 @@ func (s *Service) TasksFinished(ids []int64) {
 	s.then.finished(ids)
 }
 
-// Close stops the listener of waiting claims; claims still waiting return
-// what they have.
+// Close stops the schedules and the listener of waiting claims; claims
+// still waiting return what they have.
 func (s *Service) Close() {
+	s.sched.stop()
 	s.claims.close()
 	s.waiters.close()
 	s.completions.close()

@@ -199,6 +199,14 @@ class Client:
         """Return the kinds taskd knows (the ``kinds`` of ``GET /v1/kinds``)."""
         return list(self._request("GET", "/v1/kinds").get("kinds") or [])
 
+    def schedules(self) -> List[Dict[str, Any]]:
+        """Return the schedules (periodic tasks) of taskd's configuration
+        file, the ``schedules`` of ``GET /v1/schedules``: each with its
+        ``name``, ``spec`` (``{"cron": ...}`` or ``{"every": ...}``),
+        ``kind``, ``queue``, ``last_task_id``, ``last_enqueued_at`` and
+        ``next_run_at`` (RFC 3339 strings or ``None``)."""
+        return list(self._request("GET", "/v1/schedules").get("schedules") or [])
+
     # Pulling tasks to work them outside taskd (kinds with run: external).
 
     def claim(
@@ -215,7 +223,7 @@ class Client:
         Waits up to ``wait`` (at most 60 s) for a task to arrive and returns
         the claimed tasks, ``[]`` if none did. Each is a dict with ``id``,
         ``kind``, ``args``, ``attempt``, ``max_attempts``, ``queue``,
-        ``batch_id``, ``lease`` (the token that :meth:`complete`,
+        ``batch_id``, ``schedule``, ``lease`` (the token that :meth:`complete`,
         :meth:`fail` and :meth:`heartbeat` need) and ``lease_expires_at``.
         ``lease`` (5 s to 1 h) is how long the task is ours without a
         heartbeat; it defaults to the kind's timeout, else 60 s. ``kinds``

@@ -71,9 +71,11 @@ class Task:
     Attributes: ``id``, ``kind``, ``args`` (the task's arguments, decoded
     JSON), ``attempt`` (1 for the first), ``max_attempts``, ``queue``,
     ``batch_id`` (``None`` outside a batch), ``after_batch`` (the batch
-    whose callback the task is, ``None`` for others), ``lease`` (the lease
-    token), ``lease_expires_at`` (an aware :class:`datetime.datetime`,
-    updated by each heartbeat) and ``raw``, the claim's JSON object.
+    whose callback the task is, ``None`` for others), ``schedule`` (the
+    schedule that enqueued it, ``None`` for a task submitted otherwise),
+    ``lease`` (the lease token), ``lease_expires_at`` (an aware
+    :class:`datetime.datetime`, updated by each heartbeat) and ``raw``, the
+    claim's JSON object.
     """
 
     def __init__(self, client: Client, claimed: Dict[str, Any], lease_seconds: Optional[float] = None) -> None:
@@ -86,6 +88,7 @@ class Task:
         self.queue: str = claimed.get("queue", "")
         self.batch_id: Optional[int] = claimed.get("batch_id")
         self.after_batch: Optional[int] = claimed.get("after_batch")
+        self.schedule: Optional[str] = claimed.get("schedule")
         self.lease: str = claimed["lease"]
         self.lease_expires_at: Optional[datetime.datetime] = _parse_time(claimed.get("lease_expires_at"))
         self._client = client

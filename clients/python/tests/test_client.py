@@ -145,6 +145,13 @@ class RequestTest(unittest.TestCase):
             self.assertEqual(Client(srv.url + "/taskd").kinds(), [{"name": "double"}])
         self.assertEqual(srv.paths(), ["/taskd/v1/kinds"])
 
+    def test_schedules(self) -> None:
+        listed = [{"name": "nightly", "spec": {"cron": "0 3 * * *"}, "kind": "double", "queue": "default",
+                   "last_task_id": None, "last_enqueued_at": None, "next_run_at": "2026-03-05T03:00:00Z"}]
+        with FakeServer(ok({"schedules": listed})) as srv:
+            self.assertEqual(Client(srv.url).schedules(), listed)
+        self.assertEqual(srv.paths("GET"), ["/v1/schedules"])
+
     def test_invalid_url(self) -> None:
         for url in ["127.0.0.1:8080", "ftp://x", "http://"]:
             with self.subTest(url=url), self.assertRaises(ValueError):

@@ -205,6 +205,15 @@ class TasksTest(unittest.TestCase):
         self.assertEqual(done["state"], "discarded")
         self.assertEqual(done["errors"][0]["message"], "failed on purpose")
 
+    def test_schedules(self) -> None:
+        # python_test.go's configuration has one, which never fires during
+        # the tests (February 29 only): a new schedule starts at its next
+        # tick, so it has no task yet.
+        schedules = self.client.schedules()
+        self.assertEqual([(s["name"], s["spec"], s["kind"], s["last_task_id"]) for s in schedules],
+                         [("py-leap-day", {"cron": "0 0 29 2 *"}, "py_echo", None)])
+        self.assertTrue(schedules[0]["next_run_at"].endswith("-02-29T00:00:00Z"), schedules[0])
+
     def test_kinds(self) -> None:
         names = {k["name"] for k in self.client.kinds()}
         self.assertTrue({"double", "sleep", "fail", "cpu"} <= names, names)
@@ -271,8 +280,8 @@ class PullTest(unittest.TestCase):
         self.assertEqual(len(claimed), 1, claimed)
         task = claimed[0]
         self.assertEqual((task["id"], task["kind"], task["args"], task["attempt"], task["queue"], task["batch_id"],
-                          task["after_batch"]),
-                         (id, echo_worker.KIND, {"value": 1}, 1, "external", None, None))
+                          task["after_batch"], task["schedule"]),
+                         (id, echo_worker.KIND, {"value": 1}, 1, "external", None, None, None))
         self.assertIsInstance(task["lease"], str)
         self.assertIn("max_attempts", task)
         self.assertIn("lease_expires_at", task)

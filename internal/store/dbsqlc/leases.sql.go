@@ -73,6 +73,7 @@ SELECT
     coalesce((c.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     -- 0: not a batch's callback
     coalesce((c.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
+    coalesce(c.metadata ->> 'schedule', '')::text AS schedule, -- '': not scheduled
     l.token, l.expires_at
 FROM claimed c
 JOIN leased l ON l.task_id = c.id
@@ -97,6 +98,7 @@ type LeaseClaimRow struct {
 	MaxAttempts int16
 	BatchID     int64
 	AfterBatch  int64
+	Schedule    string
 	Token       pgtype.UUID
 	ExpiresAt   time.Time
 }
@@ -138,6 +140,7 @@ func (q *Queries) LeaseClaim(ctx context.Context, arg LeaseClaimParams) ([]Lease
 			&i.MaxAttempts,
 			&i.BatchID,
 			&i.AfterBatch,
+			&i.Schedule,
 			&i.Token,
 			&i.ExpiresAt,
 		); err != nil {

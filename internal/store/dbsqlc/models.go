@@ -179,3 +179,10 @@ type TaskdProcess struct {
 	StartedAt   time.Time
 	HeartbeatAt time.Time
 }
+
+type TaskdSchedule struct {
+	Name           string
+	LastTick       *time.Time
+	LastTaskID     *int64
+	LastEnqueuedAt *time.Time
+}

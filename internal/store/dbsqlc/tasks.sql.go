@@ -100,6 +100,7 @@ SELECT
     coalesce((j.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch, -- 0: not a batch's callback
     -- The task's own retry policy and timeout (jobs.OwnPolicy), {} when none.
     jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
+    coalesce(j.metadata ->> 'schedule', '')::text AS schedule, -- '': none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -133,6 +134,7 @@ type TaskGetByIDRow struct {
 	BatchID         int64
 	AfterBatch      int64
 	Policy          []byte
+	Schedule        string
 	Attempts        []byte
 }
 
@@ -161,6 +163,7 @@ func (q *Queries) TaskGetByID(ctx context.Context, id int64) (TaskGetByIDRow, er
 		&i.BatchID,
 		&i.AfterBatch,
 		&i.Policy,
+		&i.Schedule,
 		&i.Attempts,
 	)
 	return i, err
@@ -176,6 +179,7 @@ SELECT
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     coalesce((metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
     jsonb_strip_nulls(jsonb_build_object('backoff', metadata -> 'backoff', 'timeout', metadata -> 'timeout')) AS policy,
+    coalesce(metadata ->> 'schedule', '')::text AS schedule,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
@@ -217,6 +221,7 @@ type TaskListRow struct {
 	BatchID         int64
 	AfterBatch      int64
 	Policy          []byte
+	Schedule        string
 	Attempts        []byte
 }
 
@@ -260,6 +265,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 			&i.BatchID,
 			&i.AfterBatch,
 			&i.Policy,
+			&i.Schedule,
 			&i.Attempts,
 		); err != nil {
 			return nil, err

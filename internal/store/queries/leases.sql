@@ -71,6 +71,7 @@ SELECT
     coalesce((c.metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     -- 0: not a batch's callback
     coalesce((c.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
+    coalesce(c.metadata ->> 'schedule', '')::text AS schedule, -- '': not scheduled
     l.token, l.expires_at
 FROM claimed c
 JOIN leased l ON l.task_id = c.id

@@ -10,6 +10,7 @@ SELECT
     coalesce((j.metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch, -- 0: not a batch's callback
     -- The task's own retry policy and timeout (jobs.OwnPolicy), {} when none.
     jsonb_strip_nulls(jsonb_build_object('backoff', j.metadata -> 'backoff', 'timeout', j.metadata -> 'timeout')) AS policy,
+    coalesce(j.metadata ->> 'schedule', '')::text AS schedule, -- '': none
     coalesce((
         SELECT json_agg(json_build_object(
             'attempt', a.attempt, 'worker', a.worker, 'started_at', a.started_at,
@@ -34,6 +35,7 @@ SELECT
     coalesce((metadata ->> 'batch_id')::bigint, 0)::bigint AS batch_id,
     coalesce((metadata ->> 'after_batch')::bigint, 0)::bigint AS after_batch,
     jsonb_strip_nulls(jsonb_build_object('backoff', metadata -> 'backoff', 'timeout', metadata -> 'timeout')) AS policy,
+    coalesce(metadata ->> 'schedule', '')::text AS schedule,
     '[]'::jsonb AS attempts -- lists leave attempts out; the column keeps the row type TaskGetByID's
 FROM river_job
 WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::river_job_state)
