@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/push"
 	"github.com/taskd/taskd/internal/store"
 )
@@ -124,6 +125,7 @@ func (r *attemptRecorder) write(attempts []store.Attempt) {
 	for tries := 1; ; tries++ {
 		err := insert(ctx, attempts)
 		if err == nil {
+			r.finishWaited(ctx, attempts)
 			return
 		}
 		// The failed write may have committed all the same (a connection
@@ -139,6 +141,25 @@ func (r *attemptRecorder) write(attempts []store.Attempt) {
 		r.logger.Error("recording attempts failed; their tasks go on without attempt rows",
 			slog.Int("count", len(attempts)), slog.Int("tries", tries), slog.String("error", err.Error()))
 		return
+	}
+}
+
+// finishWaited writes the final state of the completed attempts' tasks
+// that requests wait for, after their attempt rows (store.FinishWaited).
+// When it fails, River's completer writes them a little later, as it does
+// every task's.
+func (r *attemptRecorder) finishWaited(ctx context.Context, attempts []store.Attempt) {
+	var done []store.Attempt
+	for _, a := range attempts {
+		if a.Outcome == store.OutcomeCompleted {
+			done = append(done, a)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	if err := r.store.FinishWaited(ctx, done); err != nil {
+		r.logger.Warn("completing waited-for tasks early failed; River completes them", slog.Int("count", len(done)), slog.String("error", err.Error()))
 	}
 }
 
@@ -172,6 +193,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	a := store.Attempt{TaskID: job.ID, Attempt: attemptNumber(job), Worker: m.clientID, StartedAt: start}
 	note := &attemptNote{}
 	ctx = context.WithValue(ctx, attemptNoteKey{}, note)
+	ctx, output := kinds.WithOutput(ctx)
 	// River's attempted_at as read back from the database (microseconds),
 	// so that the rescue can find this attempt's row by it.
 	if job.AttemptedAt != nil {
@@ -193,6 +215,9 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 		msg = err.Error()
 	}
 	a.HTTPStatus = note.httpStatus
+	if outcome == store.OutcomeCompleted {
+		a.Output = output.JSON
+	}
 	m.finish(a, start, outcome, msg)
 	return err
 }

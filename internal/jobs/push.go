@@ -70,7 +70,7 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[kinds.RawArgs]) er
 	out := w.client.Do(ctx, req)
 	noteHTTPStatus(ctx, out.Status)
 	if out.Err == nil {
-		return river.RecordOutput(ctx, out.Result)
+		return kinds.RecordOutput(ctx, out.Result)
 	}
 	if out.Permanent {
 		// River discards a failed job whose attempt reached max_attempts,

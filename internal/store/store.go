@@ -118,6 +118,9 @@ type Attempt struct {
 	// HTTPStatus is the status a pushed attempt's endpoint answered; 0 for
 	// other kinds and when no response came.
 	HTTPStatus int
+	// Output is a completed attempt's output (JSON), for FinishWaited; it
+	// is not stored with the attempt.
+	Output []byte
 }
 
 // AttemptNumber is the number of a task's current (or latest) attempt,

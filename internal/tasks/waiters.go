@@ -62,7 +62,9 @@ func (f *finishWaiters) wait(ctx context.Context, ids []int64, d time.Duration) 
 	defer f.unregister(w)
 	// Registered first, so that a task finishing between this check and
 	// the wait still wakes it.
-	finished, err := f.store.FinishedAmong(ctx, ids)
+	// Marked as waited for, so that the process running each writes its
+	// final state at once (store.FinishWaited).
+	finished, err := f.store.WaitMark(ctx, ids)
 	if err != nil {
 		return err
 	}

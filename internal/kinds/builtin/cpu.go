@@ -41,7 +41,7 @@ func (w *CPUWorker) Work(ctx context.Context, job *river.Job[CPUArgs]) error {
 	if err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, CPUResult{Primes: primes})
+	return kinds.RecordOutput(ctx, CPUResult{Primes: primes})
 }
 
 func countPrimes(ctx context.Context, n int) (int, error) {

@@ -31,7 +31,7 @@ type DoubleWorker struct {
 
 // Work records value*2 as the task's result.
 func (w *DoubleWorker) Work(ctx context.Context, job *river.Job[DoubleArgs]) error {
-	return river.RecordOutput(ctx, DoubleResult{Result: job.Args.Value * 2})
+	return kinds.RecordOutput(ctx, DoubleResult{Result: job.Args.Value * 2})
 }
 
 var doubleKind = kinds.Kind{

@@ -77,7 +77,7 @@ func (w *FailWorker) Work(ctx context.Context, job *river.Job[FailArgs]) error {
 		}
 		return errors.New(job.Args.Message)
 	}
-	return river.RecordOutput(ctx, FailResult{Attempts: attempt, Snoozes: meta.Snoozes})
+	return kinds.RecordOutput(ctx, FailResult{Attempts: attempt, Snoozes: meta.Snoozes})
 }
 
 var failKind = kinds.Kind{

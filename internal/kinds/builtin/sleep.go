@@ -41,7 +41,7 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 		return ctx.Err()
 	case <-t.C:
 	}
-	return river.RecordOutput(ctx, SleepResult{SleptMS: job.Args.MS})
+	return kinds.RecordOutput(ctx, SleepResult{SleptMS: job.Args.MS})
 }
 
 var sleepKind = kinds.Kind{
