@@ -56,9 +56,10 @@ type attemptRecorder struct {
 }
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
-// given up on).
+// given up on). waited says a request waits for its task.
 type attemptWrite struct {
 	attempt store.Attempt
+	waited  bool
 	written chan struct{}
 }
 
@@ -75,8 +76,8 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 
 // record writes an attempt and returns once it is written, or once the
 // recorder gave up on it (it never fails the task over its attempt row).
-func (r *attemptRecorder) record(a store.Attempt) {
-	w := attemptWrite{attempt: a, written: make(chan struct{})}
+func (r *attemptRecorder) record(a store.Attempt, waited bool) {
+	w := attemptWrite{attempt: a, waited: waited, written: make(chan struct{})}
 	r.ch <- w
 	<-w.written
 }
@@ -86,6 +87,7 @@ func (r *attemptRecorder) run() {
 	defer close(r.done)
 	group := make([]attemptWrite, 0, attemptBatchMax)
 	attempts := make([]store.Attempt, 0, attemptBatchMax)
+	var waited []store.Attempt
 	for w := range r.ch {
 		group = append(group[:0], w)
 	drain:
@@ -100,11 +102,14 @@ func (r *attemptRecorder) run() {
 				break drain
 			}
 		}
-		attempts = attempts[:0]
+		attempts, waited = attempts[:0], waited[:0]
 		for _, w := range group {
 			attempts = append(attempts, w.attempt)
+			if w.waited && w.attempt.Outcome == store.OutcomeCompleted {
+				waited = append(waited, w.attempt)
+			}
 		}
-		r.write(attempts)
+		r.write(attempts, waited)
 		for _, w := range group {
 			close(w.written)
 		}
@@ -115,7 +120,7 @@ func (r *attemptRecorder) run() {
 // database fails (a restart, a failover, a lost connection), then logs the
 // loss once. The workers wait meanwhile, which also keeps River from taking
 // new tasks while their attempts could not be recorded.
-func (r *attemptRecorder) write(attempts []store.Attempt) {
+func (r *attemptRecorder) write(attempts, waited []store.Attempt) {
 	// Not tied to the client's context: the last writes run during
 	// shutdown.
 	ctx, cancel := context.WithTimeout(context.Background(), r.writeFor)
@@ -125,7 +130,7 @@ func (r *attemptRecorder) write(attempts []store.Attempt) {
 	for tries := 1; ; tries++ {
 		err := insert(ctx, attempts)
 		if err == nil {
-			r.finishWaited(ctx, attempts)
+			r.finishWaited(ctx, waited)
 			return
 		}
 		// The failed write may have committed all the same (a connection
@@ -144,17 +149,12 @@ func (r *attemptRecorder) write(attempts []store.Attempt) {
 	}
 }
 
-// finishWaited writes the final state of the completed attempts' tasks
-// that requests wait for, after their attempt rows (store.FinishWaited).
-// When it fails, River's completer writes them a little later, as it does
-// every task's.
-func (r *attemptRecorder) finishWaited(ctx context.Context, attempts []store.Attempt) {
-	var done []store.Attempt
-	for _, a := range attempts {
-		if a.Outcome == store.OutcomeCompleted {
-			done = append(done, a)
-		}
-	}
+// finishWaited writes the final state of the tasks of completed attempts
+// that requests wait for, after their attempt rows (store.FinishWaited):
+// River's batch completer writes a lightly loaded process's states only
+// every 250 ms. When it fails, River's completer writes them a little
+// later, as it does every task's. Tasks nobody waits for cost nothing here.
+func (r *attemptRecorder) finishWaited(ctx context.Context, done []store.Attempt) {
 	if len(done) == 0 {
 		return
 	}
@@ -185,6 +185,7 @@ type attemptMiddleware struct {
 	river.MiddlewareDefaults
 	clientID string
 	recorder *attemptRecorder
+	waited   *waitedSet
 }
 
 // Work implements rivertype.WorkerMiddleware.
@@ -204,7 +205,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 			a.HTTPStatus = note.httpStatus
 			// The stack of the panicking goroutine, for the attempt's row
 			// (River keeps it too, in the error's trace).
-			m.finish(a, start, store.OutcomePanic, fmt.Sprintf("%v\n\n%s", p, debug.Stack()))
+			m.finish(job, a, start, store.OutcomePanic, fmt.Sprintf("%v\n\n%s", p, debug.Stack()))
 			panic(p) // River recovers it and records the error.
 		}
 	}()
@@ -218,7 +219,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	if outcome == store.OutcomeCompleted {
 		a.Output = output.JSON
 	}
-	m.finish(a, start, outcome, msg)
+	m.finish(job, a, start, outcome, msg)
 	return err
 }
 
@@ -239,13 +240,13 @@ func noteHTTPStatus(ctx context.Context, status int) {
 	}
 }
 
-func (m *attemptMiddleware) finish(a store.Attempt, start time.Time, outcome, msg string) {
+func (m *attemptMiddleware) finish(job *rivertype.JobRow, a store.Attempt, start time.Time, outcome, msg string) {
 	now := time.Now()
 	a.FinishedAt = &now
 	a.Duration = now.Sub(start)
 	a.Outcome = outcome
 	a.Error = msg
-	m.recorder.record(a)
+	m.recorder.record(a, m.waited.take(job))
 }
 
 // classify names the outcome of an attempt that returned err with job

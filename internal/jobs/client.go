@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -201,8 +202,11 @@ type Client struct {
 	hasExternal   bool
 	limiter       *limits.Limiter
 	limitMW       *limitMiddleware
-	stopLimiter   context.CancelFunc
-	limiterDone   chan struct{}
+	// waited are the running tasks requests wait for (nil without attempt
+	// recording), filled by a listener while the client runs.
+	waited      *waitedSet
+	stopLimiter context.CancelFunc
+	limiterDone chan struct{}
 
 	// Announcements of finished tasks (announceFinished).
 	stopEvents   func()
@@ -265,7 +269,8 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if !cfg.DisableAttempts {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
-		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder})
+		c.waited = newWaitedSet()
+		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder, waited: c.waited})
 	}
 
 	// River's own rescuer only looks at how long a job has been running, so
@@ -391,17 +396,15 @@ func (c *Client) Start(ctx context.Context) error {
 	c.maintainDone = make(chan struct{})
 	go func() {
 		defer close(c.maintainDone)
-		if !c.hasExternal {
-			c.maintain(mctx)
-			return
+		var wg sync.WaitGroup
+		if c.hasExternal {
+			wg.Go(func() { c.expireLeases(mctx) })
 		}
-		leasesDone := make(chan struct{})
-		go func() {
-			defer close(leasesDone)
-			c.expireLeases(mctx)
-		}()
+		if c.waited != nil {
+			wg.Go(func() { c.waited.listen(mctx, c.store, c.logger) })
+		}
 		c.maintain(mctx)
-		<-leasesDone
+		wg.Wait()
 	}()
 	return nil
 }

@@ -26,6 +26,12 @@ func TestFinishWaited(t *testing.T) {
 		return id
 	}
 	waited, unwaited, done := insert("running"), insert("running"), insert("completed")
+	// The process running a task hears that a request now waits for it.
+	marks, err := s.ListenWaited(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marks.Close(ctx)
 	finished, err := s.WaitMark(ctx, []int64{waited, done, 999_999})
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +39,12 @@ func TestFinishWaited(t *testing.T) {
 	slices.Sort(finished)
 	if !slices.Equal(finished, []int64{done, 999_999}) {
 		t.Fatalf("WaitMark says %v are final or gone, want %d and the missing 999999", finished, done)
+	}
+
+	mctx, mcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer mcancel()
+	if ids, err := marks.Next(mctx); err != nil || !slices.Equal(ids, []int64{waited}) {
+		t.Fatalf("waited-for announcement: %v, %v; want [%d]", ids, err, waited)
 	}
 
 	conn, err := s.pool.Acquire(ctx)

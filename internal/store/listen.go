@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -71,26 +73,38 @@ func (l *InsertListener) Close(ctx context.Context) error {
 	return l.conn.Close(ctx)
 }
 
-// FinishedListener LISTENs, on a connection of its own, to taskd's
-// announcements of tasks that reached a final state (NotifyFinished).
-type FinishedListener struct {
+// IDListener LISTENs, on a connection of its own, to one of taskd's
+// announcements of task IDs: of tasks that reached a final state
+// (NotifyFinished; ListenFinished), or of running tasks that a request
+// started to wait for (WaitMark; ListenWaited).
+type IDListener struct {
 	conn *pgx.Conn
 }
 
-// ListenFinished opens a FinishedListener.
-func (s *Store) ListenFinished(ctx context.Context) (*FinishedListener, error) {
+// ListenFinished opens a IDListener.
+func (s *Store) ListenFinished(ctx context.Context) (*IDListener, error) {
 	conn, err := s.listen(ctx, "taskd_finished", "finished tasks")
 	if err != nil {
 		return nil, err
 	}
-	return &FinishedListener{conn: conn}, nil
+	return &IDListener{conn: conn}, nil
+}
+
+// ListenWaited opens an IDListener of the running tasks that requests
+// started to wait for (WaitMark), for the process running them.
+func (s *Store) ListenWaited(ctx context.Context) (*IDListener, error) {
+	conn, err := s.listen(ctx, "taskd_waited", "waited tasks")
+	if err != nil {
+		return nil, err
+	}
+	return &IDListener{conn: conn}, nil
 }
 
 // Next waits for the next announcement and returns its task IDs.
-func (l *FinishedListener) Next(ctx context.Context) ([]int64, error) {
+func (l *IDListener) Next(ctx context.Context) ([]int64, error) {
 	n, err := l.conn.WaitForNotification(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("waiting for finished tasks: %w", unavailable(err))
+		return nil, fmt.Errorf("waiting for announced tasks: %w", unavailable(err))
 	}
 	var ids []int64
 	for part := range strings.SplitSeq(n.Payload, ",") {
@@ -102,7 +116,7 @@ func (l *FinishedListener) Next(ctx context.Context) ([]int64, error) {
 }
 
 // Close closes the listener's connection.
-func (l *FinishedListener) Close(ctx context.Context) error {
+func (l *IDListener) Close(ctx context.Context) error {
 	return l.conn.Close(ctx)
 }
 
@@ -199,4 +213,60 @@ func (s *Store) FinishWaited(ctx context.Context, attempts []Attempt) error {
 		attempts = attempts[n:]
 	}
 	return nil
+}
+
+// Pauses of Relisten before it connects again.
+const (
+	RelistenMin = 100 * time.Millisecond
+	RelistenMax = 5 * time.Second
+)
+
+// Notifications is a listener (InsertListener, IDListener): Next returns
+// each notification's payload, read as T.
+type Notifications[T any] interface {
+	Next(ctx context.Context) (T, error)
+	Close(ctx context.Context) error
+}
+
+// Relisten keeps a listener open until ctx ends: it connects with open,
+// pausing between failed tries from RelistenMin doubling to RelistenMax,
+// calls connected (when not nil) each time it listens again, and hands
+// every notification to handle. what names the listener in the log; while
+// it is down, its users rely on their periodic recheck.
+func Relisten[T any](ctx context.Context, logger *slog.Logger, what string, open func(context.Context) (Notifications[T], error), connected func(), handle func(T)) {
+	pause := RelistenMin
+	for ctx.Err() == nil {
+		l, err := open(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn(what+" cannot connect; its waiters rely on the periodic recheck",
+					slog.String("error", err.Error()), slog.Duration("retry_in", pause))
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, RelistenMax)
+			continue
+		}
+		pause = RelistenMin
+		if connected != nil {
+			connected()
+		}
+		for {
+			payload, err := l.Next(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn(what+" lost its connection; reconnecting", slog.String("error", err.Error()))
+					select {
+					case <-ctx.Done():
+					case <-time.After(RelistenMin):
+					}
+				}
+				break
+			}
+			handle(payload)
+		}
+		_ = l.Close(context.WithoutCancel(ctx))
+	}
 }

@@ -10,13 +10,6 @@ import (
 	"github.com/taskd/taskd/internal/store"
 )
 
-const (
-	// relistenMin and relistenMax bound the pause before the listener
-	// reconnects after losing its connection.
-	relistenMin = 100 * time.Millisecond
-	relistenMax = 5 * time.Second
-)
-
 // broker wakes waiting claims when tasks they could take may have arrived.
 // One listener connection per process serves every waiting claim, so that
 // waiting costs the database nothing per claim; it starts with the first
@@ -90,8 +83,8 @@ func (b *broker) wakeAll() { b.wakeIf(func(*waiter) bool { return true }) }
 func (b *broker) run(ctx context.Context) {
 	defer close(b.done)
 	go b.recheck(ctx)
-	relisten(ctx, b.logger, "claim listener",
-		func(ctx context.Context) (notifications[string], error) { return b.store.ListenInserts(ctx) },
+	store.Relisten(ctx, b.logger, "claim listener",
+		func(ctx context.Context) (store.Notifications[string], error) { return b.store.ListenInserts(ctx) },
 		// Whatever was announced while not listening is looked for now.
 		b.wakeAll,
 		func(queue string) {

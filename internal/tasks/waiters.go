@@ -146,8 +146,8 @@ func (f *finishWaiters) run(ctx context.Context) {
 		f.recheck(ctx)
 	}()
 	defer func() { <-recheckDone }()
-	relisten(ctx, f.logger, "finish listener",
-		func(ctx context.Context) (notifications[[]int64], error) { return f.store.ListenFinished(ctx) },
+	store.Relisten(ctx, f.logger, "finish listener",
+		func(ctx context.Context) (store.Notifications[[]int64], error) { return f.store.ListenFinished(ctx) },
 		nil, f.finished)
 }
 

@@ -27,16 +27,24 @@ marked AS (
     WHERE j.id = i.id
         AND j.state NOT IN ('completed', 'cancelled', 'discarded')
         AND NOT (j.metadata ? 'taskd_waited')
-    RETURNING j.id
+    RETURNING j.id, j.state
+),
+-- A task running already was fetched without the mark: its process hears
+-- of it here (taskd_waited, up to 500 IDs a notification).
+announced AS (
+    SELECT pg_notify(concat(current_schema(), '.taskd_waited'), string_agg(m.id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 500 AS part FROM marked WHERE state = 'running') m
+    GROUP BY m.part
 )
 SELECT i.id::bigint
 FROM i
 LEFT JOIN river_job j ON j.id = i.id
 WHERE (j.id IS NULL OR j.state IN ('completed', 'cancelled', 'discarded'))
-    AND (SELECT count(*) FROM marked) >= 0;
+    AND (SELECT count(*) FROM announced) >= 0;
 
--- TaskFinishWaited completes, now, those of the tasks whose attempts just
--- completed that some request waits for (TaskWaitMark), with their
+-- TaskFinishWaited completes, now, tasks whose attempts just completed and
+-- that some request waits for (TaskWaitMark; the process running them
+-- passes only those it knows to be waited for), with their
 -- outputs (JSON text, '' for none) and finish times, and announces them
 -- (taskd_finished, as TaskNotifyFinished). River's batch completer writes a
 -- lightly loaded process's states only every 250 ms; a waiter need not
