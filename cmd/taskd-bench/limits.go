@@ -65,7 +65,7 @@ func checkKindLimit(ctx context.Context, p *taskdProcess, kind string, want int)
 // limit, alternately.
 func (b *bench) scenario10(ctx context.Context) error {
 	c := b.cfg
-	path, err := b.writeConfig("limit-cost.yaml", fmt.Sprintf("# scenario 10 (taskd-bench)\nlimits: [{kind: double, concurrency: %d}]\n", limits.ConcurrencyMax))
+	cfgPath, err := b.writeConfig("limit-cost.yaml", fmt.Sprintf("# scenario 10 (taskd-bench)\nlimits: [{kind: double, concurrency: %d}]\n", limits.ConcurrencyMax))
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (b *bench) scenario10(ctx context.Context) error {
 	}
 	var limited, none []float64
 	for i := 1; i <= c.Pairs; i++ {
-		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_CONFIG=" + path}, Check: check(limits.ConcurrencyMax)})
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_CONFIG=" + cfgPath}, Check: check(limits.ConcurrencyMax)})
 		if err != nil {
 			return fmt.Errorf("with the limit: %w", err)
 		}
@@ -90,6 +90,18 @@ func (b *bench) scenario10(ctx context.Context) error {
 		none = append(none, r.Rate)
 	}
 	b.compare(row{Scenario: "10 limit cost", Metric: "tasks/s", A: limited, B: none, Baseline: "same taskd, no limit", Target: "≥0.90× no limit"})
+	if c.CPUProfile != "" {
+		path := profilePath(c.CPUProfile, 10)
+		b.logf("  profiling one more run with the limit (not counted) into %s", path)
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_CONFIG=" + cfgPath}, Check: check(limits.ConcurrencyMax), Profile: path})
+		if err != nil {
+			return fmt.Errorf("profiled run: %w", err)
+		}
+		if err := b.saveProfileBinary(path); err != nil {
+			return err
+		}
+		b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, path, path)
+	}
 	return nil
 }
 
@@ -98,8 +110,10 @@ func (b *bench) scenario10(ctx context.Context) error {
 // finished_at, the moment the one slot was freed.
 type limitWaitResult struct {
 	P50, P95, Max, Min float64
-	N                  int // hand-overs (tasks − 1)
-	Negative           int // hand-overs that started before the previous finished
+	N                  int           // hand-overs (tasks − 1)
+	MaxAt              int           // which hand-over (1 to N, in start order) took Max
+	MaxAfter           time.Duration // when it started, after the first task started
+	Negative           int           // hand-overs that started before the previous finished
 	// Other* are the hand-overs to a task that ran in another process
 	// than the previous one.
 	Other              int
@@ -110,8 +124,8 @@ type limitWaitResult struct {
 }
 
 func (r limitWaitResult) String() string {
-	s := fmt.Sprintf("slot→start p50 %s ms, p95 %s ms, max %s ms, min %s ms (%d hand-overs, %d negative); put back %.2f× per task",
-		num(r.P50), num(r.P95), num(r.Max), num(r.Min), r.N, r.Negative, r.PutBack)
+	s := fmt.Sprintf("slot→start p50 %s ms, p95 %s ms, max %s ms (hand-over %d, %s after the first start), min %s ms (%d hand-overs, %d negative); put back %.2f× per task",
+		num(r.P50), num(r.P95), num(r.Max), r.MaxAt, r.MaxAfter.Round(time.Millisecond), num(r.Min), r.N, r.Negative, r.PutBack)
 	if r.Other > 0 {
 		s += fmt.Sprintf("; %d to another process: p50 %s ms, p95 %s ms", r.Other, num(r.OtherP50), num(r.OtherP95))
 	}
@@ -232,6 +246,9 @@ func (w *watcher) limitWait(ctx context.Context, n int) (limitWaitResult, error)
 	for i := 1; i < len(as); i++ {
 		d := ms(as[i].started.Sub(as[i-1].finished))
 		all = append(all, d)
+		if i == 1 || d > all[res.MaxAt-1] {
+			res.MaxAt, res.MaxAfter = i, as[i].started.Sub(as[0].started)
+		}
 		if d < 0 {
 			res.Negative++
 		}

@@ -60,7 +60,7 @@ type config struct {
 	CPUDuration     time.Duration // how long each of scenario 12's loads is timed
 	Scenarios       []int
 	TaskdBin        string // a prebuilt taskd binary; built when empty
-	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8 and 9 here (8 and 9: profilePath)
+	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8, 9 and 10 here (8 to 10: profilePath)
 	ProfileSeconds  int
 }
 
@@ -106,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		cpuDuration = fs.Duration("cpu-duration", 10*time.Second, "how long each of scenario 12's loads (idle, saturated) is timed, after -warmup")
 		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9,10,11,12", "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
-		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8 and 9 into <file>-s8 and <file>-s9 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
+		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8, 9 and 10 into <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
 		smoke       = fs.Bool("smoke", false, "tiny sizes and durations everywhere (a quick check that every scenario works; its numbers mean nothing)")
 	)
