@@ -22,10 +22,14 @@ test: sqlc-check vet fmt-check
 	export TASKD_TEST_DATABASE_URL; \
 	go test -race -count=1 ./...
 
-## bench: run the load benchmark against the development database.
+## bench: run the load benchmark against the development database;
+## SCENARIOS=10,11,12 runs only those (docs/PERFORMANCE.md), BENCH_FLAGS
+## passes more flags (go run ./cmd/taskd-bench -help lists them).
+SCENARIOS ?=
+BENCH_FLAGS ?=
 bench:
 	url=$$(scripts/devdb.sh taskd); \
-	DATABASE_URL=$$url go run ./cmd/taskd-bench
+	DATABASE_URL=$$url go run ./cmd/taskd-bench $(if $(SCENARIOS),-scenarios $(SCENARIOS)) $(BENCH_FLAGS)
 
 ## generate: regenerate River's goose migrations and sqlc's code.
 generate:

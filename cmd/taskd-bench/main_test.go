@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 // table; it never looks at the numbers.
 func TestSmoke(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	env := map[string]string{"DATABASE_URL": pgtest.AdminURL()}
 	var out, errOut bytes.Buffer
@@ -28,7 +30,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("no final table in:\n%s", out.String())
 	}
 	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
-		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release"} {
+		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release",
+		"10 limit cost", "11 limit wait P=1", "11 limit wait P=3", "12 cpu W=" + strconv.Itoa(runtime.NumCPU()) + " (default)"} {
 		if !strings.Contains(table, "\n"+scenario) {
 			t.Errorf("final table has no row for %q:\n%s", scenario, table)
 		}
@@ -43,6 +46,14 @@ func TestSmoke(t *testing.T) {
 		"announced→answer p95 ms", "xact/s 50 waiters", "xact per started wait"} {
 		if !slices.ContainsFunc(waiterRows, func(line string) bool { return strings.Contains(line, "  "+metric+"  ") }) {
 			t.Errorf("final table has no scenario 4 row %q:\n%s", metric, table)
+		}
+	}
+	for _, want := range [][2]string{{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
+		{"12 cpu W=" + strconv.Itoa(runtime.NumCPU()) + " (default)", "GET p99 ms"}} {
+		if !slices.ContainsFunc(strings.Split(table, "\n"), func(line string) bool {
+			return strings.HasPrefix(line, want[0]+" ") && strings.Contains(line, "  "+want[1]+"  ")
+		}) {
+			t.Errorf("final table has no %s row %q:\n%s", want[0], want[1], table)
 		}
 	}
 	t.Logf("output:\n%s", out.String())
@@ -64,7 +75,8 @@ func TestParseConfig(t *testing.T) {
 	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
 		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
 	}
-	for _, args := range [][]string{{"-scenarios", "10"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"-waiters", "0"}, {"-xact-window", "50s"}, {"stray"}} {
+	for _, args := range [][]string{{"-scenarios", "13"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"-waiters", "0"}, {"-xact-window", "50s"},
+		{"-limit-wait-n", "1"}, {"-limit-sleep", "1500us"}, {"-limit-processes", "9"}, {"-cpu-n", "0"}, {"-cpu-workers", "0"}, {"-cpu-read-rate", "0"}, {"stray"}} {
 		if _, err := parseConfig(args, env, &stderr); err == nil {
 			t.Errorf("parseConfig(%q): no error", args)
 		}

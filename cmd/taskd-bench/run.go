@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/tasks"
 )
 
@@ -49,13 +50,21 @@ type config struct {
 	IdleWaiters     int           // waiters held while scenario 4 counts transactions
 	XactWindow      time.Duration // how long scenario 4 counts transactions
 	XactSettle      time.Duration // idle time before each count starts
+	LimitWaitN      int           // sleep tasks queued for scenario 11's one slot
+	LimitSleep      time.Duration // how long each of them sleeps
+	LimitProcesses  []int         // taskd processes on the database in scenario 11's variants
+	CPUN            int           // the n of scenario 12's cpu tasks
+	CPUWorkers      []int         // cpu workers per variant of scenario 12
+	CPURate         int           // GET /v1/tasks/{id} a second in scenario 12
+	CPUConcurrency  int           // clients sending them
+	CPUDuration     time.Duration // how long each of scenario 12's loads is timed
 	Scenarios       []int
 	TaskdBin        string // a prebuilt taskd binary; built when empty
-	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8 and 9 here (8 and 9: profilePath)
+	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8, 9 and 10 here (8 to 10: profilePath)
 	ProfileSeconds  int
 }
 
-var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9}
+var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
@@ -87,9 +96,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		idleWaiters = fs.Int("idle-waiters", 1000, "waiters held at once while scenario 4 counts transactions (against 1)")
 		xactWindow  = fs.Duration("xact-window", 15*time.Second, "how long scenario 4 counts transactions with 1 and with -idle-waiters waiters")
 		xactSettle  = fs.Duration("xact-settle", 11*time.Second, "idle time before each of scenario 4's counts: PostgreSQL reports an idle backend's transactions up to 10 s late")
-		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9", "scenarios to run")
+		limitWaitN  = fs.Int("limit-wait-n", 200, "sleep tasks submitted at once in scenario 11 (limit wait delay), queuing for one slot")
+		limitSleep  = fs.Duration("limit-sleep", 50*time.Millisecond, "how long each of scenario 11's sleep tasks sleeps (whole milliseconds)")
+		limitProcs  = fs.String("limit-processes", "1,3", "taskd processes sharing the database in scenario 11's variants")
+		cpuN        = fs.Int("cpu-n", 8_000_000, "the n of scenario 12's cpu tasks (about 1 s each on the reference machine)")
+		cpuWorkers  = fs.String("cpu-workers", defaultCPUWorkers(), "cpu workers of taskd in scenario 12's variants (default: one per core, as taskd, and one fewer)")
+		cpuRate     = fs.Int("cpu-read-rate", 200, "GET /v1/tasks/{id} a second in scenario 12, idle and saturated")
+		cpuConc     = fs.Int("cpu-read-concurrency", 4, "clients sending scenario 12's GETs, each at its share of -cpu-read-rate")
+		cpuDuration = fs.Duration("cpu-duration", 10*time.Second, "how long each of scenario 12's loads (idle, saturated) is timed, after -warmup")
+		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9,10,11,12", "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
-		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8 and 9 into <file>-s8 and <file>-s9 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
+		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8, 9 and 10 into <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
 		smoke       = fs.Bool("smoke", false, "tiny sizes and durations everywhere (a quick check that every scenario works; its numbers mean nothing)")
 	)
@@ -109,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		Rows: *rows, ReadConcurrency: *readConc, TaskdBin: *taskdBin, CPUProfile: *cpuProfile, ProfileSeconds: *profSeconds,
 		PushN: *pushN, PushWorkers: *pushWorkers, PullN: *pullN, ReleaseClaimers: *relClaimers, ReleaseN: *relN, ReleaseInterval: *relInterval,
 		Waiters: *waiters, WaitN: *waitN, IdleWaiters: *idleWaiters, XactWindow: *xactWindow, XactSettle: *xactSettle,
+		LimitWaitN: *limitWaitN, LimitSleep: *limitSleep, CPUN: *cpuN, CPURate: *cpuRate, CPUConcurrency: *cpuConc, CPUDuration: *cpuDuration,
 	}
 	if *smoke {
 		// Explicit flags still win over the smoke sizes.
@@ -137,6 +155,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("waiters", &cfg.Waiters, 4)
 		small("wait-n", &cfg.WaitN, 10)
 		small("idle-waiters", &cfg.IdleWaiters, 50)
+		small("limit-wait-n", &cfg.LimitWaitN, 10)
+		small("cpu-n", &cfg.CPUN, 1_000_000)
+		small("cpu-read-rate", &cfg.CPURate, 50)
+		small("cpu-read-concurrency", &cfg.CPUConcurrency, 2)
+		smallD("cpu-duration", &cfg.CPUDuration, time.Second)
 		smallD("duration", &cfg.Duration, time.Second)
 		smallD("warmup", &cfg.Warmup, 0)
 		smallD("settle", &cfg.Settle, 200*time.Millisecond)
@@ -164,12 +187,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.PullMax, err = parseInts(*pullMax); err != nil || slices.Max(cfg.PullMax) > tasks.ClaimMaxTasks {
 		return nil, fmt.Errorf("invalid -pull-max %q: want numbers between 1 and %d", *pullMax, tasks.ClaimMaxTasks)
 	}
+	if cfg.LimitProcesses, err = parseInts(*limitProcs); err != nil {
+		return nil, fmt.Errorf("invalid -limit-processes %q: %v", *limitProcs, err)
+	}
+	if cfg.CPUWorkers, err = parseInts(*cpuWorkers); err != nil {
+		return nil, fmt.Errorf("invalid -cpu-workers %q: %v", *cpuWorkers, err)
+	}
 	if cfg.Scenarios, err = parseInts(*scenarios); err != nil {
 		return nil, fmt.Errorf("invalid -scenarios %q: %v", *scenarios, err)
 	}
 	for _, s := range cfg.Scenarios {
 		if !slices.Contains(allScenarios, s) {
-			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to 9)", *scenarios, s)
+			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to %d)", *scenarios, s, len(allScenarios))
 		}
 	}
 	switch {
@@ -181,6 +210,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("-duration and -pickup-duration must be positive, -warmup, -settle and -release-interval not negative")
 	case cfg.Waiters < 1 || cfg.WaitN < 1 || cfg.IdleWaiters < 1:
 		return nil, errors.New("-waiters, -wait-n and -idle-waiters must be positive")
+	case cfg.LimitWaitN < 2 || cfg.LimitSleep < time.Millisecond || cfg.LimitSleep%time.Millisecond != 0:
+		return nil, errors.New("-limit-wait-n must be at least 2 and -limit-sleep whole milliseconds, at least 1ms")
+	case slices.Max(cfg.LimitProcesses) > limitProcessesMax:
+		return nil, fmt.Errorf("-limit-processes: at most %d processes (each has a pool of %d connections)", limitProcessesMax, limitProcessConns)
+	case cfg.CPUN < 1 || cfg.CPUN > builtin.CPUMaxN || cfg.CPURate < 1 || cfg.CPUConcurrency < 1 || cfg.CPUDuration <= 0:
+		return nil, fmt.Errorf("-cpu-n must be between 1 and %d, -cpu-read-rate, -cpu-read-concurrency and -cpu-duration positive", builtin.CPUMaxN)
 	case cfg.XactWindow <= 0 || cfg.XactSettle < 0 || cfg.XactSettle+cfg.XactWindow > heldWait-10*time.Second:
 		// The held waits must outlast the settle and the window.
 		return nil, fmt.Errorf("-xact-window must be positive, -xact-settle not negative, and the two together at most %s", heldWait-10*time.Second)
@@ -274,6 +309,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{7, b.scenario7},
 		{8, b.scenario8},
 		{9, b.scenario9},
+		{10, b.scenario10},
+		{11, b.scenario11},
+		{12, b.scenario12},
 	}
 	for _, s := range steps {
 		if !has(s.scenario) {
@@ -296,10 +334,11 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s scenarios=%v\n",
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s limit-wait-n=%d limit-sleep=%s limit-processes=%v cpu-n=%d cpu-workers=%v cpu-read=%d/s from %d clients for %s scenarios=%v\n",
 		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
 		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval,
-		c.Waiters, c.WaitN, c.IdleWaiters, c.XactWindow, c.XactSettle, c.Scenarios)
+		c.Waiters, c.WaitN, c.IdleWaiters, c.XactWindow, c.XactSettle,
+		c.LimitWaitN, c.LimitSleep, c.LimitProcesses, c.CPUN, c.CPUWorkers, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }

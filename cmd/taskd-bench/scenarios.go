@@ -52,6 +52,9 @@ type e2eRun struct {
 	Profile string
 	// Attempts measures the attempts' durations once the run is timed.
 	Attempts bool
+	// Check, when set, looks at the started taskd before anything is
+	// submitted (scenario 10 checks that its limit is in force).
+	Check func(ctx context.Context, p *taskdProcess) error
 }
 
 // withDB runs fn on a fresh database with taskd's schema, dropped
@@ -130,6 +133,11 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 	}
 	var res e2eResult
 	err := b.withTaskd(ctx, env, func(p *taskdProcess, w *watcher) error {
+		if run.Check != nil {
+			if err := run.Check(ctx, p); err != nil {
+				return err
+			}
+		}
 		client := newHTTPClient(b.cfg.Clients)
 		full, last := batchBody(kind, b.cfg.BatchSize), batchBody(kind, run.N%b.cfg.BatchSize)
 		start := time.Now()

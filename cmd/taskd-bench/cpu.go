@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskd/taskd/internal/jobs"
+	"github.com/taskd/taskd/internal/kinds/builtin"
+)
+
+const (
+	// cpuReadRows is how many finished tasks scenario 12's GETs read from
+	// (made by fill, as in scenario 5).
+	cpuReadRows = 10_000
+	// cpuTopUpEvery is how often scenario 12 checks the cpu backlog.
+	cpuTopUpEvery = 200 * time.Millisecond
+	// cpuBusyWithin bounds the wait for every cpu worker to be running.
+	cpuBusyWithin = 30 * time.Second
+	// userHZ is the unit of /proc/<pid>/stat's CPU times: USER_HZ, 100 on
+	// every Linux architecture Go runs on.
+	userHZ = 100
+)
+
+// defaultCPUWorkers is -cpu-workers' default: taskd's (one per core,
+// jobs.DefaultQueues) and one fewer, if there is more than one core.
+func defaultCPUWorkers() string {
+	n := runtime.NumCPU()
+	if n == 1 {
+		return "1"
+	}
+	return strconv.Itoa(n) + "," + strconv.Itoa(n-1)
+}
+
+// cpuPhase is one timed load of scenario 12.
+type cpuPhase struct {
+	Get loadResult
+	// MachineBusy is the share of the machine's CPU time not idle during
+	// the load (/proc/stat), 0–1.
+	MachineBusy float64
+	// TaskdCores is taskd's CPU time during the load over its length: the
+	// cores it kept busy (/proc/<pid>/stat).
+	TaskdCores float64
+}
+
+func (p cpuPhase) String() string {
+	return fmt.Sprintf("GET %s; machine CPU %.0f%% busy, taskd %.2f cores", p.Get, 100*p.MachineBusy, p.TaskdCores)
+}
+
+// cpuRound is one round of scenario 12 for one number of cpu workers.
+type cpuRound struct {
+	Idle, Busy cpuPhase
+	// Attempt is the p50 of the cpu attempts that finished, ms (NaN when
+	// none did).
+	Attempt   float64
+	Submitted int // cpu tasks submitted to keep the workers busy
+}
+
+// cpuSample reads the machine's busy and total CPU time (/proc/stat, in
+// USER_HZ) and the taskd process's (utime + stime).
+type cpuSample struct {
+	at                time.Time
+	machBusy, machAll uint64
+	taskd             uint64
+}
+
+func readCPU(pid int) (cpuSample, error) {
+	s := cpuSample{at: time.Now()}
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return s, fmt.Errorf("unexpected /proc/stat line %q", line)
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("unexpected /proc/stat line %q", line)
+		}
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		s.machAll += v
+		if i != 3 && i != 4 { // idle, iowait
+			s.machBusy += v
+		}
+	}
+	data, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return s, fmt.Errorf("reading taskd's CPU time: %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return s, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return s, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	s.taskd = ut + st
+	return s, nil
+}
+
+// measured runs load and reports it with the CPU use over it.
+func measured(pid int, load func() (loadResult, error)) (cpuPhase, error) {
+	s0, err := readCPU(pid)
+	if err != nil {
+		return cpuPhase{}, err
+	}
+	r, err := load()
+	if err != nil {
+		return cpuPhase{}, err
+	}
+	s1, err := readCPU(pid)
+	if err != nil {
+		return cpuPhase{}, err
+	}
+	p := cpuPhase{Get: r, TaskdCores: float64(s1.taskd-s0.taskd) / userHZ / s1.at.Sub(s0.at).Seconds()}
+	if all := s1.machAll - s0.machAll; all > 0 {
+		p.MachineBusy = float64(s1.machBusy-s0.machBusy) / float64(all)
+	}
+	return p, nil
+}
+
+// pacedLoad sends rate operations a second in all from conc goroutines
+// for warmup+dur: goroutine w's i-th at start + (i·conc + w)/rate, or at
+// once when its previous one finished late. Operations that start after
+// the warmup and finish before the end are counted, and their latencies
+// kept. Unlike timedLoad the load is fixed, so that latencies under two
+// conditions compare. It stops at the first error.
+func pacedLoad(ctx context.Context, conc, rate int, warmup, dur time.Duration, fn func(ctx context.Context) error) (loadResult, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := time.Now()
+	measureStart := start.Add(warmup)
+	end := measureStart.Add(dur)
+	interval := time.Second / time.Duration(rate)
+	lats := make([][]float64, conc)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				at := start.Add(time.Duration(i*conc+w) * interval)
+				if !at.Before(end) {
+					return
+				}
+				sleep(ctx, time.Until(at))
+				if ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				if err := fn(ctx); err != nil {
+					cancel(err)
+					return
+				}
+				if t1 := time.Now(); !t0.Before(measureStart) && !t1.After(end) {
+					lats[w] = append(lats[w], ms(t1.Sub(t0)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return loadResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return loadResult{}, err
+	}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	return loadResult{Count: len(all), Rate: float64(len(all)) / dur.Seconds(), P50: percentile(all, 50), P99: percentile(all, 99)}, nil
+}
+
+// cpuBatchBody is a POST /v1/batches body of count cpu tasks of n.
+func cpuBatchBody(count, n int) []byte {
+	item := `{"kind":"cpu","args":{"n":` + strconv.Itoa(n) + `}}`
+	return []byte(`{"tasks":[` + strings.TrimSuffix(strings.Repeat(item+",", count), ",") + `]}`)
+}
+
+// saturator keeps at least workers cpu tasks waiting behind the running
+// ones, so that every cpu worker stays busy: every cpuTopUpEvery it counts
+// them on the watcher's connection (which nothing else uses meanwhile)
+// and submits more when the backlog runs low.
+type saturator struct {
+	cancel    context.CancelFunc
+	done      chan error
+	running   atomic.Int64 // cpu tasks running at the last count
+	submitted atomic.Int64
+}
+
+func startSaturator(ctx context.Context, w *watcher, base string, workers, n int) *saturator {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &saturator{cancel: cancel, done: make(chan error, 1)}
+	hc := newHTTPClient(1)
+	body := cpuBatchBody(2*workers, n)
+	go func() {
+		s.done <- func() error {
+			for {
+				var running, available int64
+				err := w.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'available')
+					FROM river_job WHERE kind = 'cpu' AND state IN ('running', 'available')`).Scan(&running, &available)
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("counting cpu tasks: %w", err)
+				}
+				s.running.Store(running)
+				if available < int64(workers) {
+					if err := do(ctx, hc, http.MethodPost, base+"/v1/batches", body, http.StatusCreated); err != nil {
+						if ctx.Err() != nil {
+							return nil
+						}
+						return fmt.Errorf("submitting cpu tasks: %w", err)
+					}
+					s.submitted.Add(int64(2 * workers))
+				}
+				sleep(ctx, cpuTopUpEvery)
+			}
+		}()
+	}()
+	return s
+}
+
+// waitBusy waits until every cpu worker runs a task.
+func (s *saturator) waitBusy(ctx context.Context, workers int) error {
+	deadline := time.Now().Add(cpuBusyWithin)
+	for s.running.Load() < int64(workers) {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return fmt.Errorf("the saturator stopped: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fewer than %d cpu tasks running after %s", workers, cpuBusyWithin)
+		}
+	}
+	return nil
+}
+
+func (s *saturator) stop() error {
+	s.cancel()
+	return <-s.done
+}
+
+// cpuRun is one round of scenario 12 on a fresh database: `taskd serve`
+// with workers cpu workers (and the default queue at its default), the
+// paced GETs of random finished tasks once idle and once while cpu tasks
+// keep every cpu worker busy.
+func (b *bench) cpuRun(ctx context.Context, workers int) (cpuRound, error) {
+	c := b.cfg
+	var res cpuRound
+	err := b.withDB(ctx, func(dbURL string) (err error) {
+		if err := fill(ctx, dbURL, cpuReadRows); err != nil {
+			return err
+		}
+		queues := fmt.Sprintf("TASKD_QUEUES=%s=%d,%s=%d", river.QueueDefault, jobs.QueueDefaultWorkers, builtin.QueueCPU, workers)
+		p, err := startTaskd(ctx, b.taskd, dbURL, queues)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := p.stop(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
+		w, err := newWatcher(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer w.close(ctx)
+		hc := newHTTPClient(c.CPUConcurrency)
+		get := func(ctx context.Context) error {
+			return do(ctx, hc, http.MethodGet, p.base+"/v1/tasks/"+strconv.Itoa(1+rand.IntN(cpuReadRows)), nil, http.StatusOK)
+		}
+		load := func() (loadResult, error) {
+			return pacedLoad(ctx, c.CPUConcurrency, c.CPURate, c.Warmup, c.CPUDuration, get)
+		}
+		sleep(ctx, c.Settle)
+		if res.Idle, err = measured(p.pid(), load); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		sat := startSaturator(ctx, w, p.base, workers, c.CPUN)
+		err = sat.waitBusy(ctx, workers)
+		if err == nil {
+			res.Busy, err = measured(p.pid(), load)
+		}
+		if err := errors.Join(err, sat.stop()); err != nil {
+			return fmt.Errorf("saturated: %w", err)
+		}
+		res.Submitted = int(sat.submitted.Load())
+		// The attempts that finished meanwhile (those still running when
+		// taskd stops are not counted), not fill's made-up ones.
+		var p50 *float64
+		if err := w.conn.QueryRow(ctx, `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms)
+			FROM task_attempts a JOIN river_job j ON j.id = a.task_id WHERE j.kind = 'cpu' AND j.id > $1`, cpuReadRows).Scan(&p50); err != nil {
+			return fmt.Errorf("measuring cpu attempts: %w", err)
+		}
+		res.Attempt = math.NaN()
+		if p50 != nil {
+			res.Attempt = *p50
+		}
+		return nil
+	})
+	return res, err
+}
+
+// scenario12: GET /v1/tasks/{id} latency at a fixed rate with the cpu
+// queue idle and with cpu tasks keeping every cpu worker busy, for each
+// number of cpu workers in CPUWorkers (rounds alternate between them).
+func (b *bench) scenario12(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 12: CPU saturation: GET /v1/tasks/{id} of %d finished tasks at %d/s from %d clients for %s (after %s), idle and with cpu tasks (n=%d) keeping every cpu worker busy, cpu workers %v (%d cores), %d rounds",
+		cpuReadRows, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.Warmup, c.CPUN, c.CPUWorkers, runtime.NumCPU(), c.Pairs)
+	// variant, metric (p50, p99, rate, machine busy %, taskd cores), idle/busy, rounds
+	res := make([][5][2][]float64, len(c.CPUWorkers))
+	attempt := make([][]float64, len(c.CPUWorkers))
+	for i := 1; i <= c.Pairs; i++ {
+		for v, workers := range c.CPUWorkers {
+			r, err := b.cpuRun(ctx, workers)
+			if err != nil {
+				return fmt.Errorf("%d cpu workers: %w", workers, err)
+			}
+			b.logf("  round %d, %d cpu workers: idle: %s", i, workers, r.Idle)
+			b.logf("  round %d, %d cpu workers: busy: %s; cpu attempt p50 %s ms, %d cpu tasks submitted", i, workers, r.Busy, num(r.Attempt), r.Submitted)
+			for pi, ph := range []cpuPhase{r.Idle, r.Busy} {
+				for mi, x := range []float64{ph.Get.P50, ph.Get.P99, ph.Get.Rate, 100 * ph.MachineBusy, ph.TaskdCores} {
+					res[v][mi][pi] = append(res[v][mi][pi], x)
+				}
+			}
+			if !math.IsNaN(r.Attempt) {
+				attempt[v] = append(attempt[v], r.Attempt)
+			}
+		}
+	}
+	for v, workers := range c.CPUWorkers {
+		name := fmt.Sprintf("12 cpu W=%d", workers)
+		if workers == runtime.NumCPU() {
+			name += " (default)"
+		}
+		for mi, metric := range []string{"GET p50 ms", "GET p99 ms", "GET/s", "machine CPU busy %", "taskd CPU cores"} {
+			b.compare(row{Scenario: name, Metric: metric, A: res[v][mi][1], B: res[v][mi][0], Baseline: "idle cpu queue, same taskd"})
+		}
+		b.compare(row{Scenario: name, Metric: "cpu attempt p50 ms", A: attempt[v], Baseline: "(taskd only)"})
+	}
+	return nil
+}
