@@ -6,7 +6,21 @@
 
 -- +goose Up
 
--- A slot is held while its task is running, or available to run after a
+-- The slots that the River workers of each process hold, as a count per
+-- process: a process takes and gives back the slots of many tasks with
+-- one row write per round of decisions, not one per task. A process that
+-- dies stops counting once its heartbeat (taskd_processes) is stale.
+CREATE TABLE task_limit_holds (
+    limit_name text NOT NULL,
+    key text NOT NULL,
+    client_id text NOT NULL,
+    held integer NOT NULL,
+    PRIMARY KEY (limit_name, key, client_id)
+);
+
+-- Slots held by single tasks: those of external kinds, claimed in one
+-- process and completed in any (token: from the lease), and those handed
+-- to a waiting task (token 0). A slot is held while its task is running, or available to run after a
 -- freed slot was handed to it (token 0 until it starts). A row whose task
 -- is in any other state holds nothing, so a process that died holding
 -- slots frees them as soon as its tasks leave 'running'.
@@ -47,6 +61,7 @@ CREATE TABLE task_rate_windows (
 
 -- +goose Down
 
+DROP TABLE task_limit_holds;
 DROP TABLE task_rate_windows;
 DROP TABLE task_limit_waits;
 DROP TABLE task_slots;

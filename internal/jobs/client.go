@@ -261,7 +261,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 
 	var middleware []rivertype.Middleware
-	c.limiter = limits.New(limits.Config{Store: cfg.Store, Set: cfg.Limits, Logger: cfg.Logger})
+	c.limiter = limits.New(limits.Config{Store: cfg.Store, Set: cfg.Limits, Logger: cfg.Logger, ClientID: c.id, Alive: cfg.RescueAfter})
 	if !cfg.Limits.Empty() {
 		// First, so outermost: see limitMiddleware.
 		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -53,7 +54,18 @@ type Config struct {
 	Recheck time.Duration
 	// Linger: see LingerDefault.
 	Linger time.Duration
+	// ClientID is this process's River client ID (taskd_processes), under
+	// which its River tasks' slots are counted. Required when Set limits
+	// anything.
+	ClientID string
+	// Alive is how long another process's counts hold after its last
+	// heartbeat: the rescue's RescueAfter, after which its tasks are run
+	// again elsewhere. Defaults to AliveDefault.
+	Alive time.Duration
 }
+
+// AliveDefault: see Config.Alive.
+const AliveDefault = 15 * time.Second
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -61,6 +73,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.Recheck = cmp.Or(c.Recheck, RecheckDefault)
 	c.Linger = cmp.Or(c.Linger, LingerDefault)
+	c.Alive = cmp.Or(c.Alive, AliveDefault)
 	return c
 }
 
@@ -85,6 +98,11 @@ type Task struct {
 // Grant holds nothing.
 type Grant struct {
 	TaskID, Token int64
+	// own: the slots are counted in this process's counts (a River task),
+	// not as the task's own rows (a claimed task, released by token in
+	// whichever process completes it).
+	own    bool
+	groups []group
 }
 
 // Decision is the outcome of Acquire for one task.
@@ -109,6 +127,11 @@ type Limiter struct {
 	in   chan *request
 	rels chan note
 	done chan struct{}
+	// held counts the slots this process's River tasks hold, per group, as
+	// last committed (only the Run goroutine touches it).
+	held map[groupID]int
+	// carry are releases of a round that failed, for the next one.
+	carry []note
 }
 
 // note is a release (grant) or a settled refusal (settle: the groups of a
@@ -134,6 +157,7 @@ func New(cfg Config) *Limiter {
 		in:   make(chan *request),
 		rels: make(chan note, 10_000),
 		done: make(chan struct{}),
+		held: map[groupID]int{},
 	}
 }
 
@@ -198,7 +222,7 @@ func (l *Limiter) AcquireMany(ctx context.Context, ts []Task) ([]Decision, error
 // Release gives back what g holds, asynchronously: the slots are freed and
 // handed on in the next round.
 func (l *Limiter) Release(g Grant) {
-	if g.Token == 0 {
+	if g.Token == 0 && !g.own {
 		return
 	}
 	l.note(note{grant: g})
@@ -244,6 +268,13 @@ func (l *Limiter) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			l.drainReleases(rels)
+			if !l.set.Empty() {
+				dctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
+				if err := l.cfg.Store.LimitDropHolds(dctx, l.cfg.ClientID); err != nil {
+					l.cfg.Logger.Warn("limits: dropping this process's slot counts failed; they lapse with its heartbeat", slog.String("error", err.Error()))
+				}
+				cancel()
+			}
 			return
 		case <-cleanup.C:
 			cctx, cancel := context.WithTimeout(ctx, roundTimeout)
@@ -313,21 +344,36 @@ func (l *Limiter) round(ctx context.Context, reqs []*request, notes []note) {
 	// Oldest first: a task that has waited longer (a lower ID came earlier)
 	// gets the slot.
 	slices.SortStableFunc(tasks, func(a, b pending) int { return cmp.Compare(a.task.ID, b.task.ID) })
+	notes = append(l.carry, notes...)
+	l.carry = nil
 	var tokens []store.LimitToken
-	var settle []group
+	var settle, released []group
 	for _, n := range notes {
-		if n.grant.Token != 0 {
+		switch {
+		case n.grant.own:
+			released = append(released, n.grant.groups...)
+		case n.grant.Token != 0:
 			tokens = append(tokens, store.LimitToken{TaskID: n.grant.TaskID, Token: n.grant.Token})
 		}
 		settle = append(settle, n.settle...)
 	}
+	var held map[groupID]int
 	err := l.cfg.Store.LimitRound(ctx, func(tx *store.LimitTx) error {
 		for i := range tasks {
 			*tasks[i].out = Decision{}
 		}
-		return l.decide(tx, tasks, tokens, settle)
+		held = maps.Clone(l.held)
+		return l.decide(tx, tasks, tokens, settle, released, held)
 	})
-	if err != nil {
+	if err == nil {
+		l.held = held
+	} else {
+		// Slots given back stay given back: the next round writes them.
+		for _, n := range notes {
+			if n.grant.own {
+				l.carry = append(l.carry, n)
+			}
+		}
 		l.cfg.Logger.Warn("limits: round failed", slog.Int("tasks", len(tasks)), slog.Int("notes", len(notes)), slog.String("error", err.Error()))
 		for _, r := range reqs {
 			r.err = err
@@ -335,14 +381,25 @@ func (l *Limiter) round(ctx context.Context, reqs []*request, notes []note) {
 	}
 }
 
-// decide is one round's transaction. Free slots go to waiting tasks
-// before the tasks of the round, oldest first (a task keeps its place in a
-// group's wait list until it starts), so that no task starves while newer
-// ones keep arriving.
-func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitToken, settle []group) error {
+// decide is one round's transaction: releases (rels by token, released
+// from this process's counts), settled refusals, then the tasks asking.
+// held is this process's counts, changed in place. Free slots go to
+// waiting tasks before the tasks of the round, oldest first (a task keeps
+// its place in a group's wait list until it starts), so that no task
+// starves while newer ones keep arriving.
+func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitToken, settle, released []group, held map[groupID]int) error {
 	byID := map[groupID]group{}
+	changedHeld := map[groupID]bool{}
 	for _, g := range settle {
 		byID[g.id()] = g
+	}
+	for _, g := range released {
+		id := g.id()
+		byID[id] = g
+		if held[id] > 0 {
+			held[id]--
+		}
+		changedHeld[id] = true
 	}
 	var relGroups []store.LimitGroup
 	if len(rels) > 0 {
@@ -393,32 +450,41 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 			rated = append(rated, g)
 		}
 	}
-	holders := map[groupID]map[int64]bool{}
+	// Who holds the capped groups now: other processes (a count each),
+	// single tasks (claims, handed slots), and this process (held).
+	others := map[groupID]int{}
+	waiting := map[groupID]int{}
+	slotHolders := map[groupID]map[int64]bool{}
 	for _, g := range capped {
-		holders[groupID{g.Limit, g.Key}] = map[int64]bool{}
+		slotHolders[groupID{g.Limit, g.Key}] = map[int64]bool{}
 	}
 	if len(capped) > 0 {
-		held, err := tx.Held(capped, ReservationTTL)
+		holding, err := tx.Held(capped, l.cfg.ClientID, ReservationTTL, l.cfg.Alive)
 		if err != nil {
 			return err
 		}
-		for _, s := range held {
-			holders[groupID{s.Limit, s.Key}][s.TaskID] = true
+		for g, h := range holding {
+			id := groupID{g.Limit, g.Key}
+			others[id], waiting[id] = h.Others, h.Waiting
+			for _, t := range h.Slots {
+				slotHolders[id][t] = true
+			}
 		}
 	}
+	count := func(id groupID) int { return others[id] + held[id] + len(slotHolders[id]) }
 	// handOut hands free slots to the oldest waiting tasks but skip.
 	handOut := func(skip []int64) ([]store.LimitSlot, error) {
 		var groups []store.LimitGroup
 		var free []int
 		for _, g := range capped {
 			id := groupID{g.Limit, g.Key}
-			if n := byID[id].Cap - len(holders[id]); n > 0 {
+			if n := byID[id].Cap - count(id); n > 0 && waiting[id] > 0 {
 				groups, free = append(groups, g), append(free, n)
 			}
 		}
 		got, err := tx.Waiters(groups, free, skip, ReservationTTL)
 		for _, s := range got {
-			holders[groupID{s.Limit, s.Key}][s.TaskID] = true
+			slotHolders[groupID{s.Limit, s.Key}][s.TaskID] = true
 		}
 		return got, err
 	}
@@ -445,7 +511,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 
 	var grants []store.LimitSlot
 	var grantTokens []int64
-	var granted, refused, unwait []int64
+	var granted, refused, unwait, dropped []int64
 	var waits []store.LimitSlot
 	var parks []store.LimitPark
 	for _, t := range tasks {
@@ -455,7 +521,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		var rateUntil time.Time
 		for _, g := range t.groups {
 			gid := g.id()
-			if g.Cap > 0 && !holders[gid][id] && len(holders[gid]) >= g.Cap {
+			if g.Cap > 0 && !slotHolders[gid][id] && count(gid) >= g.Cap {
 				ok = false
 				blocked = append(blocked, g)
 			}
@@ -469,10 +535,23 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		if ok {
 			for _, g := range t.groups {
 				gid := g.id()
-				if g.Cap > 0 {
-					holders[gid][id] = true
+				switch {
+				case g.Cap > 0 && t.task.Park:
+					slotHolders[gid][id] = true
 					grants = append(grants, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: gid.Limit, Key: gid.Key}, TaskID: id})
 					grantTokens = append(grantTokens, t.task.Token)
+				case g.Cap > 0:
+					// Counted in this process's counts from now on; a slot
+					// handed to it is given up for that.
+					if slotHolders[gid][id] {
+						delete(slotHolders[gid], id)
+						dropped = append(dropped, id)
+					}
+					held[gid]++
+					changedHeld[gid] = true
+				}
+				if g.Cap > 0 && waiting[gid] > 0 {
+					unwait = append(unwait, id)
 				}
 				if g.Rate > 0 {
 					used[gid]++
@@ -480,13 +559,13 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 				}
 			}
 			granted = append(granted, id)
-			*t.out = Decision{OK: true, Grant: Grant{TaskID: id, Token: t.task.Token}}
+			*t.out = Decision{OK: true, Grant: Grant{TaskID: id, Token: t.task.Token, own: !t.task.Park, groups: t.groups}}
 			continue
 		}
 		// Refused: whatever was handed to it goes to the next in line.
 		refused = append(refused, id)
 		for _, g := range t.groups {
-			delete(holders[g.id()], id)
+			delete(slotHolders[g.id()], id)
 		}
 		p := store.LimitPark{TaskID: id, State: "available", Until: rateUntil}
 		if len(blocked) > 0 {
@@ -497,6 +576,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 			}
 			for _, g := range blocked {
 				waits = append(waits, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: g.Limit, Key: g.Key}, TaskID: id})
+				waiting[g.id()]++
 			}
 		} else {
 			// Refused by a rate only: it runs once its window comes, and
@@ -510,10 +590,10 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		*t.out = Decision{Until: p.Until}
 	}
 
-	if err := tx.Unwait(append(granted, unwait...)); err != nil {
+	if err := tx.Unwait(unwait); err != nil {
 		return err
 	}
-	if err := tx.DropReservations(refused); err != nil {
+	if err := tx.DropReservations(append(refused, dropped...)); err != nil {
 		return err
 	}
 	if err := tx.Wait(waits); err != nil {
@@ -539,6 +619,14 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		if err := tx.Grant(more, make([]int64, len(more))); err != nil {
 			return err
 		}
+		handed = append(handed, more...)
+	}
+	saved := make(map[store.LimitGroup]int, len(changedHeld))
+	for id := range changedHeld {
+		saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = held[id]
+	}
+	if err := tx.SaveHolds(l.cfg.ClientID, saved); err != nil {
+		return err
 	}
 	var windows []store.RateWindow
 	for id := range changed {
@@ -549,6 +637,9 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	}
 	if _, err := tx.Park(parks); err != nil {
 		return err
+	}
+	if len(handed) == 0 && len(settle) == 0 {
+		return nil
 	}
 	return tx.WakeReady(capped)
 }

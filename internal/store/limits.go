@@ -25,6 +25,16 @@ type LimitSlot struct {
 	TaskID int64
 }
 
+// LimitHolding is what holds a group's slots (LimitTx.Held).
+type LimitHolding struct {
+	// Slots are the tasks holding a slot of their own.
+	Slots []int64
+	// Others is the slots the other live processes hold.
+	Others int
+	// Waiting is how many tasks wait for the group.
+	Waiting int
+}
+
 // LimitToken names one acquisition of slots by a task.
 type LimitToken struct {
 	TaskID int64
@@ -53,9 +63,16 @@ type LimitTx struct {
 	q   *dbsqlc.Queries
 }
 
-// LimitRound runs fn in one transaction, retried as WithTx is.
+// LimitRound runs fn in one transaction, retried as WithTx is. It commits
+// without waiting for the WAL flush (synchronous_commit off): a round lost
+// to a database crash only leaves slots uncounted that the crash ended
+// anyway, and waiting tasks rely on their recheck; every round of a
+// process's tasks would otherwise wait for a disk flush.
 func (s *Store) LimitRound(ctx context.Context, fn func(*LimitTx) error) error {
 	err := s.WithTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
 		return fn(&LimitTx{ctx: ctx, q: s.q.WithTx(tx)})
 	})
 	if err != nil {
@@ -110,19 +127,57 @@ func (t *LimitTx) Release(ts []LimitToken) error {
 	return t.q.LimitRelease(t.ctx, dbsqlc.LimitReleaseParams{TaskIds: ids, Tokens: tokens})
 }
 
-// Held returns the held slots of groups; a slot handed to a waiting task
-// holds for reserve.
-func (t *LimitTx) Held(groups []LimitGroup, reserve time.Duration) ([]LimitSlot, error) {
+// Held returns what holds the slots of groups, but clientID's own counts:
+// a slot handed to a waiting task holds for reserve, a process's counts
+// while its heartbeat is younger than alive.
+func (t *LimitTx) Held(groups []LimitGroup, clientID string, reserve, alive time.Duration) (map[LimitGroup]*LimitHolding, error) {
 	names, keys := splitGroups(groups)
-	rows, err := t.q.LimitHeld(t.ctx, dbsqlc.LimitHeldParams{LimitNames: names, Keys: keys, ReserveSecs: reserve.Seconds()})
+	rows, err := t.q.LimitHeld(t.ctx, dbsqlc.LimitHeldParams{LimitNames: names, Keys: keys, ClientID: clientID,
+		ReserveSecs: reserve.Seconds(), AliveSecs: alive.Seconds()})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]LimitSlot, len(rows))
-	for i, r := range rows {
-		out[i] = LimitSlot{LimitGroup{r.LimitName, r.Key}, r.TaskID}
+	out := make(map[LimitGroup]*LimitHolding, len(groups))
+	for _, g := range groups {
+		out[g] = &LimitHolding{}
+	}
+	for _, r := range rows {
+		h := out[LimitGroup{r.LimitName, r.Key}]
+		if h == nil {
+			continue
+		}
+		switch {
+		case r.TaskID > 0:
+			h.Slots = append(h.Slots, r.TaskID)
+		case r.TaskID == 0:
+			h.Others = int(r.N)
+		default:
+			h.Waiting = int(r.N)
+		}
 	}
 	return out, nil
+}
+
+// SaveHolds stores clientID's counts of held slots.
+func (t *LimitTx) SaveHolds(clientID string, held map[LimitGroup]int) error {
+	if len(held) == 0 {
+		return nil
+	}
+	p := dbsqlc.LimitSaveHoldsParams{ClientID: clientID}
+	for g, n := range held {
+		p.LimitNames = append(p.LimitNames, g.Limit)
+		p.Keys = append(p.Keys, g.Key)
+		p.Held = append(p.Held, int32(n))
+	}
+	return t.q.LimitSaveHolds(t.ctx, p)
+}
+
+// LimitDropHolds removes clientID's counts, when it stops.
+func (s *Store) LimitDropHolds(ctx context.Context, clientID string) error {
+	if err := s.q.LimitDropHolds(ctx, clientID); err != nil {
+		return fmt.Errorf("dropping held slots: %w", unavailable(err))
+	}
+	return nil
 }
 
 // Rates returns the saved windows of groups.

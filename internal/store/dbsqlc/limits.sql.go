@@ -25,8 +25,13 @@ waits AS (
 windows AS (
     DELETE FROM task_rate_windows WHERE window_start < now() - interval '2 hours'
     RETURNING 1
+),
+holds AS (
+    DELETE FROM task_limit_holds h
+    WHERE NOT EXISTS (SELECT 1 FROM taskd_processes p WHERE p.client_id = h.client_id)
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM slots) + (SELECT count(*) FROM waits) + (SELECT count(*) FROM windows)
+SELECT (SELECT count(*) FROM slots) + (SELECT count(*) FROM waits) + (SELECT count(*) FROM windows) + (SELECT count(*) FROM holds)
 `
 
 // LimitCleanup removes rows that no longer mean anything: slots and waits
@@ -34,6 +39,16 @@ SELECT (SELECT count(*) FROM slots) + (SELECT count(*) FROM waits) + (SELECT cou
 // windows long over. Each process runs it now and then.
 func (q *Queries) LimitCleanup(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, limitCleanup)
+	return err
+}
+
+const limitDropHolds = `-- name: LimitDropHolds :exec
+DELETE FROM task_limit_holds WHERE client_id = $1::text
+`
+
+// LimitDropHolds removes a stopping process's counts.
+func (q *Queries) LimitDropHolds(ctx context.Context, clientID string) error {
+	_, err := q.db.Exec(ctx, limitDropHolds, clientID)
 	return err
 }
 
@@ -72,34 +87,58 @@ func (q *Queries) LimitGrant(ctx context.Context, arg LimitGrantParams) error {
 }
 
 const limitHeld = `-- name: LimitHeld :many
-WITH g AS (SELECT unnest($2::text[]) AS limit_name, unnest($3::text[]) AS key)
-SELECT s.limit_name, s.key, s.task_id
+WITH g AS (SELECT unnest($1::text[]) AS limit_name, unnest($2::text[]) AS key)
+SELECT s.limit_name, s.key, s.task_id, 1::bigint AS n
 FROM task_slots s
 JOIN g ON g.limit_name = s.limit_name AND g.key = s.key
 JOIN river_job j ON j.id = s.task_id
 WHERE (s.token <> 0 AND j.state IN ('running', 'available'))
     OR (s.token = 0 AND j.state IN ('running', 'scheduled', 'available')
-        AND s.acquired_at > now() - make_interval(secs => $1::double precision))
+        AND s.acquired_at > now() - make_interval(secs => $3::double precision))
+UNION ALL
+SELECT h.limit_name, h.key, 0::bigint, sum(h.held)::bigint
+FROM task_limit_holds h
+JOIN g ON g.limit_name = h.limit_name AND g.key = h.key
+JOIN taskd_processes p ON p.client_id = h.client_id
+WHERE h.client_id <> $4::text AND h.held > 0
+    AND p.heartbeat_at > now() - make_interval(secs => $5::double precision)
+GROUP BY h.limit_name, h.key
+UNION ALL
+SELECT w.limit_name, w.key, -1::bigint, count(*)::bigint
+FROM task_limit_waits w
+JOIN g ON g.limit_name = w.limit_name AND g.key = w.key
+GROUP BY w.limit_name, w.key
 `
 
 type LimitHeldParams struct {
-	ReserveSecs float64
 	LimitNames  []string
 	Keys        []string
+	ReserveSecs float64
+	ClientID    string
+	AliveSecs   float64
 }
 
 type LimitHeldRow struct {
 	LimitName string
 	Key       string
 	TaskID    int64
+	N         int64
 }
 
-// LimitHeld returns the slots of groups that are held: those of tasks
-// that run (or are available to run again), and those handed to a waiting
-// task (token 0) in the last reserve_secs, while it is put back, waits to
-// be fetched, or is being decided.
+// LimitHeld returns, for groups, what holds their slots: one row per
+// single-task slot (task_id, n 1) that holds (its task runs or is
+// available, or it was handed to a waiting task in the last reserve_secs);
+// one row (task_id 0) with the slots that the other processes alive
+// (heartbeat within alive_secs) hold; and one row (task_id -1) with the
+// number of tasks waiting.
 func (q *Queries) LimitHeld(ctx context.Context, arg LimitHeldParams) ([]LimitHeldRow, error) {
-	rows, err := q.db.Query(ctx, limitHeld, arg.ReserveSecs, arg.LimitNames, arg.Keys)
+	rows, err := q.db.Query(ctx, limitHeld,
+		arg.LimitNames,
+		arg.Keys,
+		arg.ReserveSecs,
+		arg.ClientID,
+		arg.AliveSecs,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +146,12 @@ func (q *Queries) LimitHeld(ctx context.Context, arg LimitHeldParams) ([]LimitHe
 	var items []LimitHeldRow
 	for rows.Next() {
 		var i LimitHeldRow
-		if err := rows.Scan(&i.LimitName, &i.Key, &i.TaskID); err != nil {
+		if err := rows.Scan(
+			&i.LimitName,
+			&i.Key,
+			&i.TaskID,
+			&i.N,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -270,6 +314,30 @@ type LimitReleaseParams struct {
 
 func (q *Queries) LimitRelease(ctx context.Context, arg LimitReleaseParams) error {
 	_, err := q.db.Exec(ctx, limitRelease, arg.TaskIds, arg.Tokens)
+	return err
+}
+
+const limitSaveHolds = `-- name: LimitSaveHolds :exec
+INSERT INTO task_limit_holds (limit_name, key, client_id, held)
+SELECT unnest($1::text[]), unnest($2::text[]), $3::text, unnest($4::int[])
+ON CONFLICT (limit_name, key, client_id) DO UPDATE SET held = excluded.held
+`
+
+type LimitSaveHoldsParams struct {
+	LimitNames []string
+	Keys       []string
+	ClientID   string
+	Held       []int32
+}
+
+// LimitSaveHolds stores this process's counts of held slots.
+func (q *Queries) LimitSaveHolds(ctx context.Context, arg LimitSaveHoldsParams) error {
+	_, err := q.db.Exec(ctx, limitSaveHolds,
+		arg.LimitNames,
+		arg.Keys,
+		arg.ClientID,
+		arg.Held,
+	)
 	return err
 }
 

@@ -150,6 +150,13 @@ type TaskLease struct {
 	ExpiresAt time.Time
 }
 
+type TaskLimitHold struct {
+	LimitName string
+	Key       string
+	ClientID  string
+	Held      int32
+}
+
 type TaskLimitWait struct {
 	LimitName string
 	Key       string

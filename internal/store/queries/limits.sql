@@ -30,19 +30,44 @@ DELETE FROM task_slots s
 USING r
 WHERE s.task_id = r.task_id AND s.token = r.token;
 
--- LimitHeld returns the slots of groups that are held: those of tasks
--- that run (or are available to run again), and those handed to a waiting
--- task (token 0) in the last reserve_secs, while it is put back, waits to
--- be fetched, or is being decided.
+-- LimitHeld returns, for groups, what holds their slots: one row per
+-- single-task slot (task_id, n 1) that holds (its task runs or is
+-- available, or it was handed to a waiting task in the last reserve_secs);
+-- one row (task_id 0) with the slots that the other processes alive
+-- (heartbeat within alive_secs) hold; and one row (task_id -1) with the
+-- number of tasks waiting.
 -- name: LimitHeld :many
 WITH g AS (SELECT unnest(@limit_names::text[]) AS limit_name, unnest(@keys::text[]) AS key)
-SELECT s.limit_name, s.key, s.task_id
+SELECT s.limit_name, s.key, s.task_id, 1::bigint AS n
 FROM task_slots s
 JOIN g ON g.limit_name = s.limit_name AND g.key = s.key
 JOIN river_job j ON j.id = s.task_id
 WHERE (s.token <> 0 AND j.state IN ('running', 'available'))
     OR (s.token = 0 AND j.state IN ('running', 'scheduled', 'available')
-        AND s.acquired_at > now() - make_interval(secs => @reserve_secs::double precision));
+        AND s.acquired_at > now() - make_interval(secs => @reserve_secs::double precision))
+UNION ALL
+SELECT h.limit_name, h.key, 0::bigint, sum(h.held)::bigint
+FROM task_limit_holds h
+JOIN g ON g.limit_name = h.limit_name AND g.key = h.key
+JOIN taskd_processes p ON p.client_id = h.client_id
+WHERE h.client_id <> @client_id::text AND h.held > 0
+    AND p.heartbeat_at > now() - make_interval(secs => @alive_secs::double precision)
+GROUP BY h.limit_name, h.key
+UNION ALL
+SELECT w.limit_name, w.key, -1::bigint, count(*)::bigint
+FROM task_limit_waits w
+JOIN g ON g.limit_name = w.limit_name AND g.key = w.key
+GROUP BY w.limit_name, w.key;
+
+-- LimitSaveHolds stores this process's counts of held slots.
+-- name: LimitSaveHolds :exec
+INSERT INTO task_limit_holds (limit_name, key, client_id, held)
+SELECT unnest(@limit_names::text[]), unnest(@keys::text[]), @client_id::text, unnest(@held::int[])
+ON CONFLICT (limit_name, key, client_id) DO UPDATE SET held = excluded.held;
+
+-- LimitDropHolds removes a stopping process's counts.
+-- name: LimitDropHolds :exec
+DELETE FROM task_limit_holds WHERE client_id = @client_id::text;
 
 -- name: LimitRates :many
 WITH g AS (SELECT unnest(@limit_names::text[]) AS limit_name, unnest(@keys::text[]) AS key)
@@ -176,5 +201,10 @@ waits AS (
 windows AS (
     DELETE FROM task_rate_windows WHERE window_start < now() - interval '2 hours'
     RETURNING 1
+),
+holds AS (
+    DELETE FROM task_limit_holds h
+    WHERE NOT EXISTS (SELECT 1 FROM taskd_processes p WHERE p.client_id = h.client_id)
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM slots) + (SELECT count(*) FROM waits) + (SELECT count(*) FROM windows);
+SELECT (SELECT count(*) FROM slots) + (SELECT count(*) FROM waits) + (SELECT count(*) FROM windows) + (SELECT count(*) FROM holds);
