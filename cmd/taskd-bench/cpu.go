@@ -35,14 +35,14 @@ const (
 	userHZ = 100
 )
 
-// defaultCPUWorkers is -cpu-workers' default: taskd's (one per core,
-// jobs.DefaultQueues) and one fewer, if there is more than one core.
+// defaultCPUWorkers is -cpu-workers' default: one per core, and taskd's
+// default (jobs.CPUWorkersDefault, one fewer) when that differs.
 func defaultCPUWorkers() string {
-	n := runtime.NumCPU()
-	if n == 1 {
-		return "1"
+	n, d := runtime.NumCPU(), jobs.CPUWorkersDefault()
+	if n == d {
+		return strconv.Itoa(n)
 	}
-	return strconv.Itoa(n) + "," + strconv.Itoa(n-1)
+	return strconv.Itoa(n) + "," + strconv.Itoa(d)
 }
 
 // cpuPhase is one timed load of scenario 12.
@@ -358,7 +358,7 @@ func (b *bench) scenario12(ctx context.Context) error {
 	}
 	for v, workers := range c.CPUWorkers {
 		name := fmt.Sprintf("12 cpu W=%d", workers)
-		if workers == runtime.NumCPU() {
+		if workers == jobs.CPUWorkersDefault() {
 			name += " (default)"
 		}
 		for mi, metric := range []string{"GET p50 ms", "GET p99 ms", "GET/s", "machine CPU busy %", "taskd CPU cores"} {

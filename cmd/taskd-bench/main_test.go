@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/pgtest"
 )
 
@@ -31,7 +31,7 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
 		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release",
-		"10 limit cost", "11 limit wait P=1", "11 limit wait P=3", "12 cpu W=" + strconv.Itoa(runtime.NumCPU()) + " (default)"} {
+		"10 limit cost", "11 limit wait P=1", "11 limit wait P=3", "12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)"} {
 		if !strings.Contains(table, "\n"+scenario) {
 			t.Errorf("final table has no row for %q:\n%s", scenario, table)
 		}
@@ -49,7 +49,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, want := range [][2]string{{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
-		{"12 cpu W=" + strconv.Itoa(runtime.NumCPU()) + " (default)", "GET p99 ms"}} {
+		{"12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)", "GET p99 ms"}} {
 		if !slices.ContainsFunc(strings.Split(table, "\n"), func(line string) bool {
 			return strings.HasPrefix(line, want[0]+" ") && strings.Contains(line, "  "+want[1]+"  ")
 		}) {

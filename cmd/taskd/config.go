@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -173,7 +172,7 @@ func (cfg *serveConfig) jobsConfig(st *store.Store) jobs.Config {
 }
 
 func defaultQueues() string {
-	return "default=" + strconv.Itoa(jobs.QueueDefaultWorkers) + ",cpu=" + strconv.Itoa(runtime.NumCPU())
+	return "default=" + strconv.Itoa(jobs.QueueDefaultWorkers) + ",cpu=" + strconv.Itoa(jobs.CPUWorkersDefault())
 }
 
 // parseServeConfig reads flags and their environment twins. Invalid

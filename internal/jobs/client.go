@@ -69,10 +69,18 @@ const (
 )
 
 // DefaultQueues returns the default queue sizes: "default" with
-// QueueDefaultWorkers workers and "cpu" with one worker per core.
+// QueueDefaultWorkers workers and "cpu" with CPUWorkersDefault.
 func DefaultQueues() map[string]int {
-	return map[string]int{river.QueueDefault: QueueDefaultWorkers, builtin.QueueCPU: runtime.NumCPU()}
+	return map[string]int{river.QueueDefault: QueueDefaultWorkers, builtin.QueueCPU: CPUWorkersDefault()}
 }
+
+// CPUWorkersDefault is the cpu queue's default workers: one per core but
+// one, so that CPU-bound tasks leave a core to the API. With every core on
+// cpu tasks, GET /v1/tasks/{id} took 13 ms at p50 and 41 ms at p99 (0.4
+// and 0.8 ms idle); with one worker fewer, 0.3 and 3.4 ms
+// (docs/PERFORMANCE.md, scenario 12). More processes, on more machines,
+// add capacity; a limit on the queue caps the cluster's total.
+func CPUWorkersDefault() int { return max(1, runtime.NumCPU()-1) }
 
 // Config configures a Client.
 type Config struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/limits"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/taskdtest"
 )
@@ -386,5 +387,31 @@ limits:
 	wg.Wait()
 	if len(next) != 1 || next[0].ID != ids[1] || next[0].Attempt != 1 {
 		t.Fatalf("after the slot was freed, the claim got %+v, want task %d (the oldest waiting) at attempt 1", next, ids[1])
+	}
+}
+
+// A cap large enough that processes reserve spare slots ahead
+// (limits.QuotaMinCap): 3 processes of 40 workers each compete for 64
+// slots, and the cap still holds.
+func TestLargeCapAcrossProcesses(t *testing.T) {
+	cs, pool := cluster(t, 3, fmt.Sprintf(`
+queues: {default: 40}
+limits:
+  - kind: sleep
+    concurrency: %d
+`, limits.QuotaMinCap))
+	var tasks []client.TaskRequest
+	for range 400 {
+		tasks = append(tasks, client.TaskRequest{Kind: new("sleep"), Args: json.RawMessage(`{"ms": 100}`)})
+	}
+	waitDone(t, cs[0], submit(t, cs, tasks), 3*time.Minute)
+	spans := attempts(t, pool, "sleep", "")
+	if len(spans) != len(tasks) {
+		t.Fatalf("%d attempts, want %d", len(spans), len(tasks))
+	}
+	most := maxOverlap(spans)[""]
+	t.Logf("most sleep attempts at once: %d (limit %d, 120 workers)", most, limits.QuotaMinCap)
+	if most > limits.QuotaMinCap {
+		t.Errorf("%d sleep attempts ran at once across the cluster; the limit is %d", most, limits.QuotaMinCap)
 	}
 }

@@ -127,9 +127,16 @@ type Limiter struct {
 	in   chan *request
 	rels chan note
 	done chan struct{}
-	// held counts the slots this process's River tasks hold, per group, as
-	// last committed (only the Run goroutine touches it).
-	held map[groupID]int
+	// held counts the slots this process's River tasks hold, per group,
+	// and reserved what it holds in the database (held and its spare;
+	// see quotaGroup), as last committed. Only the Run goroutine touches
+	// them, and contended and demand.
+	held, reserved map[groupID]int
+	// contended: tasks waited for the group at the last round, so this
+	// process keeps no spare of it.
+	contended map[groupID]bool
+	// demand is when a task last asked for the group.
+	demand map[groupID]time.Time
 	// carry are releases of a round that failed, for the next one.
 	carry []note
 }
@@ -157,8 +164,95 @@ func New(cfg Config) *Limiter {
 		in:   make(chan *request),
 		rels: make(chan note, 10_000),
 		done: make(chan struct{}),
-		held: map[groupID]int{},
+		held: map[groupID]int{}, reserved: map[groupID]int{},
+		contended: map[groupID]bool{}, demand: map[groupID]time.Time{},
 	}
+}
+
+// Spare slots (quota). A process that starts many tasks of a limit with a
+// large cap reserves slots ahead, a chunk at a time, and starts tasks from
+// them without a round: the cost of a generous limit is then a round per
+// chunk, not per task. Only a limit's global cap with no rate qualifies
+// (per-key caps are small, rates count every start), only from
+// QuotaMinCap, and a process keeps no spare while tasks wait for the
+// group anywhere, and gives its spare back once its tasks stop asking.
+const (
+	// QuotaMinCap is the smallest cap a process reserves spare slots of.
+	QuotaMinCap = 64
+	// quotaIdle is how long a process keeps spare slots nobody asks for.
+	quotaIdle = 200 * time.Millisecond
+	// quotaTick is how often a process with spare slots looks whether
+	// others wait for them.
+	quotaTick = 50 * time.Millisecond
+)
+
+func quotaGroup(g group) bool { return g.Key == "" && g.Rate == 0 && g.Cap >= QuotaMinCap }
+
+// quotaChunk is how many spare slots a process reserves at once.
+func quotaChunk(g group) int { return max(16, g.Cap/8) }
+
+// fast grants the tasks of r from spare slots, without a round, if every
+// task's every group has one; it reports whether it did (and replied).
+func (l *Limiter) fast(r *request) bool {
+	need := map[groupID]int{}
+	for _, gs := range r.groups {
+		for _, g := range gs {
+			id := g.id()
+			if !quotaGroup(g) || l.contended[id] {
+				return false
+			}
+			need[id]++
+		}
+	}
+	for id, n := range need {
+		if l.reserved[id]-l.held[id] < n {
+			return false
+		}
+	}
+	now := time.Now()
+	ds := make([]Decision, len(r.tasks))
+	for i, t := range r.tasks {
+		for _, g := range r.groups[i] {
+			l.held[g.id()]++
+			l.demand[g.id()] = now
+		}
+		ds[i] = Decision{OK: true, Grant: Grant{TaskID: t.ID, Token: t.Token, own: true, groups: r.groups[i]}}
+	}
+	r.reply <- ds
+	return true
+}
+
+// fastRelease gives a spare slot back to this process's spare, without a
+// round, when no task waits for any of g's groups.
+func (l *Limiter) fastRelease(g Grant) bool {
+	if !g.own {
+		return false
+	}
+	for _, gr := range g.groups {
+		if !quotaGroup(gr) || l.contended[gr.id()] {
+			return false
+		}
+	}
+	for _, gr := range g.groups {
+		if l.held[gr.id()] > 0 {
+			l.held[gr.id()]--
+		}
+	}
+	return true
+}
+
+// spareGroups are the groups this process holds spare slots of: those the
+// quota tick looks at, to give them back when idle or when others wait.
+func (l *Limiter) spareGroups() []group {
+	var out []group
+	for id, r := range l.reserved {
+		if r > l.held[id] {
+			if g, ok := l.set.group(id.Limit, id.Key); ok && quotaGroup(g) {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
 }
 
 // Set returns the limits.
@@ -262,6 +356,8 @@ func (l *Limiter) Run(ctx context.Context) {
 	defer close(l.done)
 	cleanup := time.NewTicker(cleanupInterval)
 	defer cleanup.Stop()
+	tick := time.NewTicker(quotaTick)
+	defer tick.Stop()
 	for {
 		var reqs []*request
 		var rels []note
@@ -283,9 +379,22 @@ func (l *Limiter) Run(ctx context.Context) {
 			}
 			cancel()
 			continue
+		case <-tick.C:
+			// Spare slots: given back once idle, or when others wait.
+			gs := l.spareGroups()
+			if len(gs) == 0 {
+				continue
+			}
+			rels = append(rels, note{settle: gs})
 		case r := <-l.in:
+			if l.fast(r) {
+				continue
+			}
 			reqs = append(reqs, r)
 		case g := <-l.rels:
+			if g.settle == nil && l.fastRelease(g.grant) {
+				continue
+			}
 			rels = append(rels, g)
 		}
 		linger := time.NewTimer(l.cfg.Linger)
@@ -293,9 +402,13 @@ func (l *Limiter) Run(ctx context.Context) {
 		for len(reqs)+len(rels) < RoundMax {
 			select {
 			case r := <-l.in:
-				reqs = append(reqs, r)
+				if !l.fast(r) {
+					reqs = append(reqs, r)
+				}
 			case g := <-l.rels:
-				rels = append(rels, g)
+				if g.settle != nil || !l.fastRelease(g.grant) {
+					rels = append(rels, g)
+				}
 			case <-linger.C:
 				break collect
 			}
@@ -357,16 +470,22 @@ func (l *Limiter) round(ctx context.Context, reqs []*request, notes []note) {
 		}
 		settle = append(settle, n.settle...)
 	}
-	var held map[groupID]int
+	var st *quotaState
 	err := l.cfg.Store.LimitRound(ctx, func(tx *store.LimitTx) error {
 		for i := range tasks {
 			*tasks[i].out = Decision{}
 		}
-		held = maps.Clone(l.held)
-		return l.decide(tx, tasks, tokens, settle, released, held)
+		st = &quotaState{held: maps.Clone(l.held), reserved: maps.Clone(l.reserved), contended: maps.Clone(l.contended)}
+		return l.decide(tx, tasks, tokens, settle, released, st)
 	})
 	if err == nil {
-		l.held = held
+		l.held, l.reserved, l.contended = st.held, st.reserved, st.contended
+		now := time.Now()
+		for _, t := range tasks {
+			for _, g := range t.groups {
+				l.demand[g.id()] = now
+			}
+		}
 	} else {
 		// Slots given back stay given back: the next round writes them.
 		for _, n := range notes {
@@ -387,7 +506,15 @@ func (l *Limiter) round(ctx context.Context, reqs []*request, notes []note) {
 // waiting tasks before the tasks of the round, oldest first (a task keeps
 // its place in a group's wait list until it starts), so that no task
 // starves while newer ones keep arriving.
-func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitToken, settle, released []group, held map[groupID]int) error {
+// quotaState is a round's copy of this process's counts.
+type quotaState struct {
+	held, reserved map[groupID]int
+	contended      map[groupID]bool
+}
+
+func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitToken, settle, released []group, st *quotaState) error {
+	held, reserved := st.held, st.reserved
+	committed := maps.Clone(reserved)
 	byID := map[groupID]group{}
 	changedHeld := map[groupID]bool{}
 	for _, g := range settle {
@@ -471,7 +598,16 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 			}
 		}
 	}
-	count := func(id groupID) int { return others[id] + held[id] + len(slotHolders[id]) }
+	// A process keeps no spare slots of a group tasks wait for.
+	for _, g := range capped {
+		id := groupID{g.Limit, g.Key}
+		st.contended[id] = waiting[id] > 0
+		if st.contended[id] || !quotaGroup(byID[id]) {
+			reserved[id] = held[id]
+		}
+	}
+	own := func(id groupID) int { return max(held[id], reserved[id]) }
+	count := func(id groupID) int { return others[id] + own(id) + len(slotHolders[id]) }
 	// handOut hands free slots to the oldest waiting tasks but skip.
 	handOut := func(skip []int64) ([]store.LimitSlot, error) {
 		var groups []store.LimitGroup
@@ -521,7 +657,8 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		var rateUntil time.Time
 		for _, g := range t.groups {
 			gid := g.id()
-			if g.Cap > 0 && !slotHolders[gid][id] && count(gid) >= g.Cap {
+			spare := !t.task.Park && held[gid] < reserved[gid]
+			if g.Cap > 0 && !slotHolders[gid][id] && !spare && count(gid) >= g.Cap {
 				ok = false
 				blocked = append(blocked, g)
 			}
@@ -548,6 +685,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 						dropped = append(dropped, id)
 					}
 					held[gid]++
+					reserved[gid] = max(reserved[gid], held[gid])
 					changedHeld[gid] = true
 				}
 				if g.Cap > 0 && waiting[gid] > 0 {
@@ -621,9 +759,34 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		}
 		handed = append(handed, more...)
 	}
-	saved := make(map[store.LimitGroup]int, len(changedHeld))
+	// Spare slots for the tasks to come, while they keep coming and
+	// nobody waits; none otherwise.
+	asked := map[groupID]bool{}
+	for _, t := range tasks {
+		for _, g := range t.groups {
+			asked[g.id()] = true
+		}
+	}
+	saved := map[store.LimitGroup]int{}
+	for _, g := range capped {
+		id := groupID{g.Limit, g.Key}
+		cg := byID[id]
+		want := held[id]
+		if quotaGroup(cg) && !st.contended[id] && (asked[id] || time.Since(l.demand[id]) < quotaIdle) {
+			want = held[id] + quotaChunk(cg)
+		}
+		want = max(held[id], min(want, cg.Cap-others[id]-len(slotHolders[id])))
+		if want != committed[id] || changedHeld[id] {
+			reserved[id] = want
+			saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = want
+		}
+	}
 	for id := range changedHeld {
-		saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = held[id]
+		if _, ok := saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}]; !ok {
+			// A limit no longer configured: only the count.
+			reserved[id] = held[id]
+			saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = held[id]
+		}
 	}
 	if err := tx.SaveHolds(l.cfg.ClientID, saved); err != nil {
 		return err
