@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -27,8 +28,22 @@ type limitMiddleware struct {
 	logger  *slog.Logger
 	// refused holds the tasks refused and snoozed, until River reports the
 	// snooze saved (settled).
-	refused sync.Map // task ID → limits.Task
+	refused sync.Map // task ID → refusal
+	// stored counts refusals, to sweep now and then the entries of events
+	// River dropped.
+	stored atomic.Int64
 }
+
+// refusal is an entry of limitMiddleware.refused.
+type refusal struct {
+	task limits.Task
+	at   time.Time
+}
+
+// refusedForget is how long a refusal waits for River's snooze event; an
+// entry older than that is of an event River dropped (its buffer was
+// full), and the task's recheck covers it.
+const refusedForget = time.Minute
 
 // Work implements rivertype.WorkerMiddleware.
 func (m *limitMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
@@ -46,7 +61,15 @@ func (m *limitMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInn
 		// River's snooze puts it back without using the attempt: a waiting
 		// task is woken when a slot is handed to it, and asks again at
 		// d.Until at the latest.
-		m.refused.Store(job.ID, t)
+		m.refused.Store(job.ID, refusal{task: t, at: time.Now()})
+		if m.stored.Add(1)%1000 == 0 {
+			m.refused.Range(func(k, v any) bool {
+				if time.Since(v.(refusal).at) > refusedForget {
+					m.refused.Delete(k)
+				}
+				return true
+			})
+		}
 		return river.JobSnooze(max(time.Until(d.Until), 0))
 	}
 	defer m.limiter.Release(d.Grant)
@@ -56,7 +79,7 @@ func (m *limitMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInn
 // settled is told of River's snoozed jobs, once River saved them: those
 // the limits refused are looked at again (limits.Limiter.Settle).
 func (m *limitMiddleware) settled(id int64) {
-	if t, ok := m.refused.LoadAndDelete(id); ok {
-		m.limiter.Settle(t.(limits.Task))
+	if r, ok := m.refused.LoadAndDelete(id); ok {
+		m.limiter.Settle(r.(refusal).task)
 	}
 }

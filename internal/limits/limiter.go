@@ -316,10 +316,18 @@ func (l *Limiter) AcquireMany(ctx context.Context, ts []Task) ([]Decision, error
 // Release gives back what g holds, asynchronously: the slots are freed and
 // handed on in the next round.
 func (l *Limiter) Release(g Grant) {
-	if g.Token == 0 && !g.own {
-		return
+	switch {
+	case g.own:
+		// Counted in this process's counts, which nothing else corrects:
+		// the release must not be dropped, so it waits for the loop
+		// (never longer than a round).
+		select {
+		case l.rels <- note{grant: g}:
+		case <-l.done:
+		}
+	case g.Token != 0:
+		l.note(note{grant: g})
 	}
-	l.note(note{grant: g})
 }
 
 // Settle is called when River has put back a task that Acquire refused:
@@ -523,10 +531,10 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	for _, g := range released {
 		id := g.id()
 		byID[id] = g
-		if held[id] > 0 {
-			held[id]--
+		if g.Cap > 0 {
+			held[id] = max(held[id]-1, 0)
+			changedHeld[id] = true
 		}
-		changedHeld[id] = true
 	}
 	var relGroups []store.LimitGroup
 	if len(rels) > 0 {
