@@ -91,7 +91,9 @@ func TestRolesAPIAndWorker(t *testing.T) {
 	// accepts both of the file's queues.
 	worker := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Role: "worker", Config: rolesConfig,
 		Args: []string{"--queues", "special=2"}, Env: rolesEnv})
-	api := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Role: "api", Config: rolesConfig, Env: rolesEnv})
+	// The River UI stays on: it must work on an insert-only client too.
+	api := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Role: "api", Config: rolesConfig,
+		Env: []string{"TASKD_DB_MAX_CONNS=5", "TASKD_LOG_LEVEL=warn"}})
 
 	c, err := client.New(api.URL, client.Config{HTTPClient: &http.Client{Timeout: 30 * time.Second}})
 	if err != nil {
@@ -137,6 +139,9 @@ func TestRolesAPIAndWorker(t *testing.T) {
 	}
 	if status, r := readyz(t, api.URL); status != http.StatusOK || r.Leader {
 		t.Errorf("api GET /readyz: %d %+v, want 200 and not leader", status, r)
+	}
+	if status, body := get(t, api.URL+"/riverui/api/queues"); status != http.StatusOK || !strings.Contains(body, `"special"`) {
+		t.Errorf("api GET /riverui/api/queues: %d %s, want 200 listing special", status, body)
 	}
 	if status, _ := get(t, worker.URL+"/v1/tasks/1"); status != http.StatusNotFound {
 		t.Errorf("worker GET /v1/tasks/1: %d, want 404 (a worker serves no API)", status)
