@@ -310,6 +310,16 @@ type Queue struct {
 	Limits []Limit `json:"limits"`
 }
 
+// Ready is the answer of GET /readyz when the process is ready (503
+// otherwise, with a problem).
+type Ready struct {
+	Status string `json:"status"`
+	// Leader is set while this process is River's elected leader, the one
+	// process of a cluster that runs the work that must run once (River's
+	// maintenance, the schedules). An api process never leads.
+	Leader bool `json:"leader"`
+}
+
 // QueueList is the answer to GET /v1/queues.
 type QueueList struct {
 	Queues []Queue `json:"queues"`

@@ -111,25 +111,47 @@ func (f *flagSet) parseBool(name, raw string) (bool, error) {
 	return b, nil
 }
 
-// serveConfig is the configuration of serve and worker.
+// role is what a process of `taskd serve`, `taskd api` or `taskd worker`
+// does.
+type role string
+
+const (
+	// roleServe serves the HTTP API and works the queues.
+	roleServe role = "serve"
+	// roleAPI serves the HTTP API only: an insert-only River client that
+	// works no queue and never leads.
+	roleAPI role = "api"
+	// roleWorker works the queues; its HTTP listener serves health and
+	// metrics only.
+	roleWorker role = "worker"
+)
+
+// serveConfig is the configuration of serve, api and worker.
 type serveConfig struct {
+	// Role is the command that runs.
+	Role role
 	// ConfigFile is the configuration file, nil without --config.
 	ConfigFile *config.File
 	// Kinds are the built-in kinds and the file's.
 	Kinds *kinds.Registry
-	// Schedules are the file's schedules, checked as submissions against
-	// ScheduleQueues, the cluster's queues: the file's, or the defaults
-	// without its queues key (as for http kinds), not --queues, since the
-	// leader enqueues every schedule whatever queues it works itself.
-	Schedules      []tasks.Schedule
-	ScheduleQueues []string
+	// Schedules are the file's schedules, checked as submissions to
+	// ClusterQueues.
+	Schedules []tasks.Schedule
+	// ClusterQueues are the cluster's configured queues, sorted: those
+	// submissions (and schedules) may go to in every role. They are the
+	// file's queues, with those this process works (--queues) added;
+	// without a queues key in the file, --queues, or the defaults. An api
+	// process works none of them and accepts them all.
+	ClusterQueues []string
 	// QueueWarning names the http kinds of the file whose queues --queues
 	// left out: a process may rightly work only some queues of a cluster,
-	// but then it refuses those kinds' submissions, which is worth a line
-	// in the log.
-	QueueWarning       error
-	DatabaseURL        string
-	Addr               string
+	// but then other processes must push those kinds' tasks, which is
+	// worth a line in the log.
+	QueueWarning error
+	DatabaseURL  string
+	Addr         string
+	// Queues are the queues this process works, with their workers; nil
+	// for an api process.
 	Queues             map[string]int
 	FetchCooldown      time.Duration
 	FetchPollInterval  time.Duration
@@ -158,6 +180,7 @@ func (cfg *serveConfig) jobsConfig(st *store.Store) jobs.Config {
 		Store:              st,
 		Kinds:              cfg.Kinds,
 		Queues:             cfg.Queues,
+		InsertOnly:         cfg.Role == roleAPI,
 		Limits:             cfg.limitSet(),
 		FetchCooldown:      cfg.FetchCooldown,
 		FetchPollInterval:  cfg.FetchPollInterval,
@@ -175,10 +198,27 @@ func defaultQueues() string {
 	return "default=" + strconv.Itoa(jobs.QueueDefaultWorkers) + ",cpu=" + strconv.Itoa(jobs.CPUWorkersDefault())
 }
 
-// parseServeConfig reads flags and their environment twins. Invalid
-// settings give a usage error naming the setting.
-func parseServeConfig(name string, args []string, getenv func(string) string, out io.Writer, withHTTP bool) (*serveConfig, error) {
+// Listen addresses by role: a worker's listener serves health and metrics
+// only, on another port, so that a worker and an api process may share a
+// machine with their defaults.
+const (
+	addrDefault       = "127.0.0.1:8080"
+	workerAddrDefault = "127.0.0.1:8081"
+)
+
+// parseServeConfig reads the flags of role and their environment twins.
+// Invalid settings give a usage error naming the setting.
+func parseServeConfig(r role, args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
+	name := string(r)
 	f := newFlagSet("taskd "+name, getenv, out)
+	addrDef, addrUsage := addrDefault, "HTTP listen address"
+	queuesUsage := "queues to work and their worker counts, name=n,...; also the queues submissions may go to (with the configuration file's)"
+	switch r {
+	case roleWorker:
+		addrDef, addrUsage = workerAddrDefault, "listen address of /healthz, /readyz and /metrics"
+	case roleAPI:
+		queuesUsage = "the cluster's queues, name=n,..., that submissions may go to (with the configuration file's); an api process works none"
+	}
 	f.fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: taskd %s [flags]\n\nFlags (each with its environment variable):\n", name)
 		f.fs.PrintDefaults()
@@ -186,8 +226,8 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	var (
 		cfgFile    = f.string("config", "TASKD_CONFIG", "", "YAML configuration file: queues and declared kinds (see examples/taskd.yaml); flags override it")
 		dbURL      = f.string("database-url", "DATABASE_URL", "", "PostgreSQL connection string (required)")
-		addr       = f.string("addr", "TASKD_ADDR", "127.0.0.1:8080", "HTTP listen address")
-		queues     = f.string("queues", "TASKD_QUEUES", defaultQueues(), "queues to work and their worker counts, name=n,...")
+		addr       = f.string("addr", "TASKD_ADDR", addrDef, addrUsage)
+		queues     = f.string("queues", "TASKD_QUEUES", defaultQueues(), queuesUsage)
 		cooldown   = f.string("fetch-cooldown", "TASKD_FETCH_COOLDOWN", jobs.FetchCooldownDefault.String(), "minimum time between two fetches of a queue (River FetchCooldown)")
 		poll       = f.string("fetch-poll-interval", "TASKD_FETCH_POLL_INTERVAL", jobs.FetchPollIntervalDefault.String(), "how often an idle queue polls when no notification arrives (River FetchPollInterval)")
 		grace      = f.string("shutdown-grace", "TASKD_SHUTDOWN_GRACE", "30s", "on SIGTERM, how long running tasks may take to finish before they are cancelled")
@@ -214,11 +254,11 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	if f.fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", f.fs.Arg(0))
 	}
-	cfg := &serveConfig{DatabaseURL: *dbURL, Addr: *addr, LogLevel: *logLevel, PprofAddr: *pprofAddr}
+	cfg := &serveConfig{Role: r, DatabaseURL: *dbURL, Addr: *addr, LogLevel: *logLevel, PprofAddr: *pprofAddr}
 	if cfg.DatabaseURL == "" {
 		return nil, usagef("%s is required", f.setting("database-url"))
 	}
-	if withHTTP && cfg.Addr == "" {
+	if cfg.Addr == "" {
 		return nil, usagef("%s must not be empty", f.setting("addr"))
 	}
 	var err error
@@ -229,14 +269,19 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	// defaults.
 	queuesSet := getenv("TASKD_QUEUES") != ""
 	f.fs.Visit(func(fl *flag.Flag) { queuesSet = queuesSet || fl.Name == "queues" })
+	var queueMap map[string]int
 	if cfg.ConfigFile != nil && cfg.ConfigFile.Queues != nil && !queuesSet {
-		cfg.Queues = cfg.ConfigFile.Queues
-	} else if cfg.Queues, err = parseQueues(*queues); err != nil {
+		queueMap = cfg.ConfigFile.Queues
+	} else if queueMap, err = parseQueues(*queues); err != nil {
 		return nil, usagef("invalid %s %q: %v", f.setting("queues"), *queues, err)
-	} else if cfg.ConfigFile != nil {
-		cfg.QueueWarning = cfg.ConfigFile.CheckQueues(cfg.Queues)
+	} else if cfg.ConfigFile != nil && r != roleAPI {
+		cfg.QueueWarning = cfg.ConfigFile.CheckQueues(queueMap)
 	}
-	if cfg.Schedules, cfg.ScheduleQueues, err = fileSchedules(cfg.ConfigFile, cfg.Kinds); err != nil {
+	cfg.ClusterQueues = clusterQueues(cfg.ConfigFile, queueMap)
+	if r != roleAPI {
+		cfg.Queues = queueMap
+	}
+	if cfg.Schedules, err = fileSchedules(cfg.ConfigFile, cfg.Kinds, cfg.ClusterQueues); err != nil {
 		return nil, err
 	}
 	durations := []struct {
@@ -263,7 +308,11 @@ func parseServeConfig(name string, args []string, getenv func(string) string, ou
 	}
 	// The rules between settings are jobs.Config's; its errors name the
 	// field, mapped here to the flag.
-	err = cfg.jobsConfig(nil).Validate()
+	// An api process works no queue, but its --queues are checked as a
+	// worker's would be, so that one setting serves every role.
+	vcfg := cfg.jobsConfig(nil)
+	vcfg.Queues, vcfg.InsertOnly = queueMap, false
+	err = vcfg.Validate()
 	var cerr *jobs.ConfigError
 	flagOf := map[string]string{"Queues": "queues", "FetchCooldown": "fetch-cooldown",
 		"FetchPollInterval": "fetch-poll-interval", "RescueAfter": "rescue-after", "HeartbeatInterval": "heartbeat-interval"}
@@ -381,26 +430,37 @@ func loadConfigFile(path string, getenv func(string) string) (*config.File, *kin
 	return file, reg, nil
 }
 
+// clusterQueues are the cluster's configured queues, sorted (see
+// serveConfig.ClusterQueues): the file's with queueMap's added, or
+// queueMap's without a queues key in the file (or without a file).
+func clusterQueues(file *config.File, queueMap map[string]int) []string {
+	names := slices.Collect(maps.Keys(queueMap))
+	if file != nil && file.Queues != nil {
+		for name := range file.Queues {
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // fileSchedules checks the schedules of file (none without a file) as
-// submissions of the registry's kinds to the cluster's queues, and returns
-// them with those queues. Errors name the file's lines.
-func fileSchedules(file *config.File, reg *kinds.Registry) ([]tasks.Schedule, []string, error) {
+// submissions of the registry's kinds to the cluster's queues. Errors name
+// the file's lines.
+func fileSchedules(file *config.File, reg *kinds.Registry, queues []string) ([]tasks.Schedule, error) {
 	if file == nil || len(file.Schedules) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
-	queues := file.Queues
-	if queues == nil {
-		queues = jobs.DefaultQueues()
-	}
-	names := slices.Sorted(maps.Keys(queues))
-	if err := file.CheckSchedules(tasks.Rules{Kinds: reg, Queues: names}.Check); err != nil {
-		return nil, nil, usagef("%v", err)
+	if err := file.CheckSchedules(tasks.Rules{Kinds: reg, Queues: queues}.Check); err != nil {
+		return nil, usagef("%v", err)
 	}
 	out := make([]tasks.Schedule, len(file.Schedules))
 	for i, s := range file.Schedules {
 		out[i] = tasks.Schedule{Name: s.Name, Spec: s.Spec, Task: s.Task}
 	}
-	return out, names, nil
+	return out, nil
 }
 
 // runConfig runs "taskd config check FILE": it loads the file as serve
@@ -415,12 +475,12 @@ func runConfig(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	if _, _, err := fileSchedules(file, reg); err != nil {
-		return err
-	}
 	queues := file.Queues
 	if queues == nil {
 		queues = jobs.DefaultQueues()
+	}
+	if _, err := fileSchedules(file, reg, clusterQueues(nil, queues)); err != nil {
+		return err
 	}
 	var cerr *jobs.ConfigError
 	if err := (jobs.Config{Kinds: reg, Queues: queues}).Validate(); errors.As(err, &cerr) {

@@ -2,6 +2,7 @@
 // in front of River workers.
 //
 //	taskd serve     HTTP API and workers in one process
+//	taskd api       HTTP API only: inserts, reads, claims; works no queue
 //	taskd worker    workers only (scale out on more machines)
 //	taskd migrate   apply or inspect database migrations
 package main

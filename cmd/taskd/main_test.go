@@ -148,7 +148,7 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("config check printed the secret:\n%s", out.String())
 	}
 
-	cfg, err := parseServeConfig("serve", []string{"--config", file, "--database-url", "x"}, env, &out, true)
+	cfg, err := parseServeConfig(roleServe, []string{"--config", file, "--database-url", "x"}, env, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestConfigCheck(t *testing.T) {
 	if k, ok := cfg.Kinds.Lookup("transcode"); !ok || k.Run != "external" {
 		t.Errorf("declared kind transcode: %+v %v", k, ok)
 	}
-	cfg, err = parseServeConfig("serve", []string{"--config", file, "--database-url", "x", "--queues", "default=2,hooks=1"}, env, &out, true)
+	cfg, err = parseServeConfig(roleServe, []string{"--config", file, "--database-url", "x", "--queues", "default=2,hooks=1"}, env, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,8 +571,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestWorkerCommand runs "taskd worker" (no HTTP) and has it work a task
-// submitted by another process.
+// TestWorkerCommand runs "taskd worker" (no API) and has it work a task
+// submitted by another process; its own listener answers health checks
+// only.
 func TestWorkerCommand(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewDB(t)
@@ -581,7 +582,7 @@ func TestWorkerCommand(t *testing.T) {
 	defer cancel()
 	var out syncBuffer
 	done := make(chan error, 1)
-	env := envFunc(map[string]string{"DATABASE_URL": dbURL, "TASKD_LOG_LEVEL": "warn", "TASKD_DB_MAX_CONNS": "5"})
+	env := envFunc(map[string]string{"DATABASE_URL": dbURL, "TASKD_LOG_LEVEL": "warn", "TASKD_DB_MAX_CONNS": "5", "TASKD_ADDR": "127.0.0.1:0"})
 	go func() { done <- run(ctx, []string{"worker"}, env, &out, &out) }()
 
 	// Insert as another process would: River's own insert, no workers here.
@@ -592,6 +593,21 @@ func TestWorkerCommand(t *testing.T) {
 	waitFor(t, 20*time.Second, func() bool {
 		return count(t, pool, `SELECT count(*) FROM river_job WHERE state = 'completed' AND metadata->'output' = '{"result":10}'`) == 1
 	})
+	// Its listener serves health, not the API.
+	_, addr, ok := strings.Cut(out.String(), "taskd listening on http://")
+	if addr, _, _ = strings.Cut(addr, "\n"); !ok || addr == "" {
+		t.Fatalf("worker printed no address:\n%s", out.String())
+	}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusOK, "/v1/kinds": http.StatusNotFound} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("worker GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -600,9 +616,6 @@ func TestWorkerCommand(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("worker did not stop")
-	}
-	if strings.Contains(out.String(), "listening") {
-		t.Errorf("worker served HTTP:\n%s", out.String())
 	}
 }
 

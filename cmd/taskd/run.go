@@ -29,7 +29,8 @@ const usage = `Usage: taskd <command> [flags]
 
 Commands:
   serve     run the HTTP API and the workers
-  worker    run the workers only
+  api       run the HTTP API only (works no queue, never leads)
+  worker    run the workers only (health and metrics on --addr, :8081)
   migrate   apply or inspect database migrations (up, down, status, version)
   config    check a configuration file: taskd config check FILE
 
@@ -46,9 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
-		return runServe(ctx, args[1:], getenv, stdout, stderr, true)
+		return runServe(ctx, args[1:], getenv, stdout, stderr, roleServe)
+	case "api":
+		return runServe(ctx, args[1:], getenv, stdout, stderr, roleAPI)
 	case "worker":
-		return runServe(ctx, args[1:], getenv, stdout, stderr, false)
+		return runServe(ctx, args[1:], getenv, stdout, stderr, roleWorker)
 	case "migrate":
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "config":

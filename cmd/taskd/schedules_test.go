@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,8 @@ func TestScheduleConfigErrors(t *testing.T) {
 }
 
 // TestScheduleQueuesAreTheFiles: a process's --queues need not work a
-// schedule's queue (the leader enqueues for the whole cluster), and the
+// schedule's queue (the leader enqueues for the whole cluster): the
+// cluster's queues are the file's, with the process's own added. The
 // effective configuration shows the schedules.
 func TestScheduleQueuesAreTheFiles(t *testing.T) {
 	t.Parallel()
@@ -72,12 +74,12 @@ func TestScheduleQueuesAreTheFiles(t *testing.T) {
 	}
 	env := envFunc(nil)
 	var out bytes.Buffer
-	cfg, err := parseServeConfig("serve", []string{"--config", file, "--database-url", "x", "--queues", "cpu=1"}, env, &out, true)
+	cfg, err := parseServeConfig(roleServe, []string{"--config", file, "--database-url", "x", "--queues", "cpu=1"}, env, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Schedules) != 1 || cfg.Schedules[0].Name != "nightly-report" || strings.Join(cfg.ScheduleQueues, ",") != "default,reports" {
-		t.Errorf("schedules %+v on queues %v", cfg.Schedules, cfg.ScheduleQueues)
+	if len(cfg.Schedules) != 1 || cfg.Schedules[0].Name != "nightly-report" || strings.Join(cfg.ClusterQueues, ",") != "cpu,default,reports" {
+		t.Errorf("schedules %+v on queues %v", cfg.Schedules, cfg.ClusterQueues)
 	}
 	if err := run(context.Background(), []string{"config", "check", file}, env, &out, &out); err != nil {
 		t.Fatalf("config check: %v\n%s", err, out.String())
@@ -89,7 +91,7 @@ func TestScheduleQueuesAreTheFiles(t *testing.T) {
 	}
 }
 
-// TestWorkerRunsSchedules: a worker (no HTTP) is a River client like any,
+// TestWorkerRunsSchedules: a worker (no API) is a River client like any,
 // and may be the leader, so it enqueues the schedules too.
 func TestWorkerRunsSchedules(t *testing.T) {
 	t.Parallel()
@@ -103,7 +105,7 @@ func TestWorkerRunsSchedules(t *testing.T) {
 	defer cancel()
 	var out syncBuffer
 	done := make(chan error, 1)
-	env := envFunc(map[string]string{"DATABASE_URL": dbURL, "TASKD_LOG_LEVEL": "warn", "TASKD_DB_MAX_CONNS": "5", "TASKD_CONFIG": file})
+	env := envFunc(map[string]string{"DATABASE_URL": dbURL, "TASKD_LOG_LEVEL": "warn", "TASKD_DB_MAX_CONNS": "5", "TASKD_CONFIG": file, "TASKD_ADDR": "127.0.0.1:0"})
 	go func() { done <- run(ctx, []string{"worker"}, env, &out, &out) }()
 
 	waitFor(t, 30*time.Second, func() bool {
@@ -133,5 +135,45 @@ func TestExampleConfig(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("config check output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestRoleQueues: the cluster's queues are the file's with the process's
+// own --queues added, in every role; an api process works none of them,
+// and a worker listens on its own default address.
+func TestRoleQueues(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "taskd.yaml")
+	if err := os.WriteFile(file, []byte("queues: {default: 5, reports: 2}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, tc := range []struct {
+		role    role
+		args    []string
+		worked  map[string]int
+		cluster string
+		addr    string
+	}{
+		{roleAPI, nil, nil, "default,reports", "127.0.0.1:8080"},
+		{roleAPI, []string{"--queues", "extra=1"}, nil, "default,extra,reports", "127.0.0.1:8080"},
+		{roleWorker, []string{"--queues", "reports=3"}, map[string]int{"reports": 3}, "default,reports", "127.0.0.1:8081"},
+		{roleServe, nil, map[string]int{"default": 5, "reports": 2}, "default,reports", "127.0.0.1:8080"},
+	} {
+		args := append([]string{"--config", file, "--database-url", "x"}, tc.args...)
+		cfg, err := parseServeConfig(tc.role, args, envFunc(nil), &out)
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.role, tc.args, err)
+		}
+		if !maps.Equal(cfg.Queues, tc.worked) || strings.Join(cfg.ClusterQueues, ",") != tc.cluster || cfg.Addr != tc.addr {
+			t.Errorf("%s %v: works %v, cluster %v, addr %s; want %v, %s, %s", tc.role, tc.args, cfg.Queues, cfg.ClusterQueues, cfg.Addr, tc.worked, tc.cluster, tc.addr)
+		}
+		if jc := cfg.jobsConfig(nil); jc.InsertOnly != (tc.role == roleAPI) {
+			t.Errorf("%s: InsertOnly = %v", tc.role, jc.InsertOnly)
+		}
+	}
+	// The api's --queues are checked as a worker's would be.
+	if _, err := parseServeConfig(roleAPI, []string{"--database-url", "x", "--queues", "default=0"}, envFunc(nil), &out); err == nil || !strings.Contains(err.Error(), "workers must be between") {
+		t.Errorf("api --queues default=0: %v, want the workers range", err)
 	}
 }

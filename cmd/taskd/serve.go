@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,14 +26,10 @@ import (
 	"github.com/taskd/taskd/migrations"
 )
 
-// runServe runs "serve" (withHTTP) or "worker" until ctx is cancelled, then
+// runServe runs "serve", "api" or "worker" (r) until ctx is cancelled, then
 // shuts down in reverse order of start: HTTP, workers, pool.
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, withHTTP bool) error {
-	name := "worker"
-	if withHTTP {
-		name = "serve"
-	}
-	cfg, err := parseServeConfig(name, args, getenv, stderr, withHTTP)
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, r role) error {
+	cfg, err := parseServeConfig(r, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -42,7 +39,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	if cfg.QueueWarning != nil {
-		logger.Warn("kinds of the configuration file on queues this process does not work; their submissions are refused here",
+		logger.Warn("kinds of the configuration file on queues this process does not work; other processes must work them",
 			slog.String("detail", cfg.QueueWarning.Error()))
 	}
 
@@ -72,11 +69,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return usagef("%v", err)
 	}
-	// Workers run the service too: whichever process finishes a batch's
-	// last task inserts its callback, and whichever River elects leader
-	// enqueues the schedules.
+	// Every role runs the service: whichever process finishes a batch's
+	// last task (a worker, or the api process that an external worker
+	// completes it through) inserts its callback, and whichever River
+	// elects leader enqueues the schedules. Submissions are checked
+	// against the cluster's queues, not this process's.
 	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger,
-		Schedules: cfg.Schedules, ScheduleQueues: cfg.ScheduleQueues}); err != nil {
+		Schedules: cfg.Schedules, Queues: cfg.ClusterQueues}); err != nil {
 		return err
 	}
 	defer svc.Close()
@@ -92,10 +91,29 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		srv     *http.Server
 		srvErr  = make(chan error, 1)
-		ln      net.Listener
 		uiStart func(context.Context) error
 	)
-	if withHTTP {
+	readyFunc := func(ctx context.Context) error { return ready(ctx, st, provider) }
+	if r == roleWorker {
+		handler, err := taskhttp.NewHealthServer(taskhttp.HealthConfig{
+			Ready:  readyFunc,
+			Leader: client.IsLeader,
+			// Metrics: the Prometheus handler goes here (issue 9, part 2).
+		})
+		if err != nil {
+			return err
+		}
+		srv = &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			// No request body to read; a scrape is answered in well under
+			// these.
+			ReadTimeout:  10 * time.Second,
+			WriteTimeout: 30 * time.Second,
+			IdleTimeout:  2 * time.Minute,
+			ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	} else {
 		hcfg := taskhttp.Config{
 			Store:                st,
 			Jobs:                 client,
@@ -105,9 +123,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
 			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
 			TrustedOrigins:       cfg.TrustedOrigins,
-			Ready: func(ctx context.Context) error {
-				return ready(ctx, st, provider)
-			},
+			Ready:                readyFunc,
+			Leader:               client.IsLeader,
 		}
 		if cfg.UI {
 			ui, err := riverui.NewHandler(&riverui.HandlerOpts{
@@ -133,18 +150,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
-		// Listen before starting workers so that a busy port fails fast.
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return fmt.Errorf("listening on %s (--addr, TASKD_ADDR): %w", cfg.Addr, err)
-		}
-		defer ln.Close()
 	}
+	// Listen before starting workers so that a busy port fails fast.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s (--addr, TASKD_ADDR): %w", cfg.Addr, err)
+	}
+	defer ln.Close()
 
 	if err := client.Start(ctx); err != nil {
 		return err
 	}
-	logger.Info("workers started", slog.String("client_id", client.ID()), slog.String("queues", queueList(cfg.Queues)),
-		slog.Duration("fetch_cooldown", cfg.FetchCooldown), slog.Duration("fetch_poll_interval", cfg.FetchPollInterval))
+	if r == roleAPI {
+		logger.Info("insert-only River client started: this process works no queue and never leads",
+			slog.String("client_id", client.ID()), slog.String("cluster_queues", strings.Join(cfg.ClusterQueues, ",")))
+	} else {
+		logger.Info("workers started", slog.String("client_id", client.ID()), slog.String("queues", queueList(cfg.Queues)),
+			slog.Duration("fetch_cooldown", cfg.FetchCooldown), slog.Duration("fetch_poll_interval", cfg.FetchPollInterval))
+	}
 	callbacksCtx, stopCallbacks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCallbacks()
 	callbacksDone := make(chan struct{})
@@ -152,21 +175,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer close(callbacksDone)
 		svc.RunBatchCallbacks(callbacksCtx)
 	}()
-	svc.StartSchedules()
-	if len(cfg.Schedules) > 0 {
-		logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
+	// An api process never leads, so its schedules would never tick:
+	// they are not started at all, and the worker that leads enqueues
+	// them.
+	if r != roleAPI {
+		svc.StartSchedules()
+		if len(cfg.Schedules) > 0 {
+			logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
+		}
 	}
 
-	if withHTTP {
-		if uiStart != nil {
-			if err := uiStart(ctx); err != nil {
-				return fmt.Errorf("starting River UI: %w", err)
-			}
+	if uiStart != nil {
+		if err := uiStart(ctx); err != nil {
+			return fmt.Errorf("starting River UI: %w", err)
 		}
-		go func() { srvErr <- srv.Serve(ln) }()
-		logger.Info("listening", slog.String("addr", ln.Addr().String()))
-		fmt.Fprintf(stdout, "taskd listening on http://%s\n", ln.Addr())
 	}
+	go func() { srvErr <- srv.Serve(ln) }()
+	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("role", string(r)))
+	fmt.Fprintf(stdout, "taskd listening on http://%s\n", ln.Addr())
 
 	var runErr error
 	select {
@@ -180,13 +206,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// claims return (empty) at once instead of holding the shutdown up for
 	// their whole wait.
 	svc.Close()
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := srv.Shutdown(sctx); err != nil {
-			logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
-		}
-		cancel()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
 	}
+	cancel()
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
 	if err := client.Stop(gctx, 10*time.Second); err != nil {

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/taskd/taskd/client"
@@ -45,16 +46,34 @@ func limitsJSON(list []limits.Limit) []client.Limit {
 }
 
 func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	healthz(w)
 }
 
 func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.Ready(r.Context()); err != nil {
+	readyz(w, r, s.Ready, s.Leader)
+}
+
+func healthz(w http.ResponseWriter) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers GET /readyz: 503 when ready fails, else 200 with whether
+// this process leads. A failed leader lookup is a failed readiness check
+// too: both ask the same database.
+func readyz(w http.ResponseWriter, r *http.Request, ready func(context.Context) error, leader func(context.Context) (bool, error)) {
+	if err := ready(r.Context()); err != nil {
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "not ready: " + err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	lead, err := leader(r.Context())
+	if err != nil {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "not ready: reading the leader: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, client.Ready{Status: "ready", Leader: lead})
 }
+
+func notLeader(context.Context) (bool, error) { return false, nil }
 
 func (s *server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")

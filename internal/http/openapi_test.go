@@ -323,6 +323,7 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		{schema: "Schedule", zero: client.Schedule{}},
 		{schema: "ScheduleSpec", zero: client.ScheduleSpec{}, full: client.ScheduleSpec{Cron: "* * * * *", Every: "1s"}},
 		{schema: "ScheduleList", zero: client.ScheduleList{}},
+		{schema: "Ready", zero: client.Ready{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			s := oaObject(t, schemas, tc.schema)

@@ -62,6 +62,9 @@ type Config struct {
 	// Ready reports whether the service can serve: database reachable and
 	// schema current. Required.
 	Ready func(context.Context) error
+	// Leader reports whether this process is River's leader, for GET
+	// /readyz. Defaults to Jobs.IsLeader (always false without Jobs).
+	Leader func(context.Context) (bool, error)
 	// Extra is mounted under its prefix when set (the River UI).
 	Extra       http.Handler
 	ExtraPrefix string
@@ -84,6 +87,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Kinds == nil {
 		c.Kinds = builtin.Registry()
+	}
+	if c.Leader == nil && c.Jobs != nil {
+		c.Leader = c.Jobs.IsLeader
+	}
+	if c.Leader == nil {
+		c.Leader = notLeader
 	}
 	if c.Tasks == nil && c.Store != nil && c.Jobs != nil {
 		c.Tasks, _ = tasks.New(tasks.Config{Store: c.Store, Jobs: c.Jobs}) // both set: cannot fail

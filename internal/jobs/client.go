@@ -92,9 +92,19 @@ type Config struct {
 	// Logger is handed to River too. Defaults to a discarding logger.
 	Logger *slog.Logger
 	// Queues maps each queue this process works to its number of workers.
-	// Defaults to DefaultQueues(). Submissions to a queue not listed here
-	// are refused, so that no task waits for a worker that never comes.
+	// Defaults to DefaultQueues() (none with InsertOnly). Which queues
+	// submissions may go to is the cluster's business, not this
+	// process's: see tasks.Config.Queues.
 	Queues map[string]int
+	// InsertOnly makes a client that works nothing (`taskd api`): River is
+	// configured without Queues or Workers, so it never fetches, never
+	// stands for leader and runs none of River's maintenance, and of
+	// taskd's own upkeep only the heartbeat runs (so that the slots of
+	// limits this process decides for claims count as alive); rescuing
+	// dead processes' tasks, expiring leases and cleaning up are left to
+	// the processes that work. Inserts use the same River options as a
+	// working client's. Queues must be empty.
+	InsertOnly bool
 	// FetchCooldown: see FetchCooldownDefault.
 	FetchCooldown time.Duration
 	// FetchPollInterval: see FetchPollIntervalDefault.
@@ -140,7 +150,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(c.Queues) == 0 {
+	if len(c.Queues) == 0 && !c.InsertOnly {
 		c.Queues = DefaultQueues()
 	}
 	if c.Kinds == nil {
@@ -175,6 +185,9 @@ func (e *ConfigError) Error() string { return "jobs: " + e.Field + " " + e.Messa
 // can check its flags before it connects.
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	if c.InsertOnly && len(c.Queues) > 0 {
+		return &ConfigError{Field: "Queues", Message: "must be empty for an insert-only client, which works no queue"}
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.Queues)) {
 		if n := c.Queues[name]; n < 1 || n > river.QueueNumWorkersMax {
 			return &ConfigError{Field: "Queues", Message: fmt.Sprintf("queue %q: workers must be between 1 and %d", name, river.QueueNumWorkersMax)}
@@ -246,36 +259,31 @@ func NewClient(cfg Config) (*Client, error) {
 		c.id = fmt.Sprintf("%s_%d_%s", cmp.Or(hostname, "taskd"), c.pid, hex.EncodeToString(b[:]))
 	}
 
-	workers := river.NewWorkers()
-	cfg.Kinds.AddWorkers(workers, c.attemptTimeout)
-	for _, k := range cfg.Kinds.All() {
-		switch k.Run {
-		case kinds.RunHTTP:
-			w, err := newPushWorker(k, cfg.Queues[k.Queue], cfg.UserAgent, c.attemptTimeout)
-			if err != nil {
-				return nil, fmt.Errorf("jobs: kind %q: %w", k.Name, err)
-			}
-			river.AddWorkerArgs(workers, kinds.RawArgs{KindName: k.Name}, w)
-			c.pushers = append(c.pushers, w)
-		case kinds.RunExternal:
-			// No worker: River must not fetch these (FetchOnlyKnownKinds);
-			// external workers claim them (internal/tasks).
-			c.hasExternal = true
+	// An insert-only client has no Workers at all: River refuses Queues
+	// without Workers, and a client without Queues never starts working.
+	var workers *river.Workers
+	if !cfg.InsertOnly {
+		workers = river.NewWorkers()
+		if err := c.addWorkers(workers); err != nil {
+			return nil, err
 		}
 	}
-	queues := make(map[string]river.QueueConfig, len(cfg.Queues))
+	var queues map[string]river.QueueConfig
 	for name, n := range cfg.Queues {
+		if queues == nil {
+			queues = make(map[string]river.QueueConfig, len(cfg.Queues))
+		}
 		queues[name] = river.QueueConfig{MaxWorkers: n}
 	}
 
 	var middleware []rivertype.Middleware
 	c.limiter = limits.New(limits.Config{Store: cfg.Store, Set: cfg.Limits, Logger: cfg.Logger, ClientID: c.id, Alive: cfg.RescueAfter})
-	if !cfg.Limits.Empty() {
+	if !cfg.Limits.Empty() && !cfg.InsertOnly {
 		// First, so outermost: see limitMiddleware.
 		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}
 		middleware = append(middleware, c.limitMW)
 	}
-	if !cfg.DisableAttempts {
+	if !cfg.DisableAttempts && !cfg.InsertOnly {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
 		c.waited = newWaitedSet()
 		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder, waited: c.waited})
@@ -321,6 +329,29 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// addWorkers adds the River workers of the registry's kinds: Go kinds run
+// in process, http kinds push, external kinds get none.
+func (c *Client) addWorkers(workers *river.Workers) error {
+	cfg := c.cfg
+	cfg.Kinds.AddWorkers(workers, c.attemptTimeout)
+	for _, k := range cfg.Kinds.All() {
+		switch k.Run {
+		case kinds.RunHTTP:
+			w, err := newPushWorker(k, cfg.Queues[k.Queue], cfg.UserAgent, c.attemptTimeout)
+			if err != nil {
+				return fmt.Errorf("jobs: kind %q: %w", k.Name, err)
+			}
+			river.AddWorkerArgs(workers, kinds.RawArgs{KindName: k.Name}, w)
+			c.pushers = append(c.pushers, w)
+		case kinds.RunExternal:
+			// No worker: River must not fetch these (FetchOnlyKnownKinds);
+			// external workers claim them (internal/tasks).
+			c.hasExternal = true
+		}
+	}
+	return nil
+}
+
 // ID returns the client's ID, as recorded in attempts and River's
 // attempted_by.
 func (c *Client) ID() string { return c.id }
@@ -333,12 +364,18 @@ func (c *Client) ID() string { return c.id }
 // work that must happen once is guarded in the database as well (as the
 // schedules' ticks are).
 func (c *Client) IsLeader(ctx context.Context) (bool, error) {
+	if c.cfg.InsertOnly {
+		return false, nil // it never stands for election
+	}
 	id, err := c.store.Leader(ctx)
 	if err != nil {
 		return false, err
 	}
 	return id == c.id, nil
 }
+
+// InsertOnly reports whether the client works nothing (Config.InsertOnly).
+func (c *Client) InsertOnly() bool { return c.cfg.InsertOnly }
 
 // River returns the underlying River client (for the River UI).
 func (c *Client) River() *river.Client[pgx.Tx] { return c.river }
@@ -379,6 +416,17 @@ func (c *Client) Start(ctx context.Context) error {
 		defer close(c.limiterDone)
 		c.limiter.Run(lctx)
 	}()
+	if c.cfg.InsertOnly {
+		// Nothing to fetch or announce: River is not started (it would
+		// refuse, having no queues), and the heartbeat is all the upkeep.
+		mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c.stopMaintain, c.maintainDone = cancel, make(chan struct{})
+		go func() {
+			defer close(c.maintainDone)
+			c.heartbeatOnly(mctx)
+		}()
+		return nil
+	}
 	eventKinds := []river.EventKind{river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed}
 	if c.limitMW != nil {
 		eventKinds = append(eventKinds, river.EventKindJobSnoozed)

@@ -52,6 +52,21 @@ func (c *Client) maintain(ctx context.Context) {
 	}
 }
 
+// heartbeatOnly is maintain for an insert-only client: it marks the
+// process alive and leaves rescue and cleanup to the processes that work.
+func (c *Client) heartbeatOnly(ctx context.Context) {
+	beat := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+		}
+		c.heartbeat(ctx)
+	}
+}
+
 func (c *Client) heartbeat(ctx context.Context) {
 	err := c.store.ProcessHeartbeat(ctx, c.id)
 	if errors.Is(err, store.ErrNotFound) {

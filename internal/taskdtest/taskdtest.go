@@ -2,7 +2,7 @@
 // clients in other languages, examples, fault injection.
 //
 // [Build] compiles cmd/taskd once per test process; [Start] runs
-// `taskd serve` on a database of the caller's (usually pgtest.NewDB), waits
+// `taskd serve` (or `taskd api`, `taskd worker`: [Options].Role) on a database of the caller's (usually pgtest.NewDB), waits
 // until it is ready and stops it when the test ends. A [Process] can be
 // stopped gracefully (SIGTERM), killed (SIGKILL) and restarted on the same
 // address, so that clients keep their URL across a crash.
@@ -38,8 +38,8 @@ const (
 	// gives HTTP to drain (10 s), with some to spare.
 	StopTimeoutDefault = 50 * time.Second
 
-	// listeningPrefix starts the line serve prints on stdout once it
-	// listens.
+	// listeningPrefix starts the line every role prints on stdout once it
+	// listens (a worker on its health listener).
 	listeningPrefix = "taskd listening on http://"
 
 	// readyPollInterval is the pause between two GET /readyz.
@@ -97,7 +97,11 @@ type Options struct {
 	// written to a temporary file and passed as --config.
 	Config string
 
-	// Args are more arguments of `taskd serve`, after those Start sets
+	// Role is the command: "serve" (the default), "api" or "worker". A
+	// worker's URL serves /healthz, /readyz and /metrics only.
+	Role string
+
+	// Args are more arguments of the command, after those Start sets
 	// (--addr, and --config with Config). Later flags win.
 	Args []string
 
@@ -117,7 +121,7 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
-// Process is a running (or stopped) `taskd serve`.
+// Process is a running (or stopped) taskd process of one role.
 type Process struct {
 	// URL is taskd's base URL, http://ADDR, the same after a restart.
 	URL string
@@ -134,7 +138,7 @@ type Process struct {
 	err    error         // cmd.Wait's result, once done is closed
 }
 
-// Start starts `taskd serve` with opts and returns once it answers GET
+// Start starts taskd in opts.Role with opts and returns once it answers GET
 // /readyz with 200, failing t if it exits or does not get ready in time.
 // The process is killed when the test ends if it still runs, and its output
 // (of every run, restarts included) is logged if the test failed.
@@ -171,7 +175,11 @@ func Start(t testing.TB, opts Options) *Process {
 	env = append(env, opts.Env...)
 
 	p := &Process{t: t, opts: opts, output: &syncBuffer{}, env: env}
-	p.args = append([]string{binary, "serve"}, args...)
+	role := opts.Role
+	if role == "" {
+		role = "serve"
+	}
+	p.args = append([]string{binary, role}, args...)
 	t.Cleanup(func() {
 		if p.cmd != nil && !p.exited() {
 			_ = p.cmd.Process.Kill()

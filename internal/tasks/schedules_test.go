@@ -246,7 +246,7 @@ func TestScheduleValidation(t *testing.T) {
 
 	// The queues a schedule may use are the cluster's, which need not be
 	// this process's.
-	_, err = New(Config{Store: b.store, Jobs: b.jobs, Schedules: []Schedule{badQueue}, ScheduleQueues: []string{"default", "reports"}})
+	_, err = New(Config{Store: b.store, Jobs: b.jobs, Schedules: []Schedule{badQueue}, Queues: []string{"default", "reports"}})
 	require.NoError(t, err)
 }
 

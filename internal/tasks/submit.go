@@ -69,13 +69,14 @@ type TaskParams = client.TaskRequest
 type BatchParams = client.BatchRequest
 
 // Rules are what a submission is checked against: the kinds a process
-// knows and the queues it works. A Service's are its River client's;
+// knows and the cluster's configured queues (Config.Queues);
 // `taskd config check` makes them from the configuration file alone, so
 // that schedules are checked as their tasks' submissions would be, without
 // a database.
 type Rules struct {
 	Kinds *kinds.Registry
-	// Queues are the queues worked, in the order errors list them.
+	// Queues are the cluster's configured queues, in the order errors
+	// list them.
 	Queues []string
 }
 
@@ -94,8 +95,8 @@ func (s *Service) prepare(p *TaskParams, prefix string, now time.Time) (river.In
 
 // prepareTask is prepare; with callback set, p is a batch callback being
 // inserted by whichever process decided it, and its queue is not checked
-// against this process's queues: that was done at submit, by the process
-// that accepted the batch, and the process deciding need not work it.
+// again: that was done at submit, by the process that accepted the batch,
+// whose configuration may have differed.
 func (s *Service) prepareTask(p *TaskParams, prefix string, now time.Time, callback bool) (river.InsertManyParams, []FieldError) {
 	return s.rules.prepare(p, prefix, now, callback)
 }
@@ -136,7 +137,7 @@ func (r Rules) prepare(p *TaskParams, prefix string, now time.Time, callback boo
 			fe.Add("queue", "unknown queue %q; configured queues: %s", strictjson.Clip(*p.Queue), strings.Join(r.Queues, ", "))
 		}
 	} else if !callback && kind.Name != "" && kind.Run != kinds.RunExternal && !r.hasQueue(kind.Queue) {
-		fe.Add("queue", "kind %q runs on queue %q, which this service does not work; configured queues: %s",
+		fe.Add("queue", "kind %q runs on queue %q, which is not configured; configured queues: %s",
 			kind.Name, kind.Queue, strings.Join(r.Queues, ", "))
 	}
 	if p.Priority != nil {

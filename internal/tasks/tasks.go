@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,7 +26,7 @@ type Config struct {
 	// Store is taskd's database access. Required.
 	Store *store.Store
 	// Jobs is the River client the tasks are inserted with, and whose
-	// kinds and queues submissions are validated against. Required.
+	// kinds submissions are validated against. Required.
 	Jobs *jobs.Client
 	// Logger reports what the claim listener cannot tell a caller.
 	// Defaults to a discarding logger.
@@ -43,11 +44,14 @@ type Config struct {
 	// task is validated as a submission when the Service is made, with
 	// errors naming "schedules[i]".
 	Schedules []Schedule
-	// ScheduleQueues are the queues a schedule's task may go to. The
-	// leader enqueues every schedule whatever queues it works itself, so
-	// these are the cluster's queues (the configuration file's), not this
-	// process's. Defaults to the queues of Jobs.
-	ScheduleQueues []string
+	// Queues are the cluster's configured queues: those a submission (or
+	// a schedule's task) may go to, whichever process receives it. They
+	// are not the queues this process works: an insert-only process (taskd
+	// api) works none and accepts tasks for all of them, and the leader
+	// enqueues every schedule whatever it works itself. A queue outside
+	// them is refused (422), so that no task waits for a worker nobody
+	// configured. Defaults to the queues of Jobs.
+	Queues []string
 }
 
 // ClaimRecheckIntervalDefault: River sends at most one insert notification
@@ -63,8 +67,8 @@ func (c Config) withDefaults() Config {
 	c.ClaimRecheckInterval = cmp.Or(c.ClaimRecheckInterval, ClaimRecheckIntervalDefault)
 	c.FinishRecheckInterval = cmp.Or(c.FinishRecheckInterval, FinishRecheckIntervalDefault)
 	c.ThenRecheckInterval = cmp.Or(c.ThenRecheckInterval, ThenRecheckIntervalDefault)
-	if c.ScheduleQueues == nil && c.Jobs != nil {
-		c.ScheduleQueues = c.Jobs.QueueNames()
+	if c.Queues == nil && c.Jobs != nil {
+		c.Queues = c.Jobs.QueueNames()
 	}
 	return c
 }
@@ -104,14 +108,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		store: cfg.Store, jobs: cfg.Jobs, river: cfg.Jobs.River(), logger: cfg.Logger,
-		rules:   Rules{Kinds: cfg.Jobs.Kinds(), Queues: cfg.Jobs.QueueNames()},
+		rules:   Rules{Kinds: cfg.Jobs.Kinds(), Queues: slices.Sorted(slices.Values(cfg.Queues))},
 		claims:  newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
 		waiters: newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
 	}
 	s.then = newThenRunner(s, cfg.Logger, cfg.ThenRecheckInterval)
 	s.completions = newCompleter(cfg.Store, s.then.finished)
 	var err error
-	if s.sched, err = newScheduler(s, Rules{Kinds: cfg.Jobs.Kinds(), Queues: cfg.ScheduleQueues}, cfg.Schedules); err != nil {
+	if s.sched, err = newScheduler(s, s.rules, cfg.Schedules); err != nil {
 		return nil, err
 	}
 	return s, nil
