@@ -101,7 +101,7 @@ func runBatch(ctx context.Context, args []string, getenv func(string) string, st
 		if c.json {
 			return c.printJSON(created)
 		}
-		_, err := fmt.Fprintf(c.stdout, "batch %d: %d tasks submitted (IDs %d–%d)\n", created.ID, len(created.TaskIDs),
+		_, err := fmt.Fprintf(c.stdout, "batch %d submitted: %d task(s), IDs %d to %d\n", created.ID, len(created.TaskIDs),
 			created.TaskIDs[0], created.TaskIDs[len(created.TaskIDs)-1])
 		return err
 	}

@@ -280,6 +280,7 @@ func TestCLIBatch(t *testing.T) {
 	if len(created.TaskIDs) != 3 {
 		t.Errorf("batch submit --json: %+v", created)
 	}
+	contains(t, "batch submit", ok(t, base, "batch", "submit", file), "submitted: 3 task(s), IDs ")
 	out := ok(t, base, "batch", "get", fmt.Sprint(b.ID))
 	if got := row(t, out, fmt.Sprint(b.ID)); got[1] != "done" || got[3] != "2" {
 		t.Errorf("batch get: %v\n%s", got, out)
