@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -44,6 +45,7 @@ const (
 // to print.
 type cli struct {
 	c      *client.Client
+	url    string // taskd's base URL, for messages
 	stdout io.Writer
 	stderr io.Writer
 	// json prints the API's JSON instead of tables (--json).
@@ -102,7 +104,7 @@ func (cf *cliFlags) newCLI(getenv func(string) string, stdout, stderr io.Writer)
 	if err != nil {
 		return nil, usagef("invalid %s: %w", cf.f.setting("url"), err)
 	}
-	return &cli{c: c, stdout: stdout, stderr: stderr, json: asJSON}, nil
+	return &cli{c: c, url: *cf.url, stdout: stdout, stderr: stderr, json: asJSON}, nil
 }
 
 // printJSON prints v, an API answer, as the API sends it: one line of
@@ -153,12 +155,16 @@ func (p *problemError) Error() string {
 
 func (p *problemError) Unwrap() error { return p.e }
 
-// requestError makes an error answer of taskd readable; other errors
-// (taskd unreachable, say) are returned as they are.
-func requestError(err error) error {
+// requestError makes an error of a request readable: an error answer of
+// taskd shows its problem, no answer at all names the URL asked.
+func (c *cli) requestError(err error) error {
 	var e *client.Error
 	if errors.As(err, &e) {
 		return &problemError{e: e}
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return fmt.Errorf("no answer from taskd at %s (--url, TASKD_URL): %w", c.url, uerr.Err)
 	}
 	return err
 }
@@ -190,7 +196,7 @@ func (c *cli) waitTask(ctx context.Context, id int64) (*client.Task, error) {
 			if ctx.Err() != nil {
 				return nil, interrupted(fmt.Sprintf("task %d", id), fmt.Sprintf("taskd tasks get %d", id))
 			}
-			return nil, requestError(err)
+			return nil, c.requestError(err)
 		}
 		if isFinal(t.State) {
 			return t, nil

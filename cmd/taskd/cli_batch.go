@@ -64,7 +64,7 @@ func runBatch(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		b, err := c.c.Batch(ctx, id)
 		if err != nil {
-			return requestError(err)
+			return c.requestError(err)
 		}
 		return c.printBatch(b)
 	}
@@ -91,9 +91,9 @@ func runBatch(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	created, _, err := c.c.SubmitBatch(ctx, reqs, client.SubmitOptions{})
 	if err != nil {
-		if perr, ok := requestError(err).(*problemError); ok {
+		err = c.requestError(err)
+		if perr, ok := err.(*problemError); ok {
 			perr.field = func(f string) string { return itemLine(f, name, lines) }
-			return perr
 		}
 		return err
 	}
@@ -192,7 +192,7 @@ func (c *cli) waitBatch(ctx context.Context, id int64, submitted int) error {
 			if ctx.Err() != nil {
 				return interrupted(fmt.Sprintf("batch %d", id), fmt.Sprintf("taskd batch get %d", id))
 			}
-			return requestError(err)
+			return c.requestError(err)
 		}
 		p.update(countBatch(b))
 		if b.Done {

@@ -41,7 +41,7 @@ func runQueues(ctx context.Context, args []string, getenv func(string) string, s
 	if action == "list" {
 		qs, err := c.c.Queues(ctx)
 		if err != nil {
-			return requestError(err)
+			return c.requestError(err)
 		}
 		if c.json {
 			return c.printJSON(client.QueueList{Queues: qs})
@@ -54,7 +54,7 @@ func runQueues(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	q, err := change(ctx, name)
 	if err != nil {
-		return requestError(err)
+		return c.requestError(err)
 	}
 	if c.json {
 		return c.printJSON(q)

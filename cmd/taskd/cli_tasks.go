@@ -52,7 +52,7 @@ func runSubmit(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	t, _, err := c.c.Submit(ctx, req, client.SubmitOptions{})
 	if err != nil {
-		return requestError(err)
+		return c.requestError(err)
 	}
 	if *wait {
 		if t, err = c.waitTask(ctx, t.ID); err != nil {
@@ -125,7 +125,7 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		l, err := c.c.List(ctx, p)
 		if err != nil {
-			return requestError(err)
+			return c.requestError(err)
 		}
 		return c.printTaskList(l)
 	case "get":
@@ -136,7 +136,7 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 		t, err = c.c.Retry(ctx, id)
 	}
 	if err != nil {
-		return requestError(err)
+		return c.requestError(err)
 	}
 	return c.printTask(t)
 }

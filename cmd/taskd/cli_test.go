@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,7 +212,15 @@ func TestCLITasks(t *testing.T) {
 	contains(t, "404 of tasks get", fails(t, base, 1, "tasks", "get", "424242"), "404")
 	contains(t, "422 of tasks list", fails(t, base, 1, "tasks", "list", "--state", "sleepy"), "\n  state: unknown state")
 	contains(t, "404 of queues pause", fails(t, base, 1, "queues", "pause", "nosuchqueue"), "does not exist")
-	contains(t, "unreachable taskd", fails(t, "http://"+freeAddr(t), 1, "queues"), "connection refused")
+	nobody := "http://" + freeAddr(t)
+	contains(t, "unreachable taskd", fails(t, nobody, 1, "queues"), "no answer from taskd at "+nobody+" (--url, TASKD_URL): ", "connection refused")
+
+	// With --wait, a task that does not complete is an exit 1, after the
+	// task.
+	r := taskdCLI(t, base, "", "submit", "--kind", "fail", "--args", `{"times":1,"message":"boom","permanent":true}`, "--wait")
+	if r.code != 1 || !strings.HasSuffix(r.err.Error(), " is discarded") || row(t, r.stdout, "STATE")[1] != "discarded" {
+		t.Errorf("submit --wait of a failing task: exit %d, %v\n%s", r.code, r.err, r.stdout)
+	}
 
 	// Bad usage: exit 2, before any request.
 	for _, args := range [][]string{
@@ -361,47 +371,95 @@ func TestCLIBatchProgressBar(t *testing.T) {
 	}
 }
 
-// TestCLIInterrupt: Ctrl-C stops the waiting, says so, and leaves the
-// tasks running.
+// TestCLIInterrupt: Ctrl-C stops the waiting of submit and of batch
+// submit, says so, and leaves the task running.
 func TestCLIInterrupt(t *testing.T) {
 	t.Parallel()
 	base := startServe(t)
-	cmd := startBinary(t, base, "batch", "submit", "-", "--wait")
-	cmd.Stdin = strings.NewReader(`{"kind":"sleep","args":{"ms":60000}}`)
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	waitFor(t, 20*time.Second, func() bool { return strings.Contains(stderr.String(), "0/1 done") })
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("batch submit --wait did not stop on SIGINT")
-	}
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Errorf("exit after SIGINT: %v, want status 1", err)
-	}
-	contains(t, "interrupted wait", stderr.String(), "interrupted: stopped waiting for batch", "goes on on the server", "taskd batch get ")
-
 	c, err := client.New(base, client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := c.List(context.Background(), client.ListParams{Kind: "sleep"})
-	if err != nil || len(l.Tasks) != 1 || isFinal(l.Tasks[0].State) {
-		t.Fatalf("the task after the interrupted wait: %+v, %v; want it unfinished", l, err)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		stdin string
+		want  string
+	}{
+		{"submit", []string{"submit", "--kind", "sleep", "--args", `{"ms":60000}`, "--queue", "default", "--wait"}, "",
+			"interrupted: stopped waiting for task "},
+		{"batch", []string{"batch", "submit", "-", "--wait"}, `{"kind":"sleep","args":{"ms":60000}}`,
+			"interrupted: stopped waiting for batch "},
+	} {
+		cmd := startBinary(t, base, tt.args...)
+		cmd.Stdin = strings.NewReader(tt.stdin)
+		var stdout, stderr syncBuffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		// Waiting: its task runs.
+		var task client.TaskSummary
+		waitFor(t, 20*time.Second, func() bool {
+			l, err := c.List(ctx, client.ListParams{Kind: "sleep", States: []string{"running"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l.Tasks) == 1 {
+				task = l.Tasks[0]
+			}
+			return len(l.Tasks) == 1
+		})
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err = <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("%s --wait did not stop on SIGINT", tt.name)
+		}
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("%s: exit after SIGINT: %v, want status 1", tt.name, err)
+		}
+		contains(t, tt.name+" interrupted", stderr.String(), tt.want, "goes on on the server", "see taskd ")
+		if got, err := c.Get(ctx, task.ID); err != nil || got.State != "running" || got.CancelRequested {
+			t.Errorf("%s: the task after the interrupted wait: %+v, %v; want it running", tt.name, got, err)
+		}
+		// Done with it; the next case waits for a task of its own, and the
+		// server stops at once.
+		if _, err := c.Cancel(ctx, task.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, func() bool {
+			got, err := c.Get(ctx, task.ID)
+			return err == nil && isFinal(got.State)
+		})
 	}
-	// Let the server stop at once.
-	if _, err := c.Cancel(context.Background(), l.Tasks[0].ID); err != nil {
+}
+
+// TestCLIToken sends TASKD_TOKEN as a bearer token.
+func TestCLIToken(t *testing.T) {
+	t.Parallel()
+	auth := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		_, _ = w.Write([]byte(`{"queues":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := envFunc(map[string]string{"TASKD_URL": srv.URL, "TASKD_TOKEN": "s3cret"})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"queues"}, env, &out, &out); err != nil {
 		t.Fatal(err)
+	}
+	if got := <-auth; got != "Bearer s3cret" {
+		t.Errorf("Authorization = %q, want the bearer token", got)
+	}
+	if !strings.HasPrefix(out.String(), "QUEUE ") {
+		t.Errorf("queues of none: %q, want the header", out.String())
 	}
 }
