@@ -39,6 +39,13 @@ const (
 	// The answer comes when the batch is done or the wait is over, so it
 	// is also how often the progress is redrawn.
 	batchWaitPoll = time.Second
+
+	// waitOutageMax is how long a wait rides out taskd not answering, or
+	// answering 503 (a restart, a rolling deploy), before it gives up.
+	waitOutageMax = 60 * time.Second
+
+	// waitOutagePause is the pause between two tries during an outage.
+	waitOutagePause = 500 * time.Millisecond
 )
 
 // cli is what every client command shares: the client, the output and how
@@ -188,16 +195,58 @@ func isFinal(state string) bool {
 	return state == "completed" || state == "cancelled" || state == "discarded"
 }
 
+// outage lets a wait ride out a short outage of taskd: the tasks go on
+// without it, and a process restarting on the same address (or another
+// behind the same URL) answers again soon.
+type outage struct {
+	c     *cli
+	since time.Time // zero while taskd answers
+}
+
+// retry reports whether the failed poll should be sent again, after a
+// pause: err is a 503 or no answer, and the outage is not too long yet.
+func (o *outage) retry(ctx context.Context, err error) bool {
+	var uerr *url.Error
+	if ctx.Err() != nil || !client.IsStatus(err, http.StatusServiceUnavailable) && !errors.As(err, &uerr) {
+		return false
+	}
+	if o.since.IsZero() {
+		o.since = time.Now()
+		nl := "" // off the line of a progress bar
+		if isTTY(o.c.stderr) {
+			nl = "\n"
+		}
+		fmt.Fprintf(o.c.stderr, "%s%v; trying again for up to %s\n", nl, o.c.requestError(err), waitOutageMax)
+	}
+	if time.Since(o.since) > waitOutageMax {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(waitOutagePause):
+		return true
+	}
+}
+
+// ok ends an outage: taskd answered.
+func (o *outage) ok() { o.since = time.Time{} }
+
 // waitTask long-polls the task until it is final.
 func (c *cli) waitTask(ctx context.Context, id int64) (*client.Task, error) {
+	o := outage{c: c}
 	for {
 		t, err := c.c.Wait(ctx, id, taskWaitPoll)
 		if err != nil {
+			if o.retry(ctx, err) {
+				continue
+			}
 			if ctx.Err() != nil {
 				return nil, interrupted(fmt.Sprintf("task %d", id), fmt.Sprintf("taskd tasks get %d", id))
 			}
 			return nil, c.requestError(err)
 		}
+		o.ok()
 		if isFinal(t.State) {
 			return t, nil
 		}

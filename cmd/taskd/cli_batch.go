@@ -185,15 +185,20 @@ func (c *cli) waitBatch(ctx context.Context, id int64, submitted int) error {
 	if submitted > 0 {
 		p.update(batchCounts{total: submitted})
 	}
+	o := outage{c: c}
 	for {
 		b, err := c.c.WaitBatch(ctx, id, batchWaitPoll)
 		if err != nil {
+			if o.retry(ctx, err) {
+				continue
+			}
 			p.stop()
 			if ctx.Err() != nil {
 				return interrupted(fmt.Sprintf("batch %d", id), fmt.Sprintf("taskd batch get %d", id))
 			}
 			return c.requestError(err)
 		}
+		o.ok()
 		p.update(countBatch(b))
 		if b.Done {
 			p.stop()

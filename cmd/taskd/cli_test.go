@@ -463,3 +463,68 @@ func TestCLIToken(t *testing.T) {
 		t.Errorf("queues of none: %q, want the header", out.String())
 	}
 }
+
+// TestCLIWaitOutage: a wait rides out taskd going away and coming back on
+// the same address, as in a restart.
+func TestCLIWaitOutage(t *testing.T) {
+	t.Parallel()
+	addr, db := freeAddr(t), pgtest.NewEmptyDB(t)
+	base := "http://" + addr
+	serve := func() (*exec.Cmd, chan error) {
+		cmd := exec.Command(taskdBinary, "serve", "--migrate")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+db, "TASKD_ADDR="+addr, "TASKD_LOG_LEVEL=warn", "TASKD_DB_MAX_CONNS=5")
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-done
+		})
+		waitHealthy(t, base, done)
+		return cmd, done
+	}
+	server, serverDone := serve()
+	c, err := client.New(base, client.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Paused, the queue keeps the task waiting across the restart.
+	if _, err := c.PauseQueue(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := startBinary(t, base, "batch", "submit", "-", "--wait")
+	cli.Stdin = strings.NewReader(`{"kind":"sleep","args":{"ms":10}}`)
+	var stdout, stderr syncBuffer
+	cli.Stdout, cli.Stderr = &stdout, &stderr
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cliDone := make(chan error, 1)
+	go func() { cliDone <- cli.Wait() }()
+	t.Cleanup(func() { _ = cli.Process.Kill() })
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(stderr.String(), "0/1 done") })
+
+	_ = server.Process.Kill()
+	<-serverDone
+	serverDone <- nil // for the cleanup
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(stderr.String(), "trying again") })
+	serve()
+	if _, err := c.ResumeQueue(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-cliDone:
+		if err != nil {
+			t.Fatalf("batch submit --wait across a restart: %v\n%s%s", err, stdout.String(), stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("batch submit --wait did not end after the restart:\n%s", stderr.String())
+	}
+	contains(t, "progress across a restart", stderr.String(), "no answer from taskd at "+base+" (--url, TASKD_URL): ", "; trying again for up to 1m0s\n", "1/1 done, 0 failed")
+}
