@@ -16,8 +16,9 @@ import (
 
 // Client talks to one taskd over HTTP. It is safe for concurrent use.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
 
 // Config configures a Client.
@@ -25,6 +26,10 @@ type Config struct {
 	// HTTPClient sends the requests. Defaults to http.DefaultClient; give
 	// one with a Timeout for anything but tests.
 	HTTPClient *http.Client
+
+	// Token, when set, is sent with every request as "Authorization:
+	// Bearer TOKEN". Defaults to none.
+	Token string
 }
 
 // New returns a client of the taskd at baseURL ("http://127.0.0.1:8080").
@@ -33,7 +38,7 @@ func New(baseURL string, cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("client: base URL %q: want http(s)://host[:port]", baseURL)
 	}
-	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: cfg.HTTPClient}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: cfg.HTTPClient, token: cfg.Token}
 	if c.http == nil {
 		c.http = http.DefaultClient
 	}
@@ -199,6 +204,36 @@ func (c *Client) Kinds(ctx context.Context) ([]Kind, error) {
 	return l.Kinds, nil
 }
 
+// Queues lists every queue: those some process works or has worked
+// lately and those with unfinished tasks, by name.
+func (c *Client) Queues(ctx context.Context) ([]Queue, error) {
+	var l QueueList
+	if _, err := c.do(ctx, http.MethodGet, "/v1/queues", nil, "", &l); err != nil {
+		return nil, err
+	}
+	return l.Queues, nil
+}
+
+// PauseQueue pauses a queue in every process (running tasks finish, no new
+// ones start) and returns it as it is afterwards. An unknown queue is a
+// 404 *Error.
+func (c *Client) PauseQueue(ctx context.Context, name string) (*Queue, error) {
+	return c.changeQueue(ctx, name, "pause")
+}
+
+// ResumeQueue resumes a paused queue in every process and returns it.
+func (c *Client) ResumeQueue(ctx context.Context, name string) (*Queue, error) {
+	return c.changeQueue(ctx, name, "resume")
+}
+
+func (c *Client) changeQueue(ctx context.Context, name, action string) (*Queue, error) {
+	q := &Queue{}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/queues/"+url.PathEscape(name)+"/"+action, nil, "", q); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
 // Schedules lists the schedules of the server's configuration file, with
 // the task each one's latest tick enqueued and when the next is due.
 func (c *Client) Schedules(ctx context.Context) ([]Schedule, error) {
@@ -276,6 +311,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 	}
 	if idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	res, err := c.http.Do(req)
 	if err != nil {

@@ -248,3 +248,58 @@ func TestClientSchedules(t *testing.T) {
 		t.Errorf("schedule = %+v", s)
 	}
 }
+
+// TestClientQueues pauses and resumes a queue the server works and lists
+// the queues in between; an unknown queue is a 404.
+func TestClientQueues(t *testing.T) {
+	t.Parallel()
+	c := setup(t)
+	ctx := context.Background()
+	paused, err := c.PauseQueue(ctx, "cpu")
+	if err != nil || paused.Name != "cpu" || !paused.Paused {
+		t.Fatalf("PauseQueue: %+v, %v", paused, err)
+	}
+	qs, err := c.Queues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, q := range qs {
+		got[q.Name] = q.Paused
+	}
+	if p, ok := got["cpu"]; !ok || !p || got["default"] {
+		t.Errorf("Queues after pausing cpu: %+v", qs)
+	}
+	resumed, err := c.ResumeQueue(ctx, "cpu")
+	if err != nil || resumed.Paused {
+		t.Fatalf("ResumeQueue: %+v, %v", resumed, err)
+	}
+	if _, err := c.PauseQueue(ctx, "nosuchqueue"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("PauseQueue of an unknown queue: err = %v, want 404", err)
+	}
+}
+
+// TestClientToken sends Config.Token as a bearer token, and nothing
+// without one.
+func TestClientToken(t *testing.T) {
+	t.Parallel()
+	auth := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"queues":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	for token, want := range map[string]string{"s3cret": "Bearer s3cret", "": ""} {
+		c, err := client.New(srv.URL, client.Config{HTTPClient: srv.Client(), Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Queues(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-auth; got != want {
+			t.Errorf("token %q: Authorization = %q, want %q", token, got, want)
+		}
+	}
+}

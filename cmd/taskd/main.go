@@ -5,6 +5,13 @@
 //	taskd api       HTTP API only: inserts, reads, claims; works no queue
 //	taskd worker    workers only (scale out on more machines)
 //	taskd migrate   apply or inspect database migrations
+//
+// and a client of a running taskd's HTTP API (docs/CLI.md):
+//
+//	taskd submit    submit a task, optionally waiting for it
+//	taskd tasks     get, list, cancel or retry tasks
+//	taskd batch     submit a batch from a JSON Lines file, with progress
+//	taskd queues    list, pause or resume queues
 package main
 
 import (

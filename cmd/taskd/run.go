@@ -34,6 +34,13 @@ Commands:
   migrate   apply or inspect database migrations (up, down, status, version)
   config    check a configuration file: taskd config check FILE
 
+Client commands, over the HTTP API of the taskd at TASKD_URL
+(default http://127.0.0.1:8080):
+  submit    submit a task: taskd submit --kind K [--args JSON] [--wait]
+  tasks     get, list, cancel or retry tasks: taskd tasks list --state running
+  batch     submit a batch from a JSON Lines file: taskd batch submit FILE [--wait]
+  queues    list the queues, or pause or resume one: taskd queues pause NAME
+
 Run "taskd <command> --help" for a command's flags. Every flag has an
 environment variable twin, shown in its help.
 `
@@ -56,6 +63,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "config":
 		return runConfig(args[1:], getenv, stdout, stderr)
+	case "submit":
+		return runSubmit(ctx, args[1:], getenv, stdout, stderr)
+	case "tasks":
+		return runTasks(ctx, args[1:], getenv, stdout, stderr)
+	case "batch":
+		// Standard input is read only by "batch submit -"; tests give
+		// runBatch their own.
+		return runBatch(ctx, args[1:], getenv, os.Stdin, stdout, stderr)
+	case "queues":
+		return runQueues(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
