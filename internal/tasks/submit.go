@@ -298,6 +298,9 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	}, func(k *store.IdempotencyKey) {
 		sub = &Submission{TaskID: k.TaskID}
 	})
+	if err == nil && sub.Created {
+		s.inserted(params)
+	}
 	return sub, err
 }
 
@@ -367,6 +370,9 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 	}, func(k *store.IdempotencyKey) {
 		sub = &Submission{BatchID: k.BatchID}
 	})
+	if err == nil && sub.Created {
+		s.inserted(params...)
+	}
 	return sub, err
 }
 
