@@ -62,6 +62,14 @@ type Config struct {
 	// Ready reports whether the service can serve: database reachable and
 	// schema current. Required.
 	Ready func(context.Context) error
+	// Metrics, when set, is served as GET /metrics (metrics.Metrics.Handler);
+	// nil: no such route.
+	Metrics http.Handler
+	// ObserveFunc, when set, is told of every answered request: the route
+	// pattern ("unmatched" when none matched), the method ("other" for one
+	// the API does not know), the status and how long the answer took
+	// (metrics.Metrics.ObserveHTTP).
+	ObserveFunc func(route, method string, code int, d time.Duration)
 	// Extra is mounted under its prefix when set (the River UI).
 	Extra       http.Handler
 	ExtraPrefix string
