@@ -68,18 +68,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// before client.Start, which comes before the first call.
 	var svc *tasks.Service
 	jcfg.FinishedFunc = func(ids []int64) { svc.TasksFinished(ids) }
+	// Workers run the service too: whichever process finishes a batch's
+	// last task inserts its callback, and whichever River elects leader
+	// enqueues the schedules.
+	tcfg := tasks.Config{Store: st, Logger: logger, Schedules: cfg.Schedules, ScheduleQueues: cfg.ScheduleQueues}
+	pm, err := newProcessMetrics(st, jcfg.Queues, cfg.ScheduleQueues, logger)
+	if err != nil {
+		return err
+	}
+	pm.wire(&jcfg, &tcfg)
 	client, err := jobs.NewClient(jcfg)
 	if err != nil {
 		return usagef("%v", err)
 	}
-	// Workers run the service too: whichever process finishes a batch's
-	// last task inserts its callback, and whichever River elects leader
-	// enqueues the schedules.
-	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger,
-		Schedules: cfg.Schedules, ScheduleQueues: cfg.ScheduleQueues}); err != nil {
+	tcfg.Jobs = client
+	if svc, err = tasks.New(tcfg); err != nil {
 		return err
 	}
 	defer svc.Close()
+	pm.client, pm.svc = client, svc
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -105,6 +112,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
 			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
 			TrustedOrigins:       cfg.TrustedOrigins,
+			Metrics:              pm.Handler(),
+			ObserveFunc:          pm.ObserveHTTP,
 			Ready: func(ctx context.Context) error {
 				return ready(ctx, st, provider)
 			},
@@ -153,6 +162,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		svc.RunBatchCallbacks(callbacksCtx)
 	}()
 	svc.StartSchedules()
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	go pm.Run(metricsCtx)
 	if len(cfg.Schedules) > 0 {
 		logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
 	}
