@@ -162,9 +162,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		svc.RunBatchCallbacks(callbacksCtx)
 	}()
 	svc.StartSchedules()
+	// The metrics' refresh stops before the pool closes (defers run in
+	// reverse).
 	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopMetrics()
-	go pm.Run(metricsCtx)
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		pm.Run(metricsCtx)
+	}()
+	defer func() {
+		stopMetrics()
+		<-metricsDone
+	}()
 	if len(cfg.Schedules) > 0 {
 		logger.Info("schedules loaded; the River leader enqueues them", slog.Int("schedules", len(cfg.Schedules)))
 	}

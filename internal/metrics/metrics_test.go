@@ -158,6 +158,15 @@ func TestMetrics(t *testing.T) {
 			ids = append(ids, submit(t, c, "double", fmt.Sprintf(`{"value":%d}`, i), nil).ID)
 		}
 		ids = append(ids, submit(t, c, "fail", `{"times":1,"permanent":true}`, nil).ID)
+		kind := "double"
+		batch, _, err := c.SubmitBatch(context.Background(), []client.TaskRequest{
+			{Kind: &kind, Args: json.RawMessage(`{"value":10}`)},
+			{Kind: &kind, Args: json.RawMessage(`{"value":11}`)},
+		}, client.SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, batch.TaskIDs...)
 		for _, id := range ids {
 			task, err := c.Wait(context.Background(), id, 30*time.Second)
 			if err != nil {
@@ -185,16 +194,17 @@ func TestMetrics(t *testing.T) {
 			labels []string
 			delta  float64
 		}{
-			{"taskd_tasks_inserted_total", []string{"kind", "double", "queue", "default"}, 3},
+			{"taskd_tasks_inserted_total", []string{"kind", "double", "queue", "default"}, 5},
 			{"taskd_tasks_inserted_total", []string{"kind", "fail", "queue", "default"}, 1},
-			{"taskd_attempts_total", []string{"kind", "double", "queue", "default", "outcome", "completed"}, 3},
+			{"taskd_attempts_total", []string{"kind", "double", "queue", "default", "outcome", "completed"}, 5},
 			{"taskd_attempts_total", []string{"kind", "fail", "queue", "default", "outcome", "failed"}, 1},
 			{"taskd_attempts_total", []string{"kind", "fail", "queue", "default", "outcome", "completed"}, 0},
-			{"taskd_attempt_duration_seconds", []string{"kind", "double", "queue", "default"}, 3},
+			{"taskd_attempt_duration_seconds", []string{"kind", "double", "queue", "default"}, 5},
 			{"taskd_attempt_duration_seconds", []string{"kind", "fail", "queue", "default"}, 1},
 			{"taskd_http_requests_total", []string{"route", "/v1/tasks", "method", "POST", "code", "201"}, 4},
 			{"taskd_http_request_duration_seconds", []string{"route", "/v1/tasks", "method", "POST"}, 4},
-			{"taskd_http_requests_total", []string{"route", "/v1/tasks/{id}", "method", "GET", "code", "200"}, 4},
+			{"taskd_http_requests_total", []string{"route", "/v1/tasks/{id}", "method", "GET", "code", "200"}, 6},
+			{"taskd_http_requests_total", []string{"route", "/v1/batches", "method", "POST", "code", "201"}, 1},
 			{"taskd_http_requests_total", []string{"route", "/v1/tasks/{id}", "method", "GET", "code", "404"}, 1},
 			{"taskd_http_requests_total", []string{"route", "unmatched", "method", "GET", "code", "404"}, 1},
 		} {
