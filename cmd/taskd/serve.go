@@ -65,6 +65,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// before client.Start, which comes before the first call.
 	var svc *tasks.Service
 	jcfg.FinishedFunc = func(ids []int64) { svc.TasksFinished(ids) }
+	// Workers run the service too: whichever process finishes a batch's
+	// last task inserts its callback, and whichever River elects leader
+	// enqueues the schedules.
+	tcfg := tasks.Config{Store: st, Logger: logger, Schedules: cfg.Schedules, Queues: cfg.ClusterQueues}
+	pm, err := newProcessMetrics(st, jcfg.Queues, cfg.ClusterQueues, logger)
+	if err != nil {
+		return err
+	}
+	pm.wire(&jcfg, &tcfg)
 	client, err := jobs.NewClient(jcfg)
 	if err != nil {
 		return usagef("%v", err)
@@ -74,11 +83,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// completes it through) inserts its callback, and whichever River
 	// elects leader enqueues the schedules. Submissions are checked
 	// against the cluster's queues, not this process's.
-	if svc, err = tasks.New(tasks.Config{Store: st, Jobs: client, Logger: logger,
-		Schedules: cfg.Schedules, Queues: cfg.ClusterQueues}); err != nil {
+	tcfg.Jobs = client
+	if svc, err = tasks.New(tcfg); err != nil {
 		return err
 	}
 	defer svc.Close()
+	pm.client, pm.svc = client, svc
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -96,9 +106,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	readyFunc := func(ctx context.Context) error { return ready(ctx, st, provider) }
 	if r == roleWorker {
 		handler, err := taskhttp.NewHealthServer(taskhttp.HealthConfig{
-			Ready:  readyFunc,
-			Leader: client.IsLeader,
-			// Metrics: the Prometheus handler goes here (issue 9, part 2).
+			Ready:   readyFunc,
+			Leader:  client.IsLeader,
+			Metrics: pm.Handler(),
 		})
 		if err != nil {
 			return err
@@ -123,6 +133,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
 			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
 			TrustedOrigins:       cfg.TrustedOrigins,
+			Metrics:              pm.Handler(),
+			ObserveFunc:          pm.ObserveHTTP,
 			Ready:                readyFunc,
 			Leader:               client.IsLeader,
 		}
@@ -174,6 +186,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	go func() {
 		defer close(callbacksDone)
 		svc.RunBatchCallbacks(callbacksCtx)
+	}()
+	// The metrics' refresh stops before the pool closes (defers run in
+	// reverse).
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		pm.Run(metricsCtx)
+	}()
+	defer func() {
+		stopMetrics()
+		<-metricsDone
 	}()
 	// An api process never leads, so its schedules would never tick:
 	// they are not started at all, and the worker that leads enqueues

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,12 +125,35 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 		})
 	}
 
+	// Every test runs through the metrics' middleware, as taskd does: it
+	// must change no answer, and its labels must stay bounded (a route
+	// pattern, never a raw path).
+	var (
+		badMu     sync.Mutex
+		badLabels []string
+	)
+	t.Cleanup(func() { // after server.Close: no request runs any more
+		badMu.Lock()
+		defer badMu.Unlock()
+		if len(badLabels) > 0 {
+			t.Errorf("metrics labels not bounded: %v", badLabels)
+		}
+	})
 	cfg := taskdhttp.Config{
 		Store:  st,
 		Jobs:   client,
 		Tasks:  svc,
 		Logger: logger,
 		Ready:  func(ctx context.Context) error { return st.Ping(ctx) },
+		ObserveFunc: func(route, method string, code int, _ time.Duration) {
+			pattern := strings.HasPrefix(route, "/") && !strings.ContainsAny(strings.TrimPrefix(route, "/v1/"), "0123456789")
+			known := slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "other"}, method)
+			if (route != "unmatched" && !pattern) || !known || code < 100 || code > 599 {
+				badMu.Lock()
+				badLabels = append(badLabels, fmt.Sprintf("%s %s %d", method, route, code))
+				badMu.Unlock()
+			}
+		},
 	}
 	if opts.ConfigFunc != nil {
 		opts.ConfigFunc(&cfg)

@@ -157,7 +157,8 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		}
 	}
 
-	s := &server{Config: Config{Ready: func(context.Context) error { return nil }}, logger: slog.New(slog.DiscardHandler)}
+	// Metrics set, so that its optional route is walked too.
+	s := &server{Config: Config{Ready: func(context.Context) error { return nil }, Metrics: http.NotFoundHandler()}, logger: slog.New(slog.DiscardHandler)}
 	routes, ok := s.routes().(chi.Routes)
 	if !ok {
 		t.Fatalf("routes() returned %T, not a chi.Routes", s.routes())

@@ -15,6 +15,10 @@ var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.Met
 
 func (s *server) routes() http.Handler {
 	r := chi.NewRouter()
+	if s.ObserveFunc != nil {
+		// Outermost: it sees every answer, a recovered panic's included.
+		r.Use(s.observe)
+	}
 	// Order matters: panics anywhere become a 500 problem; every request
 	// gets its deadlines first, then cross-origin writes are refused
 	// before anything reads their body, and every handler (ours or the
@@ -60,6 +64,9 @@ func (s *server) routes() http.Handler {
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
 	r.Get("/openapi.json", s.handleOpenAPI)
+	if s.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.Metrics)
+	}
 
 	// Full paths rather than r.Route("/v1", ...): a mounted subrouter
 	// makes chi match "/v1" itself for every method, so 405s for it

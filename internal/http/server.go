@@ -65,6 +65,14 @@ type Config struct {
 	// Leader reports whether this process is River's leader, for GET
 	// /readyz. Defaults to Jobs.IsLeader (always false without Jobs).
 	Leader func(context.Context) (bool, error)
+	// Metrics, when set, is served as GET /metrics (metrics.Metrics.Handler);
+	// nil: no such route.
+	Metrics http.Handler
+	// ObserveFunc, when set, is told of every answered request: the route
+	// pattern ("unmatched" when none matched), the method ("other" for one
+	// the API does not know), the status and how long the answer took
+	// (metrics.Metrics.ObserveHTTP).
+	ObserveFunc func(route, method string, code int, d time.Duration)
 	// Extra is mounted under its prefix when set (the River UI).
 	Extra       http.Handler
 	ExtraPrefix string

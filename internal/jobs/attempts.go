@@ -249,6 +249,11 @@ func (m *attemptMiddleware) finish(job *rivertype.JobRow, a store.Attempt, start
 	m.recorder.record(a, m.waited.take(job))
 }
 
+// Outcome names the outcome (store.Outcome*) of an attempt whose work
+// returned err with job context ctx, as its attempt row does; the metrics
+// use it so that their outcomes are the same.
+func Outcome(ctx context.Context, err error) string { return classify(ctx, err) }
+
 // classify names the outcome of an attempt that returned err with job
 // context ctx.
 func classify(ctx context.Context, err error) string {

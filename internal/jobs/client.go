@@ -138,6 +138,13 @@ type Config struct {
 	// subscription is full; a process may die first), so its user needs a
 	// periodic recheck of its own.
 	FinishedFunc func(ids []int64)
+	// Plugins are handed to River (river.Config.Plugins): hooks and worker
+	// middleware that observe every attempt, such as the metrics'. They
+	// run whatever DisableAttempts says. Their worker middleware is
+	// entered before taskd's own (River puts plugins outermost), and their
+	// hooks run around the work alone, after every middleware decided to
+	// run it.
+	Plugins []rivertype.Plugin
 	// DisableAttempts turns off attempt recording. Only the benchmark uses
 	// it, to measure what recording costs.
 	DisableAttempts bool
@@ -312,6 +319,7 @@ func NewClient(cfg Config) (*Client, error) {
 		// for.
 		SkipUnknownJobCheck:         true,
 		Middleware:                  middleware,
+		Plugins:                     cfg.Plugins,
 		RetryPolicy:                 &RetryPolicy{Kinds: cfg.Kinds},
 		MaxAttempts:                 MaxAttemptsDefault,
 		FetchCooldown:               cfg.FetchCooldown,

@@ -83,6 +83,8 @@ type scheduler struct {
 	list   []*scheduled
 	// notify announces inserted tasks to waiting claims (notifyClaims).
 	notify func(context.Context, pgx.Tx, []river.InsertManyParams) error
+	// inserted reports a committed tick's task (Service.inserted).
+	inserted func(...river.InsertManyParams)
 	// isLeader and now are the River client's leadership and the clock;
 	// tests replace them.
 	isLeader func(context.Context) (bool, error)
@@ -105,7 +107,7 @@ type scheduler struct {
 // "schedules[i]" and the field, as the configuration file's paths do.
 func newScheduler(s *Service, rules Rules, list []Schedule) (*scheduler, error) {
 	sc := &scheduler{
-		store: s.store, river: s.river, logger: s.logger, notify: s.notifyClaims,
+		store: s.store, river: s.river, logger: s.logger, notify: s.notifyClaims, inserted: s.inserted,
 		isLeader: s.jobs.IsLeader, now: time.Now, poll: SchedulePollInterval,
 		done: make(chan struct{}),
 	}
@@ -281,6 +283,9 @@ func (sc *scheduler) enqueue(ctx context.Context, s *scheduled, tick time.Time) 
 	})
 	if err != nil {
 		return 0, err
+	}
+	if id != 0 {
+		sc.inserted(params)
 	}
 	return id, nil
 }

@@ -299,6 +299,9 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	}, func(k *store.IdempotencyKey) {
 		sub = &Submission{TaskID: k.TaskID}
 	})
+	if err == nil && sub.Created {
+		s.inserted(params)
+	}
 	return sub, err
 }
 
@@ -368,6 +371,9 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 	}, func(k *store.IdempotencyKey) {
 		sub = &Submission{BatchID: k.BatchID}
 	})
+	if err == nil && sub.Created {
+		s.inserted(params...)
+	}
 	return sub, err
 }
 

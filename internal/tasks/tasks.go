@@ -52,6 +52,12 @@ type Config struct {
 	// them is refused (422), so that no task waits for a worker nobody
 	// configured. Defaults to the queues of Jobs.
 	Queues []string
+	// InsertedFunc, when set, is called once for every task this process
+	// inserted (submissions, batches, batch callbacks, schedules' ticks),
+	// after its transaction committed: a rolled-back transaction, a
+	// repeated idempotent request or a retried transaction count nothing.
+	// The metrics count inserted tasks with it. It must not block.
+	InsertedFunc func(kind, queue string)
 }
 
 // ClaimRecheckIntervalDefault: River sends at most one insert notification
@@ -98,6 +104,8 @@ type Service struct {
 	then *thenRunner
 	// sched enqueues the schedules' ticks.
 	sched *scheduler
+	// insertedFunc is Config.InsertedFunc.
+	insertedFunc func(kind, queue string)
 }
 
 // New returns a Service.
@@ -111,6 +119,8 @@ func New(cfg Config) (*Service, error) {
 		rules:   Rules{Kinds: cfg.Jobs.Kinds(), Queues: slices.Sorted(slices.Values(cfg.Queues))},
 		claims:  newBroker(cfg.Store, cfg.Logger, cfg.ClaimRecheckInterval),
 		waiters: newFinishWaiters(cfg.Store, cfg.Logger, cfg.FinishRecheckInterval),
+
+		insertedFunc: cfg.InsertedFunc,
 	}
 	s.then = newThenRunner(s, cfg.Logger, cfg.ThenRecheckInterval)
 	s.completions = newCompleter(cfg.Store, s.then.finished)
@@ -143,6 +153,20 @@ func (s *Service) Close() {
 	s.claims.close()
 	s.waiters.close()
 	s.completions.close()
+}
+
+// Waiters returns the number of requests of this process waiting for
+// tasks to finish (?wait=) now.
+func (s *Service) Waiters() int { return int(s.waiters.waiting.Load()) }
+
+// inserted reports committed inserts to Config.InsertedFunc.
+func (s *Service) inserted(params ...river.InsertManyParams) {
+	if s.insertedFunc == nil {
+		return
+	}
+	for _, p := range params {
+		s.insertedFunc(p.Args.Kind(), cmp.Or(p.InsertOpts.Queue, river.QueueDefault))
+	}
 }
 
 // WaitFinished waits until every task of ids is in a final state

@@ -228,6 +228,7 @@ func (r *thenRunner) decide(ctx context.Context, id int64) {
 	var (
 		taskID  int64
 		invalid string
+		params  river.InsertManyParams
 	)
 	err := r.svc.store.WithTx(ctx, func(tx pgx.Tx) error {
 		taskID, invalid = 0, "" // WithTx may run this twice
@@ -235,9 +236,12 @@ func (r *thenRunner) decide(ctx context.Context, id int64) {
 		if err != nil || !ok {
 			return err
 		}
-		taskID, invalid, err = r.svc.insertThenTx(ctx, tx, id, req)
+		params, taskID, invalid, err = r.svc.insertThenTx(ctx, tx, id, req)
 		return err
 	})
+	if err == nil && taskID != 0 {
+		r.svc.inserted(params)
+	}
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -259,7 +263,7 @@ func (r *thenRunner) decide(ctx context.Context, id int64) {
 // metadata, recording its task ID. When the request no longer validates
 // (the configuration changed since the batch was submitted), it records
 // why instead and returns that as invalid.
-func (s *Service) insertThenTx(ctx context.Context, tx pgx.Tx, batchID int64, req json.RawMessage) (taskID int64, invalid string, err error) {
+func (s *Service) insertThenTx(ctx context.Context, tx pgx.Tx, batchID int64, req json.RawMessage) (inserted river.InsertManyParams, taskID int64, invalid string, err error) {
 	var p TaskParams
 	err = json.Unmarshal(req, &p)
 	if string(p.Args) == "null" {
@@ -273,12 +277,12 @@ func (s *Service) insertThenTx(ctx context.Context, tx pgx.Tx, batchID int64, re
 		params.InsertOpts.Metadata = []byte(`{"after_batch":` + strconv.FormatInt(batchID, 10) + `}`)
 		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
 		if err != nil {
-			return 0, "", fmt.Errorf("inserting the callback of batch %d: %w", batchID, err)
+			return params, 0, "", fmt.Errorf("inserting the callback of batch %d: %w", batchID, err)
 		}
 		if err := s.notifyClaims(ctx, tx, []river.InsertManyParams{params}); err != nil {
-			return 0, "", err
+			return params, 0, "", err
 		}
-		return res.Job.ID, "", s.store.BatchThenSetTaskTx(ctx, tx, batchID, res.Job.ID)
+		return params, res.Job.ID, "", s.store.BatchThenSetTaskTx(ctx, tx, batchID, res.Job.ID)
 	}
-	return 0, invalid, s.store.BatchThenSetErrorTx(ctx, tx, batchID, invalid)
+	return river.InsertManyParams{}, 0, invalid, s.store.BatchThenSetErrorTx(ctx, tx, batchID, invalid)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskd/taskd/internal/store"
@@ -36,6 +37,10 @@ type finishWaiters struct {
 	closed  bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	// waiting counts the requests waiting now, for the taskd_waiters
+	// gauge; it is read on every scrape, so it takes no lock.
+	waiting atomic.Int64
 }
 
 // finishWaiter is one waiting request: the tasks it still waits for.
@@ -60,6 +65,8 @@ func (f *finishWaiters) wait(ctx context.Context, ids []int64, d time.Duration) 
 		return nil // shutting down: answer with the state as it is
 	}
 	defer f.unregister(w)
+	f.waiting.Add(1)
+	defer f.waiting.Add(-1)
 	// Registered first, so that a task finishing between this check and
 	// the wait still wakes it.
 	// Marked as waited for, so that the process running each writes its

@@ -1,0 +1,291 @@
+// Package metrics is taskd's Prometheus instrumentation: one registry per
+// process (never the global one) holding the Go and process collectors and
+// taskd's own series, served by Handler as GET /metrics.
+//
+// Counters count what this process did, so summing them across processes
+// gives the cluster's. The gauges read from the database (taskd_queue_*)
+// are the same in every process; they are refreshed on an interval by Run,
+// never per scrape, so that any number of scrapers costs the database one
+// index-only query per interval. See docs/OPERATIONS.md.
+package metrics
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+// RefreshIntervalDefault is how often Run reads the queue stats and the
+// leadership. Scrapes every 15 s or more see values at most this old.
+const RefreshIntervalDefault = 5 * time.Second
+
+// QueueStates are the unfinished states taskd_queue_tasks reports, each
+// queue with all of them (0 when it has none), so that an alert on one
+// state of one queue never sees its series vanish.
+var QueueStates = []string{"available", "pending", "retryable", "running", "scheduled"}
+
+// Buckets of the duration histograms, in seconds.
+var (
+	// attemptBuckets span taskd's tasks: milliseconds to the 15-minute
+	// default timeout.
+	attemptBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+	// httpBuckets reach 60 s, the longest ?wait=.
+	httpBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+)
+
+// Config configures Metrics.
+type Config struct {
+	// Store is read for the queue gauges and its pool for the pool
+	// gauges. Required.
+	Store *store.Store
+	// Queues are queues reported even while they hold no unfinished task
+	// (the configuration's queues); queues with tasks are reported
+	// anyway.
+	Queues []string
+	// LeaderFunc reports whether this process is River's leader
+	// (jobs.Client.IsLeader); nil: taskd_leader is always 0 (a process
+	// without a River client that elects).
+	LeaderFunc func(context.Context) (bool, error)
+	// WaitersFunc returns the number of waiting ?wait= requests
+	// (tasks.Service.Waiters); nil: taskd_waiters is always 0.
+	WaitersFunc func() int
+	// RefreshInterval: see RefreshIntervalDefault.
+	RefreshInterval time.Duration
+	// Logger reports failed refreshes. Defaults to a discarding logger.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	c.RefreshInterval = cmp.Or(c.RefreshInterval, RefreshIntervalDefault)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Metrics holds a process's registry and series.
+type Metrics struct {
+	cfg Config
+	reg *prometheus.Registry
+
+	inserted        *prometheus.CounterVec
+	attempts        *prometheus.CounterVec
+	attemptDuration *prometheus.HistogramVec
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
+	leader          prometheus.Gauge
+	queues          *queueCollector
+}
+
+// New returns Metrics with every series registered. Run refreshes the
+// database-derived ones.
+func New(cfg Config) (*Metrics, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Store == nil {
+		return nil, errors.New("metrics: Config.Store is required")
+	}
+	m := &Metrics{
+		cfg: cfg,
+		reg: prometheus.NewRegistry(),
+		inserted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskd_tasks_inserted_total",
+			Help: "Tasks this process inserted (submissions, batches, batch callbacks, schedules), counted once their transaction committed.",
+		}, []string{"kind", "queue"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskd_attempts_total",
+			Help: "Attempts this process's River workers finished, by outcome (the outcomes of the tasks' attempt rows).",
+		}, []string{"kind", "queue", "outcome"}),
+		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "taskd_attempt_duration_seconds",
+			Help:    "How long the attempts this process's River workers finished ran.",
+			Buckets: attemptBuckets,
+		}, []string{"kind", "queue"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskd_http_requests_total",
+			Help: "HTTP requests this process answered, by route pattern (\"unmatched\" for no route), method and status code.",
+		}, []string{"route", "method", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "taskd_http_request_duration_seconds",
+			Help:    "How long this process took to answer HTTP requests, by route pattern and method (?wait= included).",
+			Buckets: httpBuckets,
+		}, []string{"route", "method"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "taskd_leader",
+			Help: "1 when this process is River's elected leader (maintenance, schedules), else 0.",
+		}),
+		queues: newQueueCollector(cfg.Queues),
+	}
+	waiters := cfg.WaitersFunc
+	if waiters == nil {
+		waiters = func() int { return 0 }
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.inserted, m.attempts, m.attemptDuration, m.httpRequests, m.httpDuration, m.leader, m.queues,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "taskd_waiters",
+			Help: "Requests of this process waiting for tasks to finish (?wait=).",
+		}, func() float64 { return float64(waiters()) }),
+		newPoolCollector(cfg.Store),
+	)
+	return m, nil
+}
+
+// Registry returns the registry, for tests and for adding series.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in Prometheus's text format (or
+// OpenMetrics, when asked).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// TaskInserted counts one inserted task (tasks.Config.InsertedFunc).
+func (m *Metrics) TaskInserted(kind, queue string) {
+	m.inserted.WithLabelValues(kind, queue).Inc()
+}
+
+// ObserveHTTP counts one answered request. route is chi's pattern, or
+// "unmatched"; method one the API knows, or "other".
+func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
+	m.httpRequests.WithLabelValues(route, method, statusText(code)).Inc()
+	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// observeAttempt counts one finished attempt.
+func (m *Metrics) observeAttempt(kind, queue, outcome string, d time.Duration) {
+	m.attempts.WithLabelValues(kind, queue, outcome).Inc()
+	m.attemptDuration.WithLabelValues(kind, queue).Observe(d.Seconds())
+}
+
+// Run refreshes the database-derived gauges (queues, leadership) at once
+// and then every RefreshInterval, until ctx ends. A failed refresh keeps
+// the last values and is logged once until a refresh succeeds again.
+func (m *Metrics) Run(ctx context.Context) {
+	t := time.NewTicker(m.cfg.RefreshInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		err := m.Refresh(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			failing = true
+			m.cfg.Logger.Warn("refreshing metrics failed; keeping the last values", slog.String("error", err.Error()))
+		case err == nil && failing:
+			failing = false
+			m.cfg.Logger.Info("refreshing metrics works again")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Refresh reads the queue stats and the leadership once.
+func (m *Metrics) Refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RefreshInterval)
+	defer cancel()
+	var errs []error
+	if stats, err := m.cfg.Store.QueueStats(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.queues.set(stats)
+	}
+	if m.cfg.LeaderFunc != nil {
+		if leads, err := m.cfg.LeaderFunc(ctx); err != nil {
+			errs = append(errs, err)
+		} else if leads {
+			m.leader.Set(1)
+		} else {
+			m.leader.Set(0)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// queueCollector reports the last queue stats read, as one consistent
+// snapshot.
+type queueCollector struct {
+	tasks, oldest *prometheus.Desc
+	configured    []string
+
+	mu    sync.Mutex
+	stats map[string]*store.QueueStats
+}
+
+func newQueueCollector(configured []string) *queueCollector {
+	return &queueCollector{
+		tasks: prometheus.NewDesc("taskd_queue_tasks",
+			"Unfinished tasks of each queue by state, from the database (the same in every process).",
+			[]string{"queue", "state"}, nil),
+		oldest: prometheus.NewDesc("taskd_queue_oldest_available_age_seconds",
+			"Age of each queue's oldest task ready to run (0 when none is), from the database (the same in every process).",
+			[]string{"queue"}, nil),
+		configured: configured,
+	}
+}
+
+func (c *queueCollector) set(stats map[string]*store.QueueStats) {
+	c.mu.Lock()
+	c.stats = stats
+	c.mu.Unlock()
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.tasks
+	ch <- c.oldest
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	stats := c.stats
+	c.mu.Unlock()
+	if stats == nil {
+		return // not read yet: no value rather than a false 0
+	}
+	names := map[string]bool{}
+	for _, q := range c.configured {
+		names[q] = true
+	}
+	for q := range stats {
+		names[q] = true
+	}
+	for _, q := range slices.Sorted(maps.Keys(names)) {
+		st := stats[q]
+		for _, state := range QueueStates {
+			var n int64
+			if st != nil {
+				n = st.Counts[state]
+			}
+			ch <- prometheus.MustNewConstMetric(c.tasks, prometheus.GaugeValue, float64(n), q, state)
+		}
+		age := 0.0
+		if st != nil && st.OldestAvailable != nil {
+			age = st.OldestAvailable.Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age, q)
+	}
+}
+
+// statusText is a status code as a label value.
+func statusText(code int) string {
+	if code < 100 || code > 999 {
+		return "other"
+	}
+	return string([]byte{byte('0' + code/100), byte('0' + code/10%10), byte('0' + code%10)})
+}
