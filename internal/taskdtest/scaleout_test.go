@@ -72,6 +72,8 @@ type scaleRun struct {
 	kills []*scaleKill
 }
 
+// TestScaleOut kills a follower and then the leader among three workers
+// under 10,000 tasks: every task completes; the duplicates are reported.
 func TestScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four taskd processes and 10,000 tasks")
@@ -120,8 +122,9 @@ func TestScaleOut(t *testing.T) {
 		scaleTasks, time.Since(start).Round(time.Millisecond), r.completed())
 
 	// A follower dies a third of the way and comes back on its address
-	// (as systemd's Restart= would bring it back), under a new client ID:
-	// its old tasks are rescued by the others' heartbeats, not by it.
+	// (as systemd's Restart= would bring it back) under a new client ID:
+	// its old tasks are the dead client's, rescued by whichever live
+	// process's heartbeat finds them first, the new one included.
 	r.waitCompleted(scaleTasks/3, scalePhaseTimeout)
 	follower := workers[0]
 	if follower == leader {
