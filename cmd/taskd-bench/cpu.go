@@ -79,46 +79,67 @@ type cpuSample struct {
 
 func readCPU(pid int) (cpuSample, error) {
 	s := cpuSample{at: time.Now()}
+	var err error
+	if s.machBusy, s.machAll, err = machineTicks(); err != nil {
+		return s, err
+	}
+	if s.taskd, err = procTicks(pid); err != nil {
+		return s, fmt.Errorf("reading taskd's CPU time: %w", err)
+	}
+	return s, nil
+}
+
+// machineTicks reads the machine's busy and total CPU time, all cores
+// together, from /proc/stat in USER_HZ.
+func machineTicks() (busy, all uint64, err error) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return s, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(data), "\n")
 	fields := strings.Fields(line)
 	if len(fields) < 5 || fields[0] != "cpu" {
-		return s, fmt.Errorf("unexpected /proc/stat line %q", line)
+		return 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
 	}
 	for i, f := range fields[1:] {
 		v, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
-			return s, fmt.Errorf("unexpected /proc/stat line %q", line)
+			return 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
 		}
 		if i >= 8 { // guest and guest_nice are already in user and nice
 			break
 		}
-		s.machAll += v
+		all += v
 		if i != 3 && i != 4 { // idle, iowait
-			s.machBusy += v
+			busy += v
 		}
 	}
-	data, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return busy, all, nil
+}
+
+// procTicks reads the CPU time of process pid (utime + stime) from
+// /proc/<pid>/stat in USER_HZ.
+func procTicks(pid int) (uint64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return s, fmt.Errorf("reading taskd's CPU time: %w", err)
+		return 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces;
 	// utime and stime are fields 14 and 15.
-	_, rest, ok := strings.Cut(string(data), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return s, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	i := strings.LastIndex(string(data), ") ")
+	if i < 0 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(data)[i+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
-	s.taskd = ut + st
-	return s, nil
+	return ut + st, nil
 }
 
 // measured runs load and reports it with the CPU use over it.

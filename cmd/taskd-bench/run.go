@@ -58,13 +58,16 @@ type config struct {
 	CPURate         int           // GET /v1/tasks/{id} a second in scenario 12
 	CPUConcurrency  int           // clients sending them
 	CPUDuration     time.Duration // how long each of scenario 12's loads is timed
+	ScaleN          int           // tasks in each run of scenario 13
+	ScaleWorkers    []int         // taskd worker processes in scenario 13's variants
+	ScaleConns      int           // the pool of each of scenario 13's processes
 	Scenarios       []int
 	TaskdBin        string // a prebuilt taskd binary; built when empty
 	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8, 9 and 10 here (8 to 10: profilePath)
 	ProfileSeconds  int
 }
 
-var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
@@ -104,7 +107,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		cpuRate     = fs.Int("cpu-read-rate", 200, "GET /v1/tasks/{id} a second in scenario 12, idle and saturated")
 		cpuConc     = fs.Int("cpu-read-concurrency", 4, "clients sending scenario 12's GETs, each at its share of -cpu-read-rate")
 		cpuDuration = fs.Duration("cpu-duration", 10*time.Second, "how long each of scenario 12's loads (idle, saturated) is timed, after -warmup")
-		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9,10,11,12", "scenarios to run")
+		scaleN      = fs.Int("scale-n", 50_000, "double tasks in each run of scenario 13 (scale-out)")
+		scaleWork   = fs.String("scale-workers", "1,2,4", "taskd worker processes behind the one taskd api in scenario 13's variants")
+		scaleConns  = fs.Int("scale-conns", 10, "TASKD_DB_MAX_CONNS of each of scenario 13's processes")
+		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9,10,11,12,13", "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
 		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8, 9 and 10 into <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
@@ -127,6 +133,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		PushN: *pushN, PushWorkers: *pushWorkers, PullN: *pullN, ReleaseClaimers: *relClaimers, ReleaseN: *relN, ReleaseInterval: *relInterval,
 		Waiters: *waiters, WaitN: *waitN, IdleWaiters: *idleWaiters, XactWindow: *xactWindow, XactSettle: *xactSettle,
 		LimitWaitN: *limitWaitN, LimitSleep: *limitSleep, CPUN: *cpuN, CPURate: *cpuRate, CPUConcurrency: *cpuConc, CPUDuration: *cpuDuration,
+		ScaleN: *scaleN, ScaleConns: *scaleConns,
 	}
 	if *smoke {
 		// Explicit flags still win over the smoke sizes.
@@ -157,6 +164,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("idle-waiters", &cfg.IdleWaiters, 50)
 		small("limit-wait-n", &cfg.LimitWaitN, 10)
 		small("cpu-n", &cfg.CPUN, 1_000_000)
+		small("scale-n", &cfg.ScaleN, 1000)
+		small("scale-conns", &cfg.ScaleConns, 5)
+		if !set["scale-workers"] {
+			*scaleWork = "1,2"
+		}
 		small("cpu-read-rate", &cfg.CPURate, 50)
 		small("cpu-read-concurrency", &cfg.CPUConcurrency, 2)
 		smallD("cpu-duration", &cfg.CPUDuration, time.Second)
@@ -193,6 +205,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.CPUWorkers, err = parseInts(*cpuWorkers); err != nil {
 		return nil, fmt.Errorf("invalid -cpu-workers %q: %v", *cpuWorkers, err)
 	}
+	if cfg.ScaleWorkers, err = parseInts(*scaleWork); err != nil {
+		return nil, fmt.Errorf("invalid -scale-workers %q: %v", *scaleWork, err)
+	}
 	if cfg.Scenarios, err = parseInts(*scenarios); err != nil {
 		return nil, fmt.Errorf("invalid -scenarios %q: %v", *scenarios, err)
 	}
@@ -216,6 +231,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-limit-processes: at most %d processes (each has a pool of %d connections)", limitProcessesMax, limitProcessConns)
 	case cfg.CPUN < 1 || cfg.CPUN > builtin.CPUMaxN || cfg.CPURate < 1 || cfg.CPUConcurrency < 1 || cfg.CPUDuration <= 0:
 		return nil, fmt.Errorf("-cpu-n must be between 1 and %d, -cpu-read-rate, -cpu-read-concurrency and -cpu-duration positive", builtin.CPUMaxN)
+	case cfg.ScaleN < 1 || cfg.ScaleConns < 1:
+		return nil, errors.New("-scale-n and -scale-conns must be positive")
+	case (slices.Max(cfg.ScaleWorkers)+1)*cfg.ScaleConns > scaleConnsBudget:
+		return nil, fmt.Errorf("-scale-workers and -scale-conns: (%d workers + the api) × %d connections is more than %d of PostgreSQL's connections", slices.Max(cfg.ScaleWorkers), cfg.ScaleConns, scaleConnsBudget)
 	case cfg.XactWindow <= 0 || cfg.XactSettle < 0 || cfg.XactSettle+cfg.XactWindow > heldWait-10*time.Second:
 		// The held waits must outlast the settle and the window.
 		return nil, fmt.Errorf("-xact-window must be positive, -xact-settle not negative, and the two together at most %s", heldWait-10*time.Second)
@@ -312,6 +331,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{10, b.scenario10},
 		{11, b.scenario11},
 		{12, b.scenario12},
+		{13, b.scenario13},
 	}
 	for _, s := range steps {
 		if !has(s.scenario) {
@@ -334,11 +354,11 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s limit-wait-n=%d limit-sleep=%s limit-processes=%v cpu-n=%d cpu-workers=%v cpu-read=%d/s from %d clients for %s scenarios=%v\n",
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s limit-wait-n=%d limit-sleep=%s limit-processes=%v cpu-n=%d cpu-workers=%v cpu-read=%d/s from %d clients for %s scale-n=%d scale-workers=%v scale-conns=%d scenarios=%v\n",
 		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
 		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval,
 		c.Waiters, c.WaitN, c.IdleWaiters, c.XactWindow, c.XactSettle,
-		c.LimitWaitN, c.LimitSleep, c.LimitProcesses, c.CPUN, c.CPUWorkers, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.Scenarios)
+		c.LimitWaitN, c.LimitSleep, c.LimitProcesses, c.CPUN, c.CPUWorkers, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.ScaleN, c.ScaleWorkers, c.ScaleConns, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }

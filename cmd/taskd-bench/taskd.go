@@ -28,7 +28,7 @@ func buildTaskd(ctx context.Context, path string, stderr io.Writer) error {
 	return nil
 }
 
-// taskdProcess is a running `taskd serve`.
+// taskdProcess is a running `taskd serve` (or another role).
 type taskdProcess struct {
 	cmd  *exec.Cmd
 	base string // http://127.0.0.1:port
@@ -41,12 +41,18 @@ type taskdProcess struct {
 // taskd's defaults except for env (KEY=VALUE settings), and waits until
 // /readyz answers.
 func startTaskd(ctx context.Context, bin, dbURL string, env ...string) (*taskdProcess, error) {
+	return startTaskdRole(ctx, bin, "serve", dbURL, env...)
+}
+
+// startTaskdRole is startTaskd for any role (serve, api, worker): each
+// has /readyz on TASKD_ADDR, a worker without the rest of the API.
+func startTaskdRole(ctx context.Context, bin, role, dbURL string, env ...string) (*taskdProcess, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	p := &taskdProcess{base: "http://" + addr, logs: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve")
+	p.cmd = exec.Command(bin, role)
 	p.cmd.Env = append(baseEnv(), "DATABASE_URL="+dbURL, "TASKD_ADDR="+addr, "TASKD_SHUTDOWN_GRACE=10s")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
