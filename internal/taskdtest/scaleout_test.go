@@ -5,7 +5,7 @@ package taskdtest_test
 // workers are killed with SIGKILL mid-run, a follower first and then River's
 // leader. Every acknowledged task must complete. taskd promises
 // at-least-once, so the test counts the executions beyond one per task and
-// reports them (docs/OPERATIONS-scaleout.md) rather than asserting a number.
+// reports them (docs/OPERATIONS.md, "Crashes under scale-out, measured") rather than asserting a number.
 
 import (
 	"context"
@@ -244,7 +244,7 @@ func (r *scaleRun) check() {
 	}
 }
 
-// report logs the figures docs/OPERATIONS-scaleout.md quotes.
+// report logs the figures docs/OPERATIONS.md quotes ("Crashes under scale-out, measured").
 // The rate before the first kill is the cluster's pace undisturbed; the
 // whole run's includes the two waits for the rescue.
 func (r *scaleRun) report(start time.Time, elapsed, failover time.Duration, newLeader *taskdtest.Process) {
