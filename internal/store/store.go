@@ -321,6 +321,9 @@ type ListParams struct {
 	States []string
 	Kind   string
 	Queue  string
+	// Queues, when not nil, limits the list to these queues (a tenant's
+	// token, auth.Principal.Queues); empty but not nil: no queue at all.
+	Queues []string
 	// BeforeID continues a listing after the task with this ID (keyset
 	// pagination, newest first).
 	BeforeID int64
@@ -367,6 +370,10 @@ func listArgs(p ListParams) dbsqlc.TaskListParams {
 	}
 	if p.Queue != "" {
 		arg.Queue = &p.Queue
+	}
+	if p.Queues != nil {
+		// Never nil here: an empty list must match nothing, not everything.
+		arg.Queues = append([]string{}, p.Queues...)
 	}
 	if p.BeforeID > 0 {
 		arg.BeforeID = &p.BeforeID
@@ -450,6 +457,20 @@ func (e execMode) CopyFrom(ctx context.Context, table pgx.Identifier, cols []str
 
 func (e execMode) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return e.db.QueryRow(ctx, sql, append([]any{e.mode}, args...)...)
+}
+
+// TaskQueue returns the queue of task id, ErrNotFound when there is no
+// such task.
+func (s *Store) TaskQueue(ctx context.Context, id int64) (string, error) {
+	var queue string
+	err := s.Retry(ctx, func() (err error) {
+		queue, err = s.q.TaskQueue(ctx, id)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("getting the queue of task %d: %w", id, interpretError(err))
+	}
+	return queue, nil
 }
 
 // TaskLockStateTx locks the task's row for the rest of tx and returns its
@@ -564,7 +585,7 @@ type Batch struct {
 	// happened.
 	ThenError string
 	// Tasks are the batch's tasks still present, in submission order; only
-	// ID, State, Result and Errors are filled.
+	// ID, Queue, State, Result and Errors are filled.
 	Tasks []*Task
 }
 
@@ -615,7 +636,7 @@ func (s *Store) Batch(ctx context.Context, id int64) (*Batch, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := &Task{ID: r.ID, State: string(r.State), Errors: errs}
+		t := &Task{ID: r.ID, Queue: r.Queue, State: string(r.State), Errors: errs}
 		if len(r.Output) > 0 && string(r.Output) != "null" {
 			t.Result = json.RawMessage(r.Output)
 		}

@@ -50,6 +50,14 @@ func TestTaskListUsesIndexes(t *testing.T) {
 		{"kind", ListParams{Kind: "cpu", Limit: 50}, ""},
 		{"rare queue", ListParams{Queue: "cpu", States: []string{StateAvailable}, Limit: 50}, ""},
 		{"several states", ListParams{States: []string{StateAvailable, StateDiscarded}, Limit: 50}, ""},
+		// A tenant's token (auth.Principal.Queues) adds a queue list to
+		// any of the filters above.
+		{"tenant", ListParams{Queues: []string{"cpu"}, Limit: 50}, ""},
+		{"tenant, next page", ListParams{Queues: []string{"cpu", "other"}, BeforeID: 25000, Limit: 50}, ""},
+		{"tenant, rare state", ListParams{Queues: []string{"cpu"}, States: []string{StateCancelled}, Limit: 50}, "river_job_prioritized_fetching_index"},
+		{"tenant, uncommon state", ListParams{Queues: []string{"cpu", "default"}, States: []string{StateAvailable}, Limit: 50}, ""},
+		{"tenant, kind", ListParams{Queues: []string{"cpu"}, Kind: "cpu", Limit: 50}, ""},
+		{"tenant, queue", ListParams{Queues: []string{"cpu"}, Queue: "cpu", States: []string{StateAvailable}, Limit: 50}, ""},
 	}
 	for _, tt := range tests {
 		plan, err := s.ExplainTaskList(ctx, tt.params, false)
@@ -411,5 +419,52 @@ func TestTaskShowsAttemptInProgressOnce(t *testing.T) {
 	task, err = s.Task(ctx, id)
 	if err != nil || len(task.Attempts) != 1 || task.Attempts[0].Outcome != OutcomeFailed {
 		t.Fatalf("running task whose attempt is written: %+v %v, want the one failed attempt", task.Attempts, err)
+	}
+}
+
+// TestTaskListQueues checks the tenant filter of lists (ListParams.Queues)
+// and TaskQueue, which the checks of single tasks use.
+func TestTaskListQueues(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, state)
+		SELECT '{}', 'double', 25, (ARRAY['a','b','c'])[1 + i % 3], 'available'
+		FROM generate_series(1, 30) AS i`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(p ListParams) map[string]int {
+		t.Helper()
+		p.Limit = 100
+		list, err := s.TaskList(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, task := range list {
+			n[task.Queue]++
+			q, err := s.TaskQueue(ctx, task.ID)
+			if err != nil || q != task.Queue {
+				t.Errorf("TaskQueue(%d) = %q, %v; want %q", task.ID, q, err, task.Queue)
+			}
+		}
+		return n
+	}
+	if n := count(ListParams{Queues: []string{"a", "c"}}); n["a"] != 10 || n["c"] != 10 || len(n) != 2 {
+		t.Errorf("queues a, c: %v", n)
+	}
+	if n := count(ListParams{Queues: []string{"a"}, Queue: "b"}); len(n) != 0 {
+		t.Errorf("queues a, filter b: %v, want none", n)
+	}
+	if n := count(ListParams{Queues: []string{}}); len(n) != 0 {
+		t.Errorf("empty queue list: %v, want none", n)
+	}
+	if n := count(ListParams{}); len(n) != 3 {
+		t.Errorf("no queue list: %v, want all three queues", n)
+	}
+	if _, err := s.TaskQueue(ctx, 1<<40); !errors.Is(err, ErrNotFound) {
+		t.Errorf("TaskQueue of a missing task: %v, want ErrNotFound", err)
 	}
 }

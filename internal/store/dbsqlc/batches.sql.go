@@ -101,13 +101,14 @@ func (q *Queries) BatchNextID(ctx context.Context) (int64, error) {
 }
 
 const batchTasks = `-- name: BatchTasks :many
-SELECT j.id, j.state, (j.metadata -> 'output')::jsonb AS output, j.errors
+SELECT j.id, j.queue, j.state, (j.metadata -> 'output')::jsonb AS output, j.errors
 FROM river_job j
 WHERE j.id = ANY($1::bigint[])
 `
 
 type BatchTasksRow struct {
 	ID     int64
+	Queue  string
 	State  RiverJobState
 	Output []byte
 	Errors [][]byte
@@ -125,6 +126,7 @@ func (q *Queries) BatchTasks(ctx context.Context, ids []int64) ([]BatchTasksRow,
 		var i BatchTasksRow
 		if err := rows.Scan(
 			&i.ID,
+			&i.Queue,
 			&i.State,
 			&i.Output,
 			&i.Errors,

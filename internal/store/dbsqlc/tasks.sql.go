@@ -186,9 +186,11 @@ WHERE ($1::text IS NULL OR state = $1::text::river_job_state)
     AND ($2::text[] IS NULL OR state = ANY($2::text[]::river_job_state[]))
     AND ($3::text IS NULL OR kind = $3::text)
     AND ($4::text IS NULL OR queue = $4::text)
-    AND ($5::bigint IS NULL OR id < $5::bigint)
+    -- queues: the queues of a tenant's token (auth.Principal.Queues).
+    AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
+    AND ($6::bigint IS NULL OR id < $6::bigint)
 ORDER BY id DESC
-LIMIT $6::int
+LIMIT $7::int
 `
 
 type TaskListParams struct {
@@ -196,6 +198,7 @@ type TaskListParams struct {
 	States   []string
 	Kind     *string
 	Queue    *string
+	Queues   []string
 	BeforeID *int64
 	Max      int32
 }
@@ -234,6 +237,7 @@ func (q *Queries) TaskList(ctx context.Context, arg TaskListParams) ([]TaskListR
 		arg.States,
 		arg.Kind,
 		arg.Queue,
+		arg.Queues,
 		arg.BeforeID,
 		arg.Max,
 	)
@@ -287,4 +291,17 @@ func (q *Queries) TaskLockState(ctx context.Context, id int64) (string, error) {
 	var state string
 	err := row.Scan(&state)
 	return state, err
+}
+
+const taskQueue = `-- name: TaskQueue :one
+SELECT queue FROM river_job WHERE id = $1
+`
+
+// TaskQueue is the queue of a task, which never changes: what a tenant's
+// token is checked against before it may touch the task.
+func (q *Queries) TaskQueue(ctx context.Context, id int64) (string, error) {
+	row := q.db.QueryRow(ctx, taskQueue, id)
+	var queue string
+	err := row.Scan(&queue)
+	return queue, err
 }

@@ -14,7 +14,7 @@ SELECT id, task_ids, created_at, then_task_id, then_error FROM batches WHERE id 
 
 -- The store puts the rows back in submission order.
 -- name: BatchTasks :many
-SELECT j.id, j.state, (j.metadata -> 'output')::jsonb AS output, j.errors
+SELECT j.id, j.queue, j.state, (j.metadata -> 'output')::jsonb AS output, j.errors
 FROM river_job j
 WHERE j.id = ANY(@ids::bigint[]);
 

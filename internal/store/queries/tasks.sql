@@ -42,9 +42,16 @@ WHERE (sqlc.narg('state')::text IS NULL OR state = sqlc.narg('state')::text::riv
     AND (sqlc.narg('states')::text[] IS NULL OR state = ANY(sqlc.narg('states')::text[]::river_job_state[]))
     AND (sqlc.narg('kind')::text IS NULL OR kind = sqlc.narg('kind')::text)
     AND (sqlc.narg('queue')::text IS NULL OR queue = sqlc.narg('queue')::text)
+    -- queues: the queues of a tenant's token (auth.Principal.Queues).
+    AND (sqlc.narg('queues')::text[] IS NULL OR queue = ANY(sqlc.narg('queues')::text[]))
     AND (sqlc.narg('before_id')::bigint IS NULL OR id < sqlc.narg('before_id')::bigint)
 ORDER BY id DESC
 LIMIT @max::int;
+
+-- TaskQueue is the queue of a task, which never changes: what a tenant's
+-- token is checked against before it may touch the task.
+-- name: TaskQueue :one
+SELECT queue FROM river_job WHERE id = @id;
 
 -- name: TaskLockState :one
 SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
