@@ -167,7 +167,11 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 		}
 		secs[i] = min(max(d, LeaseMin), LeaseMax).Seconds()
 	}
-	c := store.Claim{Kinds: names, LeaseSecs: secs, Lease: lease, Queues: p.Queues, Max: limit, Worker: worker}
+	queues, err := claimQueues(ctx, p.Queues)
+	if err != nil {
+		return nil, err
+	}
+	c := store.Claim{Kinds: names, LeaseSecs: secs, Lease: lease, Queues: queues, Max: limit, Worker: worker}
 	if len(c.Queues) == 0 {
 		c.Queues = nil
 	}
@@ -258,6 +262,9 @@ func (s *Service) Complete(ctx context.Context, id int64, p *CompleteParams) (*s
 	if checkLease(fe, p.Lease); fe.List != nil {
 		return nil, &ValidationError{Errors: fe.List}
 	}
+	if err := s.CheckTask(ctx, id); err != nil {
+		return nil, err
+	}
 	ok, err := s.completions.complete(ctx, store.Completion{ID: id, Token: *p.Lease, Result: p.Result})
 	if err != nil {
 		return nil, err
@@ -296,6 +303,9 @@ func (s *Service) Fail(ctx context.Context, id int64, p *FailParams) (*store.Tas
 	interrupted := p.Interrupted != nil && *p.Interrupted
 	if permanent && interrupted {
 		return nil, &ValidationError{Errors: []FieldError{{Field: "interrupted", Message: "cannot be given together with permanent"}}}
+	}
+	if err := s.CheckTask(ctx, id); err != nil {
+		return nil, err
 	}
 	refused, final := false, false
 	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
@@ -432,6 +442,9 @@ func (s *Service) Heartbeat(ctx context.Context, id int64, p *HeartbeatParams) (
 	}
 	if fe.List != nil {
 		return nil, &ValidationError{Errors: fe.List}
+	}
+	if err := s.CheckTask(ctx, id); err != nil {
+		return nil, err
 	}
 	expires, cancel, err := s.store.LeaseHeartbeat(ctx, id, *p.Lease, extend, jobs.LeaseLifeMax)
 	if errors.Is(err, store.ErrNotFound) {

@@ -318,9 +318,14 @@ func (sc *scheduler) logError(ctx context.Context, err error) {
 }
 
 // Schedules returns the schedules with their last task and next run, in
-// the configuration file's order.
+// the configuration file's order; a tenant's, only those of its queues.
 func (s *Service) Schedules(ctx context.Context) ([]ScheduleInfo, error) {
-	list := s.sched.list
+	var list []*scheduled
+	for _, sch := range s.sched.list {
+		if QueueVisible(ctx, sch.params.InsertOpts.Queue) {
+			list = append(list, sch)
+		}
+	}
 	names := make([]string, len(list))
 	for i, sch := range list {
 		names[i] = sch.Name

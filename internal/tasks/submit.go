@@ -285,6 +285,9 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	if errs != nil {
 		return nil, &ValidationError{Errors: errs}
 	}
+	if err := checkSubmitQueues(ctx, []river.InsertManyParams{params}, func(int) string { return "" }, nil); err != nil {
+		return nil, err
+	}
 	var sub *Submission
 	err := s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
 		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
@@ -324,12 +327,18 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 		errs = append(errs, ferrs...)
 		params[i] = p
 	}
+	var thenParams *river.InsertManyParams
 	if b.Then != nil {
-		_, ferrs := s.prepare(b.Then, "then", now)
+		tp, ferrs := s.prepare(b.Then, "then", now)
 		errs = append(errs, ferrs...)
+		thenParams = &tp
 	}
 	if errs != nil {
 		return nil, &ValidationError{Errors: errs}
+	}
+	// A tenant's batch may not mix in other queues, its callback's included.
+	if err := checkSubmitQueues(ctx, params, func(i int) string { return "tasks[" + strconv.Itoa(i) + "]." }, thenParams); err != nil {
+		return nil, err
 	}
 	var then json.RawMessage
 	if b.Then != nil {
@@ -432,8 +441,17 @@ func (s *Service) insert(ctx context.Context, idem *Idempotency, forTask bool, i
 
 // Cancel cancels a task. A task not yet running is cancelled at once; a
 // running one is asked to stop and stays running until its worker returns.
-// Finished tasks give a *StateError.
+// Finished tasks give a *StateError; a task of another queue than a
+// tenant's, store.ErrNotFound.
 func (s *Service) Cancel(ctx context.Context, id int64) error {
+	if err := s.CheckTask(ctx, id); err != nil {
+		return err
+	}
+	return s.cancel(ctx, id)
+}
+
+// cancel is Cancel without the tenant's check.
+func (s *Service) cancel(ctx context.Context, id int64) error {
 	cancelled := false
 	err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
 		cancelled = false
@@ -462,8 +480,12 @@ func (s *Service) Cancel(ctx context.Context, id int64) error {
 }
 
 // Retry makes a retryable, completed, cancelled or discarded task available
-// to run again now. Tasks waiting or running give a *StateError.
+// to run again now. Tasks waiting or running give a *StateError; a task of
+// another queue than a tenant's, store.ErrNotFound.
 func (s *Service) Retry(ctx context.Context, id int64) error {
+	if err := s.CheckTask(ctx, id); err != nil {
+		return err
+	}
 	return s.store.WithTx(ctx, func(tx pgx.Tx) error {
 		state, err := s.store.TaskLockStateTx(ctx, tx, id)
 		if err != nil {
@@ -538,18 +560,22 @@ func (s *Service) notifyClaims(ctx context.Context, tx pgx.Tx, params []river.In
 }
 
 // CancelBatch cancels every task of batch id that is not final yet (as
-// Cancel does each) and returns the batch as it is afterwards.
+// Cancel does each) and returns the batch as it is afterwards. A batch a
+// tenant may not see (BatchVisible) is store.ErrNotFound.
 func (s *Service) CancelBatch(ctx context.Context, id int64) (*store.Batch, error) {
 	b, err := s.store.Batch(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if !BatchVisible(ctx, b) {
+		return nil, fmt.Errorf("batch %d: %w", id, store.ErrNotFound)
 	}
 	for _, t := range b.Tasks {
 		if store.IsFinal(t.State) {
 			continue
 		}
 		var serr *StateError
-		if err := s.Cancel(ctx, t.ID); err != nil && !errors.As(err, &serr) && !errors.Is(err, store.ErrNotFound) {
+		if err := s.cancel(ctx, t.ID); err != nil && !errors.As(err, &serr) && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
 	}
