@@ -142,6 +142,9 @@ func (s *server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := s.Store.Batch(r.Context(), id)
+	if err == nil && !tasks.BatchVisible(r.Context(), b) {
+		err = store.ErrNotFound // as a missing batch: no existence leak
+	}
 	if err != nil {
 		s.writeError(w, r, err, "batch "+strconv.FormatInt(id, 10))
 		return

@@ -53,6 +53,8 @@ const (
 	typeCrossOrigin = "urn:taskd:problem:cross-origin"
 	typeTimeout     = "urn:taskd:problem:request-timeout"
 	typeLease       = "urn:taskd:problem:lease-conflict"
+	// typeQueueForbidden: a tenant's token asked for a queue not its own.
+	typeQueueForbidden = "urn:taskd:problem:queue-forbidden"
 )
 
 // retryAfterSeconds is the Retry-After of 503 answers: a lost database
@@ -134,6 +136,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		verr *tasks.ValidationError
 		serr *tasks.StateError
 		lerr *tasks.LeaseError
+		qerr *tasks.QueueError
 	)
 	switch {
 	case errors.As(err, &verr):
@@ -153,6 +156,12 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		writeProblem(w, Problem{Type: typeLease, Status: http.StatusConflict,
 			Detail: lerr.Error() + " (task state: " + lerr.State + ")",
 			Errors: []FieldError{{Field: "lease", Message: lerr.Reason}, {Field: "state", Message: lerr.State}}})
+	case errors.As(err, &qerr):
+		p := Problem{Type: typeQueueForbidden, Status: http.StatusForbidden, Detail: qerr.Error()}
+		for _, fe := range qerr.Errors {
+			p.Errors = append(p.Errors, FieldError{Field: fe.Field, Message: fe.Message})
+		}
+		writeProblem(w, p)
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
 	case errors.Is(err, store.ErrUnavailable):

@@ -12,10 +12,16 @@ import (
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
+// errUnknownQueue answers a tenant's token for a queue not its own, as for
+// a queue that does not exist.
+var errUnknownQueue = jobs.ErrUnknownQueue
+
 // queues reads every queue's state: River's records and this process's
-// workers (s.Jobs), the database's counts (s.Store).
+// workers (s.Jobs), the database's counts (s.Store). A tenant's token sees
+// only its own queues.
 func (s *server) queues(ctx context.Context) ([]client.Queue, error) {
 	infos, err := s.Jobs.Queues(ctx)
 	if err != nil {
@@ -28,6 +34,9 @@ func (s *server) queues(ctx context.Context) ([]client.Queue, error) {
 	seen := map[string]bool{}
 	out := make([]client.Queue, 0, len(infos)+len(stats))
 	add := func(name string, paused bool, workers int) {
+		if !tasks.QueueVisible(ctx, name) {
+			return
+		}
 		q := client.Queue{Name: name, Counts: map[string]int{}, Paused: paused, Workers: workers,
 			Limits: limitsJSON(s.limits().ForQueue(name))}
 		if st := stats[name]; st != nil {
@@ -89,7 +98,12 @@ func (s *server) changeQueue(w http.ResponseWriter, r *http.Request, change func
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist: " + kinds.QueueNameRule})
 		return
 	}
-	if err := change(r.Context(), name); err != nil {
+	// A tenant's token knows no other queue.
+	err := errUnknownQueue
+	if tasks.QueueVisible(r.Context(), name) {
+		err = change(r.Context(), name)
+	}
+	if err != nil {
 		if errors.Is(err, jobs.ErrUnknownQueue) {
 			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist (no process works it or has worked it lately)"})
 			return

@@ -357,10 +357,24 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wait, ok := waitParam(w, params)
-	if !ok || !s.waitFor(w, r, []int64{id}, wait) {
+	if !ok {
+		return
+	}
+	if wait > 0 {
+		// A tenant does not wait on another queue's task: a missing one
+		// answers at once, and so must it.
+		if err := s.Tasks.CheckTask(r.Context(), id); err != nil {
+			s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
+			return
+		}
+	}
+	if !s.waitFor(w, r, []int64{id}, wait) {
 		return
 	}
 	t, err := s.Store.Task(r.Context(), id)
+	if err == nil && !tasks.TaskVisible(r.Context(), t) {
+		err = store.ErrNotFound
+	}
 	if err != nil {
 		s.writeError(w, r, err, "task "+strconv.FormatInt(id, 10))
 		return
@@ -445,11 +459,15 @@ func (s *server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: "invalid query parameters", Errors: errs})
 		return
 	}
-	tasks, err := s.Store.TaskList(r.Context(), p)
-	if err != nil {
-		s.writeError(w, r, err, "")
-		return
+	var list []*store.Task
+	if tasks.RestrictList(r.Context(), &p) {
+		var err error
+		if list, err = s.Store.TaskList(r.Context(), p); err != nil {
+			s.writeError(w, r, err, "")
+			return
+		}
 	}
+	tasks := list
 	out := listJSON{Tasks: make([]taskJSON, len(tasks))}
 	for i, t := range tasks {
 		out.Tasks[i] = s.toTaskJSON(t)
