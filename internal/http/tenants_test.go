@@ -3,15 +3,20 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/auth"
 	"github.com/taskd/taskd/internal/config"
+	taskdhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/internal/schedule"
+	"github.com/taskd/taskd/internal/tasks"
 )
 
 const typeQueueForbidden = "urn:taskd:problem:queue-forbidden"
@@ -208,4 +213,47 @@ func (b *testBundle) waitBatchNow(t *testing.T, id int64) apiBatch {
 	var out apiBatch
 	decode(t, r, &out)
 	return out
+}
+
+// TestTenantSchedules checks that GET /v1/schedules lists a tenant only the
+// schedules of its queues.
+func TestTenantSchedules(t *testing.T) {
+	t.Parallel()
+	spec, err := schedule.Every(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, cpu := "double", builtin.QueueCPU
+	admin := setupWith(t, setupOpts{ConfigFunc: func(cfg *taskdhttp.Config) {
+		svc, err := tasks.New(tasks.Config{Store: cfg.Store, Jobs: cfg.Jobs, Schedules: []tasks.Schedule{
+			{Name: "mine", Spec: spec, Task: tasks.TaskParams{Kind: &kind, Args: json.RawMessage(`{"value": 1}`), Queue: &cpu}},
+			{Name: "other", Spec: spec, Task: tasks.TaskParams{Kind: &kind, Args: json.RawMessage(`{"value": 1}`)}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		cfg.Tasks = svc
+	}})
+	names := func(b *testBundle) []string {
+		t.Helper()
+		r := b.get(t, "/v1/schedules")
+		wantStatus(t, r, http.StatusOK)
+		var l client.ScheduleList
+		decode(t, r, &l)
+		out := []string{}
+		for _, s := range l.Schedules {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if got := names(admin); !slices.Equal(got, []string{"mine", "other"}) {
+		t.Errorf("schedules without auth: %v", got)
+	}
+	if got := names(admin.asTenant(t, cpu)); !slices.Equal(got, []string{"mine"}) {
+		t.Errorf("the tenant's schedules: %v, want [mine]", got)
+	}
+	if got := names(admin.asTenant(t, "default")); !slices.Equal(got, []string{"other"}) {
+		t.Errorf("the default tenant's schedules: %v, want [other]", got)
+	}
 }
