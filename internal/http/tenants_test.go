@@ -190,6 +190,13 @@ func TestTenantQueues(t *testing.T) {
 	if b := admin.waitBatchNow(t, mixed.ID); b.Counts["cancelled"] != 0 {
 		t.Errorf("the mixed batch was cancelled: %+v", b)
 	}
+	// A batch whose tasks are all gone says nothing of whose it was: it is
+	// missing for a tenant.
+	if _, err := admin.pool.Exec(ctx, `DELETE FROM river_job WHERE id = ANY($1)`, mineBatch.TaskIDs); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, admin.get(t, "/v1/batches/"+itoa(mineBatch.ID)), http.StatusOK)
+	wantProblem(t, tenant.get(t, "/v1/batches/"+itoa(mineBatch.ID)), http.StatusNotFound, typeBlank)
 	if _, err := admin.pool.Exec(ctx, `DELETE FROM batches WHERE id = $1`, mixed.ID); err != nil {
 		t.Fatal(err)
 	}

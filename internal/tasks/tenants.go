@@ -75,10 +75,12 @@ func TaskVisible(ctx context.Context, t *store.Task) bool {
 }
 
 // BatchVisible reports whether the request may see batch b: a tenant only
-// a batch whose present tasks are all of its queues.
+// a batch whose present tasks are all of its queues. A tenant knows a
+// batch through its tasks: one with none left (about to be deleted) is
+// missing for it, since nothing tells whose it was.
 func BatchVisible(ctx context.Context, b *store.Batch) bool {
 	p := tenant(ctx)
-	return p == nil || !slices.ContainsFunc(b.Tasks, func(t *store.Task) bool { return !p.QueueAllowed(t.Queue) })
+	return p == nil || (len(b.Tasks) > 0 && !slices.ContainsFunc(b.Tasks, func(t *store.Task) bool { return !p.QueueAllowed(t.Queue) }))
 }
 
 // RestrictList limits a listing to the request's queues. It returns false
