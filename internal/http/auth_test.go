@@ -100,7 +100,7 @@ var issueScopes = map[string]auth.Scope{
 	"POST /v1/batches": "submit", "POST /v1/batches/{id}/cancel": "submit",
 	"POST /v1/claims": "work", "POST /v1/tasks/{id}/complete": "work", "POST /v1/tasks/{id}/fail": "work",
 	"POST /v1/tasks/{id}/heartbeat": "work",
-	"POST /v1/queues/{name}/pause": "admin", "POST /v1/queues/{name}/resume": "admin", "GET /metrics": "admin",
+	"POST /v1/queues/{name}/pause":  "admin", "POST /v1/queues/{name}/resume": "admin", "GET /metrics": "admin",
 	"* /riverui/*": "admin",
 }
 
