@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -210,6 +211,39 @@ func TestAuthMatrix(t *testing.T) {
 			t.Errorf("chi.Walk did not report %s", p)
 		}
 	}
+	// openapi.json states each operation's scope as the route table does.
+	type operation struct {
+		Scope     *auth.Scope    `json:"x-taskd-scope"`
+		Security  *[]any         `json:"security"`
+		Responses map[string]any `json:"responses"`
+	}
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(ab.get(t, "/openapi.json").Body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, item := range doc.Paths {
+		for method, raw := range item {
+			if method == "parameters" {
+				continue
+			}
+			var op operation
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatal(err)
+			}
+			scope, ok := taskdhttp.RouteScope(ab.handler, strings.ToUpper(method), path)
+			switch {
+			case !ok:
+				t.Errorf("openapi.json: %s %s is not routed", method, path)
+			case scope == "" && (op.Security == nil || len(*op.Security) != 0):
+				t.Errorf("openapi.json: %s %s is open but does not say security: []", method, path)
+			case scope != "" && (op.Scope == nil || *op.Scope != scope || op.Responses["401"] == nil || op.Responses["403"] == nil):
+				t.Errorf("openapi.json: %s %s: x-taskd-scope %v or its 401/403 do not match the route's scope %q", method, path, op.Scope, scope)
+			}
+		}
+	}
+
 	// River UI's own API, below the mount, and a method chi routes to it
 	// through the 405 handler.
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, "PROPFIND"} {
