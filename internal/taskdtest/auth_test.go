@@ -75,7 +75,10 @@ func TestAuthAcrossProcesses(t *testing.T) {
 		taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Env: env}),
 		taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Env: env, Role: "api"}),
 	}
+	// A worker serves only health and /metrics, the latter behind admin.
+	worker := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Env: env, Role: "worker"})
 	waitStatus(t, procs, "/v1/tasks", "", http.StatusOK, time.Second, "auth off without tokens")
+	waitStatus(t, []*taskdtest.Process{worker}, "/metrics", "", http.StatusOK, time.Second, "worker metrics, auth off")
 
 	token := tokenCmd(t, dbURL, "create", "--name", "admin", "--scope", "admin")
 	if !strings.HasPrefix(token, "tkd_") || len(token) < 4+43 {
@@ -86,8 +89,15 @@ func TestAuthAcrossProcesses(t *testing.T) {
 	waitStatus(t, procs, "/v1/tasks", token, http.StatusOK, time.Second, "admin token")
 	waitStatus(t, procs, "/metrics", reader, http.StatusForbidden, time.Second, "read token on /metrics")
 	waitStatus(t, procs, "/riverui/", token, http.StatusOK, time.Second, "admin token on River UI")
+	waitStatus(t, procs, "/riverui/api/jobs?state=available", "", http.StatusUnauthorized, time.Second, "River UI's API without a token")
+	waitStatus(t, procs, "/riverui/api/jobs?state=available", reader, http.StatusForbidden, time.Second, "River UI's API, read token")
+	waitStatus(t, procs, "/riverui/api/jobs?state=available", token, http.StatusOK, time.Second, "River UI's API, admin token")
 	waitStatus(t, procs, "/v1/tasks", "tkd_wrong", http.StatusUnauthorized, time.Second, "unknown token")
 	waitStatus(t, procs, "/healthz", "", http.StatusOK, time.Second, "health stays open")
+	waitStatus(t, []*taskdtest.Process{worker}, "/metrics", "", http.StatusUnauthorized, 5*time.Second, "worker metrics, auth on")
+	waitStatus(t, []*taskdtest.Process{worker}, "/metrics", reader, http.StatusForbidden, time.Second, "worker metrics, read token")
+	waitStatus(t, []*taskdtest.Process{worker}, "/metrics", token, http.StatusOK, time.Second, "worker metrics, admin token")
+	waitStatus(t, []*taskdtest.Process{worker}, "/healthz", "", http.StatusOK, time.Second, "worker health stays open")
 
 	tokenCmd(t, dbURL, "revoke", "admin")
 	waitStatus(t, procs, "/v1/tasks", token, http.StatusUnauthorized, 5*time.Second, "revoked token")
@@ -97,11 +107,12 @@ func TestAuthAcrossProcesses(t *testing.T) {
 	sum := sha256.Sum256([]byte(token))
 	secrets := []string{token, strings.TrimPrefix(token, "tkd_"), hex.EncodeToString(sum[:]),
 		base64.StdEncoding.EncodeToString(sum[:]), base64.RawURLEncoding.EncodeToString(sum[:]), `\x` + hex.EncodeToString(sum[:])}
+	procs = append(procs, worker)
 	for _, p := range procs {
-		p.Stop()
+		_ = p.Stop()
 	}
-	for i, out := range []string{procs[0].Output(), procs[1].Output(), list} {
-		if !strings.Contains(out, "level") && i < 2 {
+	for i, out := range []string{procs[0].Output(), procs[1].Output(), worker.Output(), list} {
+		if !strings.Contains(out, "level") && i < 3 {
 			t.Fatalf("process %d logged nothing?\n%s", i, out)
 		}
 		for _, s := range secrets {
