@@ -172,6 +172,9 @@ type serveConfig struct {
 	RescueAfter        time.Duration
 	RecordAttempts     bool
 	UI                 bool
+	// Insecure lets a process with no API token listen on a non-loopback
+	// address, serving everyone without auth.
+	Insecure bool
 }
 
 // jobsConfig is the jobs.Config these settings make, on st.
@@ -247,6 +250,7 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		rescue     = f.string("rescue-after", "TASKD_RESCUE_AFTER", jobs.RescueAfterDefault.String(), "silence after which a process counts as dead and its running tasks are run again")
 		attempts   = f.bool("record-attempts", "TASKD_RECORD_ATTEMPTS", true, "record every attempt in task_attempts (off only to benchmark its cost)")
 		ui         = f.bool("ui", "TASKD_UI", true, "serve the River UI under /riverui")
+		insecure   = f.bool("insecure", "TASKD_INSECURE", false, "with no API token in the database, listen on a non-loopback address anyway, without auth (a warning at every start)")
 	)
 	if err := f.parse(args); err != nil {
 		return nil, err
@@ -361,6 +365,9 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		return nil, err
 	}
 	if cfg.UI, err = f.parseBool("ui", *ui); err != nil {
+		return nil, err
+	}
+	if cfg.Insecure, err = f.parseBool("insecure", *insecure); err != nil {
 		return nil, err
 	}
 	switch strings.ToLower(cfg.LogLevel) {

@@ -5,6 +5,7 @@
 //	taskd api       HTTP API only: inserts, reads, claims; works no queue
 //	taskd worker    workers only (scale out on more machines)
 //	taskd migrate   apply or inspect database migrations
+//	taskd token     create, list or revoke API tokens (on the database)
 //
 // and a client of a running taskd's HTTP API (docs/CLI.md):
 //

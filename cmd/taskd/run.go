@@ -33,6 +33,7 @@ Commands:
   worker    run the workers only (health and metrics on --addr, :8081)
   migrate   apply or inspect database migrations (up, down, status, version)
   config    check a configuration file: taskd config check FILE
+  token     create, list or revoke API tokens (talks to the database)
 
 Client commands, over the HTTP API of the taskd at TASKD_URL
 (default http://127.0.0.1:8080):
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, args[1:], getenv, stdout, stderr, roleWorker)
 	case "migrate":
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
 	case "config":
 		return runConfig(args[1:], getenv, stdout, stderr)
 	case "submit":

@@ -19,6 +19,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"riverqueue.com/riverui"
 
+	"github.com/taskd/taskd/internal/auth"
 	taskhttp "github.com/taskd/taskd/internal/http"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
@@ -57,6 +58,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	st := store.New(pool)
+	// Read once before listening: whether auth is on decides whether this
+	// process may listen off loopback at all.
+	tokens, err := auth.NewCache(auth.CacheConfig{Store: st, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := tokens.Refresh(ctx); err != nil {
+		return fmt.Errorf("reading API tokens: %w", err)
+	}
 	jcfg := cfg.jobsConfig(st)
 	jcfg.Logger = logger
 	jcfg.UserAgent = userAgent()
@@ -109,6 +119,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Ready:   readyFunc,
 			Leader:  client.IsLeader,
 			Metrics: pm.Handler(),
+			Auth:    tokens,
 		})
 		if err != nil {
 			return err
@@ -137,6 +148,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			ObserveFunc:          pm.ObserveHTTP,
 			Ready:                readyFunc,
 			Leader:               client.IsLeader,
+			Auth:                 tokens,
 		}
 		if cfg.UI {
 			ui, err := riverui.NewHandler(&riverui.HandlerOpts{
@@ -169,6 +181,21 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("listening on %s (--addr, TASKD_ADDR): %w", cfg.Addr, err)
 	}
 	defer ln.Close()
+	if err := checkExposure(ln.Addr(), tokens.Enabled(), cfg.Insecure, logger); err != nil {
+		return err
+	}
+	// Tokens created or revoked take effect within RefreshInterval; the
+	// refresh stops before the pool closes (defers run in reverse).
+	tokensCtx, stopTokens := context.WithCancel(context.WithoutCancel(ctx))
+	tokensDone := make(chan struct{})
+	go func() {
+		defer close(tokensDone)
+		tokens.Run(tokensCtx)
+	}()
+	defer func() {
+		stopTokens()
+		<-tokensDone
+	}()
 
 	if err := client.Start(ctx); err != nil {
 		return err
@@ -248,6 +275,28 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		logger.Info("stopped")
 	}
 	return runErr
+}
+
+// checkExposure refuses to serve without auth (no token in the database)
+// on an address other machines can reach, unless insecure, which is
+// logged as a warning at every start.
+func checkExposure(addr net.Addr, authOn, insecure bool, logger *slog.Logger) error {
+	if authOn {
+		return nil
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	if ok && tcp.IP.IsLoopback() {
+		logger.Info("no API token exists: serving without auth, on loopback only")
+		return nil
+	}
+	if insecure {
+		logger.Warn("no API token exists and --insecure (TASKD_INSECURE) is set: anyone who can reach this address may do everything",
+			slog.String("addr", addr.String()))
+		return nil
+	}
+	return usagef("refusing to listen on %s without auth: no API token exists. Create one with "+
+		"`taskd token create --name admin --scope admin` (it takes effect on every taskd within 5 seconds), "+
+		"listen on a loopback address (--addr 127.0.0.1:8080), or pass --insecure (TASKD_INSECURE=true) to serve everyone without auth", addr)
 }
 
 func openPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {

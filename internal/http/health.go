@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+
+	"github.com/taskd/taskd/internal/auth"
 )
 
 // HealthConfig configures the handler of a process without the API
@@ -17,6 +19,9 @@ type HealthConfig struct {
 	// Metrics, when set, serves GET /metrics (Prometheus text format);
 	// without it /metrics is a 404 like any unknown path.
 	Metrics http.Handler
+	// Auth, when set, puts /metrics behind the admin scope once a token
+	// exists, as on the API (Config.Auth).
+	Auth *auth.Cache
 }
 
 // NewHealthServer returns the handler of GET /healthz, GET /readyz (with
@@ -34,7 +39,7 @@ func NewHealthServer(cfg HealthConfig) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { healthz(w) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { readyz(w, r, cfg.Ready, cfg.Leader) })
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		mux.Handle("GET /metrics", authorize(cfg.Auth, auth.NewLimiter(0, 0, nil), auth.ScopeAdmin, cfg.Metrics))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + clip(r.URL.Path) + "; a worker serves /healthz, /readyz and /metrics only"})

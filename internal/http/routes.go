@@ -6,6 +6,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/taskd/taskd/internal/auth"
 )
 
 // methods are the methods the router is asked about when it answers 405 or
@@ -61,36 +63,64 @@ func (s *server) routes() http.Handler {
 			Detail: clip(req.Method) + " is not allowed on " + clip(routingPath(req.URL)) + "; allowed: " + strings.Join(allowed, ", ")})
 	})
 
-	r.Get("/healthz", s.handleHealthz)
-	r.Get("/readyz", s.handleReadyz)
-	r.Get("/openapi.json", s.handleOpenAPI)
-	if s.Metrics != nil {
-		r.Method(http.MethodGet, "/metrics", s.Metrics)
+	s.scopes = map[string]auth.Scope{}
+	for _, rt := range s.routeTable() {
+		s.scopes[rt.method+" "+rt.pattern] = rt.scope
+		r.Method(rt.method, rt.pattern, s.authorize(rt.scope, rt.handler))
 	}
-
-	// Full paths rather than r.Route("/v1", ...): a mounted subrouter
-	// makes chi match "/v1" itself for every method, so 405s for it
-	// would list them all.
-	r.Get("/v1/kinds", s.handleKindList)
-	r.Post("/v1/tasks", s.handleTaskCreate)
-	r.Get("/v1/tasks", s.handleTaskList)
-	r.Get("/v1/tasks/{id}", s.handleTaskGet)
-	r.Post("/v1/tasks/{id}/cancel", s.handleTaskCancel)
-	r.Post("/v1/tasks/{id}/retry", s.handleTaskRetry)
-	r.Post("/v1/tasks/{id}/complete", s.handleTaskComplete)
-	r.Post("/v1/tasks/{id}/fail", s.handleTaskFail)
-	r.Post("/v1/tasks/{id}/heartbeat", s.handleTaskHeartbeat)
-	r.Post("/v1/claims", s.handleClaim)
-	r.Get("/v1/queues", s.handleQueueList)
-	r.Post("/v1/queues/{name}/pause", s.handleQueuePause)
-	r.Post("/v1/queues/{name}/resume", s.handleQueueResume)
-	r.Get("/v1/schedules", s.handleScheduleList)
-	r.Post("/v1/batches", s.handleBatchCreate)
-	r.Get("/v1/batches/{id}", s.handleBatchGet)
-	r.Post("/v1/batches/{id}/cancel", s.handleBatchCancel)
-
 	if s.Extra != nil {
+		// Its own routes, any method; s.Extra requires admin (NewServer).
+		s.scopes["* "+s.ExtraPrefix+"/*"] = auth.ScopeAdmin
 		r.Mount(s.ExtraPrefix, s.Extra)
 	}
 	return r
+}
+
+// route is one endpoint of the API and the scope a token needs for it
+// once auth is on (scopeOpen: none, ever).
+type route struct {
+	method, pattern string
+	scope           auth.Scope
+	handler         http.Handler
+}
+
+// routeTable is every route of the API with its scope, the one place both
+// are declared: the access matrix test walks the router and fails on a
+// route missing here.
+//
+// Full paths rather than r.Route("/v1", ...): a mounted subrouter makes chi
+// match "/v1" itself for every method, so 405s for it would list them all.
+func (s *server) routeTable() []route {
+	h := func(method, pattern string, scope auth.Scope, f http.HandlerFunc) route {
+		return route{method: method, pattern: pattern, scope: scope, handler: f}
+	}
+	const get, post = http.MethodGet, http.MethodPost
+	const read, submit, work, admin = auth.ScopeRead, auth.ScopeSubmit, auth.ScopeWork, auth.ScopeAdmin
+	rs := []route{
+		h(get, "/healthz", scopeOpen, s.handleHealthz),
+		h(get, "/readyz", scopeOpen, s.handleReadyz),
+		h(get, "/openapi.json", scopeOpen, s.handleOpenAPI),
+
+		h(get, "/v1/kinds", read, s.handleKindList),
+		h(post, "/v1/tasks", submit, s.handleTaskCreate),
+		h(get, "/v1/tasks", read, s.handleTaskList),
+		h(get, "/v1/tasks/{id}", read, s.handleTaskGet),
+		h(post, "/v1/tasks/{id}/cancel", submit, s.handleTaskCancel),
+		h(post, "/v1/tasks/{id}/retry", submit, s.handleTaskRetry),
+		h(post, "/v1/tasks/{id}/complete", work, s.handleTaskComplete),
+		h(post, "/v1/tasks/{id}/fail", work, s.handleTaskFail),
+		h(post, "/v1/tasks/{id}/heartbeat", work, s.handleTaskHeartbeat),
+		h(post, "/v1/claims", work, s.handleClaim),
+		h(get, "/v1/queues", read, s.handleQueueList),
+		h(post, "/v1/queues/{name}/pause", admin, s.handleQueuePause),
+		h(post, "/v1/queues/{name}/resume", admin, s.handleQueueResume),
+		h(get, "/v1/schedules", read, s.handleScheduleList),
+		h(post, "/v1/batches", submit, s.handleBatchCreate),
+		h(get, "/v1/batches/{id}", read, s.handleBatchGet),
+		h(post, "/v1/batches/{id}/cancel", submit, s.handleBatchCancel),
+	}
+	if s.Metrics != nil {
+		rs = append(rs, route{method: get, pattern: "/metrics", scope: admin, handler: s.Metrics})
+	}
+	return rs
 }

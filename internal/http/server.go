@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/taskd/taskd/internal/auth"
 	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
@@ -73,9 +74,17 @@ type Config struct {
 	// the API does not know), the status and how long the answer took
 	// (metrics.Metrics.ObserveHTTP).
 	ObserveFunc func(route, method string, code int, d time.Duration)
-	// Extra is mounted under its prefix when set (the River UI).
+	// Extra is mounted under its prefix when set (the River UI), behind
+	// the admin scope.
 	Extra       http.Handler
 	ExtraPrefix string
+	// Auth, when set, holds the API tokens: once one exists, every route
+	// but /healthz, /readyz and /openapi.json needs a token with the
+	// route's scope (routeTable). Nil: no auth at all (tests, embedding).
+	Auth *auth.Cache
+	// AuthLimiter slows clients whose tokens fail. Defaults to
+	// auth.NewLimiter with its defaults.
+	AuthLimiter *auth.Limiter
 }
 
 // WithDefaults returns c with zero values replaced by their defaults.
@@ -101,6 +110,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Leader == nil {
 		c.Leader = notLeader
+	}
+	if c.AuthLimiter == nil {
+		c.AuthLimiter = auth.NewLimiter(0, 0, nil)
 	}
 	if c.Tasks == nil && c.Store != nil && c.Jobs != nil {
 		c.Tasks, _ = tasks.New(tasks.Config{Store: c.Store, Jobs: c.Jobs}) // both set: cannot fail
@@ -134,6 +146,9 @@ type server struct {
 	logger  *slog.Logger
 	budget  *byteBudget
 	handler http.Handler
+	// scopes is each route's scope by "METHOD pattern" ("* pattern" for
+	// the mounted handler's), filled by routes.
+	scopes map[string]auth.Scope
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
@@ -151,7 +166,9 @@ func NewServer(cfg Config) (http.Handler, error) {
 	}
 	s := &server{Config: cfg, logger: cfg.Logger, budget: &byteBudget{max: cfg.MaxBodyBytesInFlight}}
 	if s.Extra != nil {
-		s.Extra = s.guardExtra(s.Extra)
+		// Authorized before its body is read: River UI's API can cancel,
+		// retry and delete jobs.
+		s.Extra = s.authorize(auth.ScopeAdmin, s.guardExtra(s.Extra))
 	}
 	s.handler = s.routes()
 	return s, nil

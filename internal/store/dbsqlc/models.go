@@ -193,3 +193,14 @@ type TaskdSchedule struct {
 	LastTaskID     *int64
 	LastEnqueuedAt *time.Time
 }
+
+type TaskdToken struct {
+	Name       string
+	Hash       []byte
+	Scopes     []string
+	Queues     []string
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+}
