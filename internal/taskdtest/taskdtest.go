@@ -231,7 +231,10 @@ func (p *Process) start(addr string) {
 
 	client := &http.Client{Timeout: 2 * time.Second}
 	if p.opts.TLSClientConfig != nil {
-		client.Transport = &http.Transport{TLSClientConfig: p.opts.TLSClientConfig}
+		// A clone: an HTTP/2 transport of the caller's adds "h2" to the
+		// NextProtos of the config it was given, and this HTTP/1
+		// transport must not offer it.
+		client.Transport = &http.Transport{TLSClientConfig: p.opts.TLSClientConfig.Clone()}
 	}
 	defer client.CloseIdleConnections()
 	for {

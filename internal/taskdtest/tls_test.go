@@ -67,15 +67,16 @@ func TestTLSServe(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, roots := selfSigned(t, t.TempDir())
 	tlsClient := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	dbURL := pgtest.NewDB(t)
 	p := taskdtest.Start(t, taskdtest.Options{
-		DatabaseURL:     pgtest.NewDB(t),
+		DatabaseURL:     dbURL,
 		Args:            []string{"--tls-cert", certFile, "--tls-key", keyFile},
 		Env:             []string{"TASKD_DB_MAX_CONNS=5", "TASKD_UI=false"},
 		TLSClientConfig: tlsClient,
 	})
 	require.True(t, strings.HasPrefix(p.URL, "https://"), "URL %q", p.URL)
 
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsClient, ForceAttemptHTTP2: true}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsClient.Clone(), ForceAttemptHTTP2: true}}
 	t.Cleanup(hc.CloseIdleConnections)
 	resp, err := hc.Get(p.URL + "/v1/kinds")
 	require.NoError(t, err)
@@ -84,6 +85,22 @@ func TestTLSServe(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	require.Contains(t, string(body), `"double"`)
 	require.Equal(t, 2, resp.ProtoMajor, "ServeTLS negotiates HTTP/2 with a client that offers it")
+
+	// The other roles take the same flags; Start's readiness check (GET
+	// /readyz over HTTPS, trusting only the test's certificate) is the
+	// assertion.
+	for _, role := range []string{"api", "worker"} {
+		t.Run(role+" serves HTTPS too", func(t *testing.T) {
+			q := taskdtest.Start(t, taskdtest.Options{
+				DatabaseURL:     dbURL,
+				Role:            role,
+				Args:            []string{"--tls-cert", certFile, "--tls-key", keyFile},
+				Env:             []string{"TASKD_DB_MAX_CONNS=5", "TASKD_UI=false"},
+				TLSClientConfig: tlsClient,
+			})
+			require.True(t, strings.HasPrefix(q.URL, "https://"), "URL %q", q.URL)
+		})
+	}
 
 	t.Run("a client that does not trust the certificate is refused", func(t *testing.T) {
 		untrusting := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
