@@ -175,6 +175,12 @@ type serveConfig struct {
 	// Insecure lets a process with no API token listen on a non-loopback
 	// address, serving everyone without auth.
 	Insecure bool
+	// TLSCert and TLSKey are the PEM files of the certificate (with its
+	// chain) and private key that the listener serves HTTPS with; both
+	// empty serves plain HTTP, for loopback or behind a reverse proxy that
+	// terminates TLS.
+	TLSCert string
+	TLSKey  string
 }
 
 // jobsConfig is the jobs.Config these settings make, on st.
@@ -251,6 +257,8 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		attempts   = f.bool("record-attempts", "TASKD_RECORD_ATTEMPTS", true, "record every attempt in task_attempts (off only to benchmark its cost)")
 		ui         = f.bool("ui", "TASKD_UI", true, "serve the River UI under /riverui")
 		insecure   = f.bool("insecure", "TASKD_INSECURE", false, "with no API token in the database, listen on a non-loopback address anyway, without auth (a warning at every start)")
+		tlsCert    = f.string("tls-cert", "TASKD_TLS_CERT", "", "PEM certificate file (with its chain) to serve HTTPS with; requires --tls-key")
+		tlsKey     = f.string("tls-key", "TASKD_TLS_KEY", "", "PEM private key file of --tls-cert")
 	)
 	if err := f.parse(args); err != nil {
 		return nil, err
@@ -258,9 +266,16 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 	if f.fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", f.fs.Arg(0))
 	}
-	cfg := &serveConfig{Role: r, DatabaseURL: *dbURL, Addr: *addr, LogLevel: *logLevel, PprofAddr: *pprofAddr}
+	cfg := &serveConfig{Role: r, DatabaseURL: *dbURL, Addr: *addr, LogLevel: *logLevel, PprofAddr: *pprofAddr,
+		TLSCert: *tlsCert, TLSKey: *tlsKey}
 	if cfg.DatabaseURL == "" {
 		return nil, usagef("%s is required", f.setting("database-url"))
+	}
+	// One without the other is a mistake, not a request for plain HTTP:
+	// serving plain HTTP when the operator meant HTTPS would send tokens
+	// in the clear.
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, usagef("%s and %s go together: give both to serve HTTPS, or neither", f.setting("tls-cert"), f.setting("tls-key"))
 	}
 	if cfg.Addr == "" {
 		return nil, usagef("%s must not be empty", f.setting("addr"))

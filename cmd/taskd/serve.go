@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,6 +36,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	// The files are read before anything else starts, so that a wrong path
+	// or a key that does not match fails the start, not the first request.
+	tlsConfig, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return err
 	}
@@ -196,6 +203,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		stopTokens()
 		<-tokensDone
 	}()
+	scheme := "http"
+	if tlsConfig != nil {
+		srv.TLSConfig, scheme = tlsConfig, "https"
+	}
 
 	if err := client.Start(ctx); err != nil {
 		return err
@@ -241,9 +252,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return fmt.Errorf("starting River UI: %w", err)
 		}
 	}
-	go func() { srvErr <- srv.Serve(ln) }()
-	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("role", string(r)))
-	fmt.Fprintf(stdout, "taskd listening on http://%s\n", ln.Addr())
+	go func() {
+		if tlsConfig != nil {
+			// The certificate is in srv.TLSConfig; ServeTLS also sets up
+			// HTTP/2, which a tls.NewListener would not.
+			srvErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		srvErr <- srv.Serve(ln)
+	}()
+	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("role", string(r)), slog.String("scheme", scheme))
+	fmt.Fprintf(stdout, "taskd listening on %s://%s\n", scheme, ln.Addr())
 
 	var runErr error
 	select {
@@ -393,4 +412,19 @@ func userAgent() string {
 		return "taskd/" + bi.Main.Version
 	}
 	return "taskd/dev"
+}
+
+// loadTLS reads the certificate and key files of --tls-cert and --tls-key;
+// both empty means plain HTTP (a nil config). The minimum version is TLS
+// 1.2, Go's default for servers, written out so that it does not move
+// with the toolchain.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading the TLS certificate %s and key %s (--tls-cert, --tls-key): %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -15,6 +15,7 @@ package taskdtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,8 +40,9 @@ const (
 	StopTimeoutDefault = 50 * time.Second
 
 	// listeningPrefix starts the line every role prints on stdout once it
-	// listens (a worker on its health listener).
-	listeningPrefix = "taskd listening on http://"
+	// listens (a worker on its health listener), followed by its URL,
+	// http:// or, with --tls-cert, https://.
+	listeningPrefix = "taskd listening on "
 
 	// readyPollInterval is the pause between two GET /readyz.
 	readyPollInterval = 20 * time.Millisecond
@@ -119,11 +121,17 @@ type Options struct {
 	// ReadyTimeout bounds the wait for readiness. Defaults to
 	// ReadyTimeoutDefault.
 	ReadyTimeout time.Duration
+
+	// TLSClientConfig is what the readiness check trusts when Args make
+	// taskd serve HTTPS (--tls-cert, --tls-key): usually RootCAs with the
+	// test's own certificate. Nil for plain HTTP.
+	TLSClientConfig *tls.Config
 }
 
 // Process is a running (or stopped) taskd process of one role.
 type Process struct {
-	// URL is taskd's base URL, http://ADDR, the same after a restart.
+	// URL is taskd's base URL, http://ADDR (https://ADDR with TLS), the
+	// same after a restart.
 	URL string
 	// Addr is the address taskd listens on, host:port.
 	Addr string
@@ -213,7 +221,8 @@ func (p *Process) start(addr string) {
 	deadline := time.After(p.opts.ReadyTimeout)
 	select {
 	case got := <-listening.found:
-		p.Addr, p.URL = got, "http://"+got
+		p.URL = got
+		p.Addr = strings.TrimPrefix(strings.TrimPrefix(got, "http://"), "https://")
 	case <-p.done:
 		p.t.Fatalf("taskdtest: taskd exited before listening: %v", p.err)
 	case <-deadline:
@@ -221,6 +230,13 @@ func (p *Process) start(addr string) {
 	}
 
 	client := &http.Client{Timeout: 2 * time.Second}
+	if p.opts.TLSClientConfig != nil {
+		// A clone: an HTTP/2 transport of the caller's adds "h2" to the
+		// NextProtos of the config it was given, and this HTTP/1
+		// transport must not offer it.
+		client.Transport = &http.Transport{TLSClientConfig: p.opts.TLSClientConfig.Clone()}
+	}
+	defer client.CloseIdleConnections()
 	for {
 		if resp, err := client.Get(p.URL + "/readyz"); err == nil {
 			resp.Body.Close()
