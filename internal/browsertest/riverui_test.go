@@ -2,8 +2,8 @@ package browsertest_test
 
 // River UI, mounted by taskd under /riverui/, opened in headless Chromium:
 // a task submitted through the API is listed, opens, and shows its args
-// and output; without credentials the UI's data does not load (once
-// access control puts River UI behind the admin scope).
+// and output; without credentials the UI's data does not load (River UI
+// is behind the admin scope).
 
 import (
 	"bytes"
@@ -161,18 +161,12 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 var tokenPattern = regexp.MustCompile(`tkd_[A-Za-z0-9_-]{20,}`)
 
 // adminCredentials creates an admin token with `taskd token create` on
-// databaseURL and returns it as Basic credentials. Where the binary has no
-// token command yet (access control not merged), it returns none and logs
-// why: the test then runs against a taskd without auth.
+// databaseURL and returns it as Basic credentials.
 func adminCredentials(t *testing.T, databaseURL string) credentials {
 	t.Helper()
 	cmd := exec.Command(taskdtest.Build(t), "token", "create", "--name", "riverui-browser", "--scope", "admin")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + databaseURL}
 	out, err := cmd.CombinedOutput()
-	if err != nil && bytes.Contains(out, []byte(`unknown command "token"`)) {
-		t.Logf("taskd has no token command (access control not merged yet): the browser sends no credentials")
-		return credentials{}
-	}
 	require.NoError(t, err, "taskd token create: %s", out)
 	token := tokenPattern.Find(out)
 	require.NotNil(t, token, "no tkd_ token in the output of taskd token create")
@@ -206,8 +200,7 @@ func api(t *testing.T, creds credentials, method, url string, body any, want int
 	}
 }
 
-// uiAPIStatus is the status of GET /riverui/api/jobs without credentials:
-// 200 means River UI is not behind access control.
+// uiAPIStatus is the status of GET /riverui/api/jobs without credentials.
 func uiAPIStatus(t *testing.T, base string) int {
 	t.Helper()
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/riverui/api/jobs?state=completed")
@@ -263,9 +256,9 @@ func TestRiverUIInBrowser(t *testing.T) {
 	})
 
 	t.Run("without credentials the UI's data does not load", func(t *testing.T) {
-		if status := uiAPIStatus(t, p.URL); status == http.StatusOK {
-			t.Skip("access control not merged yet: GET /riverui/api/jobs answers 200 without credentials")
-		}
+		// Refused outside the browser too: a 200 here is River UI open to
+		// anyone, a failure (it once skipped, before access control).
+		require.Equal(t, http.StatusUnauthorized, uiAPIStatus(t, p.URL), "GET /riverui/api/jobs without credentials")
 		ctx := browser(t, chromium, credentials{})
 		step(t, ctx, "riverui-no-credentials", chromedp.Navigate(p.URL+"/riverui/jobs?state=completed"))
 		// Whatever the page shows (the 401 itself, or River UI's shell),

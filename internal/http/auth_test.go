@@ -11,8 +11,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/auth"
+	"github.com/taskd/taskd/internal/config"
 	taskdhttp "github.com/taskd/taskd/internal/http"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -21,13 +25,22 @@ type authBundle struct {
 	*testBundle
 	cache  *auth.Cache
 	st     *store.Store
-	tokens map[string]string // by name: admin, read, submit, work, revoked, expired
+	tokens map[string]string // by name: admin, read, submit, work, revoked, expired; cpu-<scope> of the cpu queue only
 }
 
 func setupAuth(t *testing.T, limiter *auth.Limiter) *authBundle {
 	t.Helper()
 	var cache *auth.Cache
-	b := setupWith(t, setupOpts{ConfigFunc: func(cfg *taskdhttp.Config) {
+	// pull, an external kind, so that tasks can be claimed, completed...
+	f, err := config.Parse("taskd.yaml", []byte("kinds:\n  - name: pull\n    run: external\n"), t.TempDir(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := kinds.NewRegistry(append(builtin.Kinds(), f.Kinds...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setupWith(t, setupOpts{Kinds: reg, ConfigFunc: func(cfg *taskdhttp.Config) {
 		var err error
 		cache, err = auth.NewCache(auth.CacheConfig{Store: cfg.Store})
 		if err != nil {
@@ -53,6 +66,11 @@ func setupAuth(t *testing.T, limiter *auth.Limiter) *authBundle {
 	} {
 		ab.tokens[tk.name] = ab.newToken(t, tk.name, tk.scopes, tk.expires)
 	}
+	// The tenants of the matrix's "other queue" column: each scope, limited
+	// to the cpu queue.
+	for _, scope := range []string{"read", "submit", "work", "admin"} {
+		ab.tokens["cpu-"+scope] = ab.newTenantToken(t, "cpu-"+scope, []string{scope}, []string{"cpu"}, nil)
+	}
 	if err := ab.st.TokenRevoke(ctx, "revoked"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +83,18 @@ func setupAuth(t *testing.T, limiter *auth.Limiter) *authBundle {
 
 func (ab *authBundle) newToken(t *testing.T, name string, scopes []string, expires *time.Time) string {
 	t.Helper()
+	return ab.newTenantToken(t, name, scopes, nil, expires)
+}
+
+// newTenantToken is newToken for a token limited to queues (nil: every
+// queue).
+func (ab *authBundle) newTenantToken(t *testing.T, name string, scopes, queues []string, expires *time.Time) string {
+	t.Helper()
 	tok, err := auth.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ab.st.TokenInsert(context.Background(), store.Token{Name: name, Hash: auth.HashToken(tok), Scopes: scopes, ExpiresAt: expires}); err != nil {
+	if _, err := ab.st.TokenInsert(context.Background(), store.Token{Name: name, Hash: auth.HashToken(tok), Scopes: scopes, Queues: queues, ExpiresAt: expires}); err != nil {
 		t.Fatal(err)
 	}
 	return tok
@@ -105,17 +130,20 @@ var issueScopes = map[string]auth.Scope{
 	"* /riverui/*": "admin",
 }
 
-// concretePath turns a route pattern into a path it serves.
+// concretePath turns a route pattern into a path it serves: of no task or
+// batch that exists (those of the "other queue" column stay untouched).
 func concretePath(pattern string) string {
-	r := strings.NewReplacer("{id}", "1", "{name}", "default", "*", "api/jobs")
+	r := strings.NewReplacer("{id}", "999999999", "{name}", "default", "*", "api/jobs")
 	return r.Replace(pattern)
 }
 
 // TestAuthMatrix sends every route of the router (chi.Walk, so that a new
 // route cannot be left out) every kind of credential and checks the exact
 // answer: 401 without a valid token, 403 with a token lacking the route's
-// scope, neither with the right one (or admin). A route without a scope
-// declared in the route table fails the test.
+// scope, neither with the right one (or admin), and for a token of the
+// right scope limited to another queue the tenant rules' answer
+// (otherQueueColumn). A route without a scope declared in the route table,
+// or without an "other queue" case, fails the test.
 func TestAuthMatrix(t *testing.T) {
 	t.Parallel()
 	ab := setupAuth(t, auth.NewLimiter(1<<30, time.Hour, nil)) // the matrix fails often; the limiter has its own test
@@ -142,9 +170,10 @@ func TestAuthMatrix(t *testing.T) {
 		{"basic, right scope", func(s auth.Scope) string {
 			return "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+ab.tokens[string(s)]))
 		}, always(0)},
-		// "other queue" (a token limited to other queues: 404 or 403) is
-		// queue tenancy's column, added with it.
 	}
+	// "other queue": a token of the right scope limited to cpu, at what is
+	// default's (otherQueueColumn, checked per route below).
+	oq := newOtherQueueColumn(t, ab)
 
 	type rt struct{ method, pattern string }
 	var routes []rt
@@ -177,6 +206,9 @@ func TestAuthMatrix(t *testing.T) {
 		if r.method != http.MethodGet && r.method != http.MethodHead {
 			body = "{}"
 		}
+		if r.pattern == "/v1/claims" {
+			body = `{"wait":"0s"}` // an empty claim would wait its full default
+		}
 		for _, col := range columns {
 			var headers []string
 			if h := col.header(scope); h != "" && scope != "" {
@@ -205,7 +237,9 @@ func TestAuthMatrix(t *testing.T) {
 				}
 			}
 		}
+		oq.check(t, ab, key, scope)
 	}
+	oq.checkUntouched(t, ab)
 	for _, p := range []string{"/healthz", "/readyz", "/openapi.json", "/metrics", "/riverui/*", "/v1/tasks/{id}/complete"} {
 		if !seen[p] {
 			t.Errorf("chi.Walk did not report %s", p)
@@ -252,7 +286,7 @@ func TestAuthMatrix(t *testing.T) {
 	}
 
 	// Auth goes off once no token is left (checked live).
-	for _, name := range []string{"admin", "read", "submit", "work", "expired"} {
+	for _, name := range []string{"admin", "read", "submit", "work", "expired", "cpu-read", "cpu-submit", "cpu-work", "cpu-admin"} {
 		if err := ab.st.TokenRevoke(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}
@@ -342,5 +376,159 @@ func TestAuthLastUsed(t *testing.T) {
 			t.Fatal("last_used_at not written within 10s")
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+// otherQueueCase is the "other queue" column's request for one route: a
+// token of the route's scope limited to the cpu queue, sent at a task,
+// batch or queue of default.
+type otherQueueCase struct {
+	// notApplicable says why the route has no queue to be outside of; the
+	// right-scope tenant is then only checked not to be refused (401/403).
+	notApplicable string
+	path, body    string
+	want          int
+	// problem is the problem type a 403 must have, fields its errors.
+	problem string
+	fields  []string
+	// check looks further at a 200 (a filtered list).
+	check func(t *testing.T, res *response)
+}
+
+// otherQueueColumn holds the column's cases by route key and what they
+// are sent at.
+type otherQueueColumn struct {
+	cases   map[string]otherQueueCase
+	task    apiTask // of default
+	batchID int64   // of default
+}
+
+// newOtherQueueColumn submits a task and a batch to default (with the
+// admin token; scheduled an hour ahead, so that the other columns' claims
+// leave them be) and returns the column's case for every route key of the
+// matrix. A route missing here fails the matrix, so that a new route
+// cannot silently skip the column; one the column does not apply to says
+// why.
+func newOtherQueueColumn(t *testing.T, ab *authBundle) *otherQueueColumn {
+	t.Helper()
+	admin := []string{"Authorization", "Bearer " + ab.tokens["admin"]}
+	r := ab.do(t, "POST", "/v1/tasks", `{"kind":"pull","args":{},"queue":"default","delay":"1h"}`, admin...)
+	wantStatus(t, r, http.StatusCreated)
+	var task apiTask
+	decode(t, r, &task)
+	r = ab.do(t, "POST", "/v1/batches", `{"tasks":[{"kind":"pull","args":{},"queue":"default","delay":"1h"}]}`, admin...)
+	wantStatus(t, r, http.StatusCreated)
+	var batch apiBatchCreated
+	decode(t, r, &batch)
+	task1, batch1 := "/v1/tasks/"+itoa(task.ID), "/v1/batches/"+itoa(batch.ID)
+	notFound := func(path, body string) otherQueueCase {
+		return otherQueueCase{path: path, body: body, want: http.StatusNotFound}
+	}
+	forbidden := func(path, body string, fields ...string) otherQueueCase {
+		return otherQueueCase{path: path, body: body, want: http.StatusForbidden, problem: typeQueueForbidden, fields: fields}
+	}
+	open := otherQueueCase{notApplicable: "open to anyone"}
+	return &otherQueueColumn{task: task, batchID: batch.ID, cases: map[string]otherQueueCase{
+		"GET /healthz": open, "GET /readyz": open, "GET /openapi.json": open,
+		"GET /v1/kinds":     {notApplicable: "kinds are not per queue: every kind is listed"},
+		"GET /v1/schedules": {notApplicable: "this server has no schedules; their filtering by queue is TestTenantQueues's"},
+		"GET /metrics":      {notApplicable: "not per queue: a tenant's admin token gets every queue's metrics (docs/SECURITY.md)"},
+		"* /riverui/*":      {notApplicable: "not per queue: a tenant's admin token gets all of River UI (docs/SECURITY.md)"},
+
+		"GET /v1/tasks": {path: "/v1/tasks", want: http.StatusOK, check: func(t *testing.T, res *response) {
+			var l apiList
+			decode(t, res, &l)
+			if len(l.Tasks) != 0 {
+				t.Errorf("GET /v1/tasks, other queue: lists %d tasks of default", len(l.Tasks))
+			}
+		}},
+		"GET /v1/tasks/{id}": notFound(task1, ""),
+		"GET /v1/queues": {path: "/v1/queues", want: http.StatusOK, check: func(t *testing.T, res *response) {
+			var l client.QueueList
+			decode(t, res, &l)
+			if len(l.Queues) != 1 || l.Queues[0].Name != "cpu" {
+				t.Errorf("GET /v1/queues, other queue: %+v, want cpu alone", l.Queues)
+			}
+		}},
+		"GET /v1/batches/{id}":          notFound(batch1, ""),
+		"POST /v1/tasks":                forbidden("/v1/tasks", `{"kind":"pull","args":{},"queue":"default"}`, "queue"),
+		"POST /v1/tasks/{id}/cancel":    notFound(task1+"/cancel", ""),
+		"POST /v1/tasks/{id}/retry":     notFound(task1+"/retry", ""),
+		"POST /v1/batches":              forbidden("/v1/batches", `{"tasks":[{"kind":"pull","args":{},"queue":"cpu"},{"kind":"pull","args":{},"queue":"default"}]}`, "tasks[1].queue"),
+		"POST /v1/batches/{id}/cancel":  notFound(batch1+"/cancel", ""),
+		"POST /v1/claims":               forbidden("/v1/claims", `{"queues":["default"],"wait":"0s"}`, "queues"),
+		"POST /v1/tasks/{id}/complete":  notFound(task1+"/complete", `{"lease":"x"}`),
+		"POST /v1/tasks/{id}/fail":      notFound(task1+"/fail", `{"lease":"x","error":"e"}`),
+		"POST /v1/tasks/{id}/heartbeat": notFound(task1+"/heartbeat", `{"lease":"x"}`),
+		"POST /v1/queues/{name}/pause":  notFound("/v1/queues/default/pause", ""),
+		"POST /v1/queues/{name}/resume": notFound("/v1/queues/default/resume", ""),
+	}}
+}
+
+// check runs the column for the route key (as issueScopes spells it) of
+// scope.
+func (c *otherQueueColumn) check(t *testing.T, ab *authBundle, key string, scope auth.Scope) {
+	t.Helper()
+	oc, ok := c.cases[key]
+	method, pattern, _ := strings.Cut(key, " ")
+	if method == "*" {
+		method = http.MethodGet
+	}
+	switch {
+	case !ok:
+		t.Errorf(`%s has no "other queue" case: add one, or say why it does not apply`, key)
+		return
+	case oc.notApplicable != "":
+		if scope == "" {
+			return
+		}
+		if res := ab.do(t, method, concretePath(pattern), "", "Authorization", "Bearer "+ab.tokens["cpu-"+string(scope)]); res.Status == 401 || res.Status == 403 {
+			t.Errorf("%s, other queue (n/a: %s): %d: %s", key, oc.notApplicable, res.Status, res.Body)
+		}
+		return
+	}
+	res := ab.do(t, method, oc.path, oc.body, "Authorization", "Bearer "+ab.tokens["cpu-"+string(scope)])
+	if res.Status != oc.want {
+		t.Errorf("%s %s (scope %q), other queue: %d, want %d: %s", method, oc.path, scope, res.Status, oc.want, res.Body)
+		return
+	}
+	if oc.problem != "" {
+		wantProblem(t, res, oc.want, oc.problem, oc.fields...)
+	}
+	if oc.check != nil {
+		oc.check(t, res)
+	}
+}
+
+// checkUntouched: the tenants changed nothing of default's.
+func (c *otherQueueColumn) checkUntouched(t *testing.T, ab *authBundle) {
+	t.Helper()
+	admin := []string{"Authorization", "Bearer " + ab.tokens["admin"]}
+	r := ab.do(t, "GET", "/v1/tasks/"+itoa(c.task.ID), "", admin...)
+	wantStatus(t, r, http.StatusOK)
+	var task apiTask
+	decode(t, r, &task)
+	if task.State != c.task.State {
+		t.Errorf("other queue: task %d went from %s to %s", task.ID, c.task.State, task.State)
+	}
+	r = ab.do(t, "GET", "/v1/batches/"+itoa(c.batchID), "", admin...)
+	wantStatus(t, r, http.StatusOK)
+	var batch struct {
+		Counts map[string]int `json:"counts"`
+	}
+	if err := json.Unmarshal(r.Body, &batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch.Counts["scheduled"] != 1 {
+		t.Errorf("other queue: batch %d counts %v, want its task scheduled still", c.batchID, batch.Counts)
+	}
+	r = ab.do(t, "GET", "/v1/queues", "", admin...)
+	wantStatus(t, r, http.StatusOK)
+	var l client.QueueList
+	decode(t, r, &l)
+	for _, q := range l.Queues {
+		if q.Name == "default" && q.Paused {
+			t.Error("other queue: default was paused")
+		}
 	}
 }
