@@ -191,6 +191,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := checkExposure(ln.Addr(), tokens.Enabled(), cfg.Insecure, logger); err != nil {
 		return err
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); !cfg.Insecure && !(ok && tcp.IP.IsLoopback()) {
+		// Off loopback, revoking the last token must not open the API.
+		tokens.KeepOn()
+	}
 	// Tokens created or revoked take effect within RefreshInterval; the
 	// refresh stops before the pool closes (defers run in reverse).
 	tokensCtx, stopTokens := context.WithCancel(context.WithoutCancel(ctx))

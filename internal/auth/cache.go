@@ -90,6 +90,8 @@ type Cache struct {
 	mu      sync.RWMutex
 	byHash  map[string]*entry
 	enabled bool
+	// exposed: see KeepOn.
+	exposed bool
 
 	usedMu sync.Mutex
 	used   map[string]time.Time
@@ -129,7 +131,24 @@ func (c *Cache) Refresh(ctx context.Context) error {
 func (c *Cache) Enabled() bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	return c.enabled || c.exposed
+}
+
+// HasTokens reports whether any live token exists.
+func (c *Cache) HasTokens() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.enabled
+}
+
+// KeepOn keeps auth on even when no token is left: for a process that
+// listens on an address other machines can reach without --insecure. It
+// was allowed to start because a token existed; once the last one is
+// revoked it refuses every request (401) rather than serving everyone.
+func (c *Cache) KeepOn() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exposed = true
 }
 
 // Lookup finds the principal of a presented token. The token is hashed and

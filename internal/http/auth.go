@@ -55,7 +55,11 @@ func authorize(cache *auth.Cache, limiter *auth.Limiter, scope auth.Scope, next 
 		p, res := cache.Lookup(token)
 		switch res {
 		case auth.Unknown:
-			unauthorized(w, r, limiter, "unknown or revoked token")
+			detail := "unknown or revoked token"
+			if !cache.HasTokens() {
+				detail = "no API token exists and this address is reachable from other machines: create one with `taskd token create --name admin --scope admin`"
+			}
+			unauthorized(w, r, limiter, detail)
 			return
 		case auth.Expired:
 			unauthorized(w, r, limiter, "token "+strconv.Quote(p.Name)+" has expired")

@@ -125,3 +125,30 @@ func TestAuthAcrossProcesses(t *testing.T) {
 		t.Errorf("token list:\n%s", list)
 	}
 }
+
+// TestAuthStaysOnOffLoopback: a process listening off loopback (it could
+// start because a token existed) does not open its API to everyone once
+// the last token is revoked; one on loopback turns auth off, as without
+// tokens from the start.
+func TestAuthStaysOnOffLoopback(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDB(t)
+	token := tokenCmd(t, dbURL, "create", "--name", "admin", "--scope", "admin")
+	env := []string{"TASKD_DB_MAX_CONNS=5"}
+	// 0.0.0.0 listens on every address; the test reaches it on loopback,
+	// and the process knows it is reachable from elsewhere.
+	exposed := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Env: env, Addr: "0.0.0.0:0"})
+	local := taskdtest.Start(t, taskdtest.Options{DatabaseURL: dbURL, Env: env})
+	both := []*taskdtest.Process{exposed, local}
+	waitStatus(t, both, "/v1/tasks", token, http.StatusOK, 5*time.Second, "admin token")
+
+	tokenCmd(t, dbURL, "revoke", "admin")
+	waitStatus(t, []*taskdtest.Process{local}, "/v1/tasks", "", http.StatusOK, 5*time.Second, "loopback, no token left: auth off")
+	waitStatus(t, []*taskdtest.Process{exposed}, "/v1/tasks", token, http.StatusUnauthorized, 5*time.Second, "off loopback, the revoked token")
+	if got := statusOf(t, exposed.URL+"/v1/tasks", ""); got != http.StatusUnauthorized {
+		t.Fatalf("off loopback with no token left, GET /v1/tasks without a token = %d, want 401", got)
+	}
+	if got := statusOf(t, exposed.URL+"/healthz", ""); got != http.StatusOK {
+		t.Fatalf("health must stay open: %d", got)
+	}
+}
