@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,6 +105,11 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 			}
 			if len(tok.Queues) == 0 {
 				return usagef("token create: --queues %q names no queue", *queues)
+			}
+			// River UI and /metrics show every queue: a tenant cannot have
+			// them.
+			if slices.Contains(scopes, auth.ScopeAdmin) {
+				return usagef("token create: an admin token sees every queue (River UI, /metrics, queue control); limit a token to --queues with the read, submit or work scopes only")
 			}
 		}
 		if *expires != "" {

@@ -39,6 +39,8 @@ func TestTokenCommands(t *testing.T) {
 		{"create", "--name", "x"},
 		{"create", "--name", "bad name", "--scope", "read"},
 		{"create", "--name", "x", "--scope", "read", "--expires", "soon"},
+		// River UI and /metrics cannot be limited to queues.
+		{"create", "--name", "x", "--scope", "admin", "--queues", "emails"},
 		{"revoke"},
 		{"sideways"},
 	} {
