@@ -2,8 +2,9 @@
 # fuzz.sh runs every fuzz target for a short while (FUZZTIME, default 4s
 # each): the targets of internal/http send fuzzed bodies, queries and
 # headers through the real handler on a real database (no panic, no 5xx);
-# those of internal/strictjson fuzz the pure JSON decoder. Two workers per
-# target, since the machine and its PostgreSQL server are shared. A
+# FuzzParseQuery and those of internal/strictjson fuzz pure decoders. Two
+# workers per target, since the machine and its PostgreSQL server are
+# shared. A
 # failing input is written under the package's testdata/fuzz/<Target>/:
 # commit it with the fix, and plain `go test` keeps checking it.
 set -euo pipefail
@@ -18,6 +19,7 @@ targets=(
 	./internal/http:FuzzTaskList
 	./internal/http:FuzzTaskWait
 	./internal/http:FuzzClaim
+	./internal/http:FuzzParseQuery
 	./internal/strictjson:FuzzScan
 	./internal/strictjson:FuzzIntegerText
 )
