@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz.sh runs every fuzz target for a short while (FUZZTIME, default 4s
+# fuzz.sh runs every fuzz target for a short while (FUZZTIME, default 3s
 # each): the targets of internal/http send fuzzed bodies, queries and
 # headers through the real handler on a real database (no panic, no 5xx);
 # FuzzParseQuery and those of internal/strictjson fuzz pure decoders. Two
@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-fuzztime=${FUZZTIME:-4s}
+fuzztime=${FUZZTIME:-3s}
 targets=(
 	./internal/http:FuzzTaskCreate
 	./internal/http:FuzzIdempotencyKey
