@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: run test bench generate sqlc-check vet fmt-check
+.PHONY: run test fuzz bench generate sqlc-check vet fmt-check
 
 ## run: start taskd against the development database, migrating it first;
 ## CONFIG=examples/taskd.yaml runs it with a configuration file.
@@ -21,6 +21,15 @@ test: sqlc-check vet fmt-check
 	fi; \
 	export TASKD_TEST_DATABASE_URL; \
 	go test -race -count=1 ./...
+
+## fuzz: run every fuzz target for a few seconds (FUZZTIME=30s for longer);
+## CI runs it after the tests. `make test` runs only their corpus.
+fuzz:
+	if [[ -z $${TASKD_TEST_DATABASE_URL:-} ]]; then \
+		TASKD_TEST_DATABASE_URL=$$(scripts/devdb.sh postgres); \
+	fi; \
+	export TASKD_TEST_DATABASE_URL; \
+	scripts/fuzz.sh
 
 ## bench: run the load benchmark against the development database;
 ## SCENARIOS=10,11,12 runs only those (docs/PERFORMANCE.md), BENCH_FLAGS

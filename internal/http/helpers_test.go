@@ -59,6 +59,9 @@ type setupOpts struct {
 	ConfigFunc func(*taskdhttp.Config)
 	// Kinds replaces the built-in kinds.
 	Kinds *kinds.Registry
+	// MaxConns bounds the database pool; 0: pgtest's default. Fuzz
+	// targets keep it small, the PostgreSQL server being shared.
+	MaxConns int32
 }
 
 // setup gives the test its own migrated database and an API server on it.
@@ -74,12 +77,12 @@ func setupRunning(t *testing.T) *testBundle {
 	return setupWith(t, setupOpts{Start: true})
 }
 
-func setupWith(t *testing.T, opts setupOpts) *testBundle {
+func setupWith(t testing.TB, opts setupOpts) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	logger := newTestLogger(t) // first, so that its cleanup runs last
 
-	pool := pgtest.NewPool(t, 0)
+	pool := pgtest.NewPool(t, opts.MaxConns)
 
 	st := store.New(pool)
 	// As in taskd: the River client hands its finished tasks to the
