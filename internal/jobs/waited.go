@@ -52,13 +52,19 @@ func (w *waitedSet) add(ids []int64) {
 // knows only the mark in job's metadata.
 func (w *waitedSet) take(job *rivertype.JobRow) bool {
 	if w == nil {
-		return bytes.Contains(job.Metadata, []byte(`"taskd_waited"`))
+		return markedWaited(job)
 	}
 	w.mu.Lock()
 	_, ok := w.ids[job.ID]
 	delete(w.ids, job.ID)
 	w.mu.Unlock()
-	return ok || bytes.Contains(job.Metadata, []byte(`"taskd_waited"`))
+	return ok || markedWaited(job)
+}
+
+// markedWaited reports whether job was marked as waited for before River
+// fetched it (store.WaitMark's "taskd_waited" key in its metadata).
+func markedWaited(job *rivertype.JobRow) bool {
+	return bytes.Contains(job.Metadata, []byte(`"taskd_waited"`))
 }
 
 // listen fills w from the announcements until ctx ends.

@@ -555,10 +555,10 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	}
 	all := make([]store.LimitGroup, 0, len(byID))
 	for id := range byID {
-		all = append(all, store.LimitGroup{Limit: id.Limit, Key: id.Key})
+		all = append(all, id)
 	}
 	for _, g := range relGroups {
-		if _, ok := byID[groupID{g.Limit, g.Key}]; !ok {
+		if _, ok := byID[g]; !ok {
 			all = append(all, g) // a limit no longer configured: lock it all the same
 		}
 	}
@@ -577,7 +577,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 
 	var capped, rated []store.LimitGroup
 	for _, g := range all {
-		cg, ok := byID[groupID{g.Limit, g.Key}]
+		cg, ok := byID[g]
 		if ok && cg.Cap > 0 {
 			capped = append(capped, g)
 		}
@@ -591,7 +591,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	waiting := map[groupID]int{}
 	slotHolders := map[groupID]map[int64]bool{}
 	for _, g := range capped {
-		slotHolders[groupID{g.Limit, g.Key}] = map[int64]bool{}
+		slotHolders[g] = map[int64]bool{}
 	}
 	if len(capped) > 0 {
 		holding, err := tx.Held(capped, l.cfg.ClientID, ReservationTTL, l.cfg.Alive)
@@ -599,7 +599,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 			return err
 		}
 		for g, h := range holding {
-			id := groupID{g.Limit, g.Key}
+			id := g
 			others[id], waiting[id] = h.Others, h.Waiting
 			for _, t := range h.Slots {
 				slotHolders[id][t] = true
@@ -608,7 +608,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	}
 	// A process keeps no spare slots of a group tasks wait for.
 	for _, g := range capped {
-		id := groupID{g.Limit, g.Key}
+		id := g
 		st.contended[id] = waiting[id] > 0
 		if st.contended[id] || !quotaGroup(byID[id]) {
 			reserved[id] = held[id]
@@ -621,14 +621,14 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		var groups []store.LimitGroup
 		var free []int
 		for _, g := range capped {
-			id := groupID{g.Limit, g.Key}
+			id := g
 			if n := byID[id].Cap - count(id); n > 0 && waiting[id] > 0 {
 				groups, free = append(groups, g), append(free, n)
 			}
 		}
 		got, err := tx.Waiters(groups, free, skip, ReservationTTL)
 		for _, s := range got {
-			slotHolders[groupID{s.Limit, s.Key}][s.TaskID] = true
+			slotHolders[s.LimitGroup][s.TaskID] = true
 		}
 		return got, err
 	}
@@ -645,7 +645,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 			return err
 		}
 		for _, w := range ws {
-			id := groupID{w.Limit, w.Key}
+			id := w.LimitGroup
 			if w.Start.Equal(now.Truncate(byID[id].Per)) {
 				used[id] = w.Started
 			}
@@ -683,7 +683,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 				switch {
 				case g.Cap > 0 && t.task.Park:
 					slotHolders[gid][id] = true
-					grants = append(grants, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: gid.Limit, Key: gid.Key}, TaskID: id})
+					grants = append(grants, store.LimitSlot{LimitGroup: gid, TaskID: id})
 					grantTokens = append(grantTokens, t.task.Token)
 				case g.Cap > 0:
 					// Counted in this process's counts from now on; a slot
@@ -721,7 +721,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 				p.Until = rateUntil
 			}
 			for _, g := range blocked {
-				waits = append(waits, store.LimitSlot{LimitGroup: store.LimitGroup{Limit: g.Limit, Key: g.Key}, TaskID: id})
+				waits = append(waits, store.LimitSlot{LimitGroup: g.id(), TaskID: id})
 				waiting[g.id()]++
 			}
 		} else {
@@ -777,7 +777,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	}
 	saved := map[store.LimitGroup]int{}
 	for _, g := range capped {
-		id := groupID{g.Limit, g.Key}
+		id := g
 		cg := byID[id]
 		want := held[id]
 		if quotaGroup(cg) && !st.contended[id] && (asked[id] || time.Since(l.demand[id]) < quotaIdle) {
@@ -786,14 +786,14 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 		want = max(held[id], min(want, cg.Cap-others[id]-len(slotHolders[id])))
 		if want != committed[id] || changedHeld[id] {
 			reserved[id] = want
-			saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = want
+			saved[id] = want
 		}
 	}
 	for id := range changedHeld {
-		if _, ok := saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}]; !ok {
+		if _, ok := saved[id]; !ok {
 			// A limit no longer configured: only the count.
 			reserved[id] = held[id]
-			saved[store.LimitGroup{Limit: id.Limit, Key: id.Key}] = held[id]
+			saved[id] = held[id]
 		}
 	}
 	if err := tx.SaveHolds(l.cfg.ClientID, saved); err != nil {
@@ -801,7 +801,7 @@ func (l *Limiter) decide(tx *store.LimitTx, tasks []pending, rels []store.LimitT
 	}
 	var windows []store.RateWindow
 	for id := range changed {
-		windows = append(windows, store.RateWindow{LimitGroup: store.LimitGroup{Limit: id.Limit, Key: id.Key}, Start: now.Truncate(byID[id].Per), Started: used[id]})
+		windows = append(windows, store.RateWindow{LimitGroup: id, Start: now.Truncate(byID[id].Per), Started: used[id]})
 	}
 	if err := tx.SaveRates(windows); err != nil {
 		return err

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 // Bounds of a limit's settings.
@@ -237,9 +239,11 @@ type group struct {
 }
 
 // id is the group's identity in the database and in maps.
-func (g group) id() groupID { return groupID{g.Limit, g.Key} }
+func (g group) id() groupID { return groupID{Limit: g.Limit, Key: g.Key} }
 
-type groupID struct{ Limit, Key string }
+// groupID is a group's identity: the store's, so that the rows a round
+// reads and writes need no conversion.
+type groupID = store.LimitGroup
 
 // groups returns the groups of a task of kind on queue with args, in a
 // fixed order.
