@@ -97,6 +97,16 @@ func splitGroups(gs []LimitGroup) (names, keys []string) {
 	return names, keys
 }
 
+func splitSlots(slots []LimitSlot) (names, keys []string, ids []int64) {
+	groups := make([]LimitGroup, len(slots))
+	ids = make([]int64, len(slots))
+	for i, s := range slots {
+		groups[i], ids[i] = s.LimitGroup, s.TaskID
+	}
+	names, keys = splitGroups(groups)
+	return names, keys, ids
+}
+
 // SlotGroups returns the groups of the slots that ts hold.
 func (t *LimitTx) SlotGroups(ts []LimitToken) ([]LimitGroup, error) {
 	ids, tokens := splitTokens(ts)
@@ -224,13 +234,8 @@ func (t *LimitTx) Grant(slots []LimitSlot, tokens []int64) error {
 	if len(slots) == 0 {
 		return nil
 	}
-	p := dbsqlc.LimitGrantParams{Tokens: tokens}
-	for _, s := range slots {
-		p.LimitNames = append(p.LimitNames, s.Limit)
-		p.Keys = append(p.Keys, s.Key)
-		p.TaskIds = append(p.TaskIds, s.TaskID)
-	}
-	return t.q.LimitGrant(t.ctx, p)
+	names, keys, ids := splitSlots(slots)
+	return t.q.LimitGrant(t.ctx, dbsqlc.LimitGrantParams{LimitNames: names, Keys: keys, TaskIds: ids, Tokens: tokens})
 }
 
 // SaveRates stores windows.
@@ -262,13 +267,8 @@ func (t *LimitTx) Wait(slots []LimitSlot) error {
 	if len(slots) == 0 {
 		return nil
 	}
-	var p dbsqlc.LimitWaitParams
-	for _, s := range slots {
-		p.LimitNames = append(p.LimitNames, s.Limit)
-		p.Keys = append(p.Keys, s.Key)
-		p.TaskIds = append(p.TaskIds, s.TaskID)
-	}
-	return t.q.LimitWait(t.ctx, p)
+	names, keys, ids := splitSlots(slots)
+	return t.q.LimitWait(t.ctx, dbsqlc.LimitWaitParams{LimitNames: names, Keys: keys, TaskIds: ids})
 }
 
 // Park puts tasks back to wait without using an attempt and returns those
