@@ -48,9 +48,15 @@ const (
 	readyPollInterval = 20 * time.Millisecond
 )
 
-var build struct {
+// builds holds the binaries built so far, one per set of build tags.
+var builds struct {
+	mu   sync.Mutex
+	dirs []string
+	bins map[string]*binary
+}
+
+type binary struct {
 	once sync.Once
-	dir  string
 	path string
 	err  error
 }
@@ -60,32 +66,60 @@ var build struct {
 // the same binary. It fails t if the build fails.
 func Build(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		dir, err := os.MkdirTemp("", "taskdtest-bin-")
-		if err != nil {
-			build.err = fmt.Errorf("error creating a directory for the binary: %w", err)
-			return
-		}
-		build.dir = dir
-		build.path = filepath.Join(dir, "taskd")
-		cmd := exec.Command("go", "build", "-o", build.path, "github.com/taskd/taskd/cmd/taskd")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("error building taskd: %w\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatalf("taskdtest: %v", build.err)
-	}
-	return build.path
+	return BuildTags(t)
 }
 
-// Main runs m's tests, removes the binary Build made, and exits with the
+// BuildTags is Build with Go build tags: BuildTags(t, "chaos") compiles
+// the test-only kinds of internal/kinds/builtin (chaos.go) in, which the
+// shipped binary never has. Each set of tags is built once per test
+// process.
+func BuildTags(t testing.TB, tags ...string) string {
+	t.Helper()
+	key := strings.Join(tags, ",")
+	builds.mu.Lock()
+	if builds.bins == nil {
+		builds.bins = map[string]*binary{}
+	}
+	b := builds.bins[key]
+	if b == nil {
+		b = &binary{}
+		builds.bins[key] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "taskdtest-bin-")
+		if err != nil {
+			b.err = fmt.Errorf("error creating a directory for the binary: %w", err)
+			return
+		}
+		builds.mu.Lock()
+		builds.dirs = append(builds.dirs, dir)
+		builds.mu.Unlock()
+		b.path = filepath.Join(dir, "taskd")
+		args := []string{"build", "-o", b.path}
+		if key != "" {
+			args = append(args, "-tags", key)
+		}
+		cmd := exec.Command("go", append(args, "github.com/taskd/taskd/cmd/taskd")...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("error building taskd (tags %q): %w\n%s", key, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("taskdtest: %v", b.err)
+	}
+	return b.path
+}
+
+// Main runs m's tests, removes the binaries Build made, and exits with the
 // tests' status. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	builds.mu.Lock()
+	for _, dir := range builds.dirs {
+		os.RemoveAll(dir)
 	}
+	builds.mu.Unlock()
 	os.Exit(code)
 }
 
@@ -98,6 +132,10 @@ type Options struct {
 	// Config, if not empty, is the content of a configuration file (YAML),
 	// written to a temporary file and passed as --config.
 	Config string
+
+	// BuildTags are Go build tags of the binary (BuildTags): "chaos"
+	// adds the fault suite's kinds. None by default: the shipped binary.
+	BuildTags []string
 
 	// Role is the command: "serve" (the default), "api" or "worker". A
 	// worker's URL serves /healthz, /readyz and /metrics only.
@@ -161,7 +199,7 @@ func Start(t testing.TB, opts Options) *Process {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = ReadyTimeoutDefault
 	}
-	binary := Build(t)
+	binary := BuildTags(t, opts.BuildTags...)
 
 	var args []string
 	if opts.Config != "" {

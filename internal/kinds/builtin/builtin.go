@@ -8,8 +8,12 @@ import "github.com/taskd/taskd/internal/kinds"
 
 // Kinds returns the built-in kinds. Adding one is one line here.
 func Kinds() []kinds.Kind {
-	return []kinds.Kind{cpuKind, doubleKind, failKind, sleepKind}
+	return append([]kinds.Kind{cpuKind, doubleKind, failKind, sleepKind}, chaosKinds...)
 }
+
+// chaosKinds are the fault suite's kinds, compiled in only with the build
+// tag "chaos" (chaos.go): never in the shipped binary.
+var chaosKinds []kinds.Kind
 
 // Registry returns a registry of the built-in kinds.
 func Registry() *kinds.Registry {

@@ -14,7 +14,12 @@ import (
 func TestRegistry(t *testing.T) {
 	t.Parallel()
 	r := Registry()
-	if got, want := r.Names(), []string{"cpu", "double", "fail", "sleep"}; !slices.Equal(got, want) {
+	want := []string{"cpu", "double", "fail", "sleep"}
+	for _, k := range chaosKinds { // built with -tags chaos
+		want = append(want, k.Name)
+	}
+	slices.Sort(want)
+	if got := r.Names(); !slices.Equal(got, want) {
 		t.Fatalf("names = %v, want %v", got, want)
 	}
 	workers := river.NewWorkers()
@@ -26,7 +31,8 @@ func TestRegistry(t *testing.T) {
 		// The args a kind decodes must carry its name, or River would file
 		// its tasks under another kind.
 		errs := &kinds.Errors{}
-		example := map[string]string{"cpu": `{"n":10}`, "double": `{"value":1}`, "fail": `{"times":0}`, "sleep": `{"ms":0}`}[k.Name]
+		example := map[string]string{"cpu": `{"n":10}`, "double": `{"value":1}`, "fail": `{"times":0}`, "sleep": `{"ms":0}`,
+			"chaos_work": `{"ms":0}`, "chaos_exit": `{}`}[k.Name]
 		args := k.Decode(json.RawMessage(example), errs)
 		if len(errs.List) > 0 || args == nil || args.Kind() != k.Name {
 			t.Errorf("kind %s: Decode(%s) = %v, %v", k.Name, example, args, errs.List)
