@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: run test fuzz bench generate sqlc-check vet fmt-check
+.PHONY: run test fuzz chaos bench generate sqlc-check vet fmt-check
 
 ## run: start taskd against the development database, migrating it first;
 ## CONFIG=examples/taskd.yaml runs it with a configuration file.
@@ -30,6 +30,23 @@ fuzz:
 	fi; \
 	export TASKD_TEST_DATABASE_URL; \
 	scripts/fuzz.sh
+
+## chaos: the fault and abuse suite at full size (docs/RELIABILITY.md):
+## every TestChaos* test (R1–R7, executor faults, the 10-minute load, whose
+## plot goes to docs/), the authorization matrices and 30 s per fuzz
+## target. Each test's figures are appended to CHAOS_REPORT. `make test`
+## runs the short sizes of the same tests.
+CHAOS_REPORT ?= docs/reliability-last-run.jsonl
+chaos:
+	if [[ -z $${TASKD_TEST_DATABASE_URL:-} ]]; then \
+		TASKD_TEST_DATABASE_URL=$$(scripts/devdb.sh postgres); \
+	fi; \
+	export TASKD_TEST_DATABASE_URL TASKD_CHAOS=full TASKD_LOAD_DURATION=10m \
+		TASKD_LOAD_OUT=$(CURDIR)/docs TASKD_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)); \
+	: > $(CHAOS_REPORT); \
+	go test -count=1 -timeout 90m -v -run '^TestChaos' ./... 2>&1 | tee /tmp/taskd-chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go:[0-9]+: TestChaos)'; \
+	go test -race -count=1 -run '^TestAuth' ./internal/http/ ./internal/taskdtest/; \
+	FUZZTIME=30s scripts/fuzz.sh
 
 ## bench: run the load benchmark against the development database;
 ## SCENARIOS=10,11,12 runs only those (docs/PERFORMANCE.md), BENCH_FLAGS
