@@ -66,6 +66,13 @@ func TestChaosKill(t *testing.T) {
 	r.Figure("cut_off_by_kills", "%d", len(delays)+notRerun)
 	r.Figure("kill_to_rerun", "p50 %s, p99 %s, max %s", chaos.Percentile(delays, 50).Round(time.Millisecond),
 		chaos.Percentile(delays, 99).Round(time.Millisecond), chaos.Percentile(delays, 100).Round(time.Millisecond))
+	over := 0
+	for _, d := range delays {
+		if d > chaos.RescueBound {
+			over++
+		}
+	}
+	r.Figure("rerun_after_rescue_bound", "%d of %d (bound %s)", over, len(delays), chaos.RescueBound)
 	r.Figure("submit_answers", "%v, no answer %d", st.ByStatus, st.Transport)
 	chaos.Publish(t, r)
 	chaos.RequireNoLoss(t, r)
