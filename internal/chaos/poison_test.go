@@ -27,11 +27,11 @@ import (
 
 func TestChaosPoison(t *testing.T) {
 	const (
-		workers     = 10
-		maxAttempts = 3
+		workers = 10
 		// exitCode is chaos_exit's (internal/kinds/builtin/chaos.go).
 		exitCode = 3
 	)
+	maxAttempts := chaos.Size(3, 5)
 	// The flow's tasks after the poison is discarded: work goes on with
 	// no more deaths.
 	after := chaos.Size(3*time.Second, 10*time.Second)
