@@ -104,11 +104,14 @@ func TestChaosPoison(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Neighbours run again for two reasons: cut off while working (an
-	// execution of the dead process without an end), or done but not
-	// saved (River's completer saves completions in batches, and the exit
-	// came first: the rescue's completed_unsaved attempts).
-	var cut, unsaved []int
+	// The rescue's record of each death: an attempt of a neighbour is
+	// lost when it had no row yet (its work was cut off, or had just
+	// ended, the row unwritten), completed_unsaved when its work was done
+	// and its row written but River's completer, which saves completions
+	// in batches, had not saved its state yet. Both run again. Lost ones
+	// held a worker each, so there are at most the process's other
+	// workers of them; the executions cut off (no end) are among them.
+	var lost, unsaved, cut []int
 	var rerun []time.Duration
 	notRerun := 0
 	for _, d := range deaths {
@@ -119,11 +122,14 @@ func TestChaosPoison(t *testing.T) {
 		cut = append(cut, len(ds)+n)
 		rerun = append(rerun, ds...)
 		notRerun += n
-		if err := c.Pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts
-			WHERE outcome = 'completed_unsaved' AND split_part(worker, '_', -2) = $1`, strconv.Itoa(d.pid)).Scan(&n); err != nil {
+		var l, u int
+		if err := c.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE outcome = 'lost'),
+				count(*) FILTER (WHERE outcome = 'completed_unsaved')
+			FROM task_attempts WHERE split_part(worker, '_', -2) = $1 AND task_id <> $2`,
+			strconv.Itoa(d.pid), poison.ID).Scan(&l, &u); err != nil {
 			t.Fatal(err)
 		}
-		unsaved = append(unsaved, n)
+		lost, unsaved = append(lost, l), append(unsaved, u)
 	}
 	outcomes := make([]string, len(got.Attempts))
 	for i, a := range got.Attempts {
@@ -141,8 +147,9 @@ func TestChaosPoison(t *testing.T) {
 	r.Figure("poison", "task %d %s after %d attempts (max_attempts %d), outcomes %v, %s after its submission",
 		got.ID, got.State, got.Attempt, got.MaxAttempts, outcomes, discardedAt.Sub(poison.CreatedAt).Round(100*time.Millisecond))
 	r.Figure("deaths", "%d", len(deaths))
-	r.Figure("neighbours_rerun", "%d in all, per death %v (bound: %d workers − the poison = %d)", len(rerun)+notRerun, cut, workers, workers-1)
-	r.Figure("neighbours_completed_unsaved", "%d in all, per death %v", sum(unsaved), unsaved)
+	r.Figure("neighbours_rerun", "%d in all: lost %d, per death %v (bound: %d workers − the poison = %d); completed_unsaved %d, per death %v",
+		sum(lost)+sum(unsaved), sum(lost), lost, workers, workers-1, sum(unsaved), unsaved)
+	r.Figure("neighbours_cut_off", "%d in all, per death %v", len(rerun)+notRerun, cut)
 	r.Figure("neighbour_rerun_delay", "p50 %s, max %s", chaos.Percentile(rerun, 50).Round(time.Millisecond), chaos.Percentile(rerun, 100).Round(time.Millisecond))
 	r.Figure("between_deaths", "%s", durations(died))
 	r.Figure("run", "%s", time.Since(start).Round(time.Second))
@@ -168,9 +175,10 @@ func TestChaosPoison(t *testing.T) {
 			t.Errorf("poison attempt %d: outcome %s on %s, want lost on a process that died (%v)", a.Attempt, a.Outcome, a.Worker, pids)
 		}
 	}
-	for i, n := range cut {
-		if n > workers-1 {
-			t.Errorf("death %d cut off %d neighbours, more than the process's other %d workers", i+1, n, workers-1)
+	for i, n := range lost {
+		if n > workers-1 || cut[i] > n {
+			t.Errorf("death %d: %d neighbours lost, %d executions cut off; want at most the process's other %d workers, and every execution cut off among the lost",
+				i+1, n, cut[i], workers-1)
 		}
 	}
 	if notRerun > 0 {
