@@ -131,6 +131,11 @@ func (c *Cluster) Leader(timeout time.Duration) *taskdtest.Process {
 	}
 }
 
+// Leads reports whether p's /readyz says it leads now.
+func (c *Cluster) Leads(p *taskdtest.Process) bool {
+	return leads(&http.Client{Timeout: time.Second}, p.URL)
+}
+
 func leads(hc *http.Client, base string) bool {
 	resp, err := hc.Get(base + "/readyz")
 	if err != nil {

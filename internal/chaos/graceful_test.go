@@ -4,7 +4,8 @@ package chaos_test
 // shutdown grace of 2 s (--shutdown-grace) work chaos_work tasks, most of
 // 0–200 ms and one in eight of 5 s; one process is sent SIGTERM mid-run
 // and started again once it exited (the full size does it three times,
-// alternately). During the grace, running attempts go on and those that
+// alternately, starting with River's leader, whose resignation hands
+// leadership over at once). During the grace, running attempts go on and those that
 // finish are saved; after it, taskd cancels the rest (internal/jobs,
 // Client.Stop), River puts them back to available at once
 // (JobSetStateInterrupted) and the attempt middleware records them as
@@ -54,12 +55,41 @@ func TestChaosGraceful(t *testing.T) {
 		running int
 	}
 	var done []stop
+	// The first SIGTERM goes to River's leader, which resigns: how soon
+	// the other process leads is published too.
+	first := c.Leader(30 * time.Second)
+	if first == nil {
+		t.Fatal("no process leads 30 s after the start")
+	}
+	var handover time.Duration
 	for i := range stops {
 		time.Sleep(settle) // the fault's pace, not a wait for state
-		p := c.Procs[i%len(c.Procs)]
+		p, other := c.Procs[0], c.Procs[1]
+		if (first == c.Procs[1]) == (i%2 == 0) {
+			p, other = other, p
+		}
 		s := stop{pid: p.PID(), at: time.Now()}
+		led := make(chan time.Duration, 1)
+		if i == 0 {
+			at := s.at
+			go func() {
+				for time.Since(at) < 30*time.Second {
+					if c.Leads(other) {
+						led <- time.Since(at)
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				led <- -1
+			}()
+		}
 		s.exited = p.Stop()
 		s.took = time.Since(s.at)
+		if i == 0 {
+			if handover = <-led; handover < 0 {
+				t.Errorf("the leader was stopped (SIGTERM) and the other process did not lead within 30 s")
+			}
+		}
 		if err := c.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'running'
 			AND split_part(attempted_by[cardinality(attempted_by)], '_', -2) = $1`, strconv.Itoa(s.pid)).Scan(&s.running); err != nil {
 			t.Fatal(err)
@@ -134,6 +164,7 @@ func TestChaosGraceful(t *testing.T) {
 
 	r.Figure("sigterms", "%d (grace %s)", len(done), grace)
 	r.Figure("sigterm_to_exit", "%s", durations(took))
+	r.Figure("leader_handover", "%s (SIGTERM to the leader → the other process's /readyz says it leads)", handover.Round(10*time.Millisecond))
 	r.Figure("finished_in_grace", "%d", finishedInGrace)
 	r.Figure("cut_off_after_grace", "%d (interrupted attempt rows %d)", cutOff, interrupted)
 	r.Figure("end_to_rerun", "p50 %s, max %s (cancellation to the next execution's start)",
