@@ -92,6 +92,9 @@ func TestChaosLeaderKill(t *testing.T) {
 		done = append(done, f)
 		t.Logf("leader pid %d killed; pid %d leads %s later", f.pid, next.PID(), f.ledAt.Sub(f.killedAt).Round(100*time.Millisecond))
 		old.Restart()
+		if c.Leads(old) {
+			t.Errorf("pid %d, restarted after the kill, leads while pid %d's term runs", old.PID(), next.PID())
+		}
 	}
 	// The new leader enqueues ticks again: a tick after the last
 	// failover is the schedule resuming.
