@@ -110,6 +110,9 @@ type Submitter struct {
 	// Kind and Args make the i-th task (Args(i) may return nil).
 	Kind string
 	Args func(i int) json.RawMessage
+	// Prepare, if set, adjusts the i-th task's request after Kind and Args
+	// are set (a delay, max_attempts).
+	Prepare func(i int, r *client.TaskRequest)
 	// Batch is how many tasks one request carries: 1 submits with POST
 	// /v1/tasks, more with POST /v1/batches.
 	Batch int
@@ -246,6 +249,9 @@ func (s *Submitter) submitOnce(ctx context.Context) bool {
 		reqs[i] = client.TaskRequest{Kind: &kind}
 		if s.Args != nil {
 			reqs[i].Args = s.Args(first + i)
+		}
+		if s.Prepare != nil {
+			s.Prepare(first+i, &reqs[i])
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.Timeout)

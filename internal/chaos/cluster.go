@@ -52,6 +52,9 @@ type ClusterOptions struct {
 	// database itself (a proxy in front of it); chaos_work still records
 	// on a direct connection.
 	DatabaseURL func(direct string) string
+	// Config, if not empty, is every process's configuration file
+	// (taskdtest.Options.Config): the schedules of R5, for one.
+	Config string
 }
 
 // NewCluster creates a database with the executions table and starts
@@ -84,6 +87,7 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	for range opts.Processes {
 		c.Procs = append(c.Procs, taskdtest.Start(t, taskdtest.Options{
 			DatabaseURL: url,
+			Config:      opts.Config,
 			BuildTags:   BuildTags,
 			Args: append([]string{"--queues", opts.Queues, "--heartbeat-interval", Heartbeat,
 				"--rescue-after", RescueAfter}, opts.Args...),
@@ -125,6 +129,11 @@ func (c *Cluster) Leader(timeout time.Duration) *taskdtest.Process {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Leads reports whether p's /readyz says it leads now.
+func (c *Cluster) Leads(p *taskdtest.Process) bool {
+	return leads(&http.Client{Timeout: time.Second}, p.URL)
 }
 
 func leads(hc *http.Client, base string) bool {

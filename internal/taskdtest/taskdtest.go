@@ -325,6 +325,14 @@ func (p *Process) Wait(timeout time.Duration) error {
 	}
 }
 
+// Exited reports whether the current run has exited (a process that
+// kills itself, as the fault suite's poison task makes it, is noticed by
+// polling this), without failing t; Wait then returns its exit error at
+// once.
+func (p *Process) Exited() bool {
+	return p.exited()
+}
+
 // Restart starts the process again, after Stop or Kill, with the same
 // options on the same address, and waits until it is ready.
 func (p *Process) Restart() {
