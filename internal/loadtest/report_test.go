@@ -53,6 +53,9 @@ type loadMetric struct {
 	value func(s sample) float64
 	// slack, if not zero, makes the metric bounded: see loadGrowth.
 	slack float64
+	// table is whether it is a table's size, bounded only on a server
+	// that vacuums.
+	table bool
 }
 
 func tableMiB(table string) func(s sample) float64 {
@@ -75,9 +78,9 @@ var loadMetrics = []loadMetric{
 	// At 45 s the tables only grow (one cleaner run, no vacuum yet): they
 	// pass because the slack exceeds a sixth of what 45 s of this load
 	// writes; at 10 minutes the retention has to hold them.
-	{name: "river_job MiB", value: tableMiB("river_job"), slack: 8},
+	{name: "river_job MiB", value: tableMiB("river_job"), slack: 8, table: true},
 	{name: "river_job index MiB", value: func(s sample) float64 { return float64(s.Tables["river_job"].IndexBytes) / mib }},
-	{name: "task_attempts MiB", value: tableMiB("task_attempts"), slack: 8},
+	{name: "task_attempts MiB", value: tableMiB("task_attempts"), slack: 8, table: true},
 	{name: "batches MiB", value: tableMiB("batches")},
 	{name: "idempotency_keys MiB", value: tableMiB("idempotency_keys")},
 	// Dead tuples are reported, not bounded: their count is a sawtooth set
@@ -101,6 +104,8 @@ type report struct {
 	first, middle, last   []sample
 	duration, loadEnd     time.Duration
 	maxConns, maxBackends int
+	// checkTables is whether the tables' bounds are checked.
+	checkTables bool
 }
 
 func newReport(samples []sample, duration, loadEnd time.Duration, maxConns int) *report {
@@ -171,8 +176,11 @@ func (r *report) check(t *testing.T) {
 		t.Errorf("too few samples to compare: %d in the middle third, %d in the last", len(r.middle), len(r.last))
 		return
 	}
+	if !r.checkTables {
+		t.Logf("table sizes are not bounded: autovacuum is off on this server, so nothing reclaims what the cleaner deletes")
+	}
 	for _, m := range loadMetrics {
-		if m.slack == 0 {
+		if m.slack == 0 || (m.table && !r.checkTables) {
 			continue
 		}
 		if got, bound := peak(r.last, m.value), r.bound(m); got > bound {
