@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -106,6 +107,10 @@ func fieldProblem(w http.ResponseWriter, status int, field, message string) {
 
 // serverError logs err once and answers 500 without details: an error no
 // entry of writeError's table claims is a bug.
+// statusClientClosed is the status recorded for a request whose client
+// went away before the answer (nginx's 499).
+const statusClientClosed = 499
+
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	s.logger.ErrorContext(r.Context(), "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
@@ -164,6 +169,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		writeProblem(w, p)
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
+	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The client went away (closed its connection, timed out):
+		// nothing failed on this side, and nobody reads the answer. The
+		// status, nginx's "client closed request", keeps it out of the
+		// 5xx that metrics and alerts count.
+		s.logger.DebugContext(r.Context(), "client went away",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path))
+		w.WriteHeader(statusClientClosed)
 	case errors.Is(err, store.ErrUnavailable):
 		// Not a bug but the client's to retry; worth a warning, since
 		// every request fails the same way until the database is back.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,5 +46,30 @@ func TestWriteErrorUnavailable(t *testing.T) {
 	s.writeError(rec, httptest.NewRequest("GET", "/v1/tasks", nil), errors.New("boom"), "")
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("want 500 for an unknown error, got %d", rec.Code)
+	}
+}
+
+// TestWriteErrorClientGone: a request whose client went away is no server
+// error (no 5xx for metrics and alerts, no error in the log), but the same
+// cancellation while the client is still there is one.
+func TestWriteErrorClientGone(t *testing.T) {
+	var log strings.Builder
+	cfg := Config{Ready: func(context.Context) error { return nil },
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelInfo}))}.WithDefaults()
+	s := &server{Config: cfg, logger: cfg.Logger}
+	err := fmt.Errorf("reading task: %w", context.Canceled)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	s.writeError(rec, httptest.NewRequest("GET", "/v1/tasks/1", nil).WithContext(ctx), err, "")
+	if rec.Code != statusClientClosed || log.Len() != 0 {
+		t.Errorf("client gone: got %d and log %q, want %d and nothing logged", rec.Code, log.String(), statusClientClosed)
+	}
+
+	rec = httptest.NewRecorder()
+	s.writeError(rec, httptest.NewRequest("GET", "/v1/tasks/1", nil), err, "")
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(log.String(), "request failed") {
+		t.Errorf("client there: got %d and log %q, want 500 and an error logged", rec.Code, log.String())
 	}
 }
