@@ -52,6 +52,9 @@ type ClusterOptions struct {
 	// database itself (a proxy in front of it); chaos_work still records
 	// on a direct connection.
 	DatabaseURL func(direct string) string
+	// Config, if not empty, is every process's configuration file (YAML,
+	// taskdtest.Options.Config): the declared kinds a test runs.
+	Config string
 }
 
 // NewCluster creates a database with the executions table and starts
@@ -84,6 +87,7 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	for range opts.Processes {
 		c.Procs = append(c.Procs, taskdtest.Start(t, taskdtest.Options{
 			DatabaseURL: url,
+			Config:      opts.Config,
 			BuildTags:   BuildTags,
 			Args: append([]string{"--queues", opts.Queues, "--heartbeat-interval", Heartbeat,
 				"--rescue-after", RescueAfter}, opts.Args...),
