@@ -225,6 +225,7 @@ kinds:
 		time.Sleep(50 * time.Millisecond)
 	}
 	a := auditPush(t, c.Pool, ledger.IDs(), kills)
+	rescued := riverRescues(t, c.Pool, ledger.IDs())
 
 	// The harness counts every request as an execution; for a push only a
 	// 2xx is the endpoint doing the work, so the report's executions and
@@ -243,9 +244,13 @@ kinds:
 		a.unmatched, a.mismatched, a.rowsWithoutRequest, a.rowsWithoutRequestBy)
 	r.Figure("kill_to_repush", "p50 %s, p99 %s, max %s (%d attempts cut off)", chaos.Percentile(a.repush, 50).Round(time.Millisecond),
 		chaos.Percentile(a.repush, 99).Round(time.Millisecond), chaos.Percentile(a.repush, 100).Round(time.Millisecond), len(a.repush))
+	r.Figure("river_rescues", "%d", rescued)
 	r.Figure("submit_answers", "%v, no answer %d", st.ByStatus, st.Transport)
 	chaos.Publish(t, r)
 	chaos.RequireNoLoss(t, r)
+	if rescued > 0 {
+		t.Errorf("River's own rescuer took %d tasks (its horizon is far beyond any attempt)", rescued)
+	}
 	if r.States["completed"] != r.Acknowledged {
 		// Discarded only when every one of its attempts failed, which at
 		// pushMix's odds does not happen (0.4^25): none may be.
@@ -297,7 +302,7 @@ type attemptKey struct {
 type attemptRow struct {
 	outcome, worker, err string
 	status               *int
-	started              time.Time
+	started, finished    time.Time
 }
 
 type delivery struct {
@@ -332,30 +337,19 @@ func auditPush(t *testing.T, pool *pgxpool.Pool, ids []int64, kills []taskdKill)
 	}
 
 	rows := map[attemptKey][]attemptRow{}
-	q, err := pool.Query(ctx, `SELECT task_id, attempt, outcome, worker, coalesce(error, ''), http_status, started_at
-		FROM task_attempts WHERE task_id = ANY($1) ORDER BY id`, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for q.Next() {
-		var k attemptKey
-		var r attemptRow
-		if err := q.Scan(&k.task, &k.attempt, &r.outcome, &r.worker, &r.err, &r.status, &r.started); err != nil {
-			t.Fatal(err)
+	for k, rs := range attemptRows(t, pool, ids) {
+		rows[k] = rs
+		for _, r := range rs {
+			a.rows++
+			a.byOutcome[r.outcome]++
+			if r.outcome == "lost" {
+				a.lostRows++
+			}
 		}
-		rows[k] = append(rows[k], r)
-		a.rows++
-		a.byOutcome[r.outcome]++
-		if r.outcome == "lost" {
-			a.lostRows++
-		}
-	}
-	if q.Err() != nil {
-		t.Fatal(q.Err())
 	}
 	deliveries := map[attemptKey][]delivery{}
 	byTask := map[int64][]delivery{}
-	q, err = pool.Query(ctx, `SELECT task_id, attempt, execution::text, coalesce(outcome, ''), started_at, ended_at
+	q, err := pool.Query(ctx, `SELECT task_id, attempt, execution::text, coalesce(outcome, ''), started_at, ended_at
 		FROM chaos_executions WHERE task_id = ANY($1) ORDER BY started_at`, ids)
 	if err != nil {
 		t.Fatal(err)
@@ -529,4 +523,45 @@ func pushOutcomeMatches(answer string, r attemptRow, killed bool) bool {
 	// "ok: client gone" and the like: the process died under it, so only
 	// lost (above) fits.
 	return false
+}
+
+// attemptRows reads the attempt rows of the tasks ids, by task and attempt
+// number, oldest first.
+func attemptRows(t *testing.T, pool *pgxpool.Pool, ids []int64) map[attemptKey][]attemptRow {
+	t.Helper()
+	rows := map[attemptKey][]attemptRow{}
+	q, err := pool.Query(context.Background(), `SELECT task_id, attempt, outcome, worker, coalesce(error, ''), http_status,
+			started_at, finished_at
+		FROM task_attempts WHERE task_id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for q.Next() {
+		var k attemptKey
+		var r attemptRow
+		if err := q.Scan(&k.task, &k.attempt, &r.outcome, &r.worker, &r.err, &r.status, &r.started, &r.finished); err != nil {
+			t.Fatal(err)
+		}
+		rows[k] = append(rows[k], r)
+	}
+	if err := q.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// riverRescues counts the tasks of ids that River's own rescuer took
+// (RescueStuckJobsAfter): none should be, since taskd sets it far beyond
+// any attempt (jobs.LeaseLifeMax for external kinds) and rescues dead
+// processes' tasks itself, and River discards the rescued tasks of kinds
+// its leader has no worker for.
+func riverRescues(t *testing.T, pool *pgxpool.Pool, ids []int64) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job j WHERE j.id = ANY($1)
+		AND EXISTS (SELECT 1 FROM unnest(j.errors) e WHERE e ->> 'error' LIKE 'Stuck job rescued%')`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
