@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ const (
 	pullLeaseLost = "lease lost" // a heartbeat was answered 409; the work was dropped
 	pullNoReport  = "no report"  // the completion never got an answer
 )
+
+// pullUnrecorded is the error of a worker's fail when it could not record
+// its execution: the harness's trouble, not taskd's, counted apart.
+const pullUnrecorded = "chaos: cannot record the execution"
 
 // The test binary, started with pullWorkerEnv set, is a worker instead.
 func init() {
@@ -140,12 +145,22 @@ func (w *pullWorker) loop(ctx context.Context, i int) {
 func (w *pullWorker) work(turn int, task client.ClaimedTask) {
 	ctx := context.Background()
 	var execution string
-	if err := w.pool.QueryRow(ctx, `INSERT INTO chaos_executions (task_id, attempt, pid)
-		VALUES ($1, $2, $3) RETURNING execution::text`, task.ID, task.Attempt, os.Getpid()).Scan(&execution); err != nil {
-		// Unrecorded work must not happen: give the task back.
+	// The shared PostgreSQL may be out of connections for a moment (other
+	// tests run too): the record is tried for a while, within the lease.
+	var err error
+	for try := 0; try < 10; try++ {
+		err = w.pool.QueryRow(ctx, `INSERT INTO chaos_executions (task_id, attempt, pid)
+			VALUES ($1, $2, $3) RETURNING execution::text`, task.ID, task.Attempt, os.Getpid()).Scan(&execution)
+		if err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		// Unrecorded work must not happen: the task is given back.
 		fmt.Fprintf(os.Stderr, "%s: recording task %d: %v\n", w.name, task.ID, err)
 		zero := "0s"
-		_, _ = w.clients[0].Fail(ctx, task.ID, task.Lease, "cannot record the execution", client.FailRequest{RetryAfter: &zero})
+		_, _ = w.clients[0].Fail(ctx, task.ID, task.Lease, pullUnrecorded, client.FailRequest{RetryAfter: &zero})
 		return
 	}
 	end := func(outcome string, finished bool) {
@@ -248,10 +263,12 @@ func TestChaosPullWorkerKill(t *testing.T) {
 
 	seq := 0
 	live := map[string]*workerProc{}
+	names := map[int]string{} // by PID, every worker's
 	spawn := func() {
 		seq++
 		w := startPullWorker(t, fmt.Sprintf("chaos-pull-%d", seq), urls, c.DatabaseURL)
 		live[w.name] = w
+		names[w.cmd.Process.Pid] = w.name
 	}
 	for range 3 {
 		spawn()
@@ -283,11 +300,11 @@ func TestChaosPullWorkerKill(t *testing.T) {
 	// minKills times.
 	for len(kills) < minKills || sub.Stats().Acknowledged < total || finalCount(t, c.Pool) < total*4/5 {
 		time.Sleep(every) // the fault's pace, not a wait for state
-		names := make([]string, 0, len(live))
+		alive := make([]string, 0, len(live))
 		for n := range live {
-			names = append(names, n)
+			alive = append(alive, n)
 		}
-		w := live[names[rand.N(len(names))]]
+		w := live[alive[rand.N(len(alive))]]
 		k := workerKill{name: w.name, pid: w.cmd.Process.Pid, at: time.Now()}
 		_ = w.cmd.Process.Kill()
 		<-w.done
@@ -329,7 +346,7 @@ func TestChaosPullWorkerKill(t *testing.T) {
 		delays = append(delays, d...)
 		notRerun += n
 	}
-	a := auditPull(t, c.Pool, ledger.IDs(), killedAt)
+	a := auditPull(t, c.Pool, ledger.IDs(), names, killedAt)
 	rescued := riverRescues(t, c.Pool, ledger.IDs())
 
 	r.Figure("kills", "%d", len(kills))
@@ -339,6 +356,7 @@ func TestChaosPullWorkerKill(t *testing.T) {
 	r.Figure("work_done_twice", "%d tasks (work finished more than once)", a.doneTwice)
 	r.Figure("unaccounted", "%d executions without a matching attempt row, %d with the wrong outcome, %d rows without an execution (%v)",
 		a.unmatched, a.mismatched, a.rowsWithoutExec, a.rowsWithoutExecBy)
+	r.Figure("unrecorded_by_workers", "%d attempts failed because the worker could not record them", a.unrecorded)
 	r.Figure("cut_off_by_kills", "%d", len(delays)+notRerun)
 	r.Figure("kill_to_reclaim", "p50 %s, p99 %s, max %s", chaos.Percentile(delays, 50).Round(time.Millisecond),
 		chaos.Percentile(delays, 99).Round(time.Millisecond), chaos.Percentile(delays, 100).Round(time.Millisecond))
@@ -395,7 +413,10 @@ type pullAudit struct {
 	unmatched, mismatched int
 	rowsWithoutExec       int
 	rowsWithoutExecBy     map[string]int
-	problems              []string
+	// unrecorded are attempts failed by workers that could not record
+	// their execution.
+	unrecorded int
+	problems   []string
 }
 
 func (a *pullAudit) problem(format string, args ...any) {
@@ -405,6 +426,7 @@ func (a *pullAudit) problem(format string, args ...any) {
 }
 
 type pullExec struct {
+	pid                int
 	execution, outcome string
 	started            time.Time
 	ended              *time.Time
@@ -422,7 +444,7 @@ type pullExec struct {
 //   - each final task has as many attempt rows as River counted attempts,
 //     each with an outcome, and a completed task exactly one completed row,
 //     whose execution is the task's result.
-func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[string]time.Time) pullAudit {
+func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, workers map[int]string, killedAt map[string]time.Time) pullAudit {
 	t.Helper()
 	ctx := context.Background()
 	a := pullAudit{byEnd: map[string]int{}, byOutcome: map[string]int{}, rowsWithoutExecBy: map[string]int{}}
@@ -439,7 +461,7 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 	}
 	execs := map[attemptKey][]pullExec{}
 	byTask := map[int64][]pullExec{}
-	q, err := pool.Query(ctx, `SELECT task_id, attempt, execution::text, coalesce(outcome, ''), started_at, ended_at
+	q, err := pool.Query(ctx, `SELECT task_id, attempt, pid, execution::text, coalesce(outcome, ''), started_at, ended_at
 		FROM chaos_executions WHERE task_id = ANY($1) ORDER BY started_at`, ids)
 	if err != nil {
 		t.Fatal(err)
@@ -447,7 +469,7 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 	for q.Next() {
 		var k attemptKey
 		var e pullExec
-		if err := q.Scan(&k.task, &k.attempt, &e.execution, &e.outcome, &e.started, &e.ended); err != nil {
+		if err := q.Scan(&k.task, &k.attempt, &e.pid, &e.execution, &e.outcome, &e.started, &e.ended); err != nil {
 			t.Fatal(err)
 		}
 		execs[k] = append(execs[k], e)
@@ -463,35 +485,72 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 	}
 
 	expired := func(r attemptRow) bool { return r.outcome == "timeout" && r.err == "lease expired" }
+	// An attempt number is handed out again after an interrupted attempt
+	// (a claim whose answer did not reach its worker, given back), so one
+	// number may have several rows and executions: each execution goes
+	// with its own worker's row.
 	for k, es := range execs {
 		rs := rows[k]
-		if len(rs) == 0 {
-			a.unmatched += len(es)
-			a.problem("task %d attempt %d: %d executions but no attempt row", k.task, k.attempt, len(es))
-			continue
-		}
-		if len(es) > 1 || len(rs) > 1 {
-			a.problem("task %d attempt %d: %d executions and %d attempt rows for one attempt number", k.task, k.attempt, len(es), len(rs))
-		}
-		e, r := es[0], rs[0]
-		var ok bool
-		switch {
-		case e.ended == nil:
-			ok = killed[r.worker] && expired(r)
-			if ok {
-				a.expiry = append(a.expiry, r.finished.Sub(killedAt[r.worker]))
+		used := make([]bool, len(rs))
+		for _, e := range es {
+			worker := workers[e.pid]
+			i := -1
+			for n, r := range rs {
+				if !used[n] && r.worker == worker && r.outcome != "interrupted" {
+					i = n
+					break
+				}
 			}
-		case e.outcome == pullCompleted:
-			ok = r.outcome == "completed"
-		case e.outcome == pullConflict, e.outcome == pullLeaseLost:
-			ok = expired(r)
-		case e.outcome == pullWorkDone:
-			ok = killed[r.worker] && (r.outcome == "completed" || expired(r))
+			if i < 0 {
+				a.unmatched++
+				a.problem("task %d attempt %d: an execution by %s (ended %q) but no attempt row of its claim (rows %v)",
+					k.task, k.attempt, worker, e.outcome, outcomes(rs))
+				continue
+			}
+			used[i] = true
+			r := rs[i]
+			var ok bool
+			switch {
+			case e.ended == nil:
+				ok = killed[worker] && expired(r)
+				if ok {
+					a.expiry = append(a.expiry, r.finished.Sub(killedAt[worker]))
+				}
+			case e.outcome == pullCompleted:
+				ok = r.outcome == "completed"
+			case e.outcome == pullConflict, e.outcome == pullLeaseLost:
+				ok = expired(r)
+			case e.outcome == pullWorkDone:
+				ok = killed[worker] && (r.outcome == "completed" || expired(r))
+			}
+			if !ok {
+				a.mismatched++
+				a.problem("task %d attempt %d: execution by %s (killed %v) ended %q, attempt row %s: %s",
+					k.task, k.attempt, worker, killed[worker], e.outcome, r.outcome, r.err)
+			}
 		}
-		if !ok {
-			a.mismatched++
-			a.problem("task %d attempt %d: execution ended %q (worker %s, killed %v), attempt row %s: %s",
-				k.task, k.attempt, e.outcome, r.worker, killed[r.worker], r.outcome, r.err)
+		for i, r := range rs {
+			if used[i] {
+				continue
+			}
+			a.rowsWithoutExec++
+			a.rowsWithoutExecBy[r.outcome]++
+			switch {
+			case r.outcome == "interrupted" && r.err == "the claim's answer did not reach its worker":
+				// Given back: the worker must not have worked it.
+				for _, e := range es {
+					if workers[e.pid] == r.worker {
+						a.problem("task %d attempt %d: the claim of %s was given back (interrupted), yet it worked the task (ended %q)",
+							k.task, k.attempt, r.worker, e.outcome)
+					}
+				}
+			case expired(r) && killed[r.worker]:
+				// Killed between its claim and its record.
+			case r.outcome == "failed" && r.err == pullUnrecorded:
+				a.unrecorded++
+			default:
+				a.problem("task %d attempt %d: attempt row %s (worker %s) but no execution: %s", k.task, k.attempt, r.outcome, r.worker, r.err)
+			}
 		}
 	}
 	for k, rs := range rows {
@@ -501,7 +560,12 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 		for _, r := range rs {
 			a.rowsWithoutExec++
 			a.rowsWithoutExecBy[r.outcome]++
-			if !expired(r) || !killed[r.worker] {
+			switch {
+			case r.outcome == "interrupted" && r.err == "the claim's answer did not reach its worker":
+			case expired(r) && killed[r.worker]:
+			case r.outcome == "failed" && r.err == pullUnrecorded:
+				a.unrecorded++
+			default:
 				a.problem("task %d attempt %d: attempt row %s (worker %s) but no execution: %s", k.task, k.attempt, r.outcome, r.worker, r.err)
 			}
 		}
@@ -529,19 +593,27 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 		t.Fatal(q.Err())
 	}
 	perTask := map[int64][]attemptRow{}
-	completedAt := map[int64]int{}
+	completedBy := map[int64]attemptKey{}
 	for k, rs := range rows {
 		perTask[k.task] = append(perTask[k.task], rs...)
 		for _, r := range rs {
 			if r.outcome == "completed" {
-				completedAt[k.task] = k.attempt
+				completedBy[k.task] = k
 			}
 		}
 	}
 	for _, j := range jobs {
 		rs := perTask[j.id]
-		if len(rs) != j.attempt {
-			a.problem("task %d (%s): River counted %d attempts, taskd recorded %d", j.id, j.state, j.attempt, len(rs))
+		counted := 0
+		for _, r := range rs {
+			// River does not count an interrupted attempt (LeaseFail).
+			if r.outcome != "interrupted" {
+				counted++
+			}
+		}
+		if counted != j.attempt {
+			a.problem("task %d (%s): River counted %d attempts, taskd recorded %d (and %d interrupted)", j.id, j.state, j.attempt,
+				counted, len(rs)-counted)
 		}
 		completed := 0
 		for _, r := range rs {
@@ -553,14 +625,16 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 			}
 		}
 		if j.state == "completed" {
-			es := execs[attemptKey{j.id, completedAt[j.id]}]
+			i := slices.IndexFunc(execs[completedBy[j.id]], func(e pullExec) bool { return e.execution == j.out })
 			switch {
 			case completed != 1:
 				a.problem("task %d: completed with %d completed attempt rows", j.id, completed)
-			case len(es) == 0 || es[0].execution != j.out:
-				a.problem("task %d: its result names execution %q, not the one of its completed attempt %d", j.id, j.out, completedAt[j.id])
-			case es[0].ended != nil && es[0].ended.Sub(es[0].started) > pullLease:
-				a.heartbeated++
+			case i < 0:
+				a.problem("task %d: its result names execution %q, not one of its completed attempt %d", j.id, j.out, completedBy[j.id].attempt)
+			default:
+				if e := execs[completedBy[j.id]][i]; e.ended != nil && e.ended.Sub(e.started) > pullLease {
+					a.heartbeated++
+				}
 			}
 		}
 		done := 0
@@ -574,4 +648,13 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, killedAt map[strin
 		}
 	}
 	return a
+}
+
+// outcomes lists rows as worker:outcome, for a problem's message.
+func outcomes(rs []attemptRow) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.worker + ":" + r.outcome
+	}
+	return out
 }
