@@ -342,15 +342,20 @@ func auditPush(t *testing.T, pool *pgxpool.Pool, ids []int64, kills []taskdKill)
 	t.Helper()
 	ctx := context.Background()
 	a := pushAudit{byAnswer: map[string]int{}, byOutcome: map[string]int{}, rowsWithoutRequestBy: map[string]int{}}
-	killed := map[string]bool{}
+	killedAt := map[string]time.Time{} // by PID
 	for _, k := range kills {
-		killed[strconv.Itoa(k.pid)] = true
+		killedAt[strconv.Itoa(k.pid)] = k.at
 	}
-	// River's client ID is HOSTNAME_PID_RANDOM.
-	killedWorker := func(worker string) bool {
+	// killTime is when the process of River client ID worker
+	// (HOSTNAME_PID_RANDOM) was killed; zero if it was not.
+	killTime := func(worker string) time.Time {
 		parts := strings.Split(worker, "_")
-		return len(parts) >= 3 && killed[parts[len(parts)-2]]
+		if len(parts) < 3 {
+			return time.Time{}
+		}
+		return killedAt[parts[len(parts)-2]]
 	}
+	killedWorker := func(worker string) bool { return !killTime(worker).IsZero() }
 
 	rows := map[attemptKey][]attemptRow{}
 	for k, rs := range attemptRows(t, pool, ids) {
@@ -499,12 +504,7 @@ func auditPush(t *testing.T, pool *pgxpool.Pool, ids []int64, kills []taskdKill)
 		if r.outcome != "lost" && r.outcome != "completed_unsaved" {
 			continue
 		}
-		var at time.Time
-		for _, kl := range kills {
-			if killedWorker(r.worker) && strings.Contains(r.worker, "_"+strconv.Itoa(kl.pid)+"_") {
-				at = kl.at
-			}
-		}
+		at := killTime(r.worker)
 		if at.IsZero() {
 			continue
 		}
