@@ -52,8 +52,9 @@ type ClusterOptions struct {
 	// database itself (a proxy in front of it); chaos_work still records
 	// on a direct connection.
 	DatabaseURL func(direct string) string
-	// Config, if not empty, is every process's configuration file
-	// (taskdtest.Options.Config): the schedules of R5, for one.
+	// Config, if not empty, is every process's configuration file (YAML,
+	// taskdtest.Options.Config): R5's schedule, the executors' declared
+	// kinds.
 	Config string
 }
 
