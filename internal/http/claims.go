@@ -46,8 +46,15 @@ func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, "")
 		return
 	}
-	if err := writeJSONErr(w, http.StatusOK, toClaimedJSON(claimed)); err != nil || r.Context().Err() != nil {
-		// The worker will never see these tasks.
+	// Given back only when the worker cannot have them: it left before
+	// the answer, or the answer could not be written. Once the answer is
+	// flushed, a worker that closes its connection at once may well have
+	// read it, and giving its tasks back would run them twice.
+	if r.Context().Err() != nil {
+		s.Tasks.GiveBack(r.Context(), claimed)
+		return
+	}
+	if err := writeJSONErr(w, http.StatusOK, toClaimedJSON(claimed)); err != nil {
 		s.Tasks.GiveBack(r.Context(), claimed)
 	}
 }
