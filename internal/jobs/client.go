@@ -230,6 +230,9 @@ type Client struct {
 	hasExternal   bool
 	limiter       *limits.Limiter
 	limitMW       *limitMiddleware
+	// watchdog stops the attempts of a process that cannot heartbeat (nil
+	// for an insert-only client, which runs none).
+	watchdog *watchdog
 	// waited are the running tasks requests wait for (nil without attempt
 	// recording), filled by a listener while the client runs.
 	waited      *waitedSet
@@ -289,6 +292,10 @@ func NewClient(cfg Config) (*Client, error) {
 		// First, so outermost: see limitMiddleware.
 		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}
 		middleware = append(middleware, c.limitMW)
+	}
+	if !cfg.InsertOnly {
+		c.watchdog = newWatchdog(cfg.RescueAfter, cfg.HeartbeatInterval, cfg.Logger)
+		middleware = append(middleware, &watchdogMiddleware{watchdog: c.watchdog})
 	}
 	if !cfg.DisableAttempts && !cfg.InsertOnly {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
@@ -409,8 +416,12 @@ func (c *Client) HasQueue(queue string) bool {
 // Start registers the process, then starts working tasks. The process is
 // registered first so that its tasks never look ownerless.
 func (c *Client) Start(ctx context.Context) error {
+	start := time.Now()
 	if err := c.store.ProcessRegister(ctx, c.id, c.hostname, c.pid); err != nil {
 		return err
+	}
+	if c.watchdog != nil {
+		c.watchdog.beat(start)
 	}
 	if c.recorder != nil {
 		go c.recorder.run()
@@ -431,7 +442,7 @@ func (c *Client) Start(ctx context.Context) error {
 		c.stopMaintain, c.maintainDone = cancel, make(chan struct{})
 		go func() {
 			defer close(c.maintainDone)
-			c.heartbeatOnly(mctx)
+			c.heartbeats(mctx)
 		}()
 		return nil
 	}
@@ -461,6 +472,11 @@ func (c *Client) Start(ctx context.Context) error {
 	go func() {
 		defer close(c.maintainDone)
 		var wg sync.WaitGroup
+		// The heartbeat and its watchdog run apart from the rescue and the
+		// cleanup, whose statements may take long, so that the heartbeat
+		// keeps time.
+		wg.Go(func() { c.heartbeats(mctx) })
+		wg.Go(func() { c.watchdog.run(mctx) })
 		if c.hasExternal {
 			wg.Go(func() { c.expireLeases(mctx) })
 		}
