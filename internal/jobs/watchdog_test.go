@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -197,6 +198,43 @@ func (w *watchdog) state() (beatAt time.Time, lost bool, running int) {
 	return w.beatAt, w.lost, len(w.running)
 }
 
+// countingHandler counts the records logged with each message, and passes
+// them on.
+type countingHandler struct {
+	slog.Handler
+	mu     *sync.Mutex
+	counts map[string]int
+}
+
+func newCountingLogger(t *testing.T) (*slog.Logger, func(msg string) int) {
+	h := &countingHandler{Handler: testLogger(t).Handler(), mu: &sync.Mutex{}, counts: map[string]int{}}
+	return slog.New(h), func(msg string) int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.counts[msg]
+	}
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.counts[r.Message]++
+	h.mu.Unlock()
+	if h.Handler.Enabled(ctx, r.Level) {
+		return h.Handler.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *countingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &countingHandler{Handler: h.Handler.WithAttrs(attrs), mu: h.mu, counts: h.counts}
+}
+
+func (h *countingHandler) WithGroup(name string) slog.Handler {
+	return &countingHandler{Handler: h.Handler.WithGroup(name), mu: h.mu, counts: h.counts}
+}
+
 // startOnce starts a client and returns its stop, which the test's end
 // calls too if the test did not.
 func startOnce(t *testing.T, b *testBundle) (stop func()) {
@@ -238,7 +276,8 @@ func TestWatchdogStopsAttemptsBeforeRescue(t *testing.T) {
 		c.Kinds = reg
 		c.HeartbeatInterval, c.RescueAfter = heartbeat, rescueAfter
 	}
-	a := setupPool(t, proxy.pool(dbURL), mod)
+	logger, logged := newCountingLogger(t)
+	a := setupPool(t, proxy.pool(dbURL), func(c *Config) { mod(c); c.Logger = logger })
 	b := setupPool(t, openPool(t, dbURL, ""), mod)
 	startOnce(t, a)
 	t.Cleanup(proxy.heal) // before a stops
@@ -327,6 +366,13 @@ func TestWatchdogStopsAttemptsBeforeRescue(t *testing.T) {
 		return running == 0
 	})
 	stopB()
+	// A hung heartbeat gives up after its deadline, and the next one is
+	// tried: a cut that heals without resetting connections would leave a
+	// heartbeat without one hanging (toxiproxy resets them as it heals).
+	waitFor(t, "failed heartbeats during the cut", 10*time.Second, func() bool { return logged("heartbeat failed") >= 3 })
+	if n := logged("heartbeats recovered; working tasks again"); n != 0 {
+		t.Errorf("recovered %d times during the cut", n)
+	}
 
 	proxy.heal()
 	healedAt := time.Now()
@@ -338,6 +384,12 @@ func TestWatchdogStopsAttemptsBeforeRescue(t *testing.T) {
 	a.waitTask(t, id, 30*time.Second, inState(store.StateCompleted))
 	if atts := a.finishedAttempts(t, id, 1); atts[0].Worker != a.client.ID() {
 		t.Errorf("new task: attempt by %s, want a", atts[0].Worker)
+	}
+	if n := logged("heartbeats recovered; working tasks again"); n != 1 {
+		t.Errorf("recovered %d times, want once", n)
+	}
+	if n := logged("heartbeat lost; cancelling running tasks, which other processes will run again"); n != 1 {
+		t.Errorf("lost %d times, want once", n)
 	}
 	t.Logf("a heartbeat again %s after the network came back", time.Since(healedAt))
 }
