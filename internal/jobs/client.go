@@ -115,10 +115,16 @@ type Config struct {
 	// finished tasks are kept before River's cleaner deletes them (and
 	// taskd's rows with them); -1 keeps them forever.
 	CompletedRetention, CancelledRetention, DiscardedRetention time.Duration
-	// HeartbeatInterval: see HeartbeatIntervalDefault.
+	// HeartbeatInterval: see HeartbeatIntervalDefault. Each heartbeat
+	// statement gets this long to finish.
 	HeartbeatInterval time.Duration
 	// RescueAfter: see RescueAfterDefault. Must be at least twice
-	// HeartbeatInterval.
+	// HeartbeatInterval. A process whose heartbeats have failed for
+	// RescueAfter minus HeartbeatInterval/2, counted from the start of the
+	// last that succeeded, cancels its running attempts (with the cause
+	// ErrHeartbeatLost) and those that start, until a heartbeat succeeds:
+	// two processes run one task at once only when an attempt takes longer
+	// than HeartbeatInterval/2 to return once cancelled.
 	RescueAfter time.Duration
 	// LeaseCheckInterval: see LeaseCheckIntervalDefault.
 	LeaseCheckInterval time.Duration
