@@ -554,3 +554,48 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat that succeeds after the watchdog fired, but had started
+// before, sets a deadline earlier than the one the watchdog would check
+// next by itself: the watchdog must keep it.
+func TestWatchdogDeadlineAfterRecovery(t *testing.T) {
+	t.Parallel()
+	const rescueAfter, heartbeat = 2 * time.Second, time.Second
+	w := newWatchdog(rescueAfter, heartbeat, testLogger(t))
+	w.beat(time.Now().Add(-time.Minute))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, "the watchdog firing", 10*time.Second, func() bool {
+		_, lost, _ := w.state()
+		return lost
+	})
+	// It started 1.4 s ago: others may rescue 0.6 s from now.
+	beatStart := time.Now().Add(-1400 * time.Millisecond)
+	w.beat(beatStart)
+	stopped := make(chan time.Time, 1)
+	err := (&watchdogMiddleware{watchdog: w}).Work(context.Background(), &rivertype.JobRow{ID: 1}, func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			t.Errorf("attempt starts cancelled: %v", context.Cause(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			stopped <- time.Now()
+		case <-time.After(10 * time.Second):
+		}
+		return ctx.Err()
+	})
+	if !errors.Is(err, ErrHeartbeatLost) {
+		t.Fatalf("err = %v, want ErrHeartbeatLost", err)
+	}
+	if at := <-stopped; !at.Before(beatStart.Add(rescueAfter)) {
+		t.Errorf("attempt stopped %s after the heartbeat's start, not before RescueAfter (%s)", at.Sub(beatStart), rescueAfter)
+	}
+}
