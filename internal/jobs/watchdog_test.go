@@ -517,6 +517,7 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 	// a's completer is retrying meanwhile.
 	time.Sleep(2 * time.Second) // the cut goes on, not a wait for state
 	proxy.heal()
+	healedAt := time.Now()
 	waitFor(t, "a heartbeating again", 30*time.Second, func() bool {
 		_, lost, _ := a.client.watchdog.state()
 		return !lost
@@ -541,7 +542,6 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	healedAt := time.Now()
 	waitFor(t, "a's completer writing attempt 1's completion", 60*time.Second, func() bool {
 		check()
 		return !a.client.watchdog.isStale(id)
