@@ -141,3 +141,17 @@ func TestCompletionPilot(t *testing.T) {
 		t.Errorf("%d cancelled attempts still remembered", left)
 	}
 }
+
+// River takes the pilot from the driver through an interface of its own
+// (driverPlugin, internal to River): a River whose interface changed would
+// silently use its standard pilot instead, without the guard.
+func TestClientUsesCompletionPilot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	if _, ok := b.client.River().Pilot().(*completionPilot); !ok {
+		t.Errorf("River's pilot is %T, want *completionPilot", b.client.River().Pilot())
+	}
+	if _, ok := b.client.River().Driver().(*driver); !ok {
+		t.Errorf("River's driver is %T, want *driver", b.client.River().Driver())
+	}
+}
