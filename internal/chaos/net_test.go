@@ -1,0 +1,217 @@
+package chaos_test
+
+// R4 (docs/RELIABILITY.md): network faults between taskd and PostgreSQL,
+// through a TCP proxy per taskd process run in the test (toxiproxy as a
+// library): a blackhole on one process past the rescue bound, 500 ms of
+// latency on all, connections reset by the peer on all. chaos_work keeps
+// its record of executions on a direct connection, so that executions are
+// recorded through the fault.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/chaos"
+)
+
+// netCluster is a cluster whose processes each reach PostgreSQL through a
+// proxy of their own.
+type netCluster struct {
+	*chaos.Cluster
+	proxies []*chaos.NetProxy
+	clients []*client.Client
+}
+
+func newNetCluster(t *testing.T, processes int, opts chaos.ClusterOptions) *netCluster {
+	t.Helper()
+	nc := &netCluster{}
+	opts.Processes = processes
+	opts.DatabaseURLs = func(i int, direct string) string {
+		p := chaos.NewNetProxy(t, fmt.Sprintf("taskd-%d", i), chaos.Upstream(t, direct))
+		nc.proxies = append(nc.proxies, p)
+		return p.URL(t, direct)
+	}
+	nc.Cluster = chaos.NewCluster(t, opts)
+	nc.clients = nc.Clients(t)
+	return nc
+}
+
+// apiBound is how long one request may take during a fault before it
+// counts as a hang: taskd must answer 503 by then rather than wait for a
+// database that does not answer.
+var apiBound = 10 * time.Second
+
+// probeClient is a client whose requests give up after apiBound.
+func probeClient(t *testing.T, base string) *client.Client {
+	t.Helper()
+	c, err := client.New(base, client.Config{HTTPClient: &http.Client{Timeout: apiBound}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// untilSubmitted submits one chaos_work task to c every pause until one is
+// acknowledged (added to ledger) and returns when, or the zero time at the
+// deadline.
+func untilSubmitted(c *client.Client, ledger *chaos.Ledger, pause, timeout time.Duration) time.Time {
+	kind := "chaos_work"
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), apiBound)
+		task, _, err := c.Submit(ctx, client.TaskRequest{Kind: &kind, Args: json.RawMessage(`{"ms":10}`)}, client.SubmitOptions{})
+		cancel()
+		if err == nil {
+			ledger.Add(task.ID)
+			return time.Now()
+		}
+		time.Sleep(pause)
+	}
+	return time.Time{}
+}
+
+// firstStartAfter waits up to timeout for process pid to start an
+// execution after at and returns its start, or the zero time.
+func firstStartAfter(t *testing.T, c *chaos.Cluster, pid int, at time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var first *time.Time
+		err := c.Pool.QueryRow(context.Background(), `SELECT min(started_at) FROM chaos_executions
+			WHERE pid = $1 AND started_at > $2`, pid, at).Scan(&first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != nil {
+			return *first
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// running counts the executions of pid that have not ended.
+func running(t *testing.T, c *chaos.Cluster, pid int) int {
+	t.Helper()
+	var n int
+	err := c.Pool.QueryRow(context.Background(), `SELECT count(*) FROM chaos_executions
+		WHERE pid = $1 AND ended_at IS NULL`, pid).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// startedPerSecond is the rate of executions started in [from, to).
+func startedPerSecond(t *testing.T, c *chaos.Cluster, from, to time.Time) float64 {
+	t.Helper()
+	var n int
+	err := c.Pool.QueryRow(context.Background(), `SELECT count(*) FROM chaos_executions
+		WHERE started_at >= $1 AND started_at < $2`, from, to).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(n) / to.Sub(from).Seconds()
+}
+
+// countLines counts the lines of every process's output that contain s.
+func countLines(c *chaos.Cluster, s string) int {
+	n := 0
+	for _, p := range c.Procs {
+		n += strings.Count(p.Output(), s)
+	}
+	return n
+}
+
+// Log messages of internal/jobs the tests count.
+const (
+	logRescued   = "rescued tasks of a dead process"
+	logCancelled = "heartbeat lost; cancelling running tasks"
+)
+
+// requireAPI fails t for requests that hung, answered other than 2xx or
+// 503, or answered an error that is not problem+json.
+func requireAPI(t *testing.T, st chaos.SubmitStats) {
+	t.Helper()
+	if st.Hangs > 0 {
+		t.Errorf("%d requests hung past %s: %v", st.Hangs, apiBound, st.Failures)
+	}
+	if st.NonProblem > 0 {
+		t.Errorf("%d error answers were not problem+json", st.NonProblem)
+	}
+	for status, n := range st.ByStatus {
+		if status/100 != 2 && status != http.StatusServiceUnavailable {
+			t.Errorf("%d requests answered %d (want 2xx, or 503 while the database is unreachable): %v", n, status, st.Failures)
+		}
+	}
+}
+
+// requireEnded fails t for executions that have no end: every process of
+// R4 is alive, so an execution without one ran on unseen.
+func requireEnded(t *testing.T, c *chaos.Cluster) {
+	t.Helper()
+	all, err := chaos.Executions(context.Background(), c.Pool, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		if e.Ended == nil {
+			t.Errorf("task %d attempt %d on pid %d started %s never ended although its process is alive",
+				e.TaskID, e.Attempt, e.PID, e.Started.Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// longWorkArgs are chaos_work args of which one in six sleeps 3–10 s (so
+// that some run across a fault) and the others 0–200 ms.
+func longWorkArgs(i int) json.RawMessage {
+	if i%6 == 0 {
+		return json.RawMessage(`{"ms":` + strconv.Itoa(3000+i*7919%7001) + `}`)
+	}
+	return chaos.WorkArgs(i)
+}
+
+// Statuses formats answers by status for a figure.
+func statuses(st chaos.SubmitStats) string {
+	return fmt.Sprintf("%v, no answer %d, hangs %d, max latency %s", st.ByStatus, st.Transport, st.Hangs,
+		chaos.Percentile(st.Latencies, 100).Round(time.Millisecond))
+}
+
+// probe connects through proxy p and runs one statement, with a deadline
+// of timeout, and returns how long it took: the test's check that the
+// fault it injected is in effect.
+func probe(t *testing.T, c *chaos.Cluster, p *chaos.NetProxy, timeout time.Duration) (time.Duration, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := pgx.Connect(ctx, p.URL(t, c.DatabaseURL))
+	if err != nil {
+		return time.Since(start), err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `SELECT pg_sleep(0.6)`)
+	return time.Since(start), err
+}
+
+// heartbeatLost is the text of jobs.ErrHeartbeatLost, the cause the
+// watchdog cancels an attempt with, which chaos_work writes into the
+// outcome of the execution it cancelled ("cancelled: <cause>").
+const heartbeatLost = "heartbeat lost"
+
+// isWatchdogCancel says whether an execution's outcome is the watchdog's
+// cancellation.
+func isWatchdogCancel(outcome string) bool {
+	return strings.HasPrefix(outcome, "cancelled: ") && strings.Contains(outcome, heartbeatLost)
+}
