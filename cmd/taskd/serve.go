@@ -150,6 +150,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBodyBytes:         cfg.MaxBodyBytes,
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
 			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
+			DatabaseTimeout:      cfg.DBTimeout,
 			TrustedOrigins:       cfg.TrustedOrigins,
 			Metrics:              pm.Handler(),
 			ObserveFunc:          pm.ObserveHTTP,
