@@ -41,7 +41,7 @@ func TestChaosNetResetPeer(t *testing.T) {
 	}
 	var apiBack, runBack []time.Duration
 	for _, p := range nc.Procs {
-		at := untilSubmitted(probeClient(t, p.URL), ledger, 50*time.Millisecond, time.Minute)
+		at := untilSubmitted(probeClient(t, p.URL, apiBound), ledger, 50*time.Millisecond, time.Minute)
 		if at.IsZero() {
 			t.Errorf("pid %d acknowledged no task within a minute of healing", p.PID())
 		} else {
@@ -62,16 +62,10 @@ func TestChaosNetResetPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	during := duringSt
-	during.ByStatus = map[int]int{}
-	for s, n := range duringSt.ByStatus {
-		if d := n - beforeSt.ByStatus[s]; d > 0 {
-			during.ByStatus[s] = d
-		}
-	}
+	during := answersBetween(beforeSt, duringSt)
 	r.Figure("fault", "reset_peer after %s for %s, run %s", resetAfter, healAt.Sub(faultAt).Round(time.Second),
 		time.Since(start).Round(time.Second))
-	r.Figure("answers_during", "%v, no answer %d", during.ByStatus, duringSt.Transport-beforeSt.Transport)
+	r.Figure("answers_during", "%v, no answer %d", during.ByStatus, during.Transport)
 	r.Figure("submit_answers", "%s", statuses(st))
 	r.Figure("heal_to_2xx", "max %s", chaos.Percentile(apiBack, 100).Round(time.Millisecond))
 	r.Figure("heal_to_run", "max %s", chaos.Percentile(runBack, 100).Round(time.Millisecond))
