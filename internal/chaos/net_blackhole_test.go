@@ -9,14 +9,6 @@ import (
 	"github.com/taskd/taskd/internal/chaos"
 )
 
-// overlapWindow is the longest two processes may run one task at once,
-// the published window: the watchdog cancels a cut-off process's attempts
-// half a heartbeat interval before another process may rescue them
-// (internal/jobs, watchdog), so an attempt that returns within that margin
-// overlaps nothing; the window is what is left for the record of its end,
-// one statement on the direct connection.
-const overlapWindow = time.Second
-
 // TestChaosNetBlackhole (R4): one of two taskd processes is cut off from
 // PostgreSQL by a blackhole (bytes vanish both ways, nothing is closed)
 // for longer than the rescue bound, while it runs chaos_work tasks, some
@@ -123,12 +115,7 @@ func TestChaosNetBlackhole(t *testing.T) {
 				e.TaskID, e.PID, e.Ended.Sub(cutAt).Round(time.Millisecond), e.Outcome, rescueAfter)
 		}
 	}
-	var tooLong []chaos.Overlap
-	for _, o := range overlaps {
-		if o.Duration > overlapWindow {
-			tooLong = append(tooLong, o)
-		}
-	}
+	tooLong := overLong(overlaps)
 	during := answersBetween(beforeSt, duringSt)
 
 	r.Figure("cut", "%s on 1 of 2 processes, run %s", healAt.Sub(cutAt).Round(time.Second), time.Since(start).Round(time.Second))
@@ -152,10 +139,7 @@ func TestChaosNetBlackhole(t *testing.T) {
 	chaos.RequireNoLoss(t, r)
 	requireAPI(t, st)
 	requireEnded(t, nc.Cluster)
-	for _, o := range tooLong {
-		t.Errorf("task %d ran on pids %d and %d at once for %s (window %s): %q, %q", o.TaskID, o.A.PID, o.B.PID,
-			o.Duration.Round(time.Millisecond), overlapWindow, o.A.Outcome, o.B.Outcome)
-	}
+	requireOverlaps(t, overlaps)
 	if notRerun > 0 {
 		t.Errorf("%d tasks the watchdog cancelled were never run again", notRerun)
 	}

@@ -214,3 +214,32 @@ const heartbeatLost = "heartbeat lost"
 func isWatchdogCancel(outcome string) bool {
 	return strings.HasPrefix(outcome, "cancelled: ") && strings.Contains(outcome, heartbeatLost)
 }
+
+// overlapWindow is the longest two processes may run one task at once,
+// the published window: the watchdog cancels a cut-off process's attempts
+// half a heartbeat interval before another process may rescue them
+// (internal/jobs, watchdog), so an attempt that returns within that margin
+// overlaps nothing; the window is what is left for the record of its end,
+// one statement on the direct connection.
+const overlapWindow = time.Second
+
+// overLong returns the overlaps longer than overlapWindow.
+func overLong(os []chaos.Overlap) []chaos.Overlap {
+	var out []chaos.Overlap
+	for _, o := range os {
+		if o.Duration > overlapWindow {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// requireOverlaps fails t for every pair of executions of one task by two
+// processes that overlapped by more than overlapWindow.
+func requireOverlaps(t *testing.T, os []chaos.Overlap) {
+	t.Helper()
+	for _, o := range overLong(os) {
+		t.Errorf("task %d ran on pids %d and %d at once for %s (window %s): %q, %q", o.TaskID, o.A.PID, o.B.PID,
+			o.Duration.Round(time.Millisecond), overlapWindow, o.A.Outcome, o.B.Outcome)
+	}
+}
