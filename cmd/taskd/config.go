@@ -255,7 +255,7 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		cancelled  = f.string("cancelled-retention", "TASKD_CANCELLED_RETENTION", jobs.CancelledRetentionDefault.String(), "how long cancelled tasks are kept (-1ns: forever)")
 		discarded  = f.string("discarded-retention", "TASKD_DISCARDED_RETENTION", jobs.DiscardedRetentionDefault.String(), "how long discarded tasks are kept (-1ns: forever)")
 		heartbeat  = f.string("heartbeat-interval", "TASKD_HEARTBEAT_INTERVAL", jobs.HeartbeatIntervalDefault.String(), "how often this process marks itself alive")
-		rescue     = f.string("rescue-after", "TASKD_RESCUE_AFTER", jobs.RescueAfterDefault.String(), "silence after which a process counts as dead and its running tasks are run again")
+		rescue     = f.string("rescue-after", "TASKD_RESCUE_AFTER", jobs.RescueAfterDefault.String(), "silence after which a process counts as dead and its running tasks are run again (it stops them itself half a heartbeat earlier)")
 		attempts   = f.bool("record-attempts", "TASKD_RECORD_ATTEMPTS", true, "record every attempt in task_attempts (off only to benchmark its cost)")
 		ui         = f.bool("ui", "TASKD_UI", true, "serve the River UI under /riverui")
 		insecure   = f.bool("insecure", "TASKD_INSECURE", false, "with no API token in the database, listen on a non-loopback address anyway, without auth (a warning at every start)")

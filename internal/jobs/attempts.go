@@ -213,7 +213,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	outcome := classify(ctx, err)
 	msg := ""
 	if err != nil {
-		msg = err.Error()
+		msg = withLostCause(ctx, err).Error()
 	}
 	a.HTTPStatus = note.httpStatus
 	if outcome == store.OutcomeCompleted {

@@ -115,10 +115,16 @@ type Config struct {
 	// finished tasks are kept before River's cleaner deletes them (and
 	// taskd's rows with them); -1 keeps them forever.
 	CompletedRetention, CancelledRetention, DiscardedRetention time.Duration
-	// HeartbeatInterval: see HeartbeatIntervalDefault.
+	// HeartbeatInterval: see HeartbeatIntervalDefault. Each heartbeat
+	// statement gets this long to finish.
 	HeartbeatInterval time.Duration
 	// RescueAfter: see RescueAfterDefault. Must be at least twice
-	// HeartbeatInterval.
+	// HeartbeatInterval. A process whose heartbeats have failed for
+	// RescueAfter minus HeartbeatInterval/2, counted from the start of the
+	// last that succeeded, cancels its running attempts (with the cause
+	// ErrHeartbeatLost) and those that start, until a heartbeat succeeds:
+	// two processes run one task at once only when an attempt takes longer
+	// than HeartbeatInterval/2 to return once cancelled.
 	RescueAfter time.Duration
 	// LeaseCheckInterval: see LeaseCheckIntervalDefault.
 	LeaseCheckInterval time.Duration
@@ -230,6 +236,9 @@ type Client struct {
 	hasExternal   bool
 	limiter       *limits.Limiter
 	limitMW       *limitMiddleware
+	// watchdog stops the attempts of a process that cannot heartbeat (nil
+	// for an insert-only client, which runs none).
+	watchdog *watchdog
 	// waited are the running tasks requests wait for (nil without attempt
 	// recording), filled by a listener while the client runs.
 	waited      *waitedSet
@@ -289,6 +298,10 @@ func NewClient(cfg Config) (*Client, error) {
 		// First, so outermost: see limitMiddleware.
 		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}
 		middleware = append(middleware, c.limitMW)
+	}
+	if !cfg.InsertOnly {
+		c.watchdog = newWatchdog(cfg.RescueAfter, cfg.HeartbeatInterval, cfg.Logger)
+		middleware = append(middleware, &watchdogMiddleware{watchdog: c.watchdog})
 	}
 	if !cfg.DisableAttempts && !cfg.InsertOnly {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
@@ -409,8 +422,12 @@ func (c *Client) HasQueue(queue string) bool {
 // Start registers the process, then starts working tasks. The process is
 // registered first so that its tasks never look ownerless.
 func (c *Client) Start(ctx context.Context) error {
+	start := time.Now()
 	if err := c.store.ProcessRegister(ctx, c.id, c.hostname, c.pid); err != nil {
 		return err
+	}
+	if c.watchdog != nil {
+		c.watchdog.beat(start)
 	}
 	if c.recorder != nil {
 		go c.recorder.run()
@@ -431,7 +448,7 @@ func (c *Client) Start(ctx context.Context) error {
 		c.stopMaintain, c.maintainDone = cancel, make(chan struct{})
 		go func() {
 			defer close(c.maintainDone)
-			c.heartbeatOnly(mctx)
+			c.heartbeats(mctx)
 		}()
 		return nil
 	}
@@ -461,6 +478,11 @@ func (c *Client) Start(ctx context.Context) error {
 	go func() {
 		defer close(c.maintainDone)
 		var wg sync.WaitGroup
+		// The heartbeat and its watchdog run apart from the rescue and the
+		// cleanup, whose statements may take long, so that the heartbeat
+		// keeps time.
+		wg.Go(func() { c.heartbeats(mctx) })
+		wg.Go(func() { c.watchdog.run(mctx) })
 		if c.hasExternal {
 			wg.Go(func() { c.expireLeases(mctx) })
 		}

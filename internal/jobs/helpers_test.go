@@ -27,7 +27,12 @@ type testBundle struct {
 // setup returns a client on a fresh database. It is not started.
 func setup(t *testing.T, mod func(*Config)) *testBundle {
 	t.Helper()
-	pool := pgtest.NewPool(t, 0)
+	return setupPool(t, pgtest.NewPool(t, 0), mod)
+}
+
+// setupPool is setup on a database of the caller's, through pool.
+func setupPool(t *testing.T, pool *pgxpool.Pool, mod func(*Config)) *testBundle {
+	t.Helper()
 	st := store.New(pool)
 	cfg := Config{
 		Store:             st,

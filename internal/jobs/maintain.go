@@ -23,21 +23,20 @@ const (
 	batchCleanMinAge   = time.Hour
 )
 
-// maintain heartbeats for this process and, on the same beat, rescues the
-// tasks of dead processes and cleans up after them. Every process runs it;
-// the queries are safe to run concurrently.
+// maintain rescues the tasks of dead processes and cleans up after them,
+// every HeartbeatInterval. Every process runs it; the queries are safe to
+// run concurrently. The heartbeat runs apart (heartbeats).
 func (c *Client) maintain(ctx context.Context) {
 	c.rescueOnce(ctx)
-	beat := time.NewTicker(c.cfg.HeartbeatInterval)
-	defer beat.Stop()
+	tick := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer tick.Stop()
 	lastClean := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-beat.C:
+		case <-tick.C:
 		}
-		c.heartbeat(ctx)
 		// Jitter keeps processes started together from rescuing in step.
 		select {
 		case <-ctx.Done():
@@ -52,9 +51,10 @@ func (c *Client) maintain(ctx context.Context) {
 	}
 }
 
-// heartbeatOnly is maintain for an insert-only client: it marks the
-// process alive and leaves rescue and cleanup to the processes that work.
-func (c *Client) heartbeatOnly(ctx context.Context) {
+// heartbeats marks the process alive every HeartbeatInterval until ctx is
+// done. An insert-only client runs it alone, leaving rescue and cleanup to
+// the processes that work.
+func (c *Client) heartbeats(ctx context.Context) {
 	beat := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer beat.Stop()
 	for {
@@ -67,12 +67,27 @@ func (c *Client) heartbeatOnly(ctx context.Context) {
 	}
 }
 
+// heartbeat marks the process alive once, registering it again if its row
+// is gone, and tells the watchdog when it succeeded. The statement gets one
+// HeartbeatInterval: a connection that hangs (a network cut without a
+// reset) must not stop the next beats.
 func (c *Client) heartbeat(ctx context.Context) {
-	err := c.store.ProcessHeartbeat(ctx, c.id)
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.HeartbeatInterval)
+	defer cancel()
+	start := time.Now()
+	err := c.store.ProcessHeartbeat(bctx, c.id)
 	if errors.Is(err, store.ErrNotFound) {
-		err = c.store.ProcessRegister(ctx, c.id, c.hostname, c.pid)
+		// Gone, so the timestamp that counts is the new row's.
+		start = time.Now()
+		err = c.store.ProcessRegister(bctx, c.id, c.hostname, c.pid)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err == nil {
+		if c.watchdog != nil {
+			c.watchdog.beat(start)
+		}
+		return
+	}
+	if ctx.Err() == nil {
 		c.logger.Error("heartbeat failed", slog.String("error", err.Error()))
 	}
 }
