@@ -41,8 +41,7 @@ func Executions(ctx context.Context, pool *pgxpool.Pool, pid int) ([]Execution, 
 	return out, rows.Err()
 }
 
-// Overlap is the time two executions of one task by different processes
-// ran at once.
+// Overlap is the time two executions of one task ran at once.
 type Overlap struct {
 	TaskID int64
 	// A started first.
@@ -50,11 +49,12 @@ type Overlap struct {
 	Duration time.Duration
 }
 
-// Overlaps returns, for every pair of executions of one task by different
-// processes whose [start, end] intervals intersect, how long they did,
-// longest first. An execution without an end counts as running until now:
-// a process that is still alive must have ended all of its, and the test
-// says so apart.
+// Overlaps returns, for every pair of executions of one task whose
+// [start, end] intervals intersect, how long they did, longest first: two
+// processes running one task at once, or one process running it twice
+// (the second after the first's outcome was lost). An execution without
+// an end counts as running until now: a process that is still alive must
+// have ended all of its, and the test says so apart.
 func Overlaps(ctx context.Context, pool *pgxpool.Pool) ([]Overlap, error) {
 	all, err := Executions(ctx, pool, 0)
 	if err != nil {
@@ -78,9 +78,6 @@ func Overlaps(ctx context.Context, pool *pgxpool.Pool) ([]Overlap, error) {
 	for id, es := range byTask {
 		for i, a := range es {
 			for _, b := range es[i+1:] {
-				if a.PID == b.PID {
-					continue
-				}
 				first, last := end(a), a.Started
 				if end(b).Before(first) {
 					first = end(b)

@@ -58,6 +58,7 @@ func TestChaosNetResetPeer(t *testing.T) {
 	st := sub.Stop()
 
 	r := chaos.Check(t, nc.Pool, ledger, 2*time.Minute)
+	all := settle(t, nc.Cluster, settleTimeout)
 	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +77,11 @@ func TestChaosNetResetPeer(t *testing.T) {
 
 	chaos.RequireNoLoss(t, r)
 	requireAPI(t, st)
-	requireEnded(t, nc.Cluster)
-	requireOverlaps(t, overlaps)
+	// The resets may outlast the watchdog's bound; the hazard of a late
+	// completion is the same as after a blackhole.
+	if n := requireOverlaps(t, overlaps, all, faultAt, healAt); n > 0 {
+		t.Logf("%d overlaps were the known hazard of a late completion", n)
+	}
 	if probeErr == nil {
 		t.Error("a 0.6 s statement through the proxy succeeded under reset_peer: the fault was not in effect; the test tested nothing")
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/chaos"
+	"github.com/taskd/taskd/internal/jobs"
 )
 
 // netCluster is a cluster whose processes each reach PostgreSQL through a
@@ -156,21 +158,42 @@ func requireAPI(t *testing.T, st chaos.SubmitStats) {
 	}
 }
 
-// requireEnded fails t for executions that have no end: every process of
-// R4 is alive, so an execution without one ran on unseen.
-func requireEnded(t *testing.T, c *chaos.Cluster) {
+// settle waits up to timeout for every execution to have ended (one may
+// run on after its task is final, beside the execution that finished it:
+// the overlap oracle must see its end) and returns them all. It fails t
+// for those that never end: every process of R4 is alive, so an
+// execution without an end ran on unseen.
+func settle(t *testing.T, c *chaos.Cluster, timeout time.Duration) []chaos.Execution {
 	t.Helper()
-	all, err := chaos.Executions(context.Background(), c.Pool, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range all {
-		if e.Ended == nil {
-			t.Errorf("task %d attempt %d on pid %d started %s never ended although its process is alive",
-				e.TaskID, e.Attempt, e.PID, e.Started.Format(time.RFC3339Nano))
+	deadline := time.Now().Add(timeout)
+	for {
+		all, err := chaos.Executions(context.Background(), c.Pool, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
+		var open []chaos.Execution
+		for _, e := range all {
+			if e.Ended == nil {
+				open = append(open, e)
+			}
+		}
+		if len(open) == 0 {
+			return all
+		}
+		if time.Now().After(deadline) {
+			for _, e := range open {
+				t.Errorf("task %d attempt %d on pid %d started %s never ended although its process is alive",
+					e.TaskID, e.Attempt, e.PID, e.Started.Format(time.RFC3339Nano))
+			}
+			return all
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// settleTimeout is how long settle waits: longer than any chaos_work task
+// of R4 (10 s).
+const settleTimeout = 20 * time.Second
 
 // longWorkArgs are chaos_work args of which one in six sleeps 3–10 s (so
 // that some run across a fault) and the others 0–200 ms.
@@ -204,15 +227,11 @@ func probe(t *testing.T, c *chaos.Cluster, p *chaos.NetProxy, timeout time.Durat
 	return time.Since(start), err
 }
 
-// heartbeatLost is the text of jobs.ErrHeartbeatLost, the cause the
-// watchdog cancels an attempt with, which chaos_work writes into the
-// outcome of the execution it cancelled ("cancelled: <cause>").
-const heartbeatLost = "heartbeat lost"
-
 // isWatchdogCancel says whether an execution's outcome is the watchdog's
-// cancellation.
+// cancellation: chaos_work writes "cancelled: " and its context's cause,
+// jobs.ErrHeartbeatLost wrapped.
 func isWatchdogCancel(outcome string) bool {
-	return strings.HasPrefix(outcome, "cancelled: ") && strings.Contains(outcome, heartbeatLost)
+	return strings.HasPrefix(outcome, "cancelled: ") && strings.Contains(outcome, jobs.ErrHeartbeatLost.Error())
 }
 
 // overlapWindow is the longest two processes may run one task at once,
@@ -224,9 +243,9 @@ func isWatchdogCancel(outcome string) bool {
 const overlapWindow = time.Second
 
 // overLong returns the overlaps longer than overlapWindow.
-func overLong(os []chaos.Overlap) []chaos.Overlap {
+func overLong(overlaps []chaos.Overlap) []chaos.Overlap {
 	var out []chaos.Overlap
-	for _, o := range os {
+	for _, o := range overlaps {
 		if o.Duration > overlapWindow {
 			out = append(out, o)
 		}
@@ -234,12 +253,65 @@ func overLong(os []chaos.Overlap) []chaos.Overlap {
 	return out
 }
 
-// requireOverlaps fails t for every pair of executions of one task by two
-// processes that overlapped by more than overlapWindow.
-func requireOverlaps(t *testing.T, os []chaos.Overlap) {
-	t.Helper()
-	for _, o := range overLong(os) {
-		t.Errorf("task %d ran on pids %d and %d at once for %s (window %s): %q, %q", o.TaskID, o.A.PID, o.B.PID,
-			o.Duration.Round(time.Millisecond), overlapWindow, o.A.Outcome, o.B.Outcome)
+// lateCompletion says whether overlap o is the known hazard of
+// docs/ARCHITECTURE.md ("Crash recovery"): River's completer on the
+// cut-off process saves the outcome of the attempt the watchdog cancelled
+// once the network is back, overwriting the state of the re-run that the
+// rescue started meanwhile (JobSetStateIfRunning checks the state, not
+// whose attempt it is); the task becomes available and runs a third time
+// beside the second. Its signature: the later execution started after
+// healAt, and an earlier execution of the task, by another attempt, was
+// cancelled by the watchdog.
+func lateCompletion(o chaos.Overlap, all []chaos.Execution, healAt time.Time) bool {
+	if o.B.Started.Before(healAt) {
+		return false
 	}
+	for _, e := range all {
+		if e.TaskID == o.TaskID && e.Attempt < o.A.Attempt && isWatchdogCancel(e.Outcome) {
+			return true
+		}
+	}
+	return false
+}
+
+// knownHazards says whether known hazards fail the tests
+// (TASKD_TEST_KNOWN_HAZARDS=1, as in internal/jobs).
+func knownHazards() bool { return os.Getenv("TASKD_TEST_KNOWN_HAZARDS") != "" }
+
+// requireOverlaps fails t for every pair of executions of one task that
+// overlapped by more than overlapWindow, with their times from ref (the
+// fault's start), and returns how many of them are the known hazard of
+// lateCompletion, which fail t only with TASKD_TEST_KNOWN_HAZARDS set
+// (healAt zero: none is).
+func requireOverlaps(t *testing.T, overlaps []chaos.Overlap, all []chaos.Execution, ref, healAt time.Time) (hazards int) {
+	t.Helper()
+	for _, o := range overLong(overlaps) {
+		msg := fmt.Sprintf("task %d ran twice at once for %s (window %s): %s; %s", o.TaskID,
+			o.Duration.Round(time.Millisecond), overlapWindow, describe(o.A, ref), describe(o.B, ref))
+		switch {
+		case healAt.IsZero() || !lateCompletion(o, all, healAt):
+			for _, e := range all {
+				if e.TaskID == o.TaskID {
+					msg += "\n\t" + describe(e, ref)
+				}
+			}
+			t.Error(msg)
+		case knownHazards():
+			hazards++
+			t.Error(msg + " (known hazard: a late completion of the cancelled attempt)")
+		default:
+			hazards++
+			t.Log(msg + " (known hazard: a late completion of the cancelled attempt; TASKD_TEST_KNOWN_HAZARDS=1 fails on it)")
+		}
+	}
+	return hazards
+}
+
+// describe says when and where an execution ran, from ref.
+func describe(e chaos.Execution, ref time.Time) string {
+	end := "never ended"
+	if e.Ended != nil {
+		end = e.Ended.Sub(ref).Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("pid %d attempt %d from %s to %s %q", e.PID, e.Attempt, e.Started.Sub(ref).Round(time.Millisecond), end, e.Outcome)
 }
