@@ -77,7 +77,8 @@ func (c *Client) heartbeat(ctx context.Context) {
 	start := time.Now()
 	err := c.store.ProcessHeartbeat(bctx, c.id)
 	if errors.Is(err, store.ErrNotFound) {
-		// Gone, so the timestamp that counts is the new row's.
+		// Deleted after an hour of silence (clean), long after the watchdog
+		// stopped every attempt: the timestamp that counts is the new row's.
 		start = time.Now()
 		err = c.store.ProcessRegister(bctx, c.id, c.hostname, c.pid)
 	}

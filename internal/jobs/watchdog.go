@@ -43,6 +43,8 @@ type watchdog struct {
 	lost bool
 	// running are the cancels of the attempts in progress.
 	running map[*attemptCancel]struct{}
+	// beaten wakes run to set its timer from a new beatAt.
+	beaten chan struct{}
 }
 
 type attemptCancel struct{ cancel context.CancelCauseFunc }
@@ -63,6 +65,7 @@ func newWatchdog(rescueAfter, heartbeatInterval time.Duration, logger *slog.Logg
 		bound:   rescueAfter - watchdogMargin(heartbeatInterval),
 		logger:  logger,
 		running: make(map[*attemptCancel]struct{}),
+		beaten:  make(chan struct{}, 1),
 	}
 }
 
@@ -77,6 +80,10 @@ func (w *watchdog) beat(start time.Time) {
 	if w.lost {
 		w.lost = false
 		w.logger.Info("heartbeats recovered; working tasks again", slog.Duration("silent", silent))
+	}
+	select {
+	case w.beaten <- struct{}{}:
+	default:
 	}
 }
 
@@ -108,12 +115,15 @@ func (w *watchdog) check(now time.Time) time.Duration {
 	for a := range w.running {
 		a.cancel(cause)
 	}
-	// Attempts that start meanwhile cancel themselves (Work); the next
-	// check only has to notice a heartbeat that succeeded meanwhile.
+	// Attempts that start meanwhile cancel themselves (Work), and the
+	// next heartbeat that succeeds sets the timer again (run).
 	return w.bound
 }
 
-// run checks on time until ctx is done.
+// run checks at each deadline until ctx is done. A heartbeat that
+// succeeds sets the timer again: after a recovery, the new deadline may
+// come before the one the timer was set for, since the heartbeat that
+// succeeded may have started before the check that found the last stale.
 func (w *watchdog) run(ctx context.Context) {
 	t := time.NewTimer(w.check(time.Now()))
 	defer t.Stop()
@@ -122,6 +132,7 @@ func (w *watchdog) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.beaten:
 		}
 		t.Reset(w.check(time.Now()))
 	}

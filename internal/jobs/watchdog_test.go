@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -54,34 +53,12 @@ func newNetProxy(t *testing.T) *netProxy {
 // pool opens a pool to the database at dbURL through the proxy.
 func (n *netProxy) pool(dbURL string) *pgxpool.Pool {
 	n.t.Helper()
-	return openPool(n.t, dbURL, n.proxy.Listen)
-}
-
-// openPool opens a small pool to dbURL, through addr when it is not empty.
-func openPool(t *testing.T, dbURL, addr string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	u, err := url.Parse(dbURL)
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
-	if addr != "" {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := strconv.ParseUint(port, 10, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
-	}
-	cfg.MaxConns = pgtest.PoolMaxConnsDefault
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	u.Host = n.proxy.Listen
+	return pgtest.Pool(n.t, u.String(), 0)
 }
 
 var blackholeStreams = []string{"upstream", "downstream"}
@@ -279,7 +256,7 @@ func TestWatchdogStopsAttemptsBeforeRescue(t *testing.T) {
 	}
 	logger, logged := newCountingLogger(t)
 	a := setupPool(t, proxy.pool(dbURL), func(c *Config) { mod(c); c.Logger = logger })
-	b := setupPool(t, openPool(t, dbURL, ""), mod)
+	b := setupPool(t, pgtest.Pool(t, dbURL, 0), mod)
 	startOnce(t, a)
 	t.Cleanup(proxy.heal) // before a stops
 	blockID := a.submit(t, "block", map[string]any{}, nil)
@@ -515,7 +492,7 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 		c.HeartbeatInterval, c.RescueAfter = 500*time.Millisecond, 2*time.Second
 	}
 	a := setupPool(t, proxy.pool(dbURL), mod)
-	b := setupPool(t, openPool(t, dbURL, ""), mod)
+	b := setupPool(t, pgtest.Pool(t, dbURL, 0), mod)
 	startOnce(t, a)
 	t.Cleanup(proxy.heal)
 	id := a.submit(t, "hold", map[string]any{}, nil)
@@ -552,5 +529,50 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 			t.Fatalf("%+v while attempt 2 runs", ev)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// A heartbeat that succeeds after the watchdog fired, but had started
+// before, sets a deadline earlier than the one the watchdog would check
+// next by itself: the watchdog must keep it.
+func TestWatchdogDeadlineAfterRecovery(t *testing.T) {
+	t.Parallel()
+	const rescueAfter, heartbeat = 2 * time.Second, time.Second
+	w := newWatchdog(rescueAfter, heartbeat, testLogger(t))
+	w.beat(time.Now().Add(-time.Minute))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, "the watchdog firing", 10*time.Second, func() bool {
+		_, lost, _ := w.state()
+		return lost
+	})
+	// It started 1.4 s ago: others may rescue 0.6 s from now.
+	beatStart := time.Now().Add(-1400 * time.Millisecond)
+	w.beat(beatStart)
+	stopped := make(chan time.Time, 1)
+	err := (&watchdogMiddleware{watchdog: w}).Work(context.Background(), &rivertype.JobRow{ID: 1}, func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			t.Errorf("attempt starts cancelled: %v", context.Cause(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			stopped <- time.Now()
+		case <-time.After(10 * time.Second):
+		}
+		return ctx.Err()
+	})
+	if !errors.Is(err, ErrHeartbeatLost) {
+		t.Fatalf("err = %v, want ErrHeartbeatLost", err)
+	}
+	if at := <-stopped; !at.Before(beatStart.Add(rescueAfter)) {
+		t.Errorf("attempt stopped %s after the heartbeat's start, not before RescueAfter (%s)", at.Sub(beatStart), rescueAfter)
 	}
 }

@@ -111,7 +111,15 @@ const PoolMaxConnsDefault = 5
 // the test ends, before the database is dropped.
 func NewPool(t testing.TB, maxConns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(NewDB(t))
+	return Pool(t, NewDB(t), maxConns)
+}
+
+// Pool returns a pool of at most maxConns connections (PoolMaxConnsDefault
+// when 0) to the database at dbURL, closed when the test ends: a second pool
+// to a NewDB database, or one through a proxy in front of the server.
+func Pool(t testing.TB, dbURL string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatalf("pgtest: parsing database URL: %v", err)
 	}
