@@ -69,6 +69,9 @@ func TestChaosNetBlackhole(t *testing.T) {
 	st := sub.Stop()
 
 	r := chaos.Check(t, nc.Pool, ledger, 2*time.Minute)
+	if r.Lost() > 0 {
+		logNotFinal(t, nc.Cluster, ledger)
+	}
 	all := settle(t, nc.Cluster, settleTimeout)
 	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
 	if err != nil {
@@ -137,9 +140,14 @@ func TestChaosNetBlackhole(t *testing.T) {
 		r.Figure("heal_to_run", "%s", runAt.Sub(healAt).Round(time.Millisecond))
 	}
 	r.Figure("rescue_passes", "%d", countLines(nc.Cluster, logRescued))
+	orphans := 0
+	if r.NotFinal > 0 {
+		orphans = orphaned(t, nc.Cluster, ledger)
+	}
+	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
 	chaos.Publish(t, r)
 
-	chaos.RequireNoLoss(t, r)
+	requireNoLoss(t, nc.Cluster, ledger, r)
 	requireAPI(t, st)
 	requireOverlaps(t, overlaps, all, cutAt, healAt)
 	if notRerun > 0 {

@@ -57,7 +57,12 @@ func TestChaosNetResetPeer(t *testing.T) {
 	time.Sleep(2 * time.Second) // work after healing, at the submitter's pace
 	st := sub.Stop()
 
-	r := chaos.Check(t, nc.Pool, ledger, 2*time.Minute)
+	// Every task is final within the rescue bound of the end; a task
+	// that is not by then is stuck.
+	r := chaos.Check(t, nc.Pool, ledger, chaos.RescueBound+30*time.Second)
+	if r.Lost() > 0 {
+		logNotFinal(t, nc.Cluster, ledger)
+	}
 	all := settle(t, nc.Cluster, settleTimeout)
 	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
 	if err != nil {
@@ -73,9 +78,14 @@ func TestChaosNetResetPeer(t *testing.T) {
 	r.Figure("rescue_passes", "%d", countLines(nc.Cluster, logRescued))
 	r.Figure("watchdog_cancels", "%d", countLines(nc.Cluster, logCancelled))
 	r.Figure("max_overlap", "%s, %d pairs over the %s window", maxOverlap(overlaps), len(overLong(overlaps)), overlapWindow)
+	orphans := 0
+	if r.NotFinal > 0 {
+		orphans = orphaned(t, nc.Cluster, ledger)
+	}
+	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
 	chaos.Publish(t, r)
 
-	chaos.RequireNoLoss(t, r)
+	requireNoLoss(t, nc.Cluster, ledger, r)
 	requireAPI(t, st)
 	// The resets may outlast the watchdog's bound; the hazard of a late
 	// completion is the same as after a blackhole.
