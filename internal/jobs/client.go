@@ -22,7 +22,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/internal/kinds"
@@ -332,7 +331,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// task's own timeout is at most kinds.GoTimeoutMax, which is
 	// LeaseLifeMax (TestTimeoutBoundsUnderRescue).
 	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
-	rc, err := river.NewClient(riverpgxv5.New(cfg.Store.Pool()), &river.Config{
+	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog), &river.Config{
 		ID:      c.id,
 		Logger:  cfg.Logger,
 		Queues:  queues,

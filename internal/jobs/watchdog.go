@@ -43,11 +43,34 @@ type watchdog struct {
 	lost bool
 	// running are the cancels of the attempts in progress.
 	running map[*attemptCancel]struct{}
+	// stale are the attempts the watchdog cancelled whose completion River
+	// has not written yet, by task ID: the pilot (completionPilot) writes
+	// their completions only if their attempt still owns the task.
+	stale map[int64]*staleAttempt
 	// beaten wakes run to set its timer from a new beatAt.
 	beaten chan struct{}
 }
 
-type attemptCancel struct{ cancel context.CancelCauseFunc }
+// attemptCancel is an attempt in progress: its task, which fetch of it it
+// is, and how to cancel it.
+type attemptCancel struct {
+	id          int64
+	attempt     int
+	attemptedAt *time.Time
+	cancel      context.CancelCauseFunc
+}
+
+// staleAttempt is an attempt the watchdog cancelled, which another process
+// may have rescued and run again since: River's attempt and attempted_at,
+// which say which fetch of the task it was.
+type staleAttempt struct {
+	attempt     int
+	attemptedAt *time.Time
+	// rerun is this process's own later attempt of the task, while it runs
+	// (nil otherwise): River writes its completion only after it returns,
+	// so a completion meanwhile is the stale attempt's.
+	rerun *attemptCancel
+}
 
 // watchdogMargin is how much earlier than RescueAfter after the last good
 // heartbeat's start the watchdog cancels attempts: half a heartbeat
@@ -65,6 +88,7 @@ func newWatchdog(rescueAfter, heartbeatInterval time.Duration, logger *slog.Logg
 		bound:   rescueAfter - watchdogMargin(heartbeatInterval),
 		logger:  logger,
 		running: make(map[*attemptCancel]struct{}),
+		stale:   make(map[int64]*staleAttempt),
 		beaten:  make(chan struct{}, 1),
 	}
 }
@@ -113,11 +137,57 @@ func (w *watchdog) check(now time.Time) time.Duration {
 			slog.Int("count", len(w.running)), slog.Duration("silent", now.Sub(w.beatAt)))
 	}
 	for a := range w.running {
-		a.cancel(cause)
+		w.cancelLocked(a, cause)
 	}
 	// Attempts that start meanwhile cancel themselves (Work), and the
 	// next heartbeat that succeeds sets the timer again (run).
 	return w.bound
+}
+
+// cancelLocked cancels a, and remembers it as stale until River wrote or
+// dropped its completion.
+func (w *watchdog) cancelLocked(a *attemptCancel, cause error) {
+	a.cancel(cause)
+	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt}
+}
+
+// staleView is a stale attempt as the pilot saw it when a batch of
+// completions began.
+type staleView struct {
+	entry *staleAttempt
+	staleAttempt
+}
+
+// staleAmong returns the stale attempts of the tasks ids, nil when there
+// are none (the normal case, which costs a map lookup per task).
+func (w *watchdog) staleAmong(ids []int64) map[int64]staleView {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.stale) == 0 {
+		return nil
+	}
+	var found map[int64]staleView
+	for _, id := range ids {
+		if s := w.stale[id]; s != nil {
+			if found == nil {
+				found = make(map[int64]staleView)
+			}
+			found[id] = staleView{entry: s, staleAttempt: *s}
+		}
+	}
+	return found
+}
+
+// forget drops the stale attempts whose completions were written or
+// dropped, unless another attempt of their task was cancelled since.
+func (w *watchdog) forget(done map[int64]staleView) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, s := range done {
+		if w.stale[id] == s.entry {
+			delete(w.stale, id)
+		}
+	}
 }
 
 // run checks at each deadline until ctx is done. A heartbeat that
@@ -151,18 +221,31 @@ func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 	w := m.watchdog
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	a := &attemptCancel{cancel: cancel}
+	a := &attemptCancel{id: job.ID, attempt: job.Attempt, attemptedAt: job.AttemptedAt, cancel: cancel}
 	w.mu.Lock()
+	// This process runs the task again while the completion of an attempt
+	// it cancelled before is still to be written (River keeps retrying
+	// it): until this attempt returns, that completion must not touch it.
+	rerunOf := w.stale[job.ID]
+	if rerunOf != nil {
+		rerunOf.rerun = a
+	}
 	if cause := w.causeLocked(time.Now()); cause != nil {
 		// A task fetched just before the database went away must not run
 		// on either.
-		cancel(cause)
+		w.cancelLocked(a, cause)
 	}
 	w.running[a] = struct{}{}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		delete(w.running, a)
+		// River writes this attempt's completion next; the stale one, if
+		// it was still queued, is replaced by it (River's completer keeps
+		// one per task).
+		if rerunOf != nil && w.stale[job.ID] == rerunOf {
+			delete(w.stale, job.ID)
+		}
 		w.mu.Unlock()
 	}()
 	return withLostCause(ctx, doInner(ctx))

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,6 +167,12 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (w *watchdog) isStale(id int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stale[id] != nil
 }
 
 func (w *watchdog) state() (beatAt time.Time, lost bool, running int) {
@@ -467,14 +472,12 @@ func (w *holdWorker) Work(ctx context.Context, job *river.Job[holdArgs]) error {
 // TestLateCompletionAfterRescue: a process cut off while it ran a task
 // stops it, another re-runs it, and the network comes back while the
 // re-run goes on. The first process's River completer then saves the
-// cancelled attempt's error, which must not touch the re-run's task. It
-// does today: River's JobSetStateIfRunning checks only that the job is
-// running, not whose attempt it is, so the task becomes available and runs
-// a third time beside the second (docs/ARCHITECTURE.md, "Crash recovery").
+// cancelled attempt's error, which must not touch the re-run's task:
+// River's JobSetStateIfRunning checks only that the job is running, not
+// whose attempt it is, so without the pilot's guard (completionPilot) the
+// task would become available and run a third time beside the second
+// (docs/ARCHITECTURE.md, "Crash recovery").
 func TestLateCompletionAfterRescue(t *testing.T) {
-	if os.Getenv("TASKD_TEST_KNOWN_HAZARDS") == "" {
-		t.Skip("known hazard, fails today (River's completer overwrites a rescued task's re-run); TASKD_TEST_KNOWN_HAZARDS=1 runs it")
-	}
 	t.Parallel()
 	proxy := newNetProxy(t)
 	dbURL := pgtest.NewDB(t)
@@ -505,6 +508,9 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 	if ev := nextEvent(t, "attempt 2", w.events, 15*time.Second); ev.attempt != 2 || ev.end {
 		t.Fatalf("%+v, want attempt 2 starting", ev)
 	}
+	if !a.client.watchdog.isStale(id) {
+		t.Fatal("the watchdog does not remember the attempt it cancelled")
+	}
 	// a's completer is retrying meanwhile.
 	time.Sleep(2 * time.Second) // the cut goes on, not a wait for state
 	proxy.heal()
@@ -512,10 +518,12 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 		_, lost, _ := a.client.watchdog.state()
 		return !lost
 	})
-	// River's completer retries within a few seconds (1 s and 2 s pauses,
-	// 10 s per try); the task must stay b's running attempt 2 throughout.
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	// River's completer retries within a few seconds (1 s, 2 s and 4 s
+	// pauses, 10 s per try, then again); the task must stay b's running
+	// attempt 2 throughout, until a's pilot has dealt with the cancelled
+	// attempt's completion (and forgotten it), and after.
+	check := func() {
+		t.Helper()
 		var state string
 		var attempt int
 		if err := b.pool.QueryRow(context.Background(), `SELECT state, attempt FROM river_job WHERE id = $1`, id).Scan(&state, &attempt); err != nil {
@@ -529,6 +537,15 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 			t.Fatalf("%+v while attempt 2 runs", ev)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+	healedAt := time.Now()
+	waitFor(t, "a's completer writing attempt 1's completion", 60*time.Second, func() bool {
+		check()
+		return !a.client.watchdog.isStale(id)
+	})
+	t.Logf("attempt 1's completion dropped %s after the network came back", time.Since(healedAt))
+	for range 10 {
+		check()
 	}
 }
 

@@ -1,0 +1,188 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivershared/baseservice"
+	"github.com/riverqueue/river/rivershared/riverpilot"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// driver is River's pgx driver with taskd's pilot (completionPilot). River
+// takes a driver's own pilot when the driver offers one (its PluginPilot,
+// an interface River calls internal); everything else is riverpgxv5's, so
+// transactions (InsertTx, UnwrapExecutor) and the River UI, which asks the
+// client for its driver, work as with the plain driver. Migrations
+// (internal/rivergoose) use the plain driver: they run no pilot.
+type driver struct {
+	*riverpgxv5.Driver
+	pilot *completionPilot
+}
+
+var (
+	_ riverdriver.Driver[pgx.Tx] = (*driver)(nil)
+	_ riverpilot.Pilot           = (*completionPilot)(nil)
+)
+
+func newDriver(pool *pgxpool.Pool, w *watchdog) *driver {
+	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w}}
+}
+
+// PluginInit is called by river.NewClient; the pilot needs nothing of it.
+func (d *driver) PluginInit(*baseservice.Archetype) {}
+
+// PluginPilot returns the pilot river.NewClient uses instead of its
+// standard one.
+func (d *driver) PluginPilot() riverpilot.Pilot { return d.pilot }
+
+// completionPilot is River's standard pilot, except that it does not let a
+// completion of an attempt the watchdog cancelled overwrite another attempt
+// of the task.
+//
+// River writes an attempt's outcome with JobSetStateIfRunningMany, which
+// checks only that the job is running, not which attempt runs it. A process
+// cut off from the database cancels its attempts (the watchdog) and another
+// process rescues and re-runs their tasks; the cut-off process's completer
+// meanwhile retries the cancelled attempts' completions, and when the
+// network comes back the first one would land on the re-run's row: the
+// re-run's task would become retryable and run a third time beside the
+// second. So, for the tasks of attempts the watchdog cancelled (and only
+// those: every other batch goes to River's statement as it is), the pilot
+// locks their rows and writes a completion only while the row is still
+// running the very fetch the cancelled attempt was (River's attempt and
+// attempted_at); the others are dropped, and their current rows returned
+// as River returns the rows it did not update.
+type completionPilot struct {
+	riverpilot.StandardPilot
+	// watchdog knows the cancelled attempts; nil for an insert-only
+	// client, which completes nothing.
+	watchdog *watchdog
+}
+
+// JobSetStateIfRunningMany implements riverpilot.Pilot. River's completers
+// and JobCompleteTx call it.
+func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	if p.watchdog == nil {
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	}
+	stale := p.watchdog.staleAmong(params.ID)
+	if stale == nil {
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	}
+	rows, err := p.setStateGuarded(ctx, exec, params, stale)
+	if err != nil {
+		return nil, err
+	}
+	// Written or dropped: River asks no more for these attempts (a failed
+	// call leaves them, and River's retry comes back here).
+	p.watchdog.forget(stale)
+	return rows, nil
+}
+
+// setStateGuarded writes params in one transaction, without those of
+// stale attempts that no longer own their task.
+//
+// A dropped completion is dropped whole, metadata included, although
+// River's statement merges a completion's metadata even into a row that
+// is no longer running: the stale attempt's output (RecordOutput, in the
+// metadata) must not replace the re-run's.
+func (p *completionPilot) setStateGuarded(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams, stale map[int64]staleView) ([]*rivertype.JobRow, error) {
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("beginning guarded completion: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	ids := make([]int64, 0, len(stale))
+	for id := range stale {
+		ids = append(ids, id)
+	}
+	table := "river_job"
+	if params.Schema != "" {
+		table = pgx.Identifier{params.Schema, "river_job"}.Sanitize()
+	}
+	// The lock keeps a rescue (ProcessRescueLost locks what it rescues)
+	// from moving a row between the check and River's write.
+	if err := tx.Exec(ctx, "SELECT 1 FROM "+table+" WHERE id = ANY($1) FOR UPDATE", ids); err != nil {
+		return nil, fmt.Errorf("locking tasks of cancelled attempts: %w", err)
+	}
+	current, err := tx.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: ids, Schema: params.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("reading tasks of cancelled attempts: %w", err)
+	}
+	// A task deleted meanwhile has no row, and is dropped too: River's
+	// statement returns none for it either.
+	drop := make(map[int64]bool, len(stale))
+	for _, id := range ids {
+		drop[id] = true
+	}
+	var dropped []*rivertype.JobRow
+	for _, row := range current {
+		if stale[row.ID].owns(row) {
+			delete(drop, row.ID)
+		} else {
+			dropped = append(dropped, row)
+		}
+	}
+
+	rows := dropped
+	if kept := withoutIDs(params, drop); len(kept.ID) > 0 {
+		written, err := p.StandardPilot.JobSetStateIfRunningMany(ctx, tx, kept)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, written...)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("committing guarded completion: %w", err)
+	}
+	// In River's order.
+	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	return rows, nil
+}
+
+// owns reports whether row is still the fetch of its task that s was:
+// running, with the same attempt and attempted_at. A rescue makes it
+// available (a fetch then counts a new attempt and sets a new
+// attempted_at), and a snooze gives back its attempt but not attempted_at.
+func (s staleView) owns(row *rivertype.JobRow) bool {
+	if s.rerun != nil {
+		// This process runs the task again, and River writes that
+		// attempt's completion only after it returns: this one is the
+		// stale attempt's.
+		return false
+	}
+	if row.State != rivertype.JobStateRunning || row.Attempt != s.attempt {
+		return false
+	}
+	if s.attemptedAt == nil || row.AttemptedAt == nil {
+		return s.attemptedAt == nil && row.AttemptedAt == nil
+	}
+	return row.AttemptedAt.Equal(*s.attemptedAt)
+}
+
+// withoutIDs returns params without the completions of the tasks in drop.
+func withoutIDs(params *riverdriver.JobSetStateIfRunningManyParams, drop map[int64]bool) *riverdriver.JobSetStateIfRunningManyParams {
+	kept := &riverdriver.JobSetStateIfRunningManyParams{Now: params.Now, Schema: params.Schema}
+	for i, id := range params.ID {
+		if drop[id] {
+			continue
+		}
+		kept.ID = append(kept.ID, id)
+		kept.Attempt = append(kept.Attempt, params.Attempt[i])
+		kept.ErrData = append(kept.ErrData, params.ErrData[i])
+		kept.FinalizedAt = append(kept.FinalizedAt, params.FinalizedAt[i])
+		kept.MetadataDoMerge = append(kept.MetadataDoMerge, params.MetadataDoMerge[i])
+		kept.MetadataUpdates = append(kept.MetadataUpdates, params.MetadataUpdates[i])
+		kept.ScheduledAt = append(kept.ScheduledAt, params.ScheduledAt[i])
+		kept.State = append(kept.State, params.State[i])
+	}
+	return kept
+}

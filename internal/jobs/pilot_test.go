@@ -1,0 +1,143 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/pgtest"
+)
+
+// beginCounter counts the transactions begun on an executor.
+type beginCounter struct {
+	riverdriver.Executor
+	begun int
+}
+
+func (e *beginCounter) Begin(ctx context.Context) (riverdriver.ExecutorTx, error) {
+	e.begun++
+	return e.Executor.Begin(ctx)
+}
+
+// TestCompletionPilot writes a batch of completions through the pilot: of
+// tasks with no cancelled attempt (written as River writes them, without a
+// transaction of the pilot's), of a cancelled attempt whose task nobody
+// rescued (written), of one whose task another process runs again (dropped,
+// metadata and all) and of one whose task this process runs again (dropped).
+func TestCompletionPilot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	p := &completionPilot{watchdog: w}
+	exec := &beginCounter{Executor: riverpgxv5.New(pool).GetExecutor()}
+
+	// running inserts a running job at attempt, fetched at attemptedAt.
+	running := func(attempt int) (int64, time.Time) {
+		t.Helper()
+		var id int64
+		var at time.Time
+		err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+			VALUES ('x', '{}', 'running', $1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id, attempted_at`, attempt).Scan(&id, &at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, at
+	}
+	completions := func(ids ...int64) *riverdriver.JobSetStateIfRunningManyParams {
+		params := &riverdriver.JobSetStateIfRunningManyParams{}
+		for _, id := range ids {
+			c := riverdriver.JobSetStateCompleted(id, time.Now(), []byte(`{"output": "stale"}`))
+			params.ID = append(params.ID, id)
+			params.Attempt = append(params.Attempt, c.Attempt)
+			params.ErrData = append(params.ErrData, c.ErrData)
+			params.FinalizedAt = append(params.FinalizedAt, c.FinalizedAt)
+			params.MetadataDoMerge = append(params.MetadataDoMerge, c.MetadataDoMerge)
+			params.MetadataUpdates = append(params.MetadataUpdates, c.MetadataUpdates)
+			params.ScheduledAt = append(params.ScheduledAt, c.ScheduledAt)
+			params.State = append(params.State, c.State)
+		}
+		return params
+	}
+	get := func(id int64) *rivertype.JobRow {
+		t.Helper()
+		rows, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: []int64{id}})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("job %d: %v, %d rows", id, err, len(rows))
+		}
+		return rows[0]
+	}
+
+	plain, _ := running(1)
+	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completions(plain)); err != nil {
+		t.Fatal(err)
+	}
+	if exec.begun != 0 {
+		t.Errorf("a batch without cancelled attempts began %d transactions", exec.begun)
+	}
+	if job := get(plain); job.State != rivertype.JobStateCompleted {
+		t.Errorf("plain: %s", job.State)
+	}
+
+	other, _ := running(1)
+	kept, keptAt := running(1)
+	rescued, rescuedAt := running(2) // a's attempt 1 was rescued; b runs attempt 2
+	rerun, rerunAt := running(2)     // a runs it again itself
+	w.mu.Lock()
+	w.stale[kept] = &staleAttempt{attempt: 1, attemptedAt: &keptAt}
+	rescuedAt1 := rescuedAt.Add(-time.Minute)
+	w.stale[rescued] = &staleAttempt{attempt: 1, attemptedAt: &rescuedAt1}
+	rerunAt1 := rerunAt.Add(-time.Minute)
+	w.stale[rerun] = &staleAttempt{attempt: 1, attemptedAt: &rerunAt1, rerun: &attemptCancel{id: rerun, attempt: 2, attemptedAt: &rerunAt}}
+	w.mu.Unlock()
+
+	rows, err := p.JobSetStateIfRunningMany(ctx, exec, completions(rerun, other, rescued, kept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exec.begun != 1 {
+		t.Errorf("began %d transactions, want 1", exec.begun)
+	}
+	want := []int64{other, kept, rescued, rerun} // by ID, as River returns them
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
+	}
+	for i, row := range rows {
+		if row.ID != want[i] {
+			t.Errorf("row %d: job %d, want %d", i, row.ID, want[i])
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		id      int64
+		state   rivertype.JobState
+		attempt int
+		output  bool
+	}{
+		{"other", other, rivertype.JobStateCompleted, 1, true},
+		{"kept", kept, rivertype.JobStateCompleted, 1, true},
+		{"rescued", rescued, rivertype.JobStateRunning, 2, false},
+		{"rerun", rerun, rivertype.JobStateRunning, 2, false},
+	} {
+		job := get(c.id)
+		var meta map[string]any
+		if err := json.Unmarshal(job.Metadata, &meta); err != nil {
+			t.Fatal(err)
+		}
+		_, output := meta["output"]
+		if job.State != c.state || job.Attempt != c.attempt || output != c.output {
+			t.Errorf("%s: %s at attempt %d, output %t; want %s at %d, output %t", c.name, job.State, job.Attempt, output, c.state, c.attempt, c.output)
+		}
+	}
+	w.mu.Lock()
+	left := len(w.stale)
+	w.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d cancelled attempts still remembered", left)
+	}
+}
