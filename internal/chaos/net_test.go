@@ -253,58 +253,25 @@ func overLong(overlaps []chaos.Overlap) []chaos.Overlap {
 	return out
 }
 
-// lateCompletion says whether overlap o is the known hazard of
-// docs/ARCHITECTURE.md ("Crash recovery"): River's completer on the
-// cut-off process saves the outcome of the attempt the watchdog cancelled
-// once the network is back, overwriting the state of the re-run that the
-// rescue started meanwhile (JobSetStateIfRunning checks the state, not
-// whose attempt it is); the task becomes available and runs a third time
-// beside the second. Its signature: the later execution started after
-// healAt, and an earlier execution of the task, by another attempt, was
-// cancelled by the watchdog.
-func lateCompletion(o chaos.Overlap, all []chaos.Execution, healAt time.Time) bool {
-	if o.B.Started.Before(healAt) {
-		return false
-	}
-	for _, e := range all {
-		if e.TaskID == o.TaskID && e.Attempt < o.A.Attempt && isWatchdogCancel(e.Outcome) {
-			return true
-		}
-	}
-	return false
-}
-
 // knownHazards says whether known hazards fail the tests
 // (TASKD_TEST_KNOWN_HAZARDS=1, as in internal/jobs).
 func knownHazards() bool { return os.Getenv("TASKD_TEST_KNOWN_HAZARDS") != "" }
 
 // requireOverlaps fails t for every pair of executions of one task that
 // overlapped by more than overlapWindow, with their times from ref (the
-// fault's start), and returns how many of them are the known hazard of
-// lateCompletion, which fail t only with TASKD_TEST_KNOWN_HAZARDS set
-// (healAt zero: none is).
-func requireOverlaps(t *testing.T, overlaps []chaos.Overlap, all []chaos.Execution, ref, healAt time.Time) (hazards int) {
+// fault's start) and the task's every execution.
+func requireOverlaps(t *testing.T, overlaps []chaos.Overlap, all []chaos.Execution, ref time.Time) {
 	t.Helper()
 	for _, o := range overLong(overlaps) {
 		msg := fmt.Sprintf("task %d ran twice at once for %s (window %s): %s; %s", o.TaskID,
 			o.Duration.Round(time.Millisecond), overlapWindow, describe(o.A, ref), describe(o.B, ref))
-		switch {
-		case healAt.IsZero() || !lateCompletion(o, all, healAt):
-			for _, e := range all {
-				if e.TaskID == o.TaskID {
-					msg += "\n\t" + describe(e, ref)
-				}
+		for _, e := range all {
+			if e.TaskID == o.TaskID {
+				msg += "\n\t" + describe(e, ref)
 			}
-			t.Error(msg)
-		case knownHazards():
-			hazards++
-			t.Error(msg + " (known hazard: a late completion of the cancelled attempt)")
-		default:
-			hazards++
-			t.Log(msg + " (known hazard: a late completion of the cancelled attempt; TASKD_TEST_KNOWN_HAZARDS=1 fails on it)")
 		}
+		t.Error(msg)
 	}
-	return hazards
 }
 
 // describe says when and where an execution ran, from ref.
