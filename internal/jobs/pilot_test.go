@@ -89,11 +89,11 @@ func TestCompletionPilot(t *testing.T) {
 	rescued, rescuedAt := running(2) // a's attempt 1 was rescued; b runs attempt 2
 	rerun, rerunAt := running(2)     // a runs it again itself
 	w.mu.Lock()
-	w.stale[kept] = &staleAttempt{attempt: 1, attemptedAt: &keptAt}
+	w.stale[kept] = &staleAttempt{attempt: 1, attemptedAt: &keptAt, done: make(chan struct{})}
 	rescuedAt1 := rescuedAt.Add(-time.Minute)
-	w.stale[rescued] = &staleAttempt{attempt: 1, attemptedAt: &rescuedAt1}
+	w.stale[rescued] = &staleAttempt{attempt: 1, attemptedAt: &rescuedAt1, done: make(chan struct{})}
 	rerunAt1 := rerunAt.Add(-time.Minute)
-	w.stale[rerun] = &staleAttempt{attempt: 1, attemptedAt: &rerunAt1, rerun: &attemptCancel{id: rerun, attempt: 2, attemptedAt: &rerunAt}}
+	w.stale[rerun] = &staleAttempt{attempt: 1, attemptedAt: &rerunAt1, rerun: &attemptCancel{id: rerun, attempt: 2, attemptedAt: &rerunAt}, done: make(chan struct{})}
 	w.mu.Unlock()
 
 	rows, err := p.JobSetStateIfRunningMany(ctx, exec, completions(rerun, other, rescued, kept))
@@ -139,5 +139,19 @@ func TestCompletionPilot(t *testing.T) {
 	w.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d cancelled attempts still remembered", left)
+	}
+}
+
+// River takes the pilot from the driver through an interface of its own
+// (driverPlugin, internal to River): a River whose interface changed would
+// silently use its standard pilot instead, without the guard.
+func TestClientUsesCompletionPilot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	if _, ok := b.client.River().Pilot().(*completionPilot); !ok {
+		t.Errorf("River's pilot is %T, want *completionPilot", b.client.River().Pilot())
+	}
+	if _, ok := b.client.River().Driver().(*driver); !ok {
+		t.Errorf("River's driver is %T, want *driver", b.client.River().Driver())
 	}
 }

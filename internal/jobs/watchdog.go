@@ -70,6 +70,8 @@ type staleAttempt struct {
 	// (nil otherwise): River writes its completion only after it returns,
 	// so a completion meanwhile is the stale attempt's.
 	rerun *attemptCancel
+	// done is closed once the completion was written or dropped.
+	done chan struct{}
 }
 
 // watchdogMargin is how much earlier than RescueAfter after the last good
@@ -148,7 +150,7 @@ func (w *watchdog) check(now time.Time) time.Duration {
 // dropped its completion.
 func (w *watchdog) cancelLocked(a *attemptCancel, cause error) {
 	a.cancel(cause)
-	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt}
+	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt, done: make(chan struct{})}
 }
 
 // staleView is a stale attempt as the pilot saw it when a batch of
@@ -186,6 +188,7 @@ func (w *watchdog) forget(done map[int64]staleView) {
 	for id, s := range done {
 		if w.stale[id] == s.entry {
 			delete(w.stale, id)
+			close(s.entry.done)
 		}
 	}
 }
@@ -225,10 +228,10 @@ func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 	w.mu.Lock()
 	// This process runs the task again while the completion of an attempt
 	// it cancelled before is still to be written (River keeps retrying
-	// it): until this attempt returns, that completion must not touch it.
-	rerunOf := w.stale[job.ID]
-	if rerunOf != nil {
-		rerunOf.rerun = a
+	// it); see waitStale.
+	stale := w.stale[job.ID]
+	if stale != nil {
+		stale.rerun = a
 	}
 	if cause := w.causeLocked(time.Now()); cause != nil {
 		// A task fetched just before the database went away must not run
@@ -240,15 +243,48 @@ func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 	defer func() {
 		w.mu.Lock()
 		delete(w.running, a)
-		// River writes this attempt's completion next; the stale one, if
-		// it was still queued, is replaced by it (River's completer keeps
-		// one per task).
-		if rerunOf != nil && w.stale[job.ID] == rerunOf {
+		if stale != nil && w.stale[job.ID] == stale {
+			// The wait ended early; River writes this attempt's
+			// completion next, and replaces the stale one with it if
+			// that is still queued.
 			delete(w.stale, job.ID)
+			close(stale.done)
 		}
 		w.mu.Unlock()
 	}()
+	if stale != nil {
+		w.waitStale(ctx, job, stale)
+	}
 	return withLostCause(ctx, doInner(ctx))
+}
+
+// staleWaitMax bounds waitStale: about the longest River's completer spends
+// on one batch before it requeues it (three tries of up to 10 s each, with
+// 1, 2 and 4 s between them; internal/jobcompleter in River v0.51.2).
+const staleWaitMax = 40 * time.Second
+
+// waitStale holds up an attempt of a task whose earlier attempt, on this
+// process, the watchdog cancelled and River has not yet written the
+// completion of, until the pilot dropped that completion (it drops it
+// while this attempt runs: staleView.owns), ctx ends or staleWaitMax
+// passed. River's completer may be retrying the stale completion in a batch
+// begun before this attempt started, so once this attempt returned, its
+// own completion and the stale one could no longer be told apart; while it
+// waits here, they can. The wait is short once the database answers
+// (River's completer writes every 250 ms), and happens only in this case.
+// Past staleWaitMax the attempt runs all the same, unguarded, so that a
+// completion lost on the way (River gives up a batch only when its pool is
+// closed) cannot hold up the task for good.
+func (w *watchdog) waitStale(ctx context.Context, job *rivertype.JobRow, stale *staleAttempt) {
+	t := time.NewTimer(staleWaitMax)
+	defer t.Stop()
+	select {
+	case <-stale.done:
+	case <-ctx.Done():
+	case <-t.C:
+		w.logger.Warn("the completion of an attempt cancelled when the heartbeat was lost is still not saved; running the task again all the same",
+			slog.Int64("task_id", job.ID), slog.Int("attempt", stale.attempt), slog.Duration("waited", staleWaitMax))
+	}
 }
 
 // withLostCause adds to err, the error of an attempt with context ctx, why

@@ -442,6 +442,9 @@ func TestWatchdogCancelsLateStarts(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrHeartbeatLost) || !strings.Contains(err.Error(), "another process") {
 		t.Errorf("err = %v, want context.Canceled with the watchdog's cause", err)
 	}
+	// River writes the cancelled attempt's completion through the pilot,
+	// which then forgets it (else the next attempt waits for it).
+	w.forget(w.staleAmong([]int64{job.ID}))
 	w.beat(time.Now())
 	err = mw.Work(context.Background(), job, func(ctx context.Context) error { return ctx.Err() })
 	if err != nil {
@@ -514,6 +517,7 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 	// a's completer is retrying meanwhile.
 	time.Sleep(2 * time.Second) // the cut goes on, not a wait for state
 	proxy.heal()
+	healedAt := time.Now()
 	waitFor(t, "a heartbeating again", 30*time.Second, func() bool {
 		_, lost, _ := a.client.watchdog.state()
 		return !lost
@@ -538,7 +542,6 @@ func TestLateCompletionAfterRescue(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	healedAt := time.Now()
 	waitFor(t, "a's completer writing attempt 1's completion", 60*time.Second, func() bool {
 		check()
 		return !a.client.watchdog.isStale(id)
@@ -591,5 +594,57 @@ func TestWatchdogDeadlineAfterRecovery(t *testing.T) {
 	}
 	if at := <-stopped; !at.Before(beatStart.Add(rescueAfter)) {
 		t.Errorf("attempt stopped %s after the heartbeat's start, not before RescueAfter (%s)", at.Sub(beatStart), rescueAfter)
+	}
+}
+
+// An attempt of a task whose earlier attempt on this process the watchdog
+// cancelled, and whose completion River has not written yet, starts only
+// once the pilot dropped that completion; the next attempt's completion is
+// then no longer guarded.
+func TestWatchdogRerunWaitsForStaleCompletion(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	w.beat(time.Now())
+	mw := &watchdogMiddleware{watchdog: w}
+	first := time.Now().Add(-time.Minute)
+	w.mu.Lock()
+	w.cancelLocked(&attemptCancel{id: 1, attempt: 1, attemptedAt: &first, cancel: func(error) {}}, ErrHeartbeatLost)
+	w.mu.Unlock()
+
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	second := time.Now()
+	go func() {
+		done <- mw.Work(context.Background(), &rivertype.JobRow{ID: 1, Attempt: 2, AttemptedAt: &second}, func(ctx context.Context) error {
+			close(started)
+			return ctx.Err()
+		})
+	}()
+	// The pilot, meanwhile, sees the stale completion and drops it.
+	var stale map[int64]staleView
+	waitFor(t, "the second attempt registering", 10*time.Second, func() bool {
+		stale = w.staleAmong([]int64{1})
+		return stale[1].rerun != nil
+	})
+	select {
+	case <-started:
+		t.Fatal("the second attempt started before the first one's completion was dealt with")
+	default:
+	}
+	running := &rivertype.JobRow{ID: 1, State: rivertype.JobStateRunning, Attempt: 2, AttemptedAt: &second}
+	if stale[1].owns(running) {
+		t.Error("the pilot would write the first attempt's completion over the second attempt")
+	}
+	w.forget(stale)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second attempt did not start once the first one's completion was dropped")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("second attempt: %v", err)
+	}
+	if w.isStale(1) {
+		t.Error("the second attempt's completion is guarded")
 	}
 }

@@ -198,6 +198,10 @@ const finishWaitedChunk = 300
 // FinishWaited completes at once those of attempts' tasks (completed
 // attempts, with their outputs) that a request waits for (WaitMark), and
 // announces them; River's completer would write them up to 250 ms later.
+// Only a task still running the fetch each attempt was (its StartedAt is
+// River's attempted_at, as the attempt middleware records it) is written:
+// an attempt written late, after another process rescued its task, leaves
+// the re-run alone.
 func (s *Store) FinishWaited(ctx context.Context, attempts []Attempt) error {
 	for len(attempts) > 0 {
 		n := min(len(attempts), finishWaitedChunk)
@@ -206,6 +210,7 @@ func (s *Store) FinishWaited(ctx context.Context, attempts []Attempt) error {
 			p.Ids = append(p.Ids, a.TaskID)
 			p.Outputs = append(p.Outputs, string(a.Output))
 			p.FinishedAt = append(p.FinishedAt, a.StartedAt.Add(a.Duration))
+			p.AttemptedAt = append(p.AttemptedAt, a.StartedAt)
 		}
 		if err := s.q.TaskFinishWaited(ctx, p); err != nil {
 			return fmt.Errorf("completing waited tasks: %w", unavailable(err))

@@ -12,7 +12,8 @@ import (
 
 const taskFinishWaited = `-- name: TaskFinishWaited :exec
 WITH f AS (
-    SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS output, unnest($3::timestamptz[]) AS finished_at
+    SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS output, unnest($3::timestamptz[]) AS finished_at,
+        unnest($4::timestamptz[]) AS attempted_at
 ),
 done AS (
     UPDATE river_job j
@@ -20,7 +21,12 @@ done AS (
         finalized_at = f.finished_at,
         metadata = CASE WHEN f.output = '' THEN j.metadata ELSE j.metadata || jsonb_build_object('output', CAST(f.output AS jsonb)) END
     FROM f
+    -- Only the fetch that ran the attempt (attempted_at, which the attempt
+    -- middleware copies from the job): a process cut off from the database
+    -- may write an attempt late, after another process rescued the task and
+    -- runs it again.
     WHERE j.id = f.id AND j.state = 'running' AND j.metadata ? 'taskd_waited'
+        AND j.attempted_at = f.attempted_at
     RETURNING j.id
 )
 SELECT pg_notify(concat(current_schema(), '.taskd_finished'), string_agg(id::text, ','))
@@ -29,9 +35,10 @@ HAVING count(*) > 0
 `
 
 type TaskFinishWaitedParams struct {
-	Ids        []int64
-	Outputs    []string
-	FinishedAt []time.Time
+	Ids         []int64
+	Outputs     []string
+	FinishedAt  []time.Time
+	AttemptedAt []time.Time
 }
 
 // TaskFinishWaited completes, now, tasks whose attempts just completed and
@@ -44,7 +51,12 @@ type TaskFinishWaitedParams struct {
 // running jobs' states, so it merely merges its metadata (the same output)
 // into the row. Tasks no request waits for are left to River.
 func (q *Queries) TaskFinishWaited(ctx context.Context, arg TaskFinishWaitedParams) error {
-	_, err := q.db.Exec(ctx, taskFinishWaited, arg.Ids, arg.Outputs, arg.FinishedAt)
+	_, err := q.db.Exec(ctx, taskFinishWaited,
+		arg.Ids,
+		arg.Outputs,
+		arg.FinishedAt,
+		arg.AttemptedAt,
+	)
 	return err
 }
 

@@ -53,7 +53,8 @@ WHERE (j.id IS NULL OR j.state IN ('completed', 'cancelled', 'discarded'))
 -- into the row. Tasks no request waits for are left to River.
 -- name: TaskFinishWaited :exec
 WITH f AS (
-    SELECT unnest(@ids::bigint[]) AS id, unnest(@outputs::text[]) AS output, unnest(@finished_at::timestamptz[]) AS finished_at
+    SELECT unnest(@ids::bigint[]) AS id, unnest(@outputs::text[]) AS output, unnest(@finished_at::timestamptz[]) AS finished_at,
+        unnest(@attempted_at::timestamptz[]) AS attempted_at
 ),
 done AS (
     UPDATE river_job j
@@ -61,7 +62,12 @@ done AS (
         finalized_at = f.finished_at,
         metadata = CASE WHEN f.output = '' THEN j.metadata ELSE j.metadata || jsonb_build_object('output', CAST(f.output AS jsonb)) END
     FROM f
+    -- Only the fetch that ran the attempt (attempted_at, which the attempt
+    -- middleware copies from the job): a process cut off from the database
+    -- may write an attempt late, after another process rescued the task and
+    -- runs it again.
     WHERE j.id = f.id AND j.state = 'running' AND j.metadata ? 'taskd_waited'
+        AND j.attempted_at = f.attempted_at
     RETURNING j.id
 )
 SELECT pg_notify(concat(current_schema(), '.taskd_finished'), string_agg(id::text, ','))
