@@ -204,7 +204,7 @@ func longWorkArgs(i int) json.RawMessage {
 	return chaos.WorkArgs(i)
 }
 
-// Statuses formats answers by status for a figure.
+// statuses formats the answers by status for a figure.
 func statuses(st chaos.SubmitStats) string {
 	return fmt.Sprintf("%v, no answer %d, hangs %d, max latency %s", st.ByStatus, st.Transport, st.Hangs,
 		chaos.Percentile(st.Latencies, 100).Round(time.Millisecond))
