@@ -161,6 +161,7 @@ type serveConfig struct {
 	MaxBodyInFlight    int64
 	TrustedOrigins     []string
 	DBMaxConns         int32
+	DBTimeout          time.Duration
 	LogLevel           string
 	PprofAddr          string
 	Migrate            bool
@@ -245,6 +246,7 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		inFlight   = f.string("max-body-bytes-in-flight", "TASKD_MAX_BODY_BYTES_IN_FLIGHT", strconv.Itoa(taskhttp.MaxBodyBytesInFlightDefault), "bytes of request bodies handled at once; more are answered 503 (at least --max-batch-body-bytes)")
 		origins    = f.string("trusted-origins", "TASKD_TRUSTED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) whose browser pages may send unsafe requests; other cross-origin ones are refused")
 		maxConns   = f.string("db-max-conns", "TASKD_DB_MAX_CONNS", "20", "size of the database connection pool")
+		dbTimeout  = f.string("db-timeout", "TASKD_DB_TIMEOUT", taskhttp.DatabaseTimeoutDefault.String(), "longest an API request waits for the database (apart from its body upload and ?wait=) before it is answered 503")
 		logLevel   = f.string("log-level", "TASKD_LOG_LEVEL", "info", "debug, info, warn or error")
 		pprofAddr  = f.string("pprof-addr", "TASKD_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
 		migrate    = f.bool("migrate", "TASKD_MIGRATE", false, "apply pending migrations at start instead of refusing to start")
@@ -319,6 +321,7 @@ func parseServeConfig(r role, args []string, getenv func(string) string, out io.
 		{"discarded-retention", *discarded, &cfg.DiscardedRetention, time.Second, true},
 		{"heartbeat-interval", *heartbeat, &cfg.HeartbeatInterval, 100 * time.Millisecond, false},
 		{"rescue-after", *rescue, &cfg.RescueAfter, time.Second, false},
+		{"db-timeout", *dbTimeout, &cfg.DBTimeout, 100 * time.Millisecond, false},
 	}
 	for _, d := range durations {
 		if *d.dst, err = f.duration(d.name, d.raw, d.min, d.negOne); err != nil {

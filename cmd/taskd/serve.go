@@ -76,6 +76,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	jcfg := cfg.jobsConfig(st)
 	jcfg.Logger = logger
+	// The heartbeat has connections of its own (jobs.Config.HeartbeatStore).
+	beatPool, err := openPool(ctx, cfg.DatabaseURL, jobs.HeartbeatsInFlight)
+	if err != nil {
+		return err
+	}
+	defer beatPool.Close()
+	jcfg.HeartbeatStore = store.New(beatPool)
 	jcfg.UserAgent = userAgent()
 	// The batch callbacks hear from the River client of the tasks it
 	// finished, and the service they run in needs the client: svc is set
@@ -150,6 +157,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			MaxBodyBytes:         cfg.MaxBodyBytes,
 			MaxBatchBodyBytes:    cfg.MaxBatchBodyBytes,
 			MaxBodyBytesInFlight: cfg.MaxBodyInFlight,
+			DatabaseTimeout:      cfg.DBTimeout,
 			TrustedOrigins:       cfg.TrustedOrigins,
 			Metrics:              pm.Handler(),
 			ObserveFunc:          pm.ObserveHTTP,

@@ -56,6 +56,10 @@ type ClusterOptions struct {
 	// taskdtest.Options.Config): R5's schedule, the executors' declared
 	// kinds.
 	Config string
+	// DatabaseURLs, if set, is DatabaseURL per process (i from 0), for a
+	// proxy per process (R4 cuts one off while the others keep their
+	// link). It wins over DatabaseURL.
+	DatabaseURLs func(i int, direct string) string
 }
 
 // NewCluster creates a database with the executions table and starts
@@ -85,7 +89,11 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	if opts.DatabaseURL != nil {
 		url = opts.DatabaseURL(c.DatabaseURL)
 	}
-	for range opts.Processes {
+	for i := range opts.Processes {
+		url := url
+		if opts.DatabaseURLs != nil {
+			url = opts.DatabaseURLs(i, c.DatabaseURL)
+		}
 		c.Procs = append(c.Procs, taskdtest.Start(t, taskdtest.Options{
 			DatabaseURL: url,
 			Config:      opts.Config,

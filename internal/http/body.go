@@ -152,7 +152,9 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 			s.budget.release(taken)
 		}
 	}
-	// The body is in: the handler gets its own time, from now.
+	// The body is in: the handler gets its own time, from now, and so
+	// does its database work.
+	startDBDeadline(r.Context())
 	d := time.Now().Add(s.RequestTimeout)
 	_ = rc.SetReadDeadline(d)
 	_ = rc.SetWriteDeadline(d)

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,6 +63,9 @@ type setupOpts struct {
 	// MaxConns bounds the database pool; 0: pgtest's default. Fuzz
 	// targets keep it small, the PostgreSQL server being shared.
 	MaxConns int32
+	// DatabaseURL, if set, rewrites the test database's URL the server
+	// connects to (a proxy in front of it that injects network faults).
+	DatabaseURL func(direct string) string
 }
 
 // setup gives the test its own migrated database and an API server on it.
@@ -82,7 +86,20 @@ func setupWith(t testing.TB, opts setupOpts) *testBundle {
 	ctx := context.Background()
 	logger := newTestLogger(t) // first, so that its cleanup runs last
 
-	pool := pgtest.NewPool(t, opts.MaxConns)
+	var pool *pgxpool.Pool
+	if opts.DatabaseURL == nil {
+		pool = pgtest.NewPool(t, opts.MaxConns)
+	} else {
+		cfg, err := pgxpool.ParseConfig(opts.DatabaseURL(pgtest.NewDB(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = cmp.Or(opts.MaxConns, pgtest.PoolMaxConnsDefault)
+		if pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+	}
 
 	st := store.New(pool)
 	// As in taskd: the River client hands its finished tasks to the

@@ -169,6 +169,20 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		writeProblem(w, p)
 	case errors.Is(err, store.ErrNotFound) && what != "":
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: what + " does not exist (finished tasks are deleted after their retention period)"})
+	case databaseTimedOut(r):
+		// Whatever the error says (a cancelled statement, a pool that
+		// could hand out no connection), the database kept quiet.
+		s.logger.WarnContext(r.Context(), "database did not answer in time",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Duration("timeout", s.DatabaseTimeout),
+			slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		detail := "the database did not answer within " + s.DatabaseTimeout.String() + "; retry shortly"
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// It may have gone quiet after committing.
+			detail = "the database did not answer within " + s.DatabaseTimeout.String() +
+				"; the request may or may not have taken effect. Retry with the same Idempotency-Key to find out safely"
+		}
+		writeProblem(w, Problem{Type: typeUnavailable, Status: http.StatusServiceUnavailable, Detail: detail})
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client went away (closed its connection, timed out):
 		// nothing failed on this side, and nobody reads the answer. The

@@ -66,7 +66,11 @@ func (s *server) routes() http.Handler {
 	s.scopes = map[string]auth.Scope{}
 	for _, rt := range s.routeTable() {
 		s.scopes[rt.method+" "+rt.pattern] = rt.scope
-		r.Method(rt.method, rt.pattern, s.authorize(rt.scope, rt.handler))
+		h := s.authorize(rt.scope, rt.handler)
+		if rt.pattern != "/v1/claims" {
+			h = s.databaseDeadline(h)
+		}
+		r.Method(rt.method, rt.pattern, h)
 	}
 	if s.Extra != nil {
 		// Its own routes, any method; s.Extra requires admin (NewServer).

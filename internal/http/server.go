@@ -50,6 +50,10 @@ type Config struct {
 	MaxBodyBytesInFlight int64
 	// RequestTimeout: see RequestTimeoutDefault.
 	RequestTimeout time.Duration
+	// DatabaseTimeout: see DatabaseTimeoutDefault (at most half of
+	// RequestTimeout by default). Less than RequestTimeout, so that the
+	// 503 can still be written.
+	DatabaseTimeout time.Duration
 	// BodyIdleTimeout: see BodyIdleTimeoutDefault.
 	BodyIdleTimeout time.Duration
 	// BodyMinRate: see BodyMinRateDefault.
@@ -93,6 +97,9 @@ func (c Config) WithDefaults() Config {
 	c.MaxBatchBodyBytes = cmp.Or(c.MaxBatchBodyBytes, MaxBatchBodyBytesDefault)
 	c.MaxBodyBytesInFlight = cmp.Or(c.MaxBodyBytesInFlight, max(MaxBodyBytesInFlightDefault, c.MaxBatchBodyBytes))
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
+	// A shorter RequestTimeout (tests set one) shortens the default, which
+	// must leave time to answer.
+	c.DatabaseTimeout = cmp.Or(c.DatabaseTimeout, min(DatabaseTimeoutDefault, c.RequestTimeout/2))
 	c.BodyIdleTimeout = cmp.Or(c.BodyIdleTimeout, BodyIdleTimeoutDefault)
 	c.BodyMinRate = cmp.Or(c.BodyMinRate, BodyMinRateDefault)
 	c.BodyGrace = cmp.Or(c.BodyGrace, BodyGraceDefault)
@@ -131,6 +138,8 @@ func (c Config) Validate() error {
 		return errors.New("http: MaxBodyBytesInFlight must be at least the largest body allowed")
 	case c.RequestTimeout < time.Second || c.BodyIdleTimeout <= 0 || c.BodyGrace <= 0 || c.BodyMinRate < 1:
 		return errors.New("http: RequestTimeout must be at least 1s, BodyIdleTimeout, BodyGrace and BodyMinRate positive")
+	case c.DatabaseTimeout <= 0 || c.DatabaseTimeout >= c.RequestTimeout:
+		return errors.New("http: DatabaseTimeout must be positive and less than RequestTimeout")
 	}
 	cop := http.NewCrossOriginProtection()
 	for _, o := range c.TrustedOrigins {

@@ -342,7 +342,7 @@ func (s *server) waitFor(w http.ResponseWriter, r *http.Request, ids []int64, d 
 		return true
 	}
 	if err := s.Tasks.WaitFinished(r.Context(), ids, d); err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil && !databaseTimedOut(r) {
 			return false
 		}
 		s.writeError(w, r, err, "")

@@ -114,9 +114,18 @@ type Config struct {
 	// finished tasks are kept before River's cleaner deletes them (and
 	// taskd's rows with them); -1 keeps them forever.
 	CompletedRetention, CancelledRetention, DiscardedRetention time.Duration
-	// HeartbeatInterval: see HeartbeatIntervalDefault. Each heartbeat
-	// statement gets this long to finish.
+	// HeartbeatInterval: see HeartbeatIntervalDefault. A heartbeat does
+	// not wait for the one before, and each may take until the watchdog's
+	// bound (RescueAfter minus HeartbeatInterval/2) to finish.
 	HeartbeatInterval time.Duration
+	// HeartbeatStore is what the heartbeat runs on. Defaults to Store.
+	// taskd gives it a pool of its own, of HeartbeatsInFlight
+	// connections, so that a beat never queues for a connection behind
+	// the API's and River's statements: on a slow link those hold every
+	// connection of the shared pool for seconds, and a process whose
+	// beats cannot get one for RescueAfter has its tasks cancelled by its
+	// watchdog and rescued by the others although it is alive.
+	HeartbeatStore *store.Store
 	// RescueAfter: see RescueAfterDefault. Must be at least twice
 	// HeartbeatInterval. A process whose heartbeats have failed for
 	// RescueAfter minus HeartbeatInterval/2, counted from the start of the
@@ -176,6 +185,7 @@ func (c Config) withDefaults() Config {
 	c.DiscardedRetention = cmp.Or(c.DiscardedRetention, DiscardedRetentionDefault)
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault)
 	c.RescueAfter = cmp.Or(c.RescueAfter, RescueAfterDefault)
+	c.HeartbeatStore = cmp.Or(c.HeartbeatStore, c.Store)
 	c.LeaseCheckInterval = cmp.Or(c.LeaseCheckInterval, LeaseCheckIntervalDefault)
 	c.UserAgent = cmp.Or(c.UserAgent, UserAgentDefault)
 	return c
@@ -218,15 +228,17 @@ func (c Config) Validate() error {
 
 // Client is taskd's River client with the machinery around it.
 type Client struct {
-	cfg      Config
-	store    *store.Store
-	kinds    *kinds.Registry
-	logger   *slog.Logger
-	river    *river.Client[pgx.Tx]
-	recorder *attemptRecorder
-	id       string
-	hostname string
-	pid      int
+	cfg   Config
+	store *store.Store
+	// beatStore is what the heartbeat runs on (Config.HeartbeatStore).
+	beatStore *store.Store
+	kinds     *kinds.Registry
+	logger    *slog.Logger
+	river     *river.Client[pgx.Tx]
+	recorder  *attemptRecorder
+	id        string
+	hostname  string
+	pid       int
 
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
@@ -260,12 +272,13 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	hostname, _ := os.Hostname()
 	c := &Client{
-		cfg:      cfg,
-		store:    cfg.Store,
-		kinds:    cfg.Kinds,
-		logger:   cfg.Logger,
-		hostname: hostname,
-		pid:      os.Getpid(),
+		cfg:       cfg,
+		store:     cfg.Store,
+		beatStore: cfg.HeartbeatStore,
+		kinds:     cfg.Kinds,
+		logger:    cfg.Logger,
+		hostname:  hostname,
+		pid:       os.Getpid(),
 	}
 	c.id = cfg.ID
 	if c.id == "" {

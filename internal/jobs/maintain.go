@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/taskd/taskd/internal/store"
@@ -54,33 +55,58 @@ func (c *Client) maintain(ctx context.Context) {
 // heartbeats marks the process alive every HeartbeatInterval until ctx is
 // done. An insert-only client runs it alone, leaving rescue and cleanup to
 // the processes that work.
+//
+// A beat does not wait for the one before (up to HeartbeatsInFlight run at
+// once): on a slow link, whose round trip is as long as the interval, each
+// beat takes longer than the interval and must still count (R4's 500 ms
+// each way against the fault suite's 1 s interval cancelled every task
+// when each beat had one interval), and a beat hung on a dead connection
+// (a network cut without a reset) must not hold up the next, which the
+// pool gives another connection.
 func (c *Client) heartbeats(ctx context.Context) {
 	beat := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer beat.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, HeartbeatsInFlight)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
 		}
-		c.heartbeat(ctx)
+		select {
+		case slots <- struct{}{}:
+		default:
+			continue // as many beats as may be are still trying
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			c.heartbeat(ctx)
+		})
 	}
 }
 
+// HeartbeatsInFlight bounds the heartbeats running at once, and so the
+// connections they hold while the database keeps quiet: the size of
+// Config.HeartbeatStore's pool.
+const HeartbeatsInFlight = 2
+
 // heartbeat marks the process alive once, registering it again if its row
-// is gone, and tells the watchdog when it succeeded. The statement gets one
-// HeartbeatInterval: a connection that hangs (a network cut without a
-// reset) must not stop the next beats.
+// is gone, and tells the watchdog when it succeeded. The statement gets
+// until the watchdog's bound (RescueAfter minus its margin): a beat slower
+// than that could not have kept the process's tasks anyway, and the
+// deadline closes a connection that hangs.
 func (c *Client) heartbeat(ctx context.Context) {
-	bctx, cancel := context.WithTimeout(ctx, c.cfg.HeartbeatInterval)
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.RescueAfter-watchdogMargin(c.cfg.HeartbeatInterval))
 	defer cancel()
 	start := time.Now()
-	err := c.store.ProcessHeartbeat(bctx, c.id)
+	err := c.beatStore.ProcessHeartbeat(bctx, c.id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Deleted after an hour of silence (clean), long after the watchdog
 		// stopped every attempt: the timestamp that counts is the new row's.
 		start = time.Now()
-		err = c.store.ProcessRegister(bctx, c.id, c.hostname, c.pid)
+		err = c.beatStore.ProcessRegister(bctx, c.id, c.hostname, c.pid)
 	}
 	if err == nil {
 		if c.watchdog != nil {

@@ -1,0 +1,87 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/taskd/taskd/internal/tasks"
+)
+
+// DatabaseTimeoutDefault bounds how long one request waits for the
+// database, apart from the upload of its body and from the ?wait= it asks
+// for. A database that does not answer at all, as behind a network cut
+// that closes nothing (the connection looks open and TCP stays quiet),
+// would otherwise hold the request until the kernel gives up on the
+// connection, many minutes later; past the bound the request is answered
+// 503 with Retry-After, and its connection is closed (pgx closes a
+// connection whose statement's context ends), so the pool replaces it.
+// Ten seconds is far beyond any statement of the API on a healthy
+// database (docs/PERFORMANCE.md), and well inside RequestTimeout.
+const DatabaseTimeoutDefault = 10 * time.Second
+
+// errDatabaseTimeout is the cause of a request's context once its
+// DatabaseTimeout has passed.
+var errDatabaseTimeout = errors.New("the database did not answer in time")
+
+// dbDeadline is a request's database deadline. It starts with the
+// request when there is no body, and once the body is in otherwise
+// (startDBDeadline, from readBody): a slow upload has its own bounds.
+type dbDeadline struct {
+	d      time.Duration
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+func (dl *dbDeadline) start() {
+	if dl.timer == nil {
+		dl.timer = time.AfterFunc(dl.d, func() { dl.cancel(errDatabaseTimeout) })
+	}
+}
+
+func (dl *dbDeadline) stop() {
+	if dl.timer != nil {
+		dl.timer.Stop()
+	}
+}
+
+type dbDeadlineKey struct{}
+
+// databaseDeadline gives the request's context DatabaseTimeout, plus the
+// request's ?wait= when it is a valid one (the handler checks it again and
+// answers an invalid one 422), from the end of its body (dbDeadline), and
+// ends it with errDatabaseTimeout as its cause; writeError answers that
+// 503. Claims are not given one: their wait is in the body, and a claim
+// holds its tasks until it answers.
+func (s *server) databaseDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := s.DatabaseTimeout
+		if raw := r.URL.Query().Get("wait"); raw != "" {
+			if wait, err := time.ParseDuration(raw); err == nil && wait > 0 && wait <= tasks.WaitMax {
+				d += wait
+			}
+		}
+		ctx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		dl := &dbDeadline{d: d, cancel: cancel}
+		defer dl.stop()
+		if r.ContentLength == 0 {
+			dl.start()
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, dbDeadlineKey{}, dl)))
+	})
+}
+
+// startDBDeadline starts the database deadline of ctx's request, if it
+// has one and it has not started.
+func startDBDeadline(ctx context.Context) {
+	if dl, ok := ctx.Value(dbDeadlineKey{}).(*dbDeadline); ok {
+		dl.start()
+	}
+}
+
+// databaseTimedOut says whether r's database deadline has passed.
+func databaseTimedOut(r *http.Request) bool {
+	return errors.Is(context.Cause(r.Context()), errDatabaseTimeout)
+}
