@@ -149,6 +149,10 @@ type SubmitStats struct {
 	NonProblem int
 	// Latencies of every request, in order.
 	Latencies []time.Duration
+	// FailLatencies are those of the requests that failed (an error
+	// answer or none), in order: how long a client waited to learn it
+	// must retry.
+	FailLatencies []time.Duration
 	// Failures holds a few error messages, for the log.
 	Failures []string
 }
@@ -219,6 +223,7 @@ func (s *Submitter) Stats() SubmitStats {
 		st.ByStatus[k] = v
 	}
 	st.Latencies = slices.Clone(s.stats.Latencies)
+	st.FailLatencies = slices.Clone(s.stats.FailLatencies)
 	st.Failures = slices.Clone(s.stats.Failures)
 	return st
 }
@@ -288,7 +293,7 @@ func (s *Submitter) submitOnce(ctx context.Context) bool {
 		s.stats.ByStatus[201]++
 	case errors.As(err, &cerr):
 		s.stats.ByStatus[cerr.Status]++
-		if cerr.Type == "" && cerr.Title == "" {
+		if !IsProblem(cerr) {
 			s.stats.NonProblem++
 		}
 	default:
@@ -301,12 +306,19 @@ func (s *Submitter) submitOnce(ctx context.Context) bool {
 		// Not acknowledged: a later request submits as many again, as a
 		// client would retry, so that Total still means acknowledged.
 		s.next -= n
+		s.stats.FailLatencies = append(s.stats.FailLatencies, elapsed)
 		if len(s.stats.Failures) < 5 {
 			s.stats.Failures = append(s.stats.Failures, err.Error())
 		}
 	}
 	return true
 }
+
+// IsProblem reports whether an error answer was problem+json: taskd's
+// problems always name a type ("about:blank" at least), whereas the client
+// makes up a Problem with an empty Type (and the status text for a title)
+// for an answer that was not one.
+func IsProblem(e *client.Error) bool { return e.Type != "" }
 
 // Report is one fault test's outcome.
 type Report struct {

@@ -52,6 +52,11 @@ type ClusterOptions struct {
 	// database itself (a proxy in front of it); chaos_work still records
 	// on a direct connection.
 	DatabaseURL func(direct string) string
+	// Database, if set, is the URL of an existing, migrated database the
+	// cluster serves instead of a new one of pgtest's (which is on the
+	// shared server): a private PostgreSQL server's ([StartPG]), which the
+	// test may restart.
+	Database string
 }
 
 // NewCluster creates a database with the executions table and starts
@@ -64,7 +69,10 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	if opts.Queues == "" {
 		opts.Queues = "default=50"
 	}
-	c := &Cluster{DatabaseURL: pgtest.NewDB(t)}
+	c := &Cluster{DatabaseURL: opts.Database}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = pgtest.NewDB(t)
+	}
 	cfg, err := pgxpool.ParseConfig(c.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
