@@ -57,6 +57,21 @@ type ProbeResult struct {
 // Run probes until the API works again or deadline (from start) passes;
 // start is when the fault began, which Recovered counts from.
 func (p *Probe) Run(ctx context.Context, start time.Time, deadline time.Duration) ProbeResult {
+	return p.run(ctx, start, deadline, nil)
+}
+
+// Watch probes, whatever the answers, until stop is closed (a try in
+// flight then finishes: a request that hangs is not cut short) and returns
+// what it was answered (OK says some try succeeded, Recovered is zero):
+// what the API answers while a fault lasts, such as a database server's
+// restart, which it may not answer 2xx before.
+func (p *Probe) Watch(ctx context.Context, stop <-chan struct{}) ProbeResult {
+	return p.run(ctx, time.Now(), 0, stop)
+}
+
+// run tries until a try succeeds or deadline passes, or with stop until
+// stop is closed.
+func (p *Probe) run(ctx context.Context, start time.Time, deadline time.Duration, stop <-chan struct{}) ProbeResult {
 	every := p.Every
 	if every == 0 {
 		every = 20 * time.Millisecond
@@ -76,6 +91,9 @@ func (p *Probe) Run(ctx context.Context, start time.Time, deadline time.Duration
 		err := fn(rctx)
 		if err == nil {
 			return true
+		}
+		if ctx.Err() != nil { // the test's end, not the API's answer
+			return false
 		}
 		res.FailLatencies = append(res.FailLatencies, time.Since(t0))
 		if len(res.Failures) < 5 {
@@ -99,7 +117,15 @@ func (p *Probe) Run(ctx context.Context, start time.Time, deadline time.Duration
 		}
 		return false
 	}
-	for ctx.Err() == nil {
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	for ctx.Err() == nil && !(stop != nil && stopped()) {
 		res.Tries++
 		var task *client.Task
 		ok := do(func(ctx context.Context) (err error) {
@@ -113,15 +139,18 @@ func (p *Probe) Run(ctx context.Context, start time.Time, deadline time.Duration
 				return err
 			})
 		}
-		if ok {
+		switch {
+		case ok && stop != nil:
+			res.OK = true
+		case ok:
 			res.OK, res.Recovered = true, time.Since(start)
 			return res
-		}
-		if time.Since(start) > deadline {
-			break
+		case stop == nil && time.Since(start) > deadline:
+			return res
 		}
 		select {
 		case <-ctx.Done():
+		case <-stop:
 		case <-time.After(every):
 		}
 	}
