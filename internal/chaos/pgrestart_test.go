@@ -165,7 +165,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 	st := sub.Stop()
 	run := time.Since(start)
 
-	r := chaos.Check(t, c.Pool, ledger, 30*time.Second)
+	r := chaos.Check(t, c.Pool, ledger, 2*time.Minute)
 	figure := func(name string, f func(restart) time.Duration) {
 		for _, mode := range []string{"fast", "immediate"} {
 			var ds []time.Duration

@@ -24,7 +24,7 @@ const (
 )
 
 // maintain heartbeats for this process and, on the same beat, rescues the
-// tasks of dead processes and cleans up after them. Every process runs it;
+// tasks of dead processes and its own orphans, and cleans up after them. Every process runs it;
 // the queries are safe to run concurrently.
 func (c *Client) maintain(ctx context.Context) {
 	c.rescueOnce(ctx)
@@ -45,6 +45,7 @@ func (c *Client) maintain(ctx context.Context) {
 		case <-time.After(rand.N(c.cfg.HeartbeatInterval / 4)):
 		}
 		c.rescueOnce(ctx)
+		c.rescueOrphans(ctx)
 		if time.Since(lastClean) >= batchCleanInterval {
 			lastClean = time.Now()
 			c.clean(ctx)
