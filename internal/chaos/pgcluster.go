@@ -96,14 +96,11 @@ func StartPG(t testing.TB, opts PGOptions) *PG {
 		if err := os.Chown(pg.dir, uid, gid); err != nil {
 			t.Fatalf("chaos: handing %s to postgres: %v", pg.dir, err)
 		}
-		// The test's temporary directories are root's, mode 0700: the
-		// server's user must be able to pass through them.
-		for d := pg.dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		// t.TempDir makes TMPDIR/TestName…/NNN, both root's with mode
+		// 0700: the server's user must be able to pass through them.
+		for _, d := range []string{pg.dir, filepath.Dir(pg.dir)} {
 			if err := os.Chmod(d, 0o711); err != nil {
 				t.Fatalf("chaos: opening %s to postgres: %v", d, err)
-			}
-			if filepath.Dir(d) == d {
-				break
 			}
 		}
 		pg.runAs = []string{runuser, "-u", "postgres", "--"}
