@@ -2,16 +2,15 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,8 +33,13 @@ type PG struct {
 	data string
 	log  string
 	// runAs runs a command as the server's OS user (PostgreSQL refuses to
-	// run as root).
+	// run as root); cred is that user for the postmaster itself.
 	runAs []string
+	cred  *syscall.Credential
+	// done is closed when the current postmaster, the test's child, has
+	// exited.
+	postmaster *os.Process
+	done       chan struct{}
 }
 
 // PGOptions configure StartPG.
@@ -104,6 +108,7 @@ func StartPG(t testing.TB, opts PGOptions) *PG {
 			}
 		}
 		pg.runAs = []string{runuser, "-u", "postgres", "--"}
+		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	pg.data = filepath.Join(pg.dir, "data")
 	pg.log = filepath.Join(pg.dir, "server.log")
@@ -141,10 +146,73 @@ logging_collector = off
 	}
 
 	t.Cleanup(pg.Stop)
-	if out, err := pg.command("pg_ctl", "start", "-D", pg.data, "-l", pg.log, "-w", "-t", pgCtlTimeout).CombinedOutput(); err != nil {
-		t.Fatalf("chaos: starting PostgreSQL: %v\n%s\n%s", err, out, pg.Log())
+	if err := pg.start(); err != nil {
+		t.Fatalf("chaos: starting PostgreSQL: %v\n%s", err, pg.Log())
 	}
 	return pg
+}
+
+// start runs the postmaster as the test's child, not as pg_ctl's daemon,
+// so that it gets SIGQUIT (an immediate shutdown) should the test process
+// die without its cleanups (a panic, go test's -timeout), instead of
+// outliving it; then it waits until the server accepts connections.
+func (pg *PG) start() error {
+	logFile, err := os.OpenFile(pg.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the child has its own copy
+	cmd := exec.Command(filepath.Join(pg.bin, "postgres"), "-D", pg.data)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = pg.dir, logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred, Pdeathsig: syscall.SIGQUIT}
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		// Pdeathsig follows the thread that started the child, so that
+		// thread stays this goroutine's until the child has exited.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
+		return err
+	}
+	pg.postmaster, pg.done = cmd.Process, done
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, pg.URL("postgres"))
+		if err == nil {
+			conn.Close(ctx)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("the postmaster exited: %w", err)
+		case <-time.After(50 * time.Millisecond): // polling interval
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not accepting connections within a minute: %w", err)
+		}
+	}
+}
+
+// exited waits up to timeout for the current postmaster to exit.
+func (pg *PG) exited(timeout time.Duration) bool {
+	select {
+	case <-pg.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // command runs a server binary as the server's OS user.
@@ -176,51 +244,37 @@ func (pg *PG) CreateDB(name string) string {
 	return pg.URL(name)
 }
 
-// Restart runs `pg_ctl restart -m mode` ("smart", "fast" or "immediate")
-// and returns once the server accepts connections again: with
-// "immediate", after the crash recovery of its start.
+// Restart restarts the server as `pg_ctl restart -m mode` does ("smart",
+// "fast" or "immediate"): `pg_ctl stop -m mode`, then a start, and returns
+// once it accepts connections again, with "immediate" after the crash
+// recovery of its start.
 func (pg *PG) Restart(mode string) error {
-	out, err := pg.command("pg_ctl", "restart", "-D", pg.data, "-l", pg.log, "-m", mode, "-w", "-t", pgCtlTimeout).CombinedOutput()
+	out, err := pg.command("pg_ctl", "stop", "-D", pg.data, "-m", mode, "-w", "-t", pgCtlTimeout).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pg_ctl restart -m %s: %w\n%s", mode, err, out)
+		return fmt.Errorf("pg_ctl stop -m %s: %w\n%s", mode, err, out)
 	}
-	return nil
+	if !pg.exited(time.Minute) {
+		return fmt.Errorf("pg_ctl stop -m %s: the postmaster (pid %d) still runs a minute later", mode, pg.postmaster.Pid)
+	}
+	return pg.start()
 }
 
 // Stop stops the server at once (pg_ctl stop -m immediate) if it runs,
 // and makes sure no process of it is left: a postmaster that outlives
 // pg_ctl is killed. StartPG registers it with t.Cleanup.
 func (pg *PG) Stop() {
-	pidFile := filepath.Join(pg.data, "postmaster.pid")
-	pid := 0
-	if b, err := os.ReadFile(pidFile); err == nil {
-		pid, _ = strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	}
-	if pid == 0 {
+	if pg.postmaster == nil || pg.exited(0) {
 		return
 	}
 	out, err := pg.command("pg_ctl", "stop", "-D", pg.data, "-m", "immediate", "-w", "-t", pgCtlTimeout).CombinedOutput()
 	if err != nil {
 		pg.t.Logf("chaos: pg_ctl stop: %v\n%s", err, out)
 	}
-	// The postmaster is ours (StartPG started it); its children exit
-	// with it.
-	deadline := time.Now().Add(30 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			pg.t.Errorf("chaos: PostgreSQL (pid %d) outlived pg_ctl stop; killed it", pid)
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+	if !pg.exited(30 * time.Second) {
+		_ = pg.postmaster.Kill()
+		pg.t.Errorf("chaos: PostgreSQL (pid %d) outlived pg_ctl stop; killed it", pg.postmaster.Pid)
+		pg.exited(10 * time.Second)
 	}
-}
-
-// alive reports whether process pid exists (and is not a zombie of ours:
-// the postmaster is pg_ctl's child, not the test's).
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Log returns the server's log so far.
