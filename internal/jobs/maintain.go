@@ -24,8 +24,8 @@ const (
 )
 
 // maintain heartbeats for this process and, on the same beat, rescues the
-// tasks of dead processes and its own orphans, and cleans up after them. Every process runs it;
-// the queries are safe to run concurrently.
+// tasks of dead processes and its own orphans, and cleans up after them.
+// Every process runs it; the queries are safe to run concurrently.
 func (c *Client) maintain(ctx context.Context) {
 	c.rescueOnce(ctx)
 	beat := time.NewTicker(c.cfg.HeartbeatInterval)
