@@ -2,16 +2,17 @@ package chaos_test
 
 // R3 (docs/RELIABILITY.md): two taskd processes on a private PostgreSQL
 // server the test creates (never the shared one), under a steady load of
-// chaos_work tasks; the server is restarted with `pg_ctl restart -m fast`
-// and `-m immediate` (a crash: recovery from the WAL), in turn. During
-// each restart a probe per process keeps submitting and reading a task;
-// the Submitter's requests and the probes' must all be answered, 2xx or
-// 503 problem+json, within the request timeout (never a hang, never a
-// 500). Every acknowledged task must reach a final state (with fsync on a
-// 201 is a committed row, which no crash loses), both processes must live
-// through every restart, and work must flow again: the time from the
-// restart until the API answers 2xx, until a task completes and until a
-// leader leads again are published.
+// chaos_work tasks; the server is restarted with `-m fast` and `-m
+// immediate` (a crash: recovery from the WAL), in turn, as `pg_ctl
+// restart` does (chaos.PG.Restart). During each restart a probe per
+// process keeps submitting and reading a task; the Submitter's requests
+// and the probes' must all be answered, 2xx or 503 problem+json, within
+// the request timeout (never a hang, never a 500). Every acknowledged task
+// must reach a final state (with fsync on a 201 is a committed row, which
+// no crash loses), both processes must live through every restart, and
+// work must flow again: the time from the restart until the API answers
+// 2xx, until a task completes and until a leader leads again are
+// published.
 
 import (
 	"context"
@@ -76,8 +77,8 @@ func TestChaosPostgresRestart(t *testing.T) {
 	ledger := &chaos.Ledger{}
 	ctx := context.Background()
 
-	// About 250 tasks/s of 0–200 ms; single submits, so that many
-	// requests meet each outage.
+	// About 250 tasks/s of 0–200 ms, in small batches from 4 clients at
+	// once, so that many requests meet each outage.
 	sub := &chaos.Submitter{Clients: clients, Ledger: ledger, Kind: "chaos_work", Args: chaos.WorkArgs,
 		Batch: 5, Workers: 4, Pause: 20 * time.Millisecond, Timeout: requestTimeout}
 	start := time.Now()
@@ -85,7 +86,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 
 	type restart struct {
 		mode              string
-		took              time.Duration // pg_ctl restart, until it accepts connections
+		took              time.Duration // the restart, until it accepts connections
 		api, work, leader time.Duration // from the restart's start
 	}
 	var (
