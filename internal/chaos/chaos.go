@@ -152,6 +152,10 @@ type SubmitStats struct {
 	NonProblem int
 	// Latencies of every request, in order.
 	Latencies []time.Duration
+	// FailLatencies are those of the requests that failed (an error
+	// answer or none), in order: how long a client waited to learn it
+	// must retry.
+	FailLatencies []time.Duration
 	// Failures holds a few error messages, for the log.
 	Failures []string
 }
@@ -222,6 +226,7 @@ func (s *Submitter) Stats() SubmitStats {
 		st.ByStatus[k] = v
 	}
 	st.Latencies = slices.Clone(s.stats.Latencies)
+	st.FailLatencies = slices.Clone(s.stats.FailLatencies)
 	st.Failures = slices.Clone(s.stats.Failures)
 	return st
 }
@@ -294,7 +299,7 @@ func (s *Submitter) submitOnce(ctx context.Context) bool {
 		s.stats.ByStatus[201]++
 	case errors.As(err, &cerr):
 		s.stats.ByStatus[cerr.Status]++
-		if cerr.Type == "" && cerr.Title == "" {
+		if !IsProblem(cerr) {
 			s.stats.NonProblem++
 		}
 	default:
@@ -307,12 +312,19 @@ func (s *Submitter) submitOnce(ctx context.Context) bool {
 		// Not acknowledged: a later request submits as many again, as a
 		// client would retry, so that Total still means acknowledged.
 		s.next -= n
+		s.stats.FailLatencies = append(s.stats.FailLatencies, elapsed)
 		if len(s.stats.Failures) < 5 {
 			s.stats.Failures = append(s.stats.Failures, err.Error())
 		}
 	}
 	return true
 }
+
+// IsProblem reports whether an error answer was problem+json: taskd's
+// problems always name a type ("about:blank" at least), whereas the client
+// makes up a Problem with an empty Type (and the status text for a title)
+// for an answer that was not one.
+func IsProblem(e *client.Error) bool { return e.Type != "" }
 
 // Report is one fault test's outcome.
 type Report struct {
@@ -482,6 +494,20 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
+}
+
+// FormatDurations formats ds for a figure, each rounded to round, with
+// their maximum when there are several.
+func FormatDurations(ds []time.Duration, round time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.Round(round).String()
+	}
+	out := strings.Join(s, ", ")
+	if len(ds) > 1 {
+		out += " (max " + slices.Max(ds).Round(round).String() + ")"
+	}
+	return out
 }
 
 // RerunDelays returns, for each execution that process pid left without an

@@ -60,6 +60,11 @@ type ClusterOptions struct {
 	// proxy per process (R4 cuts one off while the others keep their
 	// link). It wins over DatabaseURL.
 	DatabaseURLs func(i int, direct string) string
+	// Database, if set, is the URL of an existing, migrated database the
+	// cluster serves instead of a new one of pgtest's (which is on the
+	// shared server): a private PostgreSQL server's ([StartPG]), which the
+	// test may restart.
+	Database string
 }
 
 // NewCluster creates a database with the executions table and starts
@@ -72,7 +77,10 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	if opts.Queues == "" {
 		opts.Queues = "default=50"
 	}
-	c := &Cluster{DatabaseURL: pgtest.NewDB(t)}
+	c := &Cluster{DatabaseURL: opts.Database}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = pgtest.NewDB(t)
+	}
 	cfg, err := pgxpool.ParseConfig(c.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)

@@ -163,7 +163,7 @@ func TestChaosGraceful(t *testing.T) {
 	}
 
 	r.Figure("sigterms", "%d (grace %s)", len(done), grace)
-	r.Figure("sigterm_to_exit", "%s", durations(took))
+	r.Figure("sigterm_to_exit", "%s", chaos.FormatDurations(took, 100*time.Millisecond))
 	r.Figure("leader_handover", "%s (SIGTERM to the leader → the other process's /readyz says it leads)", handover.Round(10*time.Millisecond))
 	r.Figure("finished_in_grace", "%d", finishedInGrace)
 	r.Figure("cut_off_after_grace", "%d (interrupted attempt rows %d)", cutOff, interrupted)

@@ -191,9 +191,9 @@ func TestChaosLeaderKill(t *testing.T) {
 
 	r.Figure("kills", "%d", len(done))
 	r.Figure("run", "%s", ran.Round(time.Second))
-	r.Figure("failover", "%s (kill to another process's /readyz saying it leads)", durations(failovers))
-	r.Figure("kill_to_next_tick", "%s", durations(firstTicks))
-	r.Figure("schedule_gap", "%s (largest gap between consecutive ticks around each kill; 1 s without a kill)", durations(gaps))
+	r.Figure("failover", "%s (kill to another process's /readyz saying it leads)", chaos.FormatDurations(failovers, 100*time.Millisecond))
+	r.Figure("kill_to_next_tick", "%s", chaos.FormatDurations(firstTicks, 100*time.Millisecond))
+	r.Figure("schedule_gap", "%s (largest gap between consecutive ticks around each kill; 1 s without a kill)", chaos.FormatDurations(gaps, 100*time.Millisecond))
 	r.Figure("cut_off_by_kills", "%d", len(rerun)+notRerun)
 	r.Figure("kill_to_rerun", "p50 %s, max %s", chaos.Percentile(rerun, 50).Round(time.Millisecond), chaos.Percentile(rerun, 100).Round(time.Millisecond))
 	r.Figure("delayed_tasks", "%d (%d due while no process led), states %v, lost %d", rd.Acknowledged, dueLeaderless, rd.States, rd.Lost())
@@ -232,17 +232,4 @@ func checkTicks(t *testing.T, ticks []chaos.Tick) {
 			t.Errorf("tick %s enqueued twice: tasks %d and %d", tk.At.Format(time.RFC3339), ticks[i-1].TaskID, tk.TaskID)
 		}
 	}
-}
-
-// durations formats ds as a list, and their maximum if more than one.
-func durations(ds []time.Duration) string {
-	s := make([]string, len(ds))
-	for i, d := range ds {
-		s[i] = d.Round(100 * time.Millisecond).String()
-	}
-	out := strings.Join(s, ", ")
-	if len(ds) > 1 {
-		out += " (max " + slices.Max(ds).Round(100*time.Millisecond).String() + ")"
-	}
-	return out
 }

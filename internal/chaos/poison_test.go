@@ -151,7 +151,7 @@ func TestChaosPoison(t *testing.T) {
 		sum(lost)+sum(unsaved), sum(lost), lost, workers, workers-1, sum(unsaved), unsaved)
 	r.Figure("neighbours_cut_off", "%d in all, per death %v", len(rerun)+notRerun, cut)
 	r.Figure("neighbour_rerun_delay", "p50 %s, max %s", chaos.Percentile(rerun, 50).Round(time.Millisecond), chaos.Percentile(rerun, 100).Round(time.Millisecond))
-	r.Figure("between_deaths", "%s", durations(died))
+	r.Figure("between_deaths", "%s", chaos.FormatDurations(died, 100*time.Millisecond))
 	r.Figure("run", "%s", time.Since(start).Round(time.Second))
 	r.Figure("submit_answers", "%v, no answer %d", st.ByStatus, st.Transport)
 	chaos.Publish(t, r)

@@ -3,6 +3,10 @@ package http_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,3 +165,44 @@ func TestDatabaseDown(t *testing.T) {
 type nopT struct{ testing.TB }
 
 func (nopT) Errorf(string, ...any) {}
+
+// TestClientLeftIsNot500 checks that a request whose client went away
+// while taskd worked on it (its timeout, a closed connection) is recorded
+// as 499, not as the 500 of a bug: the fault suite's clients give up on
+// requests during a database restart, and the 5xx alert must not page for
+// them.
+func TestClientLeftIsNot500(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var codes []int
+	b := setupWith(t, setupOpts{ConfigFunc: func(cfg *taskdhttp.Config) {
+		observe := cfg.ObserveFunc
+		cfg.ObserveFunc = func(route, method string, code int, d time.Duration) {
+			observe(route, method, code, d)
+			mu.Lock()
+			codes = append(codes, code)
+			mu.Unlock()
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone before taskd gets to the database
+	for _, rq := range []struct{ method, path, body string }{
+		{"POST", "/v1/tasks", `{"kind":"double","args":{"value":2}}`},
+		{"POST", "/v1/batches", `{"tasks":[{"kind":"double","args":{"value":3}}]}`},
+		{"GET", "/v1/tasks", ""},
+	} {
+		mu.Lock()
+		codes = nil
+		mu.Unlock()
+		req := httptest.NewRequestWithContext(ctx, rq.method, rq.path, strings.NewReader(rq.body))
+		rec := httptest.NewRecorder()
+		b.handler.ServeHTTP(rec, req)
+		mu.Lock()
+		got := slices.Clone(codes)
+		mu.Unlock()
+		if rec.Code != taskdhttp.StatusClientClosedRequest || !slices.Equal(got, []int{taskdhttp.StatusClientClosedRequest}) {
+			t.Errorf("%s %s with the client gone: answered %d, observed %v; want %d", rq.method, rq.path, rec.Code, got,
+				taskdhttp.StatusClientClosedRequest)
+		}
+	}
+}

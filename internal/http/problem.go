@@ -58,6 +58,10 @@ const (
 	typeQueueForbidden = "urn:taskd:problem:queue-forbidden"
 )
 
+// StatusClientClosedRequest is what a request whose client left before
+// the answer is recorded as (nginx's 499): nobody receives it.
+const StatusClientClosedRequest = 499
+
 // retryAfterSeconds is the Retry-After of 503 answers: a lost database
 // connection is replaced, and a burst of large bodies drains, within about
 // a second.
@@ -144,6 +148,15 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		qerr *tasks.QueueError
 	)
 	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client left (its own timeout, a closed connection) while
+		// the request ran: nobody receives an answer, and it is neither a
+		// bug nor the database's fault, so it is no 500 (which the 5xx
+		// alert pages for) but nginx's 499, as docs/OPERATIONS.md says of
+		// taskd_http_requests_total, logged at debug level.
+		s.logger.DebugContext(r.Context(), "client left before the answer",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.WriteHeader(StatusClientClosedRequest)
 	case errors.As(err, &verr):
 		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
 		for _, fe := range verr.Errors {

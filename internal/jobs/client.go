@@ -250,6 +250,9 @@ type Client struct {
 	// watchdog stops the attempts of a process that cannot heartbeat (nil
 	// for an insert-only client, which runs none).
 	watchdog *watchdog
+	// held are the tasks this process works (nil for an insert-only
+	// client), for the rescue of its orphans.
+	held *heldSet
 	// waited are the running tasks requests wait for (nil without attempt
 	// recording), filled by a listener while the client runs.
 	waited      *waitedSet
@@ -305,9 +308,14 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 
 	var middleware []rivertype.Middleware
+	if !cfg.InsertOnly {
+		// Outermost of all: see heldMiddleware.
+		c.held = newHeldSet()
+		middleware = append(middleware, &heldMiddleware{held: c.held})
+	}
 	c.limiter = limits.New(limits.Config{Store: cfg.Store, Set: cfg.Limits, Logger: cfg.Logger, ClientID: c.id, Alive: cfg.RescueAfter})
 	if !cfg.Limits.Empty() && !cfg.InsertOnly {
-		// First, so outermost: see limitMiddleware.
+		// Outermost but for heldMiddleware: see limitMiddleware.
 		c.limitMW = &limitMiddleware{limiter: c.limiter, logger: cfg.Logger}
 		middleware = append(middleware, c.limitMW)
 	}

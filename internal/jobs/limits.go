@@ -19,9 +19,10 @@ import (
 const limitRetryAfterError = time.Second
 
 // limitMiddleware asks the cluster-wide limits before a task of River's
-// starts. It is the outermost middleware: a task refused a slot (or a rate
-// start) was put back by the Limiter without an attempt, and returns
-// before the attempt middleware records anything.
+// starts. It is outside the attempt middleware (only heldMiddleware is
+// further out): a task refused a slot (or a rate start) was put back by the
+// Limiter without an attempt, and returns before the attempt middleware
+// records anything.
 type limitMiddleware struct {
 	river.MiddlewareDefaults
 	limiter *limits.Limiter

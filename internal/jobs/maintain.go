@@ -24,9 +24,10 @@ const (
 	batchCleanMinAge   = time.Hour
 )
 
-// maintain rescues the tasks of dead processes and cleans up after them,
-// every HeartbeatInterval. Every process runs it; the queries are safe to
-// run concurrently. The heartbeat runs apart (heartbeats).
+// maintain rescues the tasks of dead processes and this process's own
+// orphans, and cleans up after them, every HeartbeatInterval. Every process
+// runs it; the queries are safe to run concurrently. The heartbeat runs
+// apart (heartbeats).
 func (c *Client) maintain(ctx context.Context) {
 	c.rescueOnce(ctx)
 	tick := time.NewTicker(c.cfg.HeartbeatInterval)
@@ -45,6 +46,7 @@ func (c *Client) maintain(ctx context.Context) {
 		case <-time.After(rand.N(c.cfg.HeartbeatInterval / 4)):
 		}
 		c.rescueOnce(ctx)
+		c.rescueOrphans(ctx)
 		if time.Since(lastClean) >= batchCleanInterval {
 			lastClean = time.Now()
 			c.clean(ctx)

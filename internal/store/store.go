@@ -783,3 +783,32 @@ func (s *Store) RescueLost(ctx context.Context, staleAfter time.Duration, max in
 	slices.SortFunc(rescued, func(a, b RescuedTask) int { return cmp.Compare(a.TaskID, b.TaskID) })
 	return rescued, nil
 }
+
+// ProcessRunningStale returns up to max running tasks that process clientID
+// was handed (by their last attempt) at least staleAfter ago, ordered by
+// ID: the candidates of RescueOrphans.
+func (s *Store) ProcessRunningStale(ctx context.Context, clientID string, staleAfter time.Duration, max int) ([]int64, error) {
+	ids, err := s.q.ProcessRunningStale(ctx, dbsqlc.ProcessRunningStaleParams{ClientID: clientID, StaleSecs: staleAfter.Seconds(), Max: int32(max)})
+	if err != nil {
+		return nil, fmt.Errorf("listing running tasks of process %s: %w", clientID, unavailable(err))
+	}
+	return ids, nil
+}
+
+// RescueOrphans is RescueLost for tasks among ids that process clientID,
+// alive, was handed at least staleAfter ago but does not work: a fetch whose
+// answer the connection lost after the server committed it, or a
+// completion River gave up saving. The caller passes only tasks it does not
+// work; a task handed out again since (to anyone) is left alone.
+func (s *Store) RescueOrphans(ctx context.Context, clientID string, ids []int64, staleAfter time.Duration) ([]RescuedTask, error) {
+	rows, err := s.q.ProcessRescueOrphans(ctx, dbsqlc.ProcessRescueOrphansParams{Ids: ids, ClientID: clientID, StaleSecs: staleAfter.Seconds()})
+	if err != nil {
+		return nil, fmt.Errorf("rescuing orphaned tasks: %w", unavailable(err))
+	}
+	rescued := make([]RescuedTask, len(rows))
+	for i, r := range rows {
+		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome, State: r.NewState}
+	}
+	slices.SortFunc(rescued, func(a, b RescuedTask) int { return cmp.Compare(a.TaskID, b.TaskID) })
+	return rescued, nil
+}

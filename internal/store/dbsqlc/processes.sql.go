@@ -213,3 +213,185 @@ func (q *Queries) ProcessRescueLost(ctx context.Context, arg ProcessRescueLostPa
 	}
 	return items, nil
 }
+
+const processRescueOrphans = `-- name: ProcessRescueOrphans :many
+WITH lost AS (
+    SELECT
+        j.id,
+        j.attempted_at,
+        -- store.AttemptNumber(len(errors), attempt), as the middleware
+        -- numbered the attempt.
+        greatest(coalesce(cardinality(j.errors), 0) + 1, j.attempt) AS attempt_number,
+        coalesce(j.attempted_by[cardinality(j.attempted_by)], 'unknown') AS worker,
+        -- A cancellation asked for while the task ran wins, as in River's
+        -- own rescuer.
+        CASE
+            WHEN j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'discarded'
+            ELSE 'available'
+        END AS new_state
+    FROM river_job j
+    WHERE j.id = ANY($1::bigint[])
+        AND j.state = 'running'
+        AND j.attempted_by[cardinality(j.attempted_by)] = $2::text
+        AND j.attempted_at < now() - make_interval(secs => $3::double precision)
+        AND NOT EXISTS (SELECT 1 FROM task_leases l WHERE l.task_id = j.id)
+    ORDER BY j.id
+    FOR UPDATE SKIP LOCKED
+),
+recorded AS (
+    SELECT DISTINCT ON (l.id)
+        l.id,
+        a.id AS attempt_id,
+        a.outcome,
+        a.error,
+        'the work completed but process ' || l.worker || ' lost track of it before its completion (and result) was saved, ' || CASE l.new_state
+            WHEN 'available' THEN 'so the task runs again'
+            WHEN 'discarded' THEN 'and the task had no attempts left and was discarded'
+            ELSE 'and the task, whose cancellation was asked for, was cancelled'
+        END AS unsaved_error
+    FROM lost l
+    JOIN task_attempts a ON a.task_id = l.id AND a.attempt = l.attempt_number AND a.started_at = l.attempted_at
+    ORDER BY l.id, a.id
+),
+rescued AS (
+    UPDATE river_job j
+    SET
+        state = l.new_state::river_job_state,
+        finalized_at = CASE WHEN l.new_state <> 'available' THEN now() END,
+        scheduled_at = CASE WHEN l.new_state = 'available' THEN now() ELSE j.scheduled_at END,
+        errors = array_append(j.errors, jsonb_build_object(
+            'at', now(),
+            'attempt', j.attempt,
+            'error', CASE
+                WHEN rec.outcome IS NULL THEN 'lost: process ' || l.worker || ' never ran this attempt (the database connection was lost as it fetched the task)'
+                WHEN rec.outcome = 'completed' THEN 'completed_unsaved: ' || rec.unsaved_error
+                ELSE rec.outcome || coalesce(': ' || rec.error, '') || ' (process ' || l.worker || ' failed to save this outcome)'
+            END,
+            'trace', ''
+        ))
+    FROM lost l
+    LEFT JOIN recorded rec ON rec.id = l.id
+    WHERE j.id = l.id
+    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+),
+unsaved AS (
+    UPDATE task_attempts a
+    SET outcome = 'completed_unsaved', error = r.unsaved_error
+    FROM rescued r
+    WHERE a.id = r.attempt_id AND a.outcome = 'completed'
+),
+attempts AS (
+    INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+    SELECT
+        r.id, r.attempt_number, r.worker, coalesce(r.attempted_at, now()), now(), 'lost',
+        'process ' || r.worker || ' never ran this attempt (the database connection was lost as it fetched the task)',
+        extract(epoch FROM now() - coalesce(r.attempted_at, now())) * 1000
+    FROM rescued r
+    WHERE r.attempt_id IS NULL
+),
+notified AS (
+    SELECT pg_notify(concat(current_schema(), '.river_insert'), json_build_object('queue', q.queue)::text)
+    FROM (SELECT DISTINCT queue FROM rescued) q
+)
+SELECT
+    r.id,
+    (CASE
+        WHEN r.attempt_id IS NULL THEN 'lost'
+        WHEN r.outcome = 'completed' THEN 'completed_unsaved'
+        ELSE r.outcome
+    END)::text AS outcome,
+    r.new_state::text AS new_state,
+    (SELECT count(*) FROM notified) AS notified
+FROM rescued r
+`
+
+type ProcessRescueOrphansParams struct {
+	Ids       []int64
+	ClientID  string
+	StaleSecs float64
+}
+
+type ProcessRescueOrphansRow struct {
+	ID       int64
+	Outcome  string
+	NewState string
+	Notified int64
+}
+
+// ProcessRescueOrphans is ProcessRescueLost for the orphans of a live
+// process: running jobs (among @ids) whose last attempt is @client_id's,
+// which that process does not work. A fetch whose connection is lost after
+// the server committed it (a server restart, a terminated backend) leaves
+// such jobs: River's producer saw an error and never ran them, and the
+// heartbeat rescue leaves them alone because their owner is alive. So does
+// a completion River gave up saving after its retries. Like a rescued
+// job, an orphan becomes available again (discarded when out of
+// attempts, cancelled when a cancellation was asked for), its attempt
+// keeping its row or getting a "lost" one. The caller passes only jobs it
+// does not work; the attempted_at and owner conditions make a job fetched
+// again since then safe.
+func (q *Queries) ProcessRescueOrphans(ctx context.Context, arg ProcessRescueOrphansParams) ([]ProcessRescueOrphansRow, error) {
+	rows, err := q.db.Query(ctx, processRescueOrphans, arg.Ids, arg.ClientID, arg.StaleSecs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ProcessRescueOrphansRow
+	for rows.Next() {
+		var i ProcessRescueOrphansRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Outcome,
+			&i.NewState,
+			&i.Notified,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const processRunningStale = `-- name: ProcessRunningStale :many
+SELECT j.id
+FROM river_job j
+WHERE j.state = 'running'
+    AND j.attempted_by[cardinality(j.attempted_by)] = $1::text
+    AND j.attempted_at < now() - make_interval(secs => $2::double precision)
+ORDER BY j.id
+LIMIT $3::int
+`
+
+type ProcessRunningStaleParams struct {
+	ClientID  string
+	StaleSecs float64
+	Max       int32
+}
+
+// ProcessRunningStale lists the running jobs that process @client_id was
+// handed at least @stale_secs ago, by the last attempt: the candidates of
+// its orphan rescue (jobs.Client.rescueOrphans), which keeps those it
+// works.
+func (q *Queries) ProcessRunningStale(ctx context.Context, arg ProcessRunningStaleParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, processRunningStale, arg.ClientID, arg.StaleSecs, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
