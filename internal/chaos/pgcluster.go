@@ -46,6 +46,10 @@ type PG struct {
 type PGOptions struct {
 	// MaxConnections is the server's max_connections. Defaults to 60.
 	MaxConnections int
+	// SharedBuffers is the server's shared_buffers. Defaults to 16MB;
+	// "128MB" is PostgreSQL's own default (the load test's figures are
+	// those of a server as PostgreSQL ships it).
+	SharedBuffers string
 }
 
 // pgBinGlob finds PostgreSQL's server binaries (Debian's layout) when
@@ -62,8 +66,22 @@ const pgCtlTimeout = "60"
 // root, they run as the OS user "postgres" (runuser), which must exist.
 func StartPG(t testing.TB, opts PGOptions) *PG {
 	t.Helper()
+	pg, whyNot := NewPG(t, opts)
+	if pg == nil {
+		t.Skip(whyNot)
+	}
+	return pg
+}
+
+// NewPG is StartPG for a test that can do without a private server: it
+// returns nil and why instead of skipping.
+func NewPG(t testing.TB, opts PGOptions) (pg *PG, whyNot string) {
+	t.Helper()
 	if opts.MaxConnections == 0 {
 		opts.MaxConnections = 60
+	}
+	if opts.SharedBuffers == "" {
+		opts.SharedBuffers = "16MB"
 	}
 	bin := os.Getenv("TASKD_CHAOS_PG_BIN")
 	if bin == "" {
@@ -77,23 +95,23 @@ func StartPG(t testing.TB, opts PGOptions) *PG {
 		}
 	}
 	if bin == "" {
-		t.Skipf("chaos: no PostgreSQL server binaries (initdb, pg_ctl) in %s; set TASKD_CHAOS_PG_BIN to their directory", pgBinGlob)
+		return nil, fmt.Sprintf("chaos: no PostgreSQL server binaries (initdb, pg_ctl) in %s; set TASKD_CHAOS_PG_BIN to their directory", pgBinGlob)
 	}
 	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			t.Skipf("chaos: no %s in %s (TASKD_CHAOS_PG_BIN): %v", name, bin, err)
+			return nil, fmt.Sprintf("chaos: no %s in %s (TASKD_CHAOS_PG_BIN): %v", name, bin, err)
 		}
 	}
 
-	pg := &PG{t: t, bin: bin, dir: t.TempDir()}
+	pg = &PG{t: t, bin: bin, dir: t.TempDir()}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Skipf("chaos: running as root, and PostgreSQL refuses root, but there is no OS user postgres to run it as: %v", err)
+			return nil, fmt.Sprintf("chaos: running as root, and PostgreSQL refuses root, but there is no OS user postgres to run it as: %v", err)
 		}
 		runuser, err := exec.LookPath("runuser")
 		if err != nil {
-			t.Skipf("chaos: running as root and no runuser to run PostgreSQL as user postgres: %v", err)
+			return nil, fmt.Sprintf("chaos: running as root and no runuser to run PostgreSQL as user postgres: %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -115,7 +133,7 @@ func StartPG(t testing.TB, opts PGOptions) *PG {
 
 	if out, err := pg.command("initdb", "-D", pg.data, "-U", "postgres", "--auth=trust",
 		"--encoding=UTF8", "--locale=C").CombinedOutput(); err != nil {
-		t.Skipf("chaos: initdb failed, so no private PostgreSQL can run here: %v\n%s", err, out)
+		return nil, fmt.Sprintf("chaos: initdb failed, so no private PostgreSQL can run here: %v\n%s", err, out)
 	}
 	port, err := freePort()
 	if err != nil {
@@ -128,13 +146,13 @@ listen_addresses = '127.0.0.1'
 port = %d
 unix_socket_directories = '%s'
 max_connections = %d
-shared_buffers = 16MB
+shared_buffers = %s
 # Durability is what the faults test: the defaults, written out.
 fsync = on
 synchronous_commit = on
 full_page_writes = on
 logging_collector = off
-`, port, pg.dir, opts.MaxConnections)
+`, port, pg.dir, opts.MaxConnections, opts.SharedBuffers)
 	f, err := os.OpenFile(filepath.Join(pg.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatalf("chaos: opening postgresql.conf: %v", err)
@@ -149,7 +167,7 @@ logging_collector = off
 	if err := pg.start(); err != nil {
 		t.Fatalf("chaos: starting PostgreSQL: %v\n%s", err, pg.Log())
 	}
-	return pg
+	return pg, ""
 }
 
 // start runs the postmaster as the test's child, not as pg_ctl's daemon,

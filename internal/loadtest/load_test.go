@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/chaos"
 	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/taskdtest"
 )
@@ -120,9 +121,12 @@ func TestChaosLoad(t *testing.T) {
 	outDir := cmp.Or(os.Getenv("TASKD_LOAD_OUT"), t.TempDir())
 
 	var server serverSettings
-	if adminURL, whyNot := privateCluster(t); adminURL != "" {
+	// A private server of PostgreSQL's default settings: how big river_job
+	// stays is autovacuum's doing, and a test server may well run without
+	// it (the development one here does, for speed).
+	if pg, whyNot := chaos.NewPG(t, chaos.PGOptions{MaxConnections: 100, SharedBuffers: "128MB"}); pg != nil {
 		// pgtest makes its databases on the server of this variable.
-		t.Setenv("TASKD_TEST_DATABASE_URL", adminURL)
+		t.Setenv("TASKD_TEST_DATABASE_URL", pg.URL("postgres"))
 		server.private = true
 	} else {
 		t.Logf("on the test server, not a private cluster: %s", whyNot)
