@@ -123,6 +123,20 @@ func (d *databases) xacts(ctx context.Context, dbURL string) (int64, error) {
 	return n, nil
 }
 
+// walLSN returns the server's current WAL insert position in bytes. The
+// WAL is the whole server's: a difference of two positions counts every
+// database's writes, the benchmark's alone only on a server nothing else
+// uses.
+func (d *databases) walLSN(ctx context.Context) (int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var lsn int64
+	if err := d.conn.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint").Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("reading the WAL position: %w", err)
+	}
+	return lsn, nil
+}
+
 func (d *databases) serverVersion(ctx context.Context) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
