@@ -188,6 +188,7 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		return err
 	})
 	op("taskd wait mark", func(ctx context.Context) error { _, err := st.WaitMark(ctx, running); return err })
+	op("taskd queue stats", func(ctx context.Context) error { _, err := st.QueueStats(ctx); return err })
 	op("taskd claim", func(ctx context.Context) error {
 		_, err := st.LeaseClaim(ctx, Claim{Kinds: []string{"ext"}, LeaseSecs: []float64{60}, Max: 10, Worker: "test"})
 		return err
@@ -228,6 +229,7 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		"taskd batch":                     {index: "river_job_pkey"},
 		"taskd batch callbacks":           {index: "river_job_pkey"},
 		"taskd wait mark":                 {index: "river_job_pkey"},
+		"taskd queue stats":               {index: "river_job_prioritized_fetching_index"},
 		"taskd claim":                     {index: "river_job_available_kind_idx"},
 	}
 
