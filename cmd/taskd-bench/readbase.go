@@ -29,10 +29,40 @@ import (
 // attempts and errors (written as PostgreSQL built them), no policy
 // lookup (a fixed backoff and timeout), no metrics.
 type readBaseline struct {
+	*baselineServer
 	pool *pgxpool.Pool
+}
+
+// baselineServer is a baseline's net/http server on a loopback port.
+type baselineServer struct {
 	srv  *http.Server
 	base string // http://127.0.0.1:port
 	done chan error
+}
+
+// serveBaseline serves h on a free loopback port until close.
+func serveBaseline(h http.Handler) (*baselineServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	bs := &baselineServer{
+		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
+		base: "http://" + ln.Addr().String(),
+		done: make(chan error, 1),
+	}
+	go func() { bs.done <- bs.srv.Serve(ln) }()
+	return bs, nil
+}
+
+func (bs *baselineServer) close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := bs.srv.Shutdown(ctx)
+	if serr := <-bs.done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }
 
 // baselineTask is the baseline's answer: the keys of client.Task, most
@@ -126,28 +156,16 @@ func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(t)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	bs, err := serveBaseline(mux)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	rb := &readBaseline{
-		pool: pool,
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
-		base: "http://" + ln.Addr().String(),
-		done: make(chan error, 1),
-	}
-	go func() { rb.done <- rb.srv.Serve(ln) }()
-	return rb, nil
+	return &readBaseline{baselineServer: bs, pool: pool}, nil
 }
 
 func (rb *readBaseline) close(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := rb.srv.Shutdown(ctx)
-	if serr := <-rb.done; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
+	err := rb.baselineServer.close(ctx)
 	rb.pool.Close()
 	return err
 }
