@@ -28,6 +28,9 @@ type riverSettings struct {
 	FetchPollInterval time.Duration
 	Workers           int   // of the default queue; 0: jobs.QueueDefaultWorkers, as taskd
 	Conns             int32 // of the pool; 0: taskdPoolSize, as taskd
+	// Schema are statements run on the fresh database before River
+	// starts (scenario 1i changes its indexes).
+	Schema []string
 }
 
 var (

@@ -193,6 +193,24 @@ func migrateRiver(ctx context.Context, dbURL string) error {
 	return err
 }
 
+// execAll runs stmts, one by one, on the database at dbURL.
+func execAll(ctx context.Context, dbURL string, stmts []string) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
+}
+
 // newPool opens a pool of maxConns connections to dbURL.
 func newPool(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)

@@ -58,3 +58,63 @@ func (b *bench) scenario1b(ctx context.Context) error {
 	b.compare(row{Scenario: name, Metric: "tasks/s untuned", A: untuned, B: tunedBare, Baseline: "bare River tuned the same"})
 	return nil
 }
+
+// River's GIN indexes on river_job, which taskd's migration 00016 drops,
+// as River's migration 002 makes them.
+var (
+	ginCreate = []string{
+		"CREATE INDEX river_job_args_index ON river_job USING GIN(args)",
+		"CREATE INDEX river_job_metadata_index ON river_job USING GIN(metadata)",
+	}
+	ginDrop = []string{"DROP INDEX river_job_args_index", "DROP INDEX river_job_metadata_index"}
+)
+
+// scenario1i: what River's GIN indexes on args and metadata cost. Scenario
+// 1's load on taskd as migrated (without them, migration 00016), taskd
+// with them made again, bare River on River's full schema, and bare River
+// with them dropped, in turn; each on a fresh database, the index changes
+// made before the service starts.
+func (b *bench) scenario1i(ctx context.Context) error {
+	c := b.cfg
+	b.logf("scenario 1i: GIN indexes: scenario 1's load (%d double tasks, %d per batch, %d submitters) on taskd without and with river_job_args_index and river_job_metadata_index, and bare River with and without them, %d rounds",
+		c.N, c.BatchSize, c.Clients, c.Pairs)
+	var rate, wal [4][]float64
+	add := func(v int, r e2eResult) { rate[v], wal[v] = append(rate[v], r.Rate), append(wal[v], r.WALPerTask) }
+	bareWithout := taskdFetch
+	bareWithout.Schema = ginDrop
+	for i := 1; i <= c.Pairs; i++ {
+		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
+		if err != nil {
+			return fmt.Errorf("taskd without: %w", err)
+		}
+		b.logf("  round %d taskd without GIN:      %s", i, r)
+		add(0, r)
+		if r, err = b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}); err != nil {
+			return fmt.Errorf("taskd with: %w", err)
+		}
+		b.logf("  round %d taskd with GIN:         %s", i, r)
+		add(1, r)
+		if r, err = b.e2eBare(ctx, taskdFetch); err != nil {
+			return fmt.Errorf("bare River with: %w", err)
+		}
+		b.logf("  round %d bare River with GIN:    %s", i, r)
+		add(2, r)
+		if r, err = b.e2eBare(ctx, bareWithout); err != nil {
+			return fmt.Errorf("bare River without: %w", err)
+		}
+		b.logf("  round %d bare River without GIN: %s", i, r)
+		add(3, r)
+	}
+	const name = "1i GIN indexes"
+	for _, m := range []struct {
+		metric string
+		v      *[4][]float64
+		target string
+	}{{"tasks/s", &rate, "≥1.0× River (full schema)"}, {"WAL bytes/task", &wal, ""}} {
+		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[1], Baseline: "taskd with the GIN indexes"})
+		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[2], Baseline: "bare River, full schema", Target: m.target})
+		// A River-only row: its "taskd" column is bare River without them.
+		b.compare(row{Scenario: name, Metric: m.metric + " River w/o GIN", A: m.v[3], B: m.v[2], Baseline: "bare River, full schema"})
+	}
+	return nil
+}

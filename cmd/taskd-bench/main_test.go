@@ -29,7 +29,7 @@ func TestSmoke(t *testing.T) {
 	if !ok {
 		t.Fatalf("no final table in:\n%s", out.String())
 	}
-	for _, scenario := range []string{"1 e2e batched", "1b defaults", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
+	for _, scenario := range []string{"1 e2e batched", "1b defaults", "1i GIN indexes", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
 		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release",
 		"10 limit cost", "11 limit wait P=1", "11 limit wait P=3", "12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)",
 		"13 scale idle W=0", "13 scale W=1", "13 scale W=2"} {
@@ -51,6 +51,7 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, want := range [][2]string{{"1 e2e batched", "tasks/s"}, {"1 e2e batched", "WAL bytes/task"},
 		{"1b defaults", "tasks/s untuned"}, {"1b defaults", "tasks/s tuned"},
+		{"1i GIN indexes", "tasks/s taskd"}, {"1i GIN indexes", "tasks/s River w/o GIN"}, {"1i GIN indexes", "WAL bytes/task taskd"},
 		{"5 reads 5k", "GET /v1/tasks/{id} rps"}, {"5 reads 5k", "GET /v1/tasks/{id} p99 ms"},
 		{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
 		{"12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)", "GET p99 ms"},

@@ -71,7 +71,7 @@ type config struct {
 	ProfileSeconds  int
 }
 
-var allScenarios = []string{"1", "1b", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"}
+var allScenarios = []string{"1", "1b", "1i", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
@@ -338,6 +338,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}{
 		{"1", b.scenario1},
 		{"1b", b.scenario1b},
+		{"1i", b.scenario1i},
 		{"2", b.scenario2},
 		{"3", b.scenario3},
 		{"4", b.scenario4},

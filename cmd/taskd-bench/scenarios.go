@@ -59,6 +59,9 @@ type e2eRun struct {
 	Profile string
 	// Attempts measures the attempts' durations once the run is timed.
 	Attempts bool
+	// Schema are statements run on the fresh database before taskd
+	// starts (scenario 1i changes its indexes).
+	Schema []string
 	// Check, when set, looks at the started taskd before anything is
 	// submitted (scenario 10 checks that its limit is in force).
 	Check func(ctx context.Context, p *taskdProcess) error
@@ -84,7 +87,16 @@ func (b *bench) withTemplate(ctx context.Context, template string, fn func(dbURL
 
 // withTaskd runs fn against `taskd serve` on a fresh database.
 func (b *bench) withTaskd(ctx context.Context, env []string, fn func(p *taskdProcess, w *watcher) error) error {
+	return b.withTaskdOn(ctx, env, nil, fn)
+}
+
+// withTaskdOn is withTaskd with the statements of schema run on the fresh
+// database before taskd starts (scenario 1i changes its indexes).
+func (b *bench) withTaskdOn(ctx context.Context, env, schema []string, fn func(p *taskdProcess, w *watcher) error) error {
 	return b.withDB(ctx, func(dbURL string) (err error) {
+		if err := execAll(ctx, dbURL, schema); err != nil {
+			return err
+		}
 		p, err := startTaskd(ctx, b.taskd, dbURL, env...)
 		if err != nil {
 			return err
@@ -107,6 +119,9 @@ func (b *bench) withTaskd(ctx context.Context, env []string, fn func(p *taskdPro
 // Its database has River's schema only.
 func (b *bench) withBare(ctx context.Context, fetch riverSettings, fn func(r *bareRiver, w *watcher) error) error {
 	return b.withTemplate(ctx, b.dbs.riverTemplate, func(dbURL string) (err error) {
+		if err := execAll(ctx, dbURL, fetch.Schema); err != nil {
+			return err
+		}
 		r, err := newBareRiver(ctx, dbURL, fetch)
 		if err != nil {
 			return err
@@ -139,7 +154,7 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 		env = append(env, "TASKD_PPROF_ADDR="+pprofAddr)
 	}
 	var res e2eResult
-	err := b.withTaskd(ctx, env, func(p *taskdProcess, w *watcher) error {
+	err := b.withTaskdOn(ctx, env, run.Schema, func(p *taskdProcess, w *watcher) error {
 		if run.Check != nil {
 			if err := run.Check(ctx, p); err != nil {
 				return err
