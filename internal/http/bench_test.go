@@ -34,14 +34,7 @@ func BenchmarkTaskCreate(b *testing.B) {
 		key  bool // with an Idempotency-Key, a fresh one per request
 	}{{"plain", false}, {"idempotency-key", true}, {"river-inserttx", false}} {
 		b.Run(bc.name, func(b *testing.B) {
-			tb := setupWith(b, setupOpts{MaxConns: 4, ConfigFunc: func(cfg *taskdhttp.Config) {
-				// taskd's own metrics, as serve wires them.
-				m, err := metrics.New(metrics.Config{Store: cfg.Store})
-				if err != nil {
-					b.Fatal(err)
-				}
-				cfg.ObserveFunc = m.ObserveHTTP
-			}})
+			tb := benchSetup(b)
 			body := []byte(`{"kind":"double","args":{"value":21}}`)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -77,6 +70,17 @@ func BenchmarkTaskCreate(b *testing.B) {
 	}
 }
 
+// benchSetup is setup with taskd's own metrics, as serve wires them.
+func benchSetup(b *testing.B) *testBundle {
+	return setupWith(b, setupOpts{MaxConns: 4, ConfigFunc: func(cfg *taskdhttp.Config) {
+		m, err := metrics.New(metrics.Config{Store: cfg.Store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.ObserveFunc = m.ObserveHTTP
+	}})
+}
+
 // deadlineRecorder is a recorder that accepts deadlines, as the server's
 // own ResponseWriter does: without them every http.ResponseController
 // call of the handler fails with an error made on the spot, allocations a
@@ -85,3 +89,33 @@ type deadlineRecorder struct{ *httptest.ResponseRecorder }
 
 func (deadlineRecorder) SetReadDeadline(time.Time) error  { return nil }
 func (deadlineRecorder) SetWriteDeadline(time.Time) error { return nil }
+
+// BenchmarkTaskGet is BenchmarkTaskCreate's counterpart for
+// GET /v1/tasks/{id} of a finished task with one attempt row, the task
+// scenario 5 of cmd/taskd-bench reads.
+func BenchmarkTaskGet(b *testing.B) {
+	tb := benchSetup(b)
+	var id int64
+	err := tb.pool.QueryRow(context.Background(), `
+		INSERT INTO river_job (args, attempt, attempted_at, attempted_by, finalized_at, kind, max_attempts, metadata, queue, state)
+		VALUES ('{"value":21}', 1, now(), ARRAY['bench'], now(), 'double', 25, '{"output":{"result":42}}', 'default', 'completed')
+		RETURNING id`).Scan(&id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tb.pool.Exec(context.Background(), `INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		VALUES ($1, 1, 'bench', now(), now(), 'completed', 1)`, id); err != nil {
+		b.Fatal(err)
+	}
+	path := "/v1/tasks/" + strconv.FormatInt(id, 10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		rec := deadlineRecorder{httptest.NewRecorder()}
+		tb.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+}
