@@ -78,8 +78,13 @@ func (b *bench) scenario1i(ctx context.Context) error {
 	c := b.cfg
 	b.logf("scenario 1i: GIN indexes: scenario 1's load (%d double tasks, %d per batch, %d submitters) on taskd without and with river_job_args_index and river_job_metadata_index, and bare River with and without them, %d rounds",
 		c.N, c.BatchSize, c.Clients, c.Pairs)
-	var rate, wal [4][]float64
-	add := func(v int, r e2eResult) { rate[v], wal[v] = append(rate[v], r.Rate), append(wal[v], r.WALPerTask) }
+	var rate, wal, own [4][]float64
+	add := func(v int, r e2eResult) {
+		rate[v], wal[v] = append(rate[v], r.Rate), append(wal[v], r.WALPerTask)
+		if r.WALRelations != nil {
+			own[v] = append(own[v], r.ownWAL())
+		}
+	}
 	bareWithout := taskdFetch
 	bareWithout.Schema = ginDrop
 	for i := 1; i <= c.Pairs; i++ {
@@ -88,21 +93,25 @@ func (b *bench) scenario1i(ctx context.Context) error {
 			return fmt.Errorf("taskd without: %w", err)
 		}
 		b.logf("  round %d taskd without GIN:      %s", i, r)
+		b.logWALRelations(r)
 		add(0, r)
 		if r, err = b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}); err != nil {
 			return fmt.Errorf("taskd with: %w", err)
 		}
 		b.logf("  round %d taskd with GIN:         %s", i, r)
+		b.logWALRelations(r)
 		add(1, r)
 		if r, err = b.e2eBare(ctx, taskdFetch); err != nil {
 			return fmt.Errorf("bare River with: %w", err)
 		}
 		b.logf("  round %d bare River with GIN:    %s", i, r)
+		b.logWALRelations(r)
 		add(2, r)
 		if r, err = b.e2eBare(ctx, bareWithout); err != nil {
 			return fmt.Errorf("bare River without: %w", err)
 		}
 		b.logf("  round %d bare River without GIN: %s", i, r)
+		b.logWALRelations(r)
 		add(3, r)
 	}
 	const name = "1i GIN indexes"
@@ -110,7 +119,10 @@ func (b *bench) scenario1i(ctx context.Context) error {
 		metric string
 		v      *[4][]float64
 		target string
-	}{{"tasks/s", &rate, "≥1.0× River (full schema)"}, {"WAL bytes/task", &wal, ""}} {
+	}{{"tasks/s", &rate, "≥1.0× River (full schema)"}, {"WAL bytes/task", &wal, ""}, {"own WAL bytes/task", &own, ""}} {
+		if len(m.v[0]) == 0 {
+			continue // no -wal-relations
+		}
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[1], Baseline: "taskd with the GIN indexes"})
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[2], Baseline: "bare River, full schema", Target: m.target})
 		// A River-only row: its "taskd" column is bare River without them.

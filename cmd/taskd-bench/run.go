@@ -65,6 +65,7 @@ type config struct {
 	TunedConns      int           // their pools
 	TunedCooldown   time.Duration // their FetchCooldown
 	TunedPoll       time.Duration // their FetchPollInterval
+	WALRelations    bool          // read each end-to-end run's WAL by relation (pg_walinspect)
 	Scenarios       []string
 	TaskdBin        string // a prebuilt taskd binary; built when empty
 	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8, 9 and 10 here (8 to 10: profilePath)
@@ -118,6 +119,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		tunedConns  = fs.Int("tuned-conns", 40, "pool size of scenario 1b's tuned taskd (TASKD_DB_MAX_CONNS) and tuned bare River")
 		tunedCool   = fs.Duration("tuned-cooldown", 2*time.Millisecond, "FetchCooldown of scenario 1b's tuned taskd and tuned bare River")
 		tunedPoll   = fs.Duration("tuned-poll", 20*time.Millisecond, "FetchPollInterval of scenario 1b's tuned taskd and tuned bare River")
+		walRels     = fs.Bool("wal-relations", false, "after each end-to-end run (scenarios 1, 1b, 1i …), read its database's WAL by relation with pg_walinspect (per index: its own writes, even on a server others use; the WAL must not have been recycled yet, and reading it takes a while; needs a superuser; on with -smoke)")
 		scenarios   = fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
 		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8, 9 and 10 into <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
@@ -142,6 +144,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		Waiters: *waiters, WaitN: *waitN, IdleWaiters: *idleWaiters, XactWindow: *xactWindow, XactSettle: *xactSettle,
 		LimitWaitN: *limitWaitN, LimitSleep: *limitSleep, CPUN: *cpuN, CPURate: *cpuRate, CPUConcurrency: *cpuConc, CPUDuration: *cpuDuration,
 		ScaleN: *scaleN, ScaleConns: *scaleConns,
+		WALRelations: *walRels,
 		TunedWorkers: *tunedWork, TunedConns: *tunedConns, TunedCooldown: *tunedCool, TunedPoll: *tunedPoll,
 	}
 	if *smoke {
@@ -176,6 +179,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("scale-n", &cfg.ScaleN, 1000)
 		small("scale-conns", &cfg.ScaleConns, 5)
 		small("tuned-conns", &cfg.TunedConns, 8)
+		if !set["wal-relations"] {
+			cfg.WALRelations = true
+		}
 		if !set["scale-workers"] {
 			*scaleWork = "1,2"
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,9 +28,33 @@ type e2eResult struct {
 	// to the last completion, in bytes, divided by the tasks
 	// (databases.walLSN: other databases' writes count too).
 	WALPerTask float64
+	// WALRelations is the same WAL by relation of the run's database
+	// alone, bytes per task (walByRelation), when -wal-relations asked
+	// for it and the WAL was still there.
+	WALRelations map[string]float64
 	// Attempt is the run's task_attempts.duration_ms, when e2eRun.Attempts
 	// asked for it.
 	Attempt *attemptDurations
+}
+
+// ownWAL is the run's database's WAL, bytes per task (WALRelations).
+func (r e2eResult) ownWAL() float64 {
+	var sum float64
+	for _, v := range r.WALRelations {
+		sum += v
+	}
+	return sum
+}
+
+// walRelations formats WALRelations, largest first.
+func (r e2eResult) walRelations() string {
+	names := slices.Collect(maps.Keys(r.WALRelations))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(r.WALRelations[b], r.WALRelations[a]) })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.0f", n, r.WALRelations[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // attemptDurations are percentiles of attempt durations, ms.
@@ -39,6 +64,9 @@ func (r e2eResult) String() string {
 	s := fmt.Sprintf("%.0f tasks/s (%s)", r.Rate, r.Elapsed.Round(time.Millisecond))
 	if r.WALPerTask > 0 {
 		s += fmt.Sprintf(", WAL %.0f bytes/task", r.WALPerTask)
+	}
+	if r.WALRelations != nil {
+		s += fmt.Sprintf(" (own database %.0f)", r.ownWAL())
 	}
 	if r.PeakRSS > 0 {
 		s += fmt.Sprintf(", peak RSS %.1f MiB", r.PeakRSS)
@@ -183,7 +211,7 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(run.N) / res.Elapsed.Seconds()
-		if res.WALPerTask, err = b.walPerTask(ctx, wal0, run.N); err != nil {
+		if err := b.measureWAL(ctx, w, wal0, run.N, &res); err != nil {
 			return err
 		}
 		if _, res.PeakRSS, err = p.memory(); err != nil {
@@ -248,19 +276,41 @@ func (b *bench) e2eBare(ctx context.Context, settings riverSettings) (e2eResult,
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
-		res.WALPerTask, err = b.walPerTask(ctx, wal0, b.cfg.N)
-		return err
+		return b.measureWAL(ctx, w, wal0, b.cfg.N, &res)
 	})
 	return res, err
 }
 
-// walPerTask is the WAL written since wal0 divided by n.
-func (b *bench) walPerTask(ctx context.Context, wal0 int64, n int) (float64, error) {
+// logWALRelations logs r's WAL by relation, if measured.
+func (b *bench) logWALRelations(r e2eResult) {
+	if r.WALRelations != nil {
+		b.logf("    WAL by relation, bytes/task: %s", r.walRelations())
+	}
+}
+
+// measureWAL sets res's WAL figures for n tasks from wal0 to now: the
+// server's, and with -wal-relations the run's database's by relation (a
+// failure of which, such as WAL recycled already, is logged, not
+// returned).
+func (b *bench) measureWAL(ctx context.Context, w *watcher, wal0 int64, n int, res *e2eResult) error {
 	wal1, err := b.dbs.walLSN(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return float64(wal1-wal0) / float64(n), nil
+	res.WALPerTask = float64(wal1-wal0) / float64(n)
+	if !b.cfg.WALRelations {
+		return nil
+	}
+	rels, err := walByRelation(ctx, w.conn, wal0, wal1)
+	if err != nil {
+		b.logf("  (WAL by relation not available: %v)", err)
+		return nil
+	}
+	res.WALRelations = map[string]float64{}
+	for name, bytes := range rels {
+		res.WALRelations[name] = float64(bytes) / float64(n)
+	}
+	return nil
 }
 
 func fetchProfile(ctx context.Context, url, path string) error {
@@ -306,12 +356,14 @@ func (b *bench) scenario1(ctx context.Context) error {
 			return fmt.Errorf("taskd: %w", err)
 		}
 		b.logf("  pair %d taskd:      %s", i, r)
+		b.logWALRelations(r)
 		a, b.s1RSS, wal = append(a, r.Rate), append(b.s1RSS, r.PeakRSS), append(wal, r.WALPerTask)
 		r, err = b.e2eBare(ctx, taskdFetch)
 		if err != nil {
 			return fmt.Errorf("bare River: %w", err)
 		}
 		b.logf("  pair %d bare River: %s", i, r)
+		b.logWALRelations(r)
 		base, baseWAL = append(base, r.Rate), append(baseWAL, r.WALPerTask)
 	}
 	b.s1 = a
