@@ -11,20 +11,19 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/backoff"
 	"github.com/taskd/taskd/internal/jobs"
-	"github.com/taskd/taskd/internal/store/dbsqlc"
+	"github.com/taskd/taskd/internal/store"
 )
 
 // readBaseline is scenario 5's baseline: the least a service can do to
 // answer GET /v1/tasks/{id} on this stack. A net/http server in the
 // harness's process, on a pgx pool of taskd's default size, runs the very
-// statement taskd's store runs (dbsqlc.TaskGetByID: the task and its
-// attempts in one query) and writes the row as JSON with the keys of
+// statement taskd's store runs (store.RawTask: TaskGetByID, the task and
+// its attempts in one query) and writes the row as JSON with the keys of
 // taskd's answer. It does nothing else: no middleware, no decoding of the
 // attempts and errors (written as PostgreSQL built them), no policy
 // lookup (a fixed backoff and timeout), no metrics.
@@ -111,7 +110,7 @@ func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error)
 	if err != nil {
 		return nil, err
 	}
-	q := dbsqlc.New(pool)
+	st := store.New(pool)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -119,8 +118,8 @@ func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error)
 			http.Error(w, "bad id", http.StatusBadRequest)
 			return
 		}
-		row, err := q.TaskGetByID(r.Context(), id)
-		if errors.Is(err, pgx.ErrNoRows) {
+		row, err := st.RawTask(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
 			http.Error(w, "no such task", http.StatusNotFound)
 			return
 		}
@@ -129,7 +128,7 @@ func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error)
 			return
 		}
 		t := baselineTask{
-			ID: row.ID, Kind: row.Kind, Queue: row.Queue, State: string(row.State), Args: row.Args,
+			ID: row.ID, Kind: row.Kind, Queue: row.Queue, State: row.State, Args: row.Args,
 			Priority: row.Priority, Attempt: row.Attempt, MaxAttempts: row.MaxAttempts, Tags: row.Tags,
 			CreatedAt: row.CreatedAt, ScheduledAt: row.ScheduledAt, StartedAt: row.AttemptedAt, FinishedAt: row.FinalizedAt,
 			Result: row.Output, Errors: make([]rawJSON, len(row.Errors)), CancelRequested: row.CancelRequested,

@@ -198,7 +198,7 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 func (b *bench) scenario5(ctx context.Context) error {
 	c := b.cfg
 	b.logf("scenario 5: reads with %d finished tasks: GET /v1/tasks/{id} at %d connections for %s, each list sequentially for %s", c.Rows, c.ReadConcurrency, c.Duration, listDuration(c.Duration))
-	b.logf("  baseline: net/http + pgx in the harness, pool of %d, the same statement (dbsqlc.TaskGetByID) written as JSON with taskd's keys; alternately with taskd, %d pairs", taskdPoolSize, c.Pairs)
+	b.logf("  baseline: net/http + pgx in the harness, pool of %d, the same statement (store.RawTask: TaskGetByID) written as JSON with taskd's keys; alternately with taskd, %d pairs", taskdPoolSize, c.Pairs)
 	r, err := b.reads(ctx, c.Rows, true, true)
 	if err != nil {
 		return err
