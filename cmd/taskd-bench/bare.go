@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,16 +20,22 @@ import (
 // of the same size.
 const taskdPoolSize = 20
 
-// fetchSettings are a River client's FetchCooldown and FetchPollInterval.
-type fetchSettings struct {
+// riverSettings are a bare River client's FetchCooldown and
+// FetchPollInterval, and the size of its default queue and of its pool.
+type riverSettings struct {
 	Name              string
 	FetchCooldown     time.Duration
 	FetchPollInterval time.Duration
+	Workers           int   // of the default queue; 0: jobs.QueueDefaultWorkers, as taskd
+	Conns             int32 // of the pool; 0: taskdPoolSize, as taskd
+	// Schema are statements run on the fresh database before River
+	// starts (scenario 1i changes its indexes).
+	Schema []string
 }
 
 var (
-	taskdFetch = fetchSettings{"taskd settings", jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault}
-	riverFetch = fetchSettings{"River defaults", river.FetchCooldownDefault, river.FetchPollIntervalDefault}
+	taskdFetch = riverSettings{Name: "taskd settings", FetchCooldown: jobs.FetchCooldownDefault, FetchPollInterval: jobs.FetchPollIntervalDefault}
+	riverFetch = riverSettings{Name: "River defaults", FetchCooldown: river.FetchCooldownDefault, FetchPollInterval: river.FetchPollIntervalDefault}
 )
 
 // bareRiver is River with nothing of taskd's around it: the same "double"
@@ -41,8 +48,8 @@ type bareRiver struct {
 }
 
 // newBareRiver configures bare River on dbURL; start runs its workers.
-func newBareRiver(ctx context.Context, dbURL string, fetch fetchSettings) (*bareRiver, error) {
-	pool, err := newPool(ctx, dbURL, taskdPoolSize)
+func newBareRiver(ctx context.Context, dbURL string, fetch riverSettings) (*bareRiver, error) {
+	pool, err := newPool(ctx, dbURL, cmp.Or(fetch.Conns, taskdPoolSize))
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +57,7 @@ func newBareRiver(ctx context.Context, dbURL string, fetch fetchSettings) (*bare
 	river.AddWorker(workers, &builtin.DoubleWorker{})
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Logger:            slog.New(slog.DiscardHandler),
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: jobs.QueueDefaultWorkers}},
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmp.Or(fetch.Workers, jobs.QueueDefaultWorkers)}},
 		Workers:           workers,
 		MaxAttempts:       jobs.MaxAttemptsDefault,
 		JobTimeout:        jobs.JobTimeoutDefault,

@@ -123,6 +123,20 @@ func (d *databases) xacts(ctx context.Context, dbURL string) (int64, error) {
 	return n, nil
 }
 
+// walLSN returns the server's current WAL insert position in bytes. The
+// WAL is the whole server's: a difference of two positions counts every
+// database's writes, the benchmark's alone only on a server nothing else
+// uses.
+func (d *databases) walLSN(ctx context.Context) (int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var lsn int64
+	if err := d.conn.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint").Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("reading the WAL position: %w", err)
+	}
+	return lsn, nil
+}
+
 func (d *databases) serverVersion(ctx context.Context) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -177,6 +191,64 @@ func migrateRiver(ctx context.Context, dbURL string) error {
 	}
 	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	return err
+}
+
+// walByRelation returns the WAL written between the positions from and to
+// (walLSN) for each relation of conn's database, by name, read with
+// pg_walinspect: unlike the difference of two positions, it counts that
+// database's records alone, so it means something on a server others
+// write to as well. A record counts for the first relation it names
+// (records that name none, such as commits, are not counted). The WAL must
+// still be there: after a checkpoint has recycled it, this fails.
+func walByRelation(ctx context.Context, conn *pgx.Conn, from, to int64) (map[string]int64, error) {
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_walinspect"); err != nil {
+		return nil, fmt.Errorf("pg_walinspect: %w", err)
+	}
+	rows, err := conn.Query(ctx, `
+		WITH r AS (
+			SELECT record_length, regexp_match(block_ref, 'rel \d+/(\d+)/(\d+)') AS rel
+			FROM pg_get_wal_records_info('0/0'::pg_lsn + $1::numeric, '0/0'::pg_lsn + $2::numeric)
+			WHERE block_ref IS NOT NULL
+		)
+		SELECT coalesce(c.relname::text, 'relfilenode ' || r.rel[2]), sum(r.record_length)::bigint
+		FROM r
+		LEFT JOIN pg_class c ON pg_relation_filenode(c.oid) = r.rel[2]::oid
+		WHERE r.rel[1]::oid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		GROUP BY 1`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("reading the WAL by relation: %w", err)
+	}
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the WAL by relation: %w", err)
+	}
+	return out, nil
+}
+
+// execAll runs stmts, one by one, on the database at dbURL.
+func execAll(ctx context.Context, dbURL string, stmts []string) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
 }
 
 // newPool opens a pool of maxConns connections to dbURL.

@@ -29,7 +29,7 @@ func TestSmoke(t *testing.T) {
 	if !ok {
 		t.Fatalf("no final table in:\n%s", out.String())
 	}
-	for _, scenario := range []string{"1 e2e batched", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
+	for _, scenario := range []string{"1 e2e batched", "1b defaults", "1i GIN indexes", "2 submit C=4", "3 pickup", "4 waiters", "5 reads", "6 memory", "7 record attempts",
 		"8 push http", "9 pull C=4 max=1", "9 pull C=4 max=100", "9 pull C=16 max=1", "9 pull C=16 max=100", "9 claim release",
 		"10 limit cost", "11 limit wait P=1", "11 limit wait P=3", "12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)",
 		"13 scale idle W=0", "13 scale W=1", "13 scale W=2"} {
@@ -49,7 +49,11 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("final table has no scenario 4 row %q:\n%s", metric, table)
 		}
 	}
-	for _, want := range [][2]string{{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
+	for _, want := range [][2]string{{"1 e2e batched", "tasks/s"}, {"1 e2e batched", "WAL bytes/task"},
+		{"1b defaults", "tasks/s untuned"}, {"1b defaults", "tasks/s tuned"},
+		{"1i GIN indexes", "tasks/s taskd"}, {"1i GIN indexes", "tasks/s River w/o GIN"}, {"1i GIN indexes", "WAL bytes/task taskd"},
+		{"5 reads 5k", "GET /v1/tasks/{id} rps"}, {"5 reads 5k", "GET /v1/tasks/{id} p99 ms"},
+		{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
 		{"12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)", "GET p99 ms"},
 		{"13 scale W=2", "tasks/s"}, {"13 scale W=2", "CPU % postgres"}, {"13 scale W=2", "idle xact/s per worker"}, {"13 scale W=2", "LISTEN backends per worker"}} {
 		if !slices.ContainsFunc(strings.Split(table, "\n"), func(line string) bool {
@@ -70,14 +74,14 @@ func TestParseConfig(t *testing.T) {
 		return ""
 	}
 	var stderr bytes.Buffer
-	cfg, err := parseConfig([]string{"-smoke", "-n", "500", "-scenarios", "1,3"}, env, &stderr)
+	cfg, err := parseConfig([]string{"-smoke", "-n", "500", "-scenarios", "1,1b,1"}, env, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.N != 500 || cfg.Pairs != 1 || len(cfg.Scenarios) != 2 {
 		t.Errorf("cfg = %+v: want -n to win over -smoke and 2 scenarios", cfg)
 	}
-	for _, args := range [][]string{{"-scenarios", "14"}, {"-scale-workers", "0"}, {"-scale-conns", "0"}, {"-scale-workers", "6"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"-waiters", "0"}, {"-xact-window", "50s"},
+	for _, args := range [][]string{{"-scenarios", "14"}, {"-scenarios", "1c"}, {"-scenarios", ","}, {"-tuned-conns", "0"}, {"-tuned-poll", "0s"}, {"-scale-workers", "0"}, {"-scale-conns", "0"}, {"-scale-workers", "6"}, {"-batch", "0"}, {"-concurrency", "x"}, {"-pull-max", "1,101"}, {"-pull-inflight", "0"}, {"-release-n", "0"}, {"-waiters", "0"}, {"-xact-window", "50s"},
 		{"-limit-wait-n", "1"}, {"-limit-sleep", "1500us"}, {"-limit-processes", "9"}, {"-cpu-n", "0"}, {"-cpu-workers", "0"}, {"-cpu-read-rate", "0"}, {"stray"}} {
 		if _, err := parseConfig(args, env, &stderr); err == nil {
 			t.Errorf("parseConfig(%q): no error", args)

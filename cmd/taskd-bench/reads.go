@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -29,7 +30,9 @@ var listFilters = []struct {
 type readsResult struct {
 	Rows     int
 	Fill     time.Duration
-	Get      loadResult
+	Get      []loadResult // taskd's GET /v1/tasks/{id}, one per pair
+	BaseGet  []loadResult // the read baseline's, paired with Get; empty unless asked for
+	Sizes    [2]int       // bytes of taskd's and the baseline's answer for one task
 	Lists    []loadResult // by listFilters
 	RSSStart float64      // MiB, right after start
 	RSSIdle  float64      // MiB, idle after the reads
@@ -75,7 +78,10 @@ func fill(ctx context.Context, dbURL string, rows int) error {
 // full is scenario 5's workload (GET /v1/tasks/{id} at ReadConcurrency for
 // Duration, each list for a quarter of Duration, EXPLAINs); otherwise a
 // short one (2,000 GETs, 100 of each list), enough to measure memory.
-func (b *bench) reads(ctx context.Context, rows int, full bool) (*readsResult, error) {
+// With baseline (and full), the GETs run Pairs times, each time followed
+// by the same load against the read baseline (readBaseline) on the same
+// table.
+func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*readsResult, error) {
 	c := b.cfg
 	res := &readsResult{Rows: rows}
 	err := b.withDB(ctx, func(dbURL string) (err error) {
@@ -109,8 +115,42 @@ func (b *bench) reads(ctx context.Context, rows int, full bool) (*readsResult, e
 			return do(ctx, client, http.MethodGet, p.base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
 		}
 		if full {
-			if res.Get, err = timedLoad(ctx, conc, warmup, dur, get); err != nil {
-				return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
+			var rb *readBaseline
+			if baseline {
+				if rb, err = startReadBaseline(ctx, dbURL); err != nil {
+					return fmt.Errorf("read baseline: %w", err)
+				}
+				defer func() { err = errors.Join(err, rb.close(ctx)) }()
+				if res.Sizes[0], err = answerSize(ctx, client, p.base+"/v1/tasks/1"); err != nil {
+					return err
+				}
+				if res.Sizes[1], err = answerSize(ctx, client, rb.base+"/v1/tasks/1"); err != nil {
+					return err
+				}
+			}
+			baseGet := func(ctx context.Context, _, _ int) error {
+				id := 1 + rand.IntN(rows)
+				return do(ctx, client, http.MethodGet, rb.base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
+			}
+			pairs := 1
+			if baseline {
+				pairs = c.Pairs
+			}
+			for i := 1; i <= pairs; i++ {
+				r, err := timedLoad(ctx, conc, warmup, dur, get)
+				if err != nil {
+					return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
+				}
+				res.Get = append(res.Get, r)
+				if !baseline {
+					break
+				}
+				b.logf("  pair %d taskd GET /v1/tasks/{id}:    %s", i, r)
+				if r, err = timedLoad(ctx, conc, warmup, dur, baseGet); err != nil {
+					return fmt.Errorf("read baseline GET /v1/tasks/{id}: %w", err)
+				}
+				res.BaseGet = append(res.BaseGet, r)
+				b.logf("  pair %d baseline GET /v1/tasks/{id}: %s", i, r)
 			}
 		} else if err := submitAll(ctx, 2000, 1, conc, func(ctx context.Context, _, _ int) error { return get(ctx, 0, 0) }); err != nil {
 			return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
@@ -158,12 +198,13 @@ func (b *bench) reads(ctx context.Context, rows int, full bool) (*readsResult, e
 func (b *bench) scenario5(ctx context.Context) error {
 	c := b.cfg
 	b.logf("scenario 5: reads with %d finished tasks: GET /v1/tasks/{id} at %d connections for %s, each list sequentially for %s", c.Rows, c.ReadConcurrency, c.Duration, listDuration(c.Duration))
-	r, err := b.reads(ctx, c.Rows, true)
+	b.logf("  baseline: net/http + pgx in the harness, pool of %d, the same statement (store.RawTask: TaskGetByID) written as JSON with taskd's keys; alternately with taskd, %d pairs", taskdPoolSize, c.Pairs)
+	r, err := b.reads(ctx, c.Rows, true, true)
 	if err != nil {
 		return err
 	}
 	b.reads5 = r
-	b.logf("  GET /v1/tasks/{id}: %s", r.Get)
+	b.logf("  answer for task 1: taskd %d bytes, baseline %d bytes", r.Sizes[0], r.Sizes[1])
 	for i, f := range listFilters {
 		b.logf("  GET /v1/tasks?%s: %s", f.Query, r.Lists[i])
 	}
@@ -175,8 +216,14 @@ func (b *bench) scenario5(ctx context.Context) error {
 		}
 	}
 	rowsLabel := "5 reads " + shortCount(c.Rows)
-	b.addRow(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} rps", A: []float64{r.Get.Rate}, Baseline: "(taskd only)", Target: "≥5000 rps"})
-	b.addRow(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} p99 ms", A: []float64{r.Get.P99}, Baseline: "(taskd only)"})
+	var rps, p99, baseRPS, baseP99 []float64
+	for i := range r.Get {
+		rps, p99 = append(rps, r.Get[i].Rate), append(p99, r.Get[i].P99)
+		baseRPS, baseP99 = append(baseRPS, r.BaseGet[i].Rate), append(baseP99, r.BaseGet[i].P99)
+	}
+	const baseline = "net/http+pgx, same SELECT"
+	b.compare(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} rps", A: rps, B: baseRPS, Baseline: baseline, Target: "≥0.85× baseline"})
+	b.compare(row{Scenario: rowsLabel, Metric: "GET /v1/tasks/{id} p99 ms", A: p99, B: baseP99, Baseline: baseline, Target: "≤1.5× baseline"})
 	for i, f := range listFilters {
 		target := ""
 		if i == 0 {
@@ -204,12 +251,12 @@ func (b *bench) scenario6(ctx context.Context) error {
 	big := b.reads5
 	if big == nil {
 		var err error
-		if big, err = b.reads(ctx, c.Rows, false); err != nil {
+		if big, err = b.reads(ctx, c.Rows, false, false); err != nil {
 			return err
 		}
 	}
 	smallRows := min(1000, c.Rows)
-	small, err := b.reads(ctx, smallRows, full)
+	small, err := b.reads(ctx, smallRows, full, false)
 	if err != nil {
 		return err
 	}

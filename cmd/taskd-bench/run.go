@@ -61,13 +61,18 @@ type config struct {
 	ScaleN          int           // tasks in each run of scenario 13
 	ScaleWorkers    []int         // taskd worker processes in scenario 13's variants
 	ScaleConns      int           // the pool of each of scenario 13's processes
-	Scenarios       []int
+	TunedWorkers    int           // the default queue's workers of scenario 1b's tuned taskd and bare River
+	TunedConns      int           // their pools
+	TunedCooldown   time.Duration // their FetchCooldown
+	TunedPoll       time.Duration // their FetchPollInterval
+	WALRelations    bool          // read each end-to-end run's WAL by relation (pg_walinspect)
+	Scenarios       []string
 	TaskdBin        string // a prebuilt taskd binary; built when empty
 	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 8, 9 and 10 here (8 to 10: profilePath)
 	ProfileSeconds  int
 }
 
-var allScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+var allScenarios = []string{"1", "1b", "1i", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("taskd-bench", flag.ContinueOnError)
@@ -110,7 +115,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		scaleN      = fs.Int("scale-n", 50_000, "double tasks in each run of scenario 13 (scale-out)")
 		scaleWork   = fs.String("scale-workers", "1,2,4", "taskd worker processes behind the one taskd api in scenario 13's variants")
 		scaleConns  = fs.Int("scale-conns", 10, "TASKD_DB_MAX_CONNS of each of scenario 13's processes")
-		scenarios   = fs.String("scenarios", "1,2,3,4,5,6,7,8,9,10,11,12,13", "scenarios to run")
+		tunedWork   = fs.Int("tuned-workers", 1000, "workers of the default queue of scenario 1b's tuned taskd and tuned bare River")
+		tunedConns  = fs.Int("tuned-conns", 40, "pool size of scenario 1b's tuned taskd (TASKD_DB_MAX_CONNS) and tuned bare River")
+		tunedCool   = fs.Duration("tuned-cooldown", 2*time.Millisecond, "FetchCooldown of scenario 1b's tuned taskd and tuned bare River")
+		tunedPoll   = fs.Duration("tuned-poll", 20*time.Millisecond, "FetchPollInterval of scenario 1b's tuned taskd and tuned bare River")
+		walRels     = fs.Bool("wal-relations", false, "after each end-to-end run (scenarios 1, 1b, 1i …), read its database's WAL by relation with pg_walinspect (per index: its own writes, even on a server others use; the WAL must not have been recycled yet, and reading it takes a while; needs a superuser; on with -smoke)")
+		scenarios   = fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
 		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenarios 8, 9 and 10 into <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
@@ -134,6 +144,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		Waiters: *waiters, WaitN: *waitN, IdleWaiters: *idleWaiters, XactWindow: *xactWindow, XactSettle: *xactSettle,
 		LimitWaitN: *limitWaitN, LimitSleep: *limitSleep, CPUN: *cpuN, CPURate: *cpuRate, CPUConcurrency: *cpuConc, CPUDuration: *cpuDuration,
 		ScaleN: *scaleN, ScaleConns: *scaleConns,
+		WALRelations: *walRels,
+		TunedWorkers: *tunedWork, TunedConns: *tunedConns, TunedCooldown: *tunedCool, TunedPoll: *tunedPoll,
 	}
 	if *smoke {
 		// Explicit flags still win over the smoke sizes.
@@ -166,6 +178,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		small("cpu-n", &cfg.CPUN, 1_000_000)
 		small("scale-n", &cfg.ScaleN, 1000)
 		small("scale-conns", &cfg.ScaleConns, 5)
+		small("tuned-conns", &cfg.TunedConns, 8)
+		if !set["wal-relations"] {
+			cfg.WALRelations = true
+		}
 		if !set["scale-workers"] {
 			*scaleWork = "1,2"
 		}
@@ -208,13 +224,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.ScaleWorkers, err = parseInts(*scaleWork); err != nil {
 		return nil, fmt.Errorf("invalid -scale-workers %q: %v", *scaleWork, err)
 	}
-	if cfg.Scenarios, err = parseInts(*scenarios); err != nil {
-		return nil, fmt.Errorf("invalid -scenarios %q: %v", *scenarios, err)
-	}
-	for _, s := range cfg.Scenarios {
-		if !slices.Contains(allScenarios, s) {
-			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %d (there are 1 to %d)", *scenarios, s, len(allScenarios))
+	for item := range strings.SplitSeq(*scenarios, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "" || slices.Contains(cfg.Scenarios, item):
+		case !slices.Contains(allScenarios, item):
+			return nil, fmt.Errorf("invalid -scenarios %q: no scenario %q (there are %s)", *scenarios, item, strings.Join(allScenarios, ", "))
+		default:
+			cfg.Scenarios = append(cfg.Scenarios, item)
 		}
+	}
+	if len(cfg.Scenarios) == 0 {
+		return nil, fmt.Errorf("invalid -scenarios %q: empty list", *scenarios)
 	}
 	switch {
 	case cfg.N < 1, cfg.BatchSize < 1 || cfg.BatchSize > tasks.BatchMax, cfg.Clients < 1, cfg.Pairs < 1,
@@ -231,6 +252,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-limit-processes: at most %d processes (each has a pool of %d connections)", limitProcessesMax, limitProcessConns)
 	case cfg.CPUN < 1 || cfg.CPUN > builtin.CPUMaxN || cfg.CPURate < 1 || cfg.CPUConcurrency < 1 || cfg.CPUDuration <= 0:
 		return nil, fmt.Errorf("-cpu-n must be between 1 and %d, -cpu-read-rate, -cpu-read-concurrency and -cpu-duration positive", builtin.CPUMaxN)
+	case cfg.TunedWorkers < 1 || cfg.TunedConns < 1 || cfg.TunedCooldown <= 0 || cfg.TunedPoll <= 0:
+		return nil, errors.New("-tuned-workers, -tuned-conns, -tuned-cooldown and -tuned-poll must be positive")
 	case cfg.ScaleN < 1 || cfg.ScaleConns < 1:
 		return nil, errors.New("-scale-n and -scale-conns must be positive")
 	case (slices.Max(cfg.ScaleWorkers)+1)*cfg.ScaleConns > scaleConnsBudget:
@@ -314,31 +337,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	b.printMachine(ctx)
-	has := func(s int) bool { return slices.Contains(cfg.Scenarios, s) }
+	has := func(s string) bool { return slices.Contains(cfg.Scenarios, s) }
 	steps := []struct {
-		scenario int
+		scenario string
 		run      func(context.Context) error
 	}{
-		{1, b.scenario1},
-		{2, b.scenario2},
-		{3, b.scenario3},
-		{4, b.scenario4},
-		{5, b.scenario5},
-		{6, b.scenario6},
-		{7, b.scenario7},
-		{8, b.scenario8},
-		{9, b.scenario9},
-		{10, b.scenario10},
-		{11, b.scenario11},
-		{12, b.scenario12},
-		{13, b.scenario13},
+		{"1", b.scenario1},
+		{"1b", b.scenario1b},
+		{"1i", b.scenario1i},
+		{"2", b.scenario2},
+		{"3", b.scenario3},
+		{"4", b.scenario4},
+		{"5", b.scenario5},
+		{"6", b.scenario6},
+		{"7", b.scenario7},
+		{"8", b.scenario8},
+		{"9", b.scenario9},
+		{"10", b.scenario10},
+		{"11", b.scenario11},
+		{"12", b.scenario12},
+		{"13", b.scenario13},
 	}
 	for _, s := range steps {
 		if !has(s.scenario) {
 			continue
 		}
 		if err := s.run(ctx); err != nil {
-			return fmt.Errorf("scenario %d: %w", s.scenario, err)
+			return fmt.Errorf("scenario %s: %w", s.scenario, err)
 		}
 	}
 	b.printTable()
@@ -354,11 +379,11 @@ func (b *bench) printMachine(ctx context.Context) {
 	fmt.Fprintf(b.out, "machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(b.out, "postgres: %s\n", b.dbs.serverVersion(ctx))
 	c := b.cfg
-	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s limit-wait-n=%d limit-sleep=%s limit-processes=%v cpu-n=%d cpu-workers=%v cpu-read=%d/s from %d clients for %s scale-n=%d scale-workers=%v scale-conns=%d scenarios=%v\n",
+	fmt.Fprintf(b.out, "settings: n=%d batch=%d clients=%d duration=%s warmup=%s settle=%s pairs=%d concurrency=%v pickup=%d/s for %s rows=%d read-concurrency=%d push-n=%d push-workers=%d pull-n=%d pull-concurrency=%v pull-max=%v pull-inflight=%d release=%d claimers, %d inserts %s apart waiters=%d wait-n=%d idle-waiters=%d xact-window=%s xact-settle=%s limit-wait-n=%d limit-sleep=%s limit-processes=%v cpu-n=%d cpu-workers=%v cpu-read=%d/s from %d clients for %s scale-n=%d scale-workers=%v scale-conns=%d tuned=%d workers, %d conns, cooldown %s, poll %s scenarios=%v\n",
 		c.N, c.BatchSize, c.Clients, c.Duration, c.Warmup, c.Settle, c.Pairs, c.Concurrency, c.PickupRate, c.PickupDuration, c.Rows, c.ReadConcurrency,
 		c.PushN, c.PushWorkers, c.PullN, c.PullConcurrency, c.PullMax, c.PullInFlight, c.ReleaseClaimers, c.ReleaseN, c.ReleaseInterval,
 		c.Waiters, c.WaitN, c.IdleWaiters, c.XactWindow, c.XactSettle,
-		c.LimitWaitN, c.LimitSleep, c.LimitProcesses, c.CPUN, c.CPUWorkers, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.ScaleN, c.ScaleWorkers, c.ScaleConns, c.Scenarios)
+		c.LimitWaitN, c.LimitSleep, c.LimitProcesses, c.CPUN, c.CPUWorkers, c.CPURate, c.CPUConcurrency, c.CPUDuration, c.ScaleN, c.ScaleWorkers, c.ScaleConns, c.TunedWorkers, c.TunedConns, c.TunedCooldown, c.TunedPoll, c.Scenarios)
 	fmt.Fprintf(b.out, "bare River: default queue %d workers, FetchCooldown %s, FetchPollInterval %s (taskd's defaults); River's own defaults are %s / %s\n",
 		jobs.QueueDefaultWorkers, jobs.FetchCooldownDefault, jobs.FetchPollIntervalDefault, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }

@@ -158,6 +158,8 @@ type server struct {
 	// scopes is each route's scope by "METHOD pattern" ("* pattern" for
 	// the mounted handler's), filled by routes.
 	scopes map[string]auth.Scope
+	// kindPolicies: see kindPoliciesOf.
+	kindPolicies map[string]wirePolicy
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
@@ -174,6 +176,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{Config: cfg, logger: cfg.Logger, budget: &byteBudget{max: cfg.MaxBodyBytesInFlight}}
+	s.kindPolicies = s.kindPoliciesOf()
 	if s.Extra != nil {
 		// Authorized before its body is read: River UI's API can cancel,
 		// retry and delete jobs.

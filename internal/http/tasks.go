@@ -93,13 +93,46 @@ type taskWithAttempts = client.Task
 // own, else its kind's, else the service's.
 func (s *server) policyJSON(t *store.Task) (client.Backoff, *string) {
 	own := jobs.ParseOwnPolicy(t.Policy)
+	if own == (jobs.OwnPolicy{}) {
+		if p, ok := s.kindPolicies[t.Kind]; ok {
+			return p.backoff, p.timeout
+		}
+	}
+	return s.policyWire(t.Kind, own)
+}
+
+// wirePolicy is a policy as the API shows it.
+type wirePolicy struct {
+	backoff client.Backoff
+	timeout *string
+}
+
+// kindPoliciesOf is the policy of every kind s knows, for its tasks that
+// set none of their own: most tasks, so that a task read or listed does
+// not format the same durations again each time. The answers share its
+// pointers; they are only encoded.
+func (s *server) kindPoliciesOf() map[string]wirePolicy {
+	reg := s.Kinds
+	if s.Jobs != nil {
+		reg = s.Jobs.Kinds()
+	}
+	m := map[string]wirePolicy{}
+	for _, k := range reg.All() {
+		b, timeout := s.policyWire(k.Name, jobs.OwnPolicy{})
+		m[k.Name] = wirePolicy{backoff: b, timeout: timeout}
+	}
+	return m
+}
+
+// policyWire is policyJSON without the kinds' precomputed policies.
+func (s *server) policyWire(kind string, own jobs.OwnPolicy) (client.Backoff, *string) {
 	var p jobs.Policy
 	if s.Jobs != nil {
-		p = s.Jobs.Policy(t.Kind, own)
+		p = s.Jobs.Policy(kind, own)
 	} else {
 		// A server without River (tests of the API alone): the kinds it
 		// lists and the service's defaults.
-		p = jobs.PolicyFor(s.Kinds, jobs.JobTimeoutDefault, t.Kind, own)
+		p = jobs.PolicyFor(s.Kinds, jobs.JobTimeoutDefault, kind, own)
 	}
 	var timeout *string
 	if p.Timeout > 0 {

@@ -362,6 +362,7 @@ func NewClient(cfg Config) (*Client, error) {
 		CompletedJobRetentionPeriod: cfg.CompletedRetention,
 		CancelledJobRetentionPeriod: cfg.CancelledRetention,
 		DiscardedJobRetentionPeriod: cfg.DiscardedRetention,
+		ReindexerIndexNames:         reindexerIndexNames(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configuring River client: %w", err)
@@ -627,4 +628,18 @@ func (c *Client) ResumeQueue(ctx context.Context, name string) error {
 		return fmt.Errorf("resuming queue %q: %w", name, err)
 	}
 	return nil
+}
+
+// droppedRiverIndexes are River's indexes on river_job that taskd's
+// migration 00016 drops (unused by taskd, River and the River UI; see
+// docs/PERFORMANCE-indexes.md).
+var droppedRiverIndexes = []string{"river_job_args_index", "river_job_metadata_index"}
+
+// reindexerIndexNames is River's reindexer's default list without
+// droppedRiverIndexes, which it would otherwise look for every day and
+// warn about.
+func reindexerIndexNames() []string {
+	return slices.DeleteFunc(river.ReindexerIndexNamesDefault(), func(name string) bool {
+		return slices.Contains(droppedRiverIndexes, name)
+	})
 }

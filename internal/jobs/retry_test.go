@@ -139,3 +139,29 @@ func TestTaskTimeoutRetries(t *testing.T) {
 		t.Errorf("errors = %+v", task.Errors)
 	}
 }
+
+// TestParseOwnPolicy covers the shortcut for "{}" beside the decode: both
+// must read the same policy as a full decode would.
+func TestParseOwnPolicy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		metadata string
+		want     OwnPolicy
+	}{
+		{"", OwnPolicy{}},
+		{"{}", OwnPolicy{}},
+		{"{ }", OwnPolicy{}},
+		{`{"batch_id":3}`, OwnPolicy{}},
+		{`{"timeout":"5s"}`, OwnPolicy{Timeout: "5s"}},
+		{`{"batch_id":3,"timeout":"1m"}`, OwnPolicy{Timeout: "1m"}},
+		{`not json`, OwnPolicy{}},
+	} {
+		if got := ParseOwnPolicy([]byte(tc.metadata)); got != tc.want {
+			t.Errorf("ParseOwnPolicy(%q) = %+v, want %+v", tc.metadata, got, tc.want)
+		}
+	}
+	own := ParseOwnPolicy([]byte(`{"backoff":{"initial":"2s"}}`))
+	if own.Backoff == nil || own.Backoff.Initial == nil || *own.Backoff.Initial != "2s" {
+		t.Errorf("backoff not read: %+v", own)
+	}
+}

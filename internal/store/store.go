@@ -305,6 +305,44 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	return t, nil
 }
 
+// RawTask is a task's row as Task reads it (TaskGetByID), before Task
+// maps it: errors, output and attempts still the JSON PostgreSQL built.
+// It is for cmd/taskd-bench's read baseline, which runs the very statement
+// of GET /v1/tasks/{id} without taskd's work around it; taskd uses Task.
+type RawTask struct {
+	ID                     int64
+	Kind, Queue, State     string
+	Args                   []byte
+	Priority, Attempt      int16
+	MaxAttempts            int16
+	Tags                   []string
+	CreatedAt, ScheduledAt time.Time
+	AttemptedAt            *time.Time
+	FinalizedAt            *time.Time
+	Output                 []byte   // the output's JSON; nil when none
+	Errors                 [][]byte // River's error objects
+	CancelRequested        bool
+	BatchID, AfterBatch    int64 // 0: none
+	Schedule               string
+	Attempts               []byte // a JSON array
+}
+
+// RawTask reads task id's row (see RawTask); ErrNotFound when there is
+// none.
+func (s *Store) RawTask(ctx context.Context, id int64) (*RawTask, error) {
+	r, err := s.q.TaskGetByID(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("getting task %d: %w", id, interpretError(err))
+	}
+	return &RawTask{
+		ID: r.ID, Kind: r.Kind, Queue: r.Queue, State: string(r.State), Args: r.Args,
+		Priority: r.Priority, Attempt: r.Attempt, MaxAttempts: r.MaxAttempts, Tags: r.Tags,
+		CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt, AttemptedAt: r.AttemptedAt, FinalizedAt: r.FinalizedAt,
+		Output: r.Output, Errors: r.Errors, CancelRequested: r.CancelRequested,
+		BatchID: r.BatchID, AfterBatch: r.AfterBatch, Schedule: r.Schedule, Attempts: r.Attempts,
+	}, nil
+}
+
 // attemptRecorded reports whether attempts hold the attempt numbered n that
 // started at start.
 func attemptRecorded(attempts []Attempt, n int, start time.Time) bool {

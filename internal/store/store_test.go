@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -466,5 +467,44 @@ func TestTaskListQueues(t *testing.T) {
 	}
 	if _, err := s.TaskQueue(ctx, 1<<40); !errors.Is(err, ErrNotFound) {
 		t.Errorf("TaskQueue of a missing task: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRawTask checks that RawTask reads the row Task maps, and
+// ErrNotFound for a task that is not there.
+func TestRawTask(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var id int64
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO river_job (args, attempt, attempted_at, attempted_by, finalized_at, kind, max_attempts, metadata, queue, state, tags)
+		VALUES ('{"value":21}', 1, now(), ARRAY['w1'], now(), 'double', 25, '{"output":{"result":42},"batch_id":7}', 'default', 'completed', ARRAY['abc'])
+		RETURNING id`).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		VALUES ($1, 1, 'w1', now(), now(), 'completed', 3)`, id); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.RawTask(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := s.Task(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.ID != task.ID || raw.Kind != task.Kind || raw.State != task.State || string(raw.Args) != string(task.Args) ||
+		raw.BatchID != task.BatchID || string(raw.Output) != string(task.Result) || !slices.Equal(raw.Tags, task.Tags) {
+		t.Errorf("RawTask = %+v, Task = %+v", raw, task)
+	}
+	var attempts []map[string]any
+	if err := json.Unmarshal(raw.Attempts, &attempts); err != nil || len(attempts) != 1 || attempts[0]["worker"] != "w1" {
+		t.Errorf("RawTask attempts = %s (%v), want the one attempt", raw.Attempts, err)
+	}
+	if _, err := s.RawTask(ctx, id+1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RawTask of a missing task: %v, want ErrNotFound", err)
 	}
 }
