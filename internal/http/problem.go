@@ -111,10 +111,6 @@ func fieldProblem(w http.ResponseWriter, status int, field, message string) {
 
 // serverError logs err once and answers 500 without details: an error no
 // entry of writeError's table claims is a bug.
-// statusClientClosed is the status recorded for a request whose client
-// went away before the answer (nginx's 499).
-const statusClientClosed = 499
-
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	s.logger.ErrorContext(r.Context(), "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
@@ -148,15 +144,6 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		qerr *tasks.QueueError
 	)
 	switch {
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client left (its own timeout, a closed connection) while
-		// the request ran: nobody receives an answer, and it is neither a
-		// bug nor the database's fault, so it is no 500 (which the 5xx
-		// alert pages for) but nginx's 499, as docs/OPERATIONS.md says of
-		// taskd_http_requests_total, logged at debug level.
-		s.logger.DebugContext(r.Context(), "client left before the answer",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
-		w.WriteHeader(StatusClientClosedRequest)
 	case errors.As(err, &verr):
 		p := Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity, Detail: verr.Error()}
 		for _, fe := range verr.Errors {
@@ -197,13 +184,16 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error, w
 		}
 		writeProblem(w, Problem{Type: typeUnavailable, Status: http.StatusServiceUnavailable, Detail: detail})
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
-		// The client went away (closed its connection, timed out):
-		// nothing failed on this side, and nobody reads the answer. The
-		// status, nginx's "client closed request", keeps it out of the
-		// 5xx that metrics and alerts count.
-		s.logger.DebugContext(r.Context(), "client went away",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path))
-		w.WriteHeader(statusClientClosed)
+		// The client left (its own timeout, a closed connection) while
+		// the request ran: nobody receives an answer, and it is neither a
+		// bug nor the database's fault, so it is no 500 (which the 5xx
+		// alert pages for) but nginx's 499, as docs/OPERATIONS.md says of
+		// taskd_http_requests_total, logged at debug level. After
+		// databaseTimedOut: the database deadline ends the request's
+		// context too.
+		s.logger.DebugContext(r.Context(), "client left before the answer",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.WriteHeader(StatusClientClosedRequest)
 	case errors.Is(err, store.ErrUnavailable):
 		// Not a bug but the client's to retry; worth a warning, since
 		// every request fails the same way until the database is back.

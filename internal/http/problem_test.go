@@ -63,8 +63,8 @@ func TestWriteErrorClientGone(t *testing.T) {
 	cancel()
 	rec := httptest.NewRecorder()
 	s.writeError(rec, httptest.NewRequest("GET", "/v1/tasks/1", nil).WithContext(ctx), err, "")
-	if rec.Code != statusClientClosed || log.Len() != 0 {
-		t.Errorf("client gone: got %d and log %q, want %d and nothing logged", rec.Code, log.String(), statusClientClosed)
+	if rec.Code != StatusClientClosedRequest || log.Len() != 0 {
+		t.Errorf("client gone: got %d and log %q, want %d and nothing logged", rec.Code, log.String(), StatusClientClosedRequest)
 	}
 
 	rec = httptest.NewRecorder()
