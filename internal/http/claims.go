@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/taskd/taskd/client"
 	"github.com/taskd/taskd/internal/store"
@@ -38,9 +39,17 @@ func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	release() // the body is not needed while the claim waits
+	// The route has no database deadline, its wait being in the body:
+	// this is it, DatabaseTimeout past the wait, so that a claim on a
+	// silent database is answered 503 rather than held until TCP gives up.
+	// A deadline, not a timer: the claim statement, which a worker leaving
+	// does not cancel (it may commit unseen), still ends with it.
+	ctx, cancel := context.WithDeadlineCause(r.Context(), time.Now().Add(s.DatabaseTimeout+tasks.ClaimWait(&p)), errDatabaseTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	claimed, err := s.Tasks.Claim(r.Context(), &p)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil && !databaseTimedOut(r) {
 			return // the worker left; nobody to answer
 		}
 		s.writeError(w, r, err, "")
@@ -52,6 +61,9 @@ func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
 	// read it, and giving its tasks back would run them twice.
 	if r.Context().Err() != nil {
 		s.Tasks.GiveBack(r.Context(), claimed)
+		if databaseTimedOut(r) {
+			s.writeError(w, r, context.Cause(r.Context()), "")
+		}
 		return
 	}
 	if err := writeJSONErr(w, http.StatusOK, toClaimedJSON(claimed)); err != nil {

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/taskd/taskd/internal/chaos"
+	"github.com/taskd/taskd/internal/config"
 	taskdhttp "github.com/taskd/taskd/internal/http"
+	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/kinds/builtin"
 )
 
 // TestDatabaseSilent cuts the server off from PostgreSQL with a blackhole
@@ -22,7 +25,16 @@ func TestDatabaseSilent(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
 	var proxy *chaos.NetProxy
+	file, err := config.Parse("taskd.yaml", []byte("kinds:\n  - name: pull\n    run: external\n"), t.TempDir(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := kinds.NewRegistry(append(builtin.Kinds(), file.Kinds...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := setupWith(t, setupOpts{
+		Kinds:      reg,
 		ConfigFunc: func(c *taskdhttp.Config) { c.DatabaseTimeout = timeout },
 		DatabaseURL: func(direct string) string {
 			proxy = chaos.NewNetProxy(t, "http-db", chaos.Upstream(t, direct))
@@ -37,6 +49,8 @@ func TestDatabaseSilent(t *testing.T) {
 		{"GET", "/v1/tasks/" + itoa(first.ID) + "?wait=1s", ""},
 		{"GET", "/v1/tasks", ""},
 		{"POST", "/v1/tasks/" + itoa(first.ID) + "/cancel", ""},
+		// A claim's deadline is its wait past DatabaseTimeout.
+		{"POST", "/v1/claims", `{"kinds":["pull"],"wait":"1s"}`},
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	send := func(method, path, body string) (int, http.Header, []byte, time.Duration) {

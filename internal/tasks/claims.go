@@ -46,6 +46,13 @@ const (
 	DefaultWorkerName = "external"
 )
 
+// withEarlierDeadline gives ctx deadline dl as well; cancel, ctx's own,
+// is called by the returned one.
+func withEarlierDeadline(ctx context.Context, cancel context.CancelFunc, dl time.Time) (context.Context, context.CancelFunc) {
+	dctx, dcancel := context.WithDeadline(ctx, dl)
+	return dctx, func() { dcancel(); cancel() }
+}
+
 // claimQueryTimeout bounds one claim statement.
 const claimQueryTimeout = 30 * time.Second
 
@@ -87,6 +94,13 @@ func parseDuration(fe *kinds.Errors, field string, raw *string, def, lo, hi time
 		return def
 	}
 	return d
+}
+
+// ClaimWait is how long a claim of p may wait for tasks: its valid wait,
+// or the default (an invalid one is refused by Claim anyway). The API adds
+// it to the claim's database deadline.
+func ClaimWait(p *ClaimParams) time.Duration {
+	return parseDuration(&kinds.Errors{}, "wait", p.Wait, ClaimWaitDefault, 0, ClaimWaitMax)
 }
 
 // Claim hands up to p.Max available tasks of external kinds to the calling
@@ -190,6 +204,10 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 		// Not cancelled with ctx: a claim cut off mid-statement may commit
 		// all the same, unseen. If ctx ended meanwhile, the tasks go back.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimQueryTimeout)
+		if dl, ok := ctx.Deadline(); ok {
+			// The request's database deadline (the API's) bounds it too.
+			qctx, cancel = withEarlierDeadline(qctx, cancel, dl)
+		}
 		tasks, err := s.store.LeaseClaim(qctx, c)
 		cancel()
 		if err == nil && len(tasks) > 0 {
