@@ -574,27 +574,8 @@ func auditPull(t *testing.T, pool *pgxpool.Pool, ids []int64, workers map[int]st
 		}
 	}
 
-	q, err = pool.Query(ctx, `SELECT id, state::text, attempt, coalesce(metadata -> 'output' ->> 'execution', '')
-		FROM river_job WHERE id = ANY($1)`, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type job struct {
-		id         int64
-		state, out string
-		attempt    int
-	}
-	var jobs []job
-	for q.Next() {
-		var j job
-		if err := q.Scan(&j.id, &j.state, &j.attempt, &j.out); err != nil {
-			t.Fatal(err)
-		}
-		jobs = append(jobs, j)
-	}
-	if q.Err() != nil {
-		t.Fatal(q.Err())
-	}
+	// Final tasks: attempts counted, recorded, and the result's execution.
+	jobs := finalJobs(t, pool, ids)
 	perTask := map[int64][]attemptRow{}
 	completedBy := map[int64]attemptKey{}
 	for k, rs := range rows {
