@@ -32,9 +32,12 @@ func (q *Queries) ProcessDeleteStale(ctx context.Context, olderThanSecs float64)
 }
 
 const processHeartbeat = `-- name: ProcessHeartbeat :execrows
-UPDATE taskd_processes SET heartbeat_at = now() WHERE client_id = $1
+UPDATE taskd_processes SET heartbeat_at = greatest(heartbeat_at, now()) WHERE client_id = $1
 `
 
+// ProcessHeartbeat marks process @client_id alive. Beats overlap (up to
+// jobs.HeartbeatsInFlight at once), and an older one may commit after a
+// newer one: greatest keeps that from moving heartbeat_at backwards.
 func (q *Queries) ProcessHeartbeat(ctx context.Context, clientID string) (int64, error) {
 	result, err := q.db.Exec(ctx, processHeartbeat, clientID)
 	if err != nil {
@@ -46,7 +49,7 @@ func (q *Queries) ProcessHeartbeat(ctx context.Context, clientID string) (int64,
 const processRegister = `-- name: ProcessRegister :exec
 INSERT INTO taskd_processes (client_id, hostname, pid)
 VALUES ($1, $2, $3)
-ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = now()
+ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = greatest(taskd_processes.heartbeat_at, now())
 `
 
 type ProcessRegisterParams struct {

@@ -1,10 +1,13 @@
 -- name: ProcessRegister :exec
 INSERT INTO taskd_processes (client_id, hostname, pid)
 VALUES (@client_id, @hostname, @pid)
-ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = now();
+ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = greatest(taskd_processes.heartbeat_at, now());
 
+-- ProcessHeartbeat marks process @client_id alive. Beats overlap (up to
+-- jobs.HeartbeatsInFlight at once), and an older one may commit after a
+-- newer one: greatest keeps that from moving heartbeat_at backwards.
 -- name: ProcessHeartbeat :execrows
-UPDATE taskd_processes SET heartbeat_at = now() WHERE client_id = @client_id;
+UPDATE taskd_processes SET heartbeat_at = greatest(heartbeat_at, now()) WHERE client_id = @client_id;
 
 -- name: ProcessDelete :exec
 DELETE FROM taskd_processes WHERE client_id = @client_id;
