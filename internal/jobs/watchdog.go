@@ -10,6 +10,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 // ErrHeartbeatLost is the cause (context.Cause) of the context of an
@@ -32,6 +34,10 @@ var ErrHeartbeatLost = errors.New("heartbeat lost")
 // cancels any attempt that starts later at once, until a heartbeat succeeds
 // again. A timer set for the deadline, not the heartbeat call (which may
 // hang), decides when.
+//
+// The orphan rescue's fetches are remembered too (guardRescued): a
+// completion of one that River's completer still holds must not land on a
+// later fetch of the task.
 type watchdog struct {
 	bound  time.Duration
 	logger *slog.Logger
@@ -72,7 +78,28 @@ type staleAttempt struct {
 	rerun *attemptCancel
 	// done is closed once the completion was written or dropped.
 	done chan struct{}
+	// rescued is when the orphan rescue took the fetch back (zero for the
+	// watchdog's own entries). No completion of it may be queued at all,
+	// so a rerun does not wait for one, and the entry is forgotten after
+	// rescuedGuardFor.
+	rescued time.Time
 }
+
+// sameFetch reports whether s is the fetch attempt, attemptedAt.
+func (s *staleAttempt) sameFetch(attempt int, attemptedAt *time.Time) bool {
+	if s.attempt != attempt {
+		return false
+	}
+	if s.attemptedAt == nil || attemptedAt == nil {
+		return s.attemptedAt == nil && attemptedAt == nil
+	}
+	return s.attemptedAt.Equal(*attemptedAt)
+}
+
+// rescuedGuardFor is how long the guard of a fetch the orphan rescue took
+// back is kept: a completion of it would have had to wait in River's
+// completer all that time, the database unreachable.
+const rescuedGuardFor = time.Hour
 
 // watchdogMargin is how much earlier than RescueAfter after the last good
 // heartbeat's start the watchdog cancels attempts: half a heartbeat
@@ -151,6 +178,41 @@ func (w *watchdog) check(now time.Time) time.Duration {
 func (w *watchdog) cancelLocked(a *attemptCancel, cause error) {
 	a.cancel(cause)
 	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt, done: make(chan struct{})}
+}
+
+// guardLocked remembers the fetch attempt, attemptedAt of task id as
+// stale, and returns its entry if it made a new one. An entry of another
+// fetch of the task stays, its done still to be closed by the pilot, but
+// for the one a (the fetch being cancelled) runs again after: a's own
+// completion replaces that one in River's completer.
+func (w *watchdog) guardLocked(id int64, attempt int, attemptedAt *time.Time, a *attemptCancel) *staleAttempt {
+	if s := w.stale[id]; s != nil {
+		if s.sameFetch(attempt, attemptedAt) || a == nil || s.rerun != a {
+			return nil
+		}
+		close(s.done)
+	}
+	s := &staleAttempt{attempt: attempt, attemptedAt: attemptedAt, done: make(chan struct{})}
+	w.stale[id] = s
+	return s
+}
+
+// guardRescued remembers the fetches the orphan rescue took back at now,
+// and forgets those it took back longer than rescuedGuardFor ago.
+func (w *watchdog) guardRescued(rescued []store.RescuedTask, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, s := range w.stale {
+		if !s.rescued.IsZero() && now.Sub(s.rescued) > rescuedGuardFor {
+			delete(w.stale, id)
+			close(s.done)
+		}
+	}
+	for _, r := range rescued {
+		if s := w.guardLocked(r.TaskID, r.Attempt, r.AttemptedAt, nil); s != nil {
+			s.rescued = now
+		}
+	}
 }
 
 // staleView is a stale attempt as the pilot saw it when a batch of
@@ -252,7 +314,7 @@ func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 		}
 		w.mu.Unlock()
 	}()
-	if stale != nil {
+	if stale != nil && stale.rescued.IsZero() {
 		w.waitStale(ctx, job, stale)
 	}
 	return withLostCause(ctx, doInner(ctx))

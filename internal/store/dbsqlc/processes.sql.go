@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const processDelete = `-- name: ProcessDelete :exec
@@ -221,6 +222,7 @@ const processRescueOrphans = `-- name: ProcessRescueOrphans :many
 WITH lost AS (
     SELECT
         j.id,
+        j.attempt,
         j.attempted_at,
         -- store.AttemptNumber(len(errors), attempt), as the middleware
         -- numbered the attempt.
@@ -276,7 +278,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempt AS river_attempt, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -305,6 +307,8 @@ SELECT
         ELSE r.outcome
     END)::text AS outcome,
     r.new_state::text AS new_state,
+    r.river_attempt,
+    r.attempted_at,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r
 `
@@ -316,10 +320,12 @@ type ProcessRescueOrphansParams struct {
 }
 
 type ProcessRescueOrphansRow struct {
-	ID       int64
-	Outcome  string
-	NewState string
-	Notified int64
+	ID           int64
+	Outcome      string
+	NewState     string
+	RiverAttempt int16
+	AttemptedAt  *time.Time
+	Notified     int64
 }
 
 // ProcessRescueOrphans is ProcessRescueLost for the orphans of a live
@@ -333,7 +339,8 @@ type ProcessRescueOrphansRow struct {
 // attempts, cancelled when a cancellation was asked for), its attempt
 // keeping its row or getting a "lost" one. The caller passes only jobs it
 // does not work; the attempted_at and owner conditions make a job fetched
-// again since then safe.
+// again since then safe. Each rescued job's River attempt and attempted_at
+// (which fetch it was) are returned, for the caller's completion guard.
 func (q *Queries) ProcessRescueOrphans(ctx context.Context, arg ProcessRescueOrphansParams) ([]ProcessRescueOrphansRow, error) {
 	rows, err := q.db.Query(ctx, processRescueOrphans, arg.Ids, arg.ClientID, arg.StaleSecs)
 	if err != nil {
@@ -347,6 +354,8 @@ func (q *Queries) ProcessRescueOrphans(ctx context.Context, arg ProcessRescueOrp
 			&i.ID,
 			&i.Outcome,
 			&i.NewState,
+			&i.RiverAttempt,
+			&i.AttemptedAt,
 			&i.Notified,
 		); err != nil {
 			return nil, err

@@ -156,11 +156,13 @@ LIMIT @max::int;
 -- attempts, cancelled when a cancellation was asked for), its attempt
 -- keeping its row or getting a "lost" one. The caller passes only jobs it
 -- does not work; the attempted_at and owner conditions make a job fetched
--- again since then safe.
+-- again since then safe. Each rescued job's River attempt and attempted_at
+-- (which fetch it was) are returned, for the caller's completion guard.
 -- name: ProcessRescueOrphans :many
 WITH lost AS (
     SELECT
         j.id,
+        j.attempt,
         j.attempted_at,
         -- store.AttemptNumber(len(errors), attempt), as the middleware
         -- numbered the attempt.
@@ -216,7 +218,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempt AS river_attempt, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -245,5 +247,7 @@ SELECT
         ELSE r.outcome
     END)::text AS outcome,
     r.new_state::text AS new_state,
+    r.river_attempt,
+    r.attempted_at,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r;
