@@ -321,6 +321,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if !cfg.InsertOnly {
 		c.watchdog = newWatchdog(cfg.RescueAfter, cfg.HeartbeatInterval, cfg.Logger)
+		c.watchdog.held = c.held
 		middleware = append(middleware, &watchdogMiddleware{watchdog: c.watchdog})
 	}
 	if !cfg.DisableAttempts && !cfg.InsertOnly {

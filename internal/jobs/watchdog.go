@@ -35,12 +35,19 @@ var ErrHeartbeatLost = errors.New("heartbeat lost")
 // again. A timer set for the deadline, not the heartbeat call (which may
 // hang), decides when.
 //
-// The orphan rescue's fetches are remembered too (guardRescued): a
-// completion of one that River's completer still holds must not land on a
-// later fetch of the task.
+// Besides the attempts it cancels, it remembers for the pilot
+// (completionPilot) to check the fetches that had returned before the
+// heartbeat was lost but whose completions River's completer still holds
+// (heldSet.unsettled), and those the orphan rescue took back
+// (guardRescued): a completion of one must not land on a later fetch of
+// the task.
 type watchdog struct {
 	bound  time.Duration
 	logger *slog.Logger
+	// held is the process's fetches (nil in tests that need none): those
+	// that returned but whose completions River has not saved are guarded
+	// too when the heartbeat is lost.
+	held *heldSet
 
 	mu sync.Mutex
 	// beatAt is the start of the last heartbeat that succeeded.
@@ -160,13 +167,22 @@ func (w *watchdog) check(now time.Time) time.Duration {
 	if cause == nil {
 		return w.beatAt.Add(w.bound).Sub(now) + time.Millisecond
 	}
+	for a := range w.running {
+		w.cancelLocked(a, cause)
+	}
 	if !w.lost {
 		w.lost = true
 		w.logger.Warn("heartbeat lost; cancelling running tasks, which other processes will run again",
 			slog.Int("count", len(w.running)), slog.Duration("silent", now.Sub(w.beatAt)))
-	}
-	for a := range w.running {
-		w.cancelLocked(a, cause)
+		// Attempts that returned just before: River's completer may hold
+		// their completions as long as the database is away, and another
+		// process may run their tasks again meanwhile. (Later returns
+		// were cancelled, and are guarded already.)
+		if w.held != nil {
+			for _, f := range w.held.unsettled() {
+				w.guardLocked(f.id, f.attempt, f.attemptedAt, nil)
+			}
+		}
 	}
 	// Attempts that start meanwhile cancel themselves (Work), and the
 	// next heartbeat that succeeds sets the timer again (run).

@@ -648,3 +648,31 @@ func TestWatchdogRerunWaitsForStaleCompletion(t *testing.T) {
 		t.Error("the second attempt's completion is guarded")
 	}
 }
+
+// An attempt that returned just before the heartbeat was lost, whose
+// completion River's completer still holds, is guarded like the attempts
+// the watchdog cancels: after a cut longer than RescueAfter, another
+// process runs the task again, and that completion must not land on it.
+func TestWatchdogGuardsUnsavedCompletions(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	w.held = newHeldSet()
+	at := time.Now()
+	w.held.release(w.held.hold(&rivertype.JobRow{ID: 7, Attempt: 1, AttemptedAt: &at}))
+	w.held.release(w.held.hold(&rivertype.JobRow{ID: 8, Attempt: 1, AttemptedAt: &at}))
+	w.held.settle([]int64{8}) // River saved this one
+	w.beat(time.Now().Add(-time.Minute))
+	w.check(time.Now())
+	if !w.isStale(7) {
+		t.Error("the returned attempt whose completion is unsaved is not guarded")
+	}
+	if w.isStale(8) {
+		t.Error("the attempt whose completion River saved is guarded")
+	}
+	w.mu.Lock()
+	s := w.stale[7]
+	w.mu.Unlock()
+	if s != nil && !s.sameFetch(1, &at) {
+		t.Errorf("guard = attempt %d at %v, want attempt 1 at %v", s.attempt, s.attemptedAt, at)
+	}
+}
