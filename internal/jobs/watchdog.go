@@ -31,18 +31,24 @@ var ErrHeartbeatLost = errors.New("heartbeat lost")
 // now()) is taken after that start, so no other process may rescue before
 // that start plus RescueAfter. The watchdog cancels every running attempt
 // bound (RescueAfter minus half a HeartbeatInterval) after that start, and
-// cancels any attempt that starts later at once, until a heartbeat succeeds
-// again. A timer set for the deadline, not the heartbeat call (which may
-// hang), decides when.
+// until a heartbeat succeeds again an attempt that starts does not run: it
+// snoozes for a HeartbeatInterval, which gives River's attempt back (River
+// v0.51.2 saves a snooze with attempt - 1), so that a long cut does not
+// use up the attempts of the tasks River keeps fetching meanwhile. A timer
+// set for the deadline, not the heartbeat call (which may hang), decides
+// when.
 //
-// Besides the attempts it cancels, it remembers for the pilot
-// (completionPilot) to check the fetches that had returned before the
-// heartbeat was lost but whose completions River's completer still holds
-// (heldSet.unsettled), and those the orphan rescue took back
-// (guardRescued): a completion of one must not land on a later fetch of
-// the task.
+// Every fetch whose completion may land after another process took the task
+// over is remembered (stale) for the pilot (completionPilot) to check: the
+// attempts cancelled, those snoozed while the heartbeat is lost, those that
+// had returned before it was lost but whose completions River's completer
+// still holds (heldSet.unsettled), and the fetches the orphan rescue took
+// back (guardRescued).
 type watchdog struct {
-	bound  time.Duration
+	bound time.Duration
+	// snooze is how long an attempt that starts while the heartbeat is
+	// lost waits before River offers its task again: a HeartbeatInterval.
+	snooze time.Duration
 	logger *slog.Logger
 	// held is the process's fetches (nil in tests that need none): those
 	// that returned but whose completions River has not saved are guarded
@@ -122,6 +128,7 @@ func watchdogMargin(heartbeatInterval time.Duration) time.Duration {
 func newWatchdog(rescueAfter, heartbeatInterval time.Duration, logger *slog.Logger) *watchdog {
 	return &watchdog{
 		bound:   rescueAfter - watchdogMargin(heartbeatInterval),
+		snooze:  heartbeatInterval,
 		logger:  logger,
 		running: make(map[*attemptCancel]struct{}),
 		stale:   make(map[int64]*staleAttempt),
@@ -177,15 +184,15 @@ func (w *watchdog) check(now time.Time) time.Duration {
 		// Attempts that returned just before: River's completer may hold
 		// their completions as long as the database is away, and another
 		// process may run their tasks again meanwhile. (Later returns
-		// were cancelled, and are guarded already.)
+		// were cancelled or snoozed, and are guarded already.)
 		if w.held != nil {
 			for _, f := range w.held.unsettled() {
 				w.guardLocked(f.id, f.attempt, f.attemptedAt, nil)
 			}
 		}
 	}
-	// Attempts that start meanwhile cancel themselves (Work), and the
-	// next heartbeat that succeeds sets the timer again (run).
+	// Attempts that start meanwhile snooze (Work), and the next heartbeat
+	// that succeeds sets the timer again (run).
 	return w.bound
 }
 
@@ -291,7 +298,10 @@ func (w *watchdog) run(ctx context.Context) {
 
 // watchdogMiddleware gives every attempt a context that the watchdog can
 // cancel. It runs outside the attempt middleware, so that the attempt's row
-// calls it interrupted and says why.
+// calls it interrupted and says why; an attempt that starts while the
+// heartbeat is lost snoozes before the attempt middleware, and so has no
+// row, as a task the limits put back has none: River gives its attempt
+// back.
 type watchdogMiddleware struct {
 	river.MiddlewareDefaults
 	watchdog *watchdog
@@ -300,21 +310,28 @@ type watchdogMiddleware struct {
 // Work implements rivertype.WorkerMiddleware.
 func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
 	w := m.watchdog
+	w.mu.Lock()
+	if w.causeLocked(time.Now()) != nil {
+		// A task fetched just before the database went away must not run
+		// on either: another process may soon rescue it. River keeps
+		// fetching meanwhile, so the attempt is given back (a snooze), not
+		// used up; its snooze is guarded like any stale completion, lest
+		// it land on a rescuer's run. An entry of an earlier fetch stays,
+		// and then drops the snooze as well: the task is then this
+		// process's orphan, which it takes back once it heartbeats again.
+		w.guardLocked(job.ID, job.Attempt, job.AttemptedAt, nil)
+		w.mu.Unlock()
+		return river.JobSnooze(w.snooze)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a := &attemptCancel{id: job.ID, attempt: job.Attempt, attemptedAt: job.AttemptedAt, cancel: cancel}
-	w.mu.Lock()
 	// This process runs the task again while the completion of an attempt
 	// it cancelled before is still to be written (River keeps retrying
 	// it); see waitStale.
 	stale := w.stale[job.ID]
 	if stale != nil {
 		stale.rerun = a
-	}
-	if cause := w.causeLocked(time.Now()); cause != nil {
-		// A task fetched just before the database went away must not run
-		// on either.
-		w.cancelLocked(a, cause)
 	}
 	w.running[a] = struct{}{}
 	w.mu.Unlock()
