@@ -62,9 +62,11 @@ type watchdog struct {
 	lost bool
 	// running are the cancels of the attempts in progress.
 	running map[*attemptCancel]struct{}
-	// stale are the attempts the watchdog cancelled whose completion River
-	// has not written yet, by task ID: the pilot (completionPilot) writes
-	// their completions only if their attempt still owns the task.
+	// stale are the guarded fetches whose completion River has not
+	// written yet, by task ID: the pilot (completionPilot) writes their
+	// completions only if their fetch still owns the task. An entry is
+	// never replaced by one of another fetch (guardLocked), but for a
+	// rerun's own, which supersedes it.
 	stale map[int64]*staleAttempt
 	// beaten wakes run to set its timer from a new beatAt.
 	beaten chan struct{}
@@ -77,6 +79,8 @@ type attemptCancel struct {
 	attempt     int
 	attemptedAt *time.Time
 	cancel      context.CancelCauseFunc
+	// cancelled says the watchdog cancelled it already.
+	cancelled bool
 }
 
 // staleAttempt is an attempt the watchdog cancelled, which another process
@@ -196,11 +200,15 @@ func (w *watchdog) check(now time.Time) time.Duration {
 	return w.bound
 }
 
-// cancelLocked cancels a, and remembers it as stale until River wrote or
-// dropped its completion.
+// cancelLocked cancels a, unless it did already, and remembers it as stale
+// until River wrote or dropped its completion.
 func (w *watchdog) cancelLocked(a *attemptCancel, cause error) {
+	if a.cancelled {
+		return
+	}
+	a.cancelled = true
 	a.cancel(cause)
-	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt, done: make(chan struct{})}
+	w.guardLocked(a.id, a.attempt, a.attemptedAt, a)
 }
 
 // guardLocked remembers the fetch attempt, attemptedAt of task id as

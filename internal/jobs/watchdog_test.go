@@ -726,3 +726,48 @@ func TestWatchdogGuardsUnsavedCompletions(t *testing.T) {
 		t.Errorf("guard = attempt %d at %v, want attempt 1 at %v", s.attempt, s.attemptedAt, at)
 	}
 }
+
+// The watchdog checks again every bound while the heartbeat is lost: an
+// attempt it cancelled already keeps its entry (whose done the pilot
+// closes, and whose rerun a re-run set), and a fetch that starts while the
+// heartbeat is lost does not replace the entry of an earlier one.
+func TestWatchdogKeepsStaleEntries(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	mw := &watchdogMiddleware{watchdog: w}
+	w.beat(time.Now())
+	at1 := time.Now().Add(-time.Minute)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		_ = mw.Work(context.Background(), &rivertype.JobRow{ID: 3, Attempt: 1, AttemptedAt: &at1}, func(ctx context.Context) error {
+			close(started)
+			<-release
+			return ctx.Err()
+		})
+	}()
+	<-started
+	defer close(release)
+	w.mu.Lock()
+	w.beatAt = time.Now().Add(-time.Minute)
+	w.mu.Unlock()
+	entry := func() *staleAttempt {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.stale[3]
+	}
+	w.check(time.Now())
+	first := entry()
+	if first == nil {
+		t.Fatal("the cancelled attempt is not remembered")
+	}
+	w.check(time.Now())
+	if entry() != first {
+		t.Error("a second check replaced the cancelled attempt's entry")
+	}
+	at2 := time.Now()
+	_ = mw.Work(context.Background(), &rivertype.JobRow{ID: 3, Attempt: 2, AttemptedAt: &at2}, func(context.Context) error { return nil })
+	if e := entry(); e != first || !e.sameFetch(1, &at1) {
+		t.Error("an attempt that started while the heartbeat was lost replaced an earlier fetch's entry")
+	}
+}
