@@ -333,8 +333,8 @@ type ProcessRescueOrphansRow struct {
 // which that process does not work. A fetch whose connection is lost after
 // the server committed it (a server restart, a terminated backend) leaves
 // such jobs: River's producer saw an error and never ran them, and the
-// heartbeat rescue leaves them alone because their owner is alive. So does
-// a completion River gave up saving after its retries. Like a rescued
+// heartbeat rescue leaves them alone because their owner is alive (so may
+// a completion River dropped as it stopped). Like a rescued
 // job, an orphan becomes available again (discarded when out of
 // attempts, cancelled when a cancellation was asked for), its attempt
 // keeping its row or getting a "lost" one. The caller passes only jobs it
