@@ -841,8 +841,8 @@ func (s *Store) ProcessRunningStale(ctx context.Context, clientID string, staleA
 // RescueOrphans is RescueLost for tasks among ids that process clientID,
 // alive, was handed at least staleAfter ago but does not work: a fetch whose
 // answer the connection lost after the server committed it (or a
-// completion River dropped as it stopped). The caller passes only tasks it does not
-// work; a task handed out again since (to anyone) is left alone.
+// completion River dropped as it stopped). The caller passes only tasks it
+// does not work; a task handed out again since (to anyone) is left alone.
 func (s *Store) RescueOrphans(ctx context.Context, clientID string, ids []int64, staleAfter time.Duration) ([]RescuedTask, error) {
 	rows, err := s.q.ProcessRescueOrphans(ctx, dbsqlc.ProcessRescueOrphansParams{Ids: ids, ClientID: clientID, StaleSecs: staleAfter.Seconds()})
 	if err != nil {
