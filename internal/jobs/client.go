@@ -321,6 +321,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if !cfg.InsertOnly {
 		c.watchdog = newWatchdog(cfg.RescueAfter, cfg.HeartbeatInterval, cfg.Logger)
+		c.watchdog.held = c.held
 		middleware = append(middleware, &watchdogMiddleware{watchdog: c.watchdog})
 	}
 	if !cfg.DisableAttempts && !cfg.InsertOnly {
@@ -339,7 +340,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// task's own timeout is at most kinds.GoTimeoutMax, which is
 	// LeaseLifeMax (TestTimeoutBoundsUnderRescue).
 	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
-	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog), &river.Config{
+	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog, c.held), &river.Config{
 		ID:      c.id,
 		Logger:  cfg.Logger,
 		Queues:  queues,
@@ -532,6 +533,9 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hardTimeout)
 		err = c.river.StopAndCancel(hctx)
 		cancel()
+	}
+	if c.held != nil {
+		c.held.stopped()
 	}
 	if c.stopMaintain != nil {
 		c.stopMaintain()

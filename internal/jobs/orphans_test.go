@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/internal/store"
 )
@@ -54,16 +55,51 @@ func TestRescueOrphansOfLiveProcess(t *testing.T) {
 	}
 }
 
-func TestHeldSetForgetsReleasedAfterGrace(t *testing.T) {
+// A task counts as held from its fetch until River saved (or dropped) its
+// completion, however long after its worker returned: River's completer
+// retries a failed batch for as long as it takes, and a task rescued
+// meanwhile would be completed by that stale completion wherever it runs
+// again. Only once River stopped does time release it.
+func TestHeldSetKeepsReturnedUntilSettled(t *testing.T) {
 	t.Parallel()
 	h := newHeldSet()
-	h.hold(1)
-	h.hold(2)
-	h.release(2)
-	if got := h.orphans([]int64{1, 2, 3}, time.Hour); !slices.Equal(got, []int64{3}) {
-		t.Errorf("orphans = %v, want [3]: 1 works, 2 was released within the grace", got)
+	h.hold(&rivertype.JobRow{ID: 1, Attempt: 1})
+	h.release(h.hold(&rivertype.JobRow{ID: 2, Attempt: 1}))
+	if got := h.orphans([]int64{1, 2, 3}, 0); !slices.Equal(got, []int64{3}) {
+		t.Errorf("orphans = %v, want [3]: 1 works, 2 returned but River has not saved its completion", got)
 	}
-	if got := h.orphans([]int64{1, 2, 3}, 0); !slices.Equal(got, []int64{2, 3}) {
-		t.Errorf("orphans past the grace = %v, want [2 3]", got)
+	h.settle([]int64{1, 2})
+	if got := h.orphans([]int64{1, 2, 3}, time.Hour); !slices.Equal(got, []int64{2, 3}) {
+		t.Errorf("orphans once saved = %v, want [2 3]: 1 works still", got)
+	}
+
+	h.release(h.hold(&rivertype.JobRow{ID: 4, Attempt: 1}))
+	if got := h.orphans([]int64{4}, 0); len(got) != 0 {
+		t.Errorf("orphans = %v while River runs, want none", got)
+	}
+	h.stopped()
+	if got := h.orphans([]int64{4}, 0); !slices.Equal(got, []int64{4}) {
+		t.Errorf("orphans past the grace once River stopped = %v, want [4]", got)
+	}
+}
+
+// Two fetches of one task (an attempt that ignored its cancellation, and
+// the task handed to this process again): the first one's return and
+// completion do not release the second, which still works.
+func TestHeldSetKeysByFetch(t *testing.T) {
+	t.Parallel()
+	h := newHeldSet()
+	at1, at2 := time.Now().Add(-time.Minute), time.Now()
+	first := h.hold(&rivertype.JobRow{ID: 5, Attempt: 1, AttemptedAt: &at1})
+	second := h.hold(&rivertype.JobRow{ID: 5, Attempt: 2, AttemptedAt: &at2})
+	h.release(first)
+	h.settle([]int64{5})
+	if got := h.orphans([]int64{5}, 0); len(got) != 0 {
+		t.Errorf("orphans = %v, want none: the second fetch works", got)
+	}
+	h.release(second)
+	h.settle([]int64{5})
+	if got := h.orphans([]int64{5}, 0); !slices.Equal(got, []int64{5}) {
+		t.Errorf("orphans = %v, want [5]", got)
 	}
 }

@@ -31,8 +31,8 @@ var (
 	_ riverpilot.Pilot           = (*completionPilot)(nil)
 )
 
-func newDriver(pool *pgxpool.Pool, w *watchdog) *driver {
-	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w}}
+func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet) *driver {
+	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held}}
 }
 
 // PluginInit is called by river.NewClient; the pilot needs nothing of it.
@@ -64,6 +64,9 @@ type completionPilot struct {
 	// watchdog knows the cancelled attempts; nil for an insert-only
 	// client, which completes nothing.
 	watchdog *watchdog
+	// held is told of every batch saved: River's completer is done with
+	// those tasks' returned fetches (nil for an insert-only client).
+	held *heldSet
 }
 
 // JobSetStateIfRunningMany implements riverpilot.Pilot. River's completers
@@ -73,16 +76,24 @@ func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riv
 		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 	}
 	stale := p.watchdog.staleAmong(params.ID)
+	var rows []*rivertype.JobRow
+	var err error
 	if stale == nil {
-		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+		rows, err = p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	} else {
+		rows, err = p.setStateGuarded(ctx, exec, params, stale)
 	}
-	rows, err := p.setStateGuarded(ctx, exec, params, stale)
 	if err != nil {
 		return nil, err
 	}
 	// Written or dropped: River asks no more for these attempts (a failed
 	// call leaves them, and River's retry comes back here).
-	p.watchdog.forget(stale)
+	if p.held != nil {
+		p.held.settle(params.ID)
+	}
+	if stale != nil {
+		p.watchdog.forget(stale)
+	}
 	return rows, nil
 }
 

@@ -155,3 +155,100 @@ func TestClientUsesCompletionPilot(t *testing.T) {
 		t.Errorf("River's driver is %T, want *driver", b.client.River().Driver())
 	}
 }
+
+// completedParams is one completion of each of ids, as River's completer
+// batches them.
+func completedParams(ids ...int64) *riverdriver.JobSetStateIfRunningManyParams {
+	params := &riverdriver.JobSetStateIfRunningManyParams{}
+	for _, id := range ids {
+		c := riverdriver.JobSetStateCompleted(id, time.Now(), nil)
+		params.ID = append(params.ID, id)
+		params.Attempt = append(params.Attempt, c.Attempt)
+		params.ErrData = append(params.ErrData, c.ErrData)
+		params.FinalizedAt = append(params.FinalizedAt, c.FinalizedAt)
+		params.MetadataDoMerge = append(params.MetadataDoMerge, c.MetadataDoMerge)
+		params.MetadataUpdates = append(params.MetadataUpdates, c.MetadataUpdates)
+		params.ScheduledAt = append(params.ScheduledAt, c.ScheduledAt)
+		params.State = append(params.State, c.State)
+	}
+	return params
+}
+
+// A returned fetch stays held until a batch with its completion
+// succeeded through the pilot; a failed batch (River retries it) leaves
+// it held.
+func TestCompletionPilotSettlesHeld(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	held := newHeldSet()
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), held: held}
+	exec := riverpgxv5.New(pool).GetExecutor()
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+		VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	held.release(held.hold(&rivertype.JobRow{ID: id, Attempt: 1}))
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.JobSetStateIfRunningMany(cctx, exec, completedParams(id)); err == nil {
+		t.Fatal("a batch on a cancelled context succeeded")
+	}
+	if got := held.orphans([]int64{id}, 0); len(got) != 0 {
+		t.Errorf("after a failed batch: orphans = %v, want none", got)
+	}
+	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completedParams(id)); err != nil {
+		t.Fatal(err)
+	}
+	if got := held.orphans([]int64{id}, 0); len(got) != 1 {
+		t.Errorf("after the batch was saved: orphans = %v, want [%d]", got, id)
+	}
+}
+
+// The orphan rescue guards the fetch it took back: a completion of it that
+// River's completer still held (the reviewer's case: a held entry gone
+// while the database was away) must not complete the run of the process
+// that fetched the task next.
+func TestOrphanRescueGuardsLateCompletion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil) // not started: the sweep is called by hand
+	ctx := context.Background()
+	var id int64
+	var at time.Time
+	err := b.pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+		VALUES ('double', '{"value": 1}', 'running', 1, now() - interval '10 seconds', ARRAY[$1::text], 25, 'default', 1, '{}')
+		RETURNING id, attempted_at`, b.client.ID()).Scan(&id, &at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.client.rescueOrphans(ctx)
+	w := b.client.watchdog
+	w.mu.Lock()
+	s := w.stale[id]
+	w.mu.Unlock()
+	if s == nil || s.attempt != 1 || s.attemptedAt == nil || !s.attemptedAt.Equal(at) {
+		t.Fatalf("guard after the orphan rescue = %+v, want attempt 1 at %v", s, at)
+	}
+	// Another process fetches it.
+	if _, err := b.pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 2, attempted_at = now(),
+		attempted_by = attempted_by || '{other}' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	pilot := b.client.River().Pilot()
+	if _, err := pilot.JobSetStateIfRunningMany(ctx, riverpgxv5.New(b.pool).GetExecutor(), completedParams(id)); err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	var attempt int
+	if err := b.pool.QueryRow(ctx, "SELECT state, attempt FROM river_job WHERE id = $1", id).Scan(&state, &attempt); err != nil {
+		t.Fatal(err)
+	}
+	if state != "running" || attempt != 2 {
+		t.Errorf("the other process's run: %s at attempt %d, want running at 2 (the late completion dropped)", state, attempt)
+	}
+	if w.isStale(id) {
+		t.Error("the guard is still remembered after its completion was dropped")
+	}
+}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 // ErrHeartbeatLost is the cause (context.Cause) of the context of an
@@ -29,12 +31,29 @@ var ErrHeartbeatLost = errors.New("heartbeat lost")
 // now()) is taken after that start, so no other process may rescue before
 // that start plus RescueAfter. The watchdog cancels every running attempt
 // bound (RescueAfter minus half a HeartbeatInterval) after that start, and
-// cancels any attempt that starts later at once, until a heartbeat succeeds
-// again. A timer set for the deadline, not the heartbeat call (which may
-// hang), decides when.
+// until a heartbeat succeeds again an attempt that starts does not run: it
+// snoozes for a HeartbeatInterval, which gives River's attempt back (River
+// v0.51.2 saves a snooze with attempt - 1), so that a long cut does not
+// use up the attempts of the tasks River keeps fetching meanwhile. A timer
+// set for the deadline, not the heartbeat call (which may hang), decides
+// when.
+//
+// Every fetch whose completion may land after another process took the task
+// over is remembered (stale) for the pilot (completionPilot) to check: the
+// attempts cancelled, those snoozed while the heartbeat is lost, those that
+// had returned before it was lost but whose completions River's completer
+// still holds (heldSet.unsettled), and the fetches the orphan rescue took
+// back (guardRescued).
 type watchdog struct {
-	bound  time.Duration
+	bound time.Duration
+	// snooze is how long an attempt that starts while the heartbeat is
+	// lost waits before River offers its task again: a HeartbeatInterval.
+	snooze time.Duration
 	logger *slog.Logger
+	// held is the process's fetches (nil in tests that need none): those
+	// that returned but whose completions River has not saved are guarded
+	// too when the heartbeat is lost.
+	held *heldSet
 
 	mu sync.Mutex
 	// beatAt is the start of the last heartbeat that succeeded.
@@ -43,9 +62,11 @@ type watchdog struct {
 	lost bool
 	// running are the cancels of the attempts in progress.
 	running map[*attemptCancel]struct{}
-	// stale are the attempts the watchdog cancelled whose completion River
-	// has not written yet, by task ID: the pilot (completionPilot) writes
-	// their completions only if their attempt still owns the task.
+	// stale are the guarded fetches whose completion River has not
+	// written yet, by task ID: the pilot (completionPilot) writes their
+	// completions only if their fetch still owns the task. An entry is
+	// never replaced by one of another fetch (guardLocked), but for a
+	// rerun's own, which supersedes it.
 	stale map[int64]*staleAttempt
 	// beaten wakes run to set its timer from a new beatAt.
 	beaten chan struct{}
@@ -58,6 +79,8 @@ type attemptCancel struct {
 	attempt     int
 	attemptedAt *time.Time
 	cancel      context.CancelCauseFunc
+	// cancelled says the watchdog cancelled it already.
+	cancelled bool
 }
 
 // staleAttempt is an attempt the watchdog cancelled, which another process
@@ -72,7 +95,28 @@ type staleAttempt struct {
 	rerun *attemptCancel
 	// done is closed once the completion was written or dropped.
 	done chan struct{}
+	// rescued is when the orphan rescue took the fetch back (zero for the
+	// watchdog's own entries). No completion of it may be queued at all,
+	// so a rerun does not wait for one, and the entry is forgotten after
+	// rescuedGuardFor.
+	rescued time.Time
 }
+
+// sameFetch reports whether s is the fetch attempt, attemptedAt.
+func (s *staleAttempt) sameFetch(attempt int, attemptedAt *time.Time) bool {
+	if s.attempt != attempt {
+		return false
+	}
+	if s.attemptedAt == nil || attemptedAt == nil {
+		return s.attemptedAt == nil && attemptedAt == nil
+	}
+	return s.attemptedAt.Equal(*attemptedAt)
+}
+
+// rescuedGuardFor is how long the guard of a fetch the orphan rescue took
+// back is kept: a completion of it would have had to wait in River's
+// completer all that time, the database unreachable.
+const rescuedGuardFor = time.Hour
 
 // watchdogMargin is how much earlier than RescueAfter after the last good
 // heartbeat's start the watchdog cancels attempts: half a heartbeat
@@ -88,6 +132,7 @@ func watchdogMargin(heartbeatInterval time.Duration) time.Duration {
 func newWatchdog(rescueAfter, heartbeatInterval time.Duration, logger *slog.Logger) *watchdog {
 	return &watchdog{
 		bound:   rescueAfter - watchdogMargin(heartbeatInterval),
+		snooze:  heartbeatInterval,
 		logger:  logger,
 		running: make(map[*attemptCancel]struct{}),
 		stale:   make(map[int64]*staleAttempt),
@@ -133,24 +178,72 @@ func (w *watchdog) check(now time.Time) time.Duration {
 	if cause == nil {
 		return w.beatAt.Add(w.bound).Sub(now) + time.Millisecond
 	}
+	for a := range w.running {
+		w.cancelLocked(a, cause)
+	}
 	if !w.lost {
 		w.lost = true
 		w.logger.Warn("heartbeat lost; cancelling running tasks, which other processes will run again",
 			slog.Int("count", len(w.running)), slog.Duration("silent", now.Sub(w.beatAt)))
+		// Attempts that returned just before: River's completer may hold
+		// their completions as long as the database is away, and another
+		// process may run their tasks again meanwhile. (Later returns
+		// were cancelled or snoozed, and are guarded already.)
+		if w.held != nil {
+			for _, f := range w.held.unsettled() {
+				w.guardLocked(f.id, f.attempt, f.attemptedAt, nil)
+			}
+		}
 	}
-	for a := range w.running {
-		w.cancelLocked(a, cause)
-	}
-	// Attempts that start meanwhile cancel themselves (Work), and the
-	// next heartbeat that succeeds sets the timer again (run).
+	// Attempts that start meanwhile snooze (Work), and the next heartbeat
+	// that succeeds sets the timer again (run).
 	return w.bound
 }
 
-// cancelLocked cancels a, and remembers it as stale until River wrote or
-// dropped its completion.
+// cancelLocked cancels a, unless it did already, and remembers it as stale
+// until River wrote or dropped its completion.
 func (w *watchdog) cancelLocked(a *attemptCancel, cause error) {
+	if a.cancelled {
+		return
+	}
+	a.cancelled = true
 	a.cancel(cause)
-	w.stale[a.id] = &staleAttempt{attempt: a.attempt, attemptedAt: a.attemptedAt, done: make(chan struct{})}
+	w.guardLocked(a.id, a.attempt, a.attemptedAt, a)
+}
+
+// guardLocked remembers the fetch attempt, attemptedAt of task id as
+// stale, and returns its entry if it made a new one. An entry of another
+// fetch of the task stays, its done still to be closed by the pilot, but
+// for the one a (the fetch being cancelled) runs again after: a's own
+// completion replaces that one in River's completer.
+func (w *watchdog) guardLocked(id int64, attempt int, attemptedAt *time.Time, a *attemptCancel) *staleAttempt {
+	if s := w.stale[id]; s != nil {
+		if s.sameFetch(attempt, attemptedAt) || a == nil || s.rerun != a {
+			return nil
+		}
+		close(s.done)
+	}
+	s := &staleAttempt{attempt: attempt, attemptedAt: attemptedAt, done: make(chan struct{})}
+	w.stale[id] = s
+	return s
+}
+
+// guardRescued remembers the fetches the orphan rescue took back at now,
+// and forgets those it took back longer than rescuedGuardFor ago.
+func (w *watchdog) guardRescued(rescued []store.RescuedTask, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, s := range w.stale {
+		if !s.rescued.IsZero() && now.Sub(s.rescued) > rescuedGuardFor {
+			delete(w.stale, id)
+			close(s.done)
+		}
+	}
+	for _, r := range rescued {
+		if s := w.guardLocked(r.TaskID, r.Attempt, r.AttemptedAt, nil); s != nil {
+			s.rescued = now
+		}
+	}
 }
 
 // staleView is a stale attempt as the pilot saw it when a batch of
@@ -213,7 +306,10 @@ func (w *watchdog) run(ctx context.Context) {
 
 // watchdogMiddleware gives every attempt a context that the watchdog can
 // cancel. It runs outside the attempt middleware, so that the attempt's row
-// calls it interrupted and says why.
+// calls it interrupted and says why; an attempt that starts while the
+// heartbeat is lost snoozes before the attempt middleware, and so has no
+// row, as a task the limits put back has none: River gives its attempt
+// back.
 type watchdogMiddleware struct {
 	river.MiddlewareDefaults
 	watchdog *watchdog
@@ -222,21 +318,28 @@ type watchdogMiddleware struct {
 // Work implements rivertype.WorkerMiddleware.
 func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
 	w := m.watchdog
+	w.mu.Lock()
+	if w.causeLocked(time.Now()) != nil {
+		// A task fetched just before the database went away must not run
+		// on either: another process may soon rescue it. River keeps
+		// fetching meanwhile, so the attempt is given back (a snooze), not
+		// used up; its snooze is guarded like any stale completion, lest
+		// it land on a rescuer's run. An entry of an earlier fetch stays,
+		// and then drops the snooze as well: the task is then this
+		// process's orphan, which it takes back once it heartbeats again.
+		w.guardLocked(job.ID, job.Attempt, job.AttemptedAt, nil)
+		w.mu.Unlock()
+		return river.JobSnooze(w.snooze)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a := &attemptCancel{id: job.ID, attempt: job.Attempt, attemptedAt: job.AttemptedAt, cancel: cancel}
-	w.mu.Lock()
 	// This process runs the task again while the completion of an attempt
 	// it cancelled before is still to be written (River keeps retrying
 	// it); see waitStale.
 	stale := w.stale[job.ID]
 	if stale != nil {
 		stale.rerun = a
-	}
-	if cause := w.causeLocked(time.Now()); cause != nil {
-		// A task fetched just before the database went away must not run
-		// on either.
-		w.cancelLocked(a, cause)
 	}
 	w.running[a] = struct{}{}
 	w.mu.Unlock()
@@ -252,7 +355,7 @@ func (m *watchdogMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 		}
 		w.mu.Unlock()
 	}()
-	if stale != nil {
+	if stale != nil && stale.rescued.IsZero() {
 		w.waitStale(ctx, job, stale)
 	}
 	return withLostCause(ctx, doInner(ctx))

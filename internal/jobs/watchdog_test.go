@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -425,25 +426,34 @@ func TestWatchdogShortCutCancelsNothing(t *testing.T) {
 	}
 }
 
-// An attempt that starts while the heartbeat is stale starts cancelled, and
-// one that starts after the heartbeat came back runs.
-func TestWatchdogCancelsLateStarts(t *testing.T) {
+// An attempt that starts while the heartbeat is stale does not run: it
+// snoozes for a HeartbeatInterval, which gives its attempt back, and its
+// snooze is guarded like a cancelled attempt's completion. One that starts
+// after the heartbeat came back runs.
+func TestWatchdogSnoozesLateStarts(t *testing.T) {
 	t.Parallel()
 	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
 	mw := &watchdogMiddleware{watchdog: w}
-	job := &rivertype.JobRow{ID: 1}
+	at := time.Now()
+	job := &rivertype.JobRow{ID: 1, Attempt: 1, AttemptedAt: &at}
 	w.beat(time.Now().Add(-time.Minute))
+	ran := false
 	err := mw.Work(context.Background(), job, func(ctx context.Context) error {
-		if !errors.Is(context.Cause(ctx), ErrHeartbeatLost) {
-			t.Errorf("cause = %v, want ErrHeartbeatLost", context.Cause(ctx))
-		}
-		return ctx.Err()
+		ran = true
+		return nil
 	})
-	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrHeartbeatLost) || !strings.Contains(err.Error(), "another process") {
-		t.Errorf("err = %v, want context.Canceled with the watchdog's cause", err)
+	var snooze *rivertype.JobSnoozeError
+	if !errors.As(err, &snooze) || snooze.Duration != 500*time.Millisecond {
+		t.Errorf("err = %v, want a snooze of one heartbeat interval", err)
 	}
-	// River writes the cancelled attempt's completion through the pilot,
-	// which then forgets it (else the next attempt waits for it).
+	if ran {
+		t.Error("the attempt ran while the heartbeat was lost")
+	}
+	if !w.isStale(job.ID) {
+		t.Error("the snoozed fetch is not guarded")
+	}
+	// River writes the snooze through the pilot, which then forgets it
+	// (else the next attempt waits for it).
 	w.forget(w.staleAmong([]int64{job.ID}))
 	w.beat(time.Now())
 	err = mw.Work(context.Background(), job, func(ctx context.Context) error { return ctx.Err() })
@@ -452,6 +462,46 @@ func TestWatchdogCancelsLateStarts(t *testing.T) {
 	}
 	if _, _, running := w.state(); running != 0 {
 		t.Errorf("%d attempts still registered", running)
+	}
+}
+
+// With River: a task of one attempt fetched while the heartbeat is lost is
+// not used up (discarded, as a cancelled attempt would leave it) but put
+// back with its attempt, and completes once the heartbeat is back.
+func TestLateStartKeepsAttempt(t *testing.T) {
+	t.Parallel()
+	// Heartbeats far apart, so that only the test says when one succeeds.
+	b := setup(t, func(c *Config) { c.HeartbeatInterval, c.RescueAfter = time.Minute, 2*time.Minute })
+	b.start(t)
+	w := b.client.watchdog
+	w.mu.Lock()
+	w.beatAt = time.Now().Add(-time.Hour)
+	w.mu.Unlock()
+	id := b.submit(t, "double", map[string]any{"value": 2}, func(o *river.InsertOpts) { o.MaxAttempts = 1 })
+	ctx := context.Background()
+	waitFor(t, "the snooze saved", 10*time.Second, func() bool {
+		var snoozes int
+		err := b.pool.QueryRow(ctx, "SELECT coalesce((metadata->>'snoozes')::int, 0) FROM river_job WHERE id = $1", id).Scan(&snoozes)
+		return err == nil && snoozes > 0
+	})
+	task, err := b.store.Task(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Attempt != 0 || store.IsFinal(task.State) {
+		t.Fatalf("after the snooze: %s at attempt %d, want not final at attempt 0", task.State, task.Attempt)
+	}
+	w.beat(time.Now())
+	// Not a minute: the snooze is a HeartbeatInterval.
+	if _, err := b.pool.Exec(ctx, "UPDATE river_job SET state = 'available', scheduled_at = now() WHERE id = $1 AND state IN ('scheduled', 'available')", id); err != nil {
+		t.Fatal(err)
+	}
+	task = b.waitTask(t, id, 10*time.Second, inState(store.StateCompleted))
+	if compact(task.Result) != `{"result":4}` || task.Attempt != 1 {
+		t.Errorf("result = %s at attempt %d, want 4 at attempt 1", task.Result, task.Attempt)
+	}
+	if got := outcomes(b.finishedAttempts(t, id, 1)); !slices.Equal(got, []string{store.OutcomeCompleted}) {
+		t.Errorf("outcomes = %v, want the one completed attempt (a snooze has no row)", got)
 	}
 }
 
@@ -646,5 +696,78 @@ func TestWatchdogRerunWaitsForStaleCompletion(t *testing.T) {
 	}
 	if w.isStale(1) {
 		t.Error("the second attempt's completion is guarded")
+	}
+}
+
+// An attempt that returned just before the heartbeat was lost, whose
+// completion River's completer still holds, is guarded like the attempts
+// the watchdog cancels: after a cut longer than RescueAfter, another
+// process runs the task again, and that completion must not land on it.
+func TestWatchdogGuardsUnsavedCompletions(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	w.held = newHeldSet()
+	at := time.Now()
+	w.held.release(w.held.hold(&rivertype.JobRow{ID: 7, Attempt: 1, AttemptedAt: &at}))
+	w.held.release(w.held.hold(&rivertype.JobRow{ID: 8, Attempt: 1, AttemptedAt: &at}))
+	w.held.settle([]int64{8}) // River saved this one
+	w.beat(time.Now().Add(-time.Minute))
+	w.check(time.Now())
+	if !w.isStale(7) {
+		t.Error("the returned attempt whose completion is unsaved is not guarded")
+	}
+	if w.isStale(8) {
+		t.Error("the attempt whose completion River saved is guarded")
+	}
+	w.mu.Lock()
+	s := w.stale[7]
+	w.mu.Unlock()
+	if s != nil && !s.sameFetch(1, &at) {
+		t.Errorf("guard = attempt %d at %v, want attempt 1 at %v", s.attempt, s.attemptedAt, at)
+	}
+}
+
+// The watchdog checks again every bound while the heartbeat is lost: an
+// attempt it cancelled already keeps its entry (whose done the pilot
+// closes, and whose rerun a re-run set), and a fetch that starts while the
+// heartbeat is lost does not replace the entry of an earlier one.
+func TestWatchdogKeepsStaleEntries(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+	mw := &watchdogMiddleware{watchdog: w}
+	w.beat(time.Now())
+	at1 := time.Now().Add(-time.Minute)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		_ = mw.Work(context.Background(), &rivertype.JobRow{ID: 3, Attempt: 1, AttemptedAt: &at1}, func(ctx context.Context) error {
+			close(started)
+			<-release
+			return ctx.Err()
+		})
+	}()
+	<-started
+	defer close(release)
+	w.mu.Lock()
+	w.beatAt = time.Now().Add(-time.Minute)
+	w.mu.Unlock()
+	entry := func() *staleAttempt {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.stale[3]
+	}
+	w.check(time.Now())
+	first := entry()
+	if first == nil {
+		t.Fatal("the cancelled attempt is not remembered")
+	}
+	w.check(time.Now())
+	if entry() != first {
+		t.Error("a second check replaced the cancelled attempt's entry")
+	}
+	at2 := time.Now()
+	_ = mw.Work(context.Background(), &rivertype.JobRow{ID: 3, Attempt: 2, AttemptedAt: &at2}, func(context.Context) error { return nil })
+	if e := entry(); e != first || !e.sameFetch(1, &at1) {
+		t.Error("an attempt that started while the heartbeat was lost replaced an earlier fetch's entry")
 	}
 }

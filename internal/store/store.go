@@ -801,6 +801,11 @@ type RescuedTask struct {
 	Outcome string
 	// State is the task's new state: available, or discarded or cancelled.
 	State string
+	// Attempt and AttemptedAt are River's, of the fetch rescued (set by
+	// RescueOrphans only): a completion of that fetch that arrives later
+	// must not be written (see jobs.completionPilot).
+	Attempt     int
+	AttemptedAt *time.Time
 }
 
 // RescueLost makes up to max running tasks whose process has not
@@ -835,9 +840,9 @@ func (s *Store) ProcessRunningStale(ctx context.Context, clientID string, staleA
 
 // RescueOrphans is RescueLost for tasks among ids that process clientID,
 // alive, was handed at least staleAfter ago but does not work: a fetch whose
-// answer the connection lost after the server committed it, or a
-// completion River gave up saving. The caller passes only tasks it does not
-// work; a task handed out again since (to anyone) is left alone.
+// answer the connection lost after the server committed it (or a
+// completion River dropped as it stopped). The caller passes only tasks it
+// does not work; a task handed out again since (to anyone) is left alone.
 func (s *Store) RescueOrphans(ctx context.Context, clientID string, ids []int64, staleAfter time.Duration) ([]RescuedTask, error) {
 	rows, err := s.q.ProcessRescueOrphans(ctx, dbsqlc.ProcessRescueOrphansParams{Ids: ids, ClientID: clientID, StaleSecs: staleAfter.Seconds()})
 	if err != nil {
@@ -845,7 +850,7 @@ func (s *Store) RescueOrphans(ctx context.Context, clientID string, ids []int64,
 	}
 	rescued := make([]RescuedTask, len(rows))
 	for i, r := range rows {
-		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome, State: r.NewState}
+		rescued[i] = RescuedTask{TaskID: r.ID, Outcome: r.Outcome, State: r.NewState, Attempt: int(r.RiverAttempt), AttemptedAt: r.AttemptedAt}
 	}
 	slices.SortFunc(rescued, func(a, b RescuedTask) int { return cmp.Compare(a.TaskID, b.TaskID) })
 	return rescued, nil

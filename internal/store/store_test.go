@@ -508,3 +508,33 @@ func TestRawTask(t *testing.T) {
 		t.Errorf("RawTask of a missing task: %v, want ErrNotFound", err)
 	}
 }
+
+// A heartbeat never moves heartbeat_at backwards: an older beat that
+// commits after a newer one (beats overlap) leaves the newer timestamp.
+func TestProcessHeartbeatMonotonic(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.ProcessRegister(ctx, "p1", "host", 1); err != nil {
+		t.Fatal(err)
+	}
+	// A newer beat, as one that committed first would have left it.
+	var ahead time.Time
+	if err := s.Pool().QueryRow(ctx,
+		"UPDATE taskd_processes SET heartbeat_at = now() + interval '1 hour' WHERE client_id = 'p1' RETURNING heartbeat_at").Scan(&ahead); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ProcessHeartbeat(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ProcessRegister(ctx, "p1", "host", 1); err != nil {
+		t.Fatal(err)
+	}
+	var at time.Time
+	if err := s.Pool().QueryRow(ctx, "SELECT heartbeat_at FROM taskd_processes WHERE client_id = 'p1'").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	if !at.Equal(ahead) {
+		t.Errorf("heartbeat_at = %v after an older beat; want it kept at %v", at, ahead)
+	}
+}

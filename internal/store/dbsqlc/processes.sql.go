@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const processDelete = `-- name: ProcessDelete :exec
@@ -32,9 +33,12 @@ func (q *Queries) ProcessDeleteStale(ctx context.Context, olderThanSecs float64)
 }
 
 const processHeartbeat = `-- name: ProcessHeartbeat :execrows
-UPDATE taskd_processes SET heartbeat_at = now() WHERE client_id = $1
+UPDATE taskd_processes SET heartbeat_at = greatest(heartbeat_at, now()) WHERE client_id = $1
 `
 
+// ProcessHeartbeat marks process @client_id alive. Beats overlap (up to
+// jobs.HeartbeatsInFlight at once), and an older one may commit after a
+// newer one: greatest keeps that from moving heartbeat_at backwards.
 func (q *Queries) ProcessHeartbeat(ctx context.Context, clientID string) (int64, error) {
 	result, err := q.db.Exec(ctx, processHeartbeat, clientID)
 	if err != nil {
@@ -46,7 +50,7 @@ func (q *Queries) ProcessHeartbeat(ctx context.Context, clientID string) (int64,
 const processRegister = `-- name: ProcessRegister :exec
 INSERT INTO taskd_processes (client_id, hostname, pid)
 VALUES ($1, $2, $3)
-ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = now()
+ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = greatest(taskd_processes.heartbeat_at, now())
 `
 
 type ProcessRegisterParams struct {
@@ -218,6 +222,7 @@ const processRescueOrphans = `-- name: ProcessRescueOrphans :many
 WITH lost AS (
     SELECT
         j.id,
+        j.attempt,
         j.attempted_at,
         -- store.AttemptNumber(len(errors), attempt), as the middleware
         -- numbered the attempt.
@@ -273,7 +278,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempt AS river_attempt, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -302,6 +307,8 @@ SELECT
         ELSE r.outcome
     END)::text AS outcome,
     r.new_state::text AS new_state,
+    r.river_attempt,
+    r.attempted_at,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r
 `
@@ -313,10 +320,12 @@ type ProcessRescueOrphansParams struct {
 }
 
 type ProcessRescueOrphansRow struct {
-	ID       int64
-	Outcome  string
-	NewState string
-	Notified int64
+	ID           int64
+	Outcome      string
+	NewState     string
+	RiverAttempt int16
+	AttemptedAt  *time.Time
+	Notified     int64
 }
 
 // ProcessRescueOrphans is ProcessRescueLost for the orphans of a live
@@ -324,13 +333,14 @@ type ProcessRescueOrphansRow struct {
 // which that process does not work. A fetch whose connection is lost after
 // the server committed it (a server restart, a terminated backend) leaves
 // such jobs: River's producer saw an error and never ran them, and the
-// heartbeat rescue leaves them alone because their owner is alive. So does
-// a completion River gave up saving after its retries. Like a rescued
+// heartbeat rescue leaves them alone because their owner is alive (so may
+// a completion River dropped as it stopped). Like a rescued
 // job, an orphan becomes available again (discarded when out of
 // attempts, cancelled when a cancellation was asked for), its attempt
 // keeping its row or getting a "lost" one. The caller passes only jobs it
 // does not work; the attempted_at and owner conditions make a job fetched
-// again since then safe.
+// again since then safe. Each rescued job's River attempt and attempted_at
+// (which fetch it was) are returned, for the caller's completion guard.
 func (q *Queries) ProcessRescueOrphans(ctx context.Context, arg ProcessRescueOrphansParams) ([]ProcessRescueOrphansRow, error) {
 	rows, err := q.db.Query(ctx, processRescueOrphans, arg.Ids, arg.ClientID, arg.StaleSecs)
 	if err != nil {
@@ -344,6 +354,8 @@ func (q *Queries) ProcessRescueOrphans(ctx context.Context, arg ProcessRescueOrp
 			&i.ID,
 			&i.Outcome,
 			&i.NewState,
+			&i.RiverAttempt,
+			&i.AttemptedAt,
 			&i.Notified,
 		); err != nil {
 			return nil, err

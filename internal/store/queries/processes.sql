@@ -1,10 +1,13 @@
 -- name: ProcessRegister :exec
 INSERT INTO taskd_processes (client_id, hostname, pid)
 VALUES (@client_id, @hostname, @pid)
-ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = now();
+ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = greatest(taskd_processes.heartbeat_at, now());
 
+-- ProcessHeartbeat marks process @client_id alive. Beats overlap (up to
+-- jobs.HeartbeatsInFlight at once), and an older one may commit after a
+-- newer one: greatest keeps that from moving heartbeat_at backwards.
 -- name: ProcessHeartbeat :execrows
-UPDATE taskd_processes SET heartbeat_at = now() WHERE client_id = @client_id;
+UPDATE taskd_processes SET heartbeat_at = greatest(heartbeat_at, now()) WHERE client_id = @client_id;
 
 -- name: ProcessDelete :exec
 DELETE FROM taskd_processes WHERE client_id = @client_id;
@@ -147,17 +150,19 @@ LIMIT @max::int;
 -- which that process does not work. A fetch whose connection is lost after
 -- the server committed it (a server restart, a terminated backend) leaves
 -- such jobs: River's producer saw an error and never ran them, and the
--- heartbeat rescue leaves them alone because their owner is alive. So does
--- a completion River gave up saving after its retries. Like a rescued
+-- heartbeat rescue leaves them alone because their owner is alive (so may
+-- a completion River dropped as it stopped). Like a rescued
 -- job, an orphan becomes available again (discarded when out of
 -- attempts, cancelled when a cancellation was asked for), its attempt
 -- keeping its row or getting a "lost" one. The caller passes only jobs it
 -- does not work; the attempted_at and owner conditions make a job fetched
--- again since then safe.
+-- again since then safe. Each rescued job's River attempt and attempted_at
+-- (which fetch it was) are returned, for the caller's completion guard.
 -- name: ProcessRescueOrphans :many
 WITH lost AS (
     SELECT
         j.id,
+        j.attempt,
         j.attempted_at,
         -- store.AttemptNumber(len(errors), attempt), as the middleware
         -- numbered the attempt.
@@ -213,7 +218,7 @@ rescued AS (
     FROM lost l
     LEFT JOIN recorded rec ON rec.id = l.id
     WHERE j.id = l.id
-    RETURNING j.id, j.queue, l.new_state, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
+    RETURNING j.id, j.queue, l.new_state, l.attempt AS river_attempt, l.attempted_at, l.attempt_number, l.worker, rec.attempt_id, rec.outcome, rec.unsaved_error
 ),
 unsaved AS (
     UPDATE task_attempts a
@@ -242,5 +247,7 @@ SELECT
         ELSE r.outcome
     END)::text AS outcome,
     r.new_state::text AS new_state,
+    r.river_attempt,
+    r.attempted_at,
     (SELECT count(*) FROM notified) AS notified
 FROM rescued r;
