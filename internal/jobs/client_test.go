@@ -172,7 +172,7 @@ func TestRescueLostTasksOfDeadProcess(t *testing.T) {
 // rescued: its owner keeps heartbeating.
 func TestLongTaskOnLiveProcessIsNotRescued(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil) // RescueAfter 1 s, heartbeat 200 ms
+	b := setup(t, nil) // RescueAfter 2 s, heartbeat 200 ms
 	b.start(t)
 
 	id := b.submit(t, "sleep", map[string]any{"ms": 3500}, nil)

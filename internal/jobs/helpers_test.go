@@ -41,7 +41,10 @@ func setupPool(t *testing.T, pool *pgxpool.Pool, mod func(*Config)) *testBundle 
 		FetchCooldown:     time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
-		RescueAfter:       time.Second,
+		// Not 1 s: the watchdog stops a process's attempts at RescueAfter
+		// minus half an interval without a heartbeat, and on a loaded CI
+		// machine a beat may well take most of a second.
+		RescueAfter: 2 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)

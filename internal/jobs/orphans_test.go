@@ -19,7 +19,7 @@ import (
 // back within a few heartbeats, while the task it does run stays its own.
 func TestRescueOrphansOfLiveProcess(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil) // RescueAfter 1 s, heartbeat 200 ms
+	b := setup(t, nil) // RescueAfter 2 s, heartbeat 200 ms
 	b.start(t)
 	ctx := context.Background()
 
