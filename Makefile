@@ -34,8 +34,9 @@ fuzz:
 ## chaos: the fault and abuse suite at full size (docs/RELIABILITY.md):
 ## every TestChaos* test (R1–R7, executor faults, the 10-minute load, whose
 ## plot goes to docs/), the authorization matrices and 30 s per fuzz
-## target. Each test's figures are appended to CHAOS_REPORT. `make test`
-## runs the short sizes of the same tests.
+## target. Each test's figures are appended to CHAOS_REPORT. One package at
+## a time (-p 1), so that no fault test shares the machine with another.
+## `make test` runs the short sizes of the same tests.
 CHAOS_REPORT ?= docs/reliability-last-run.jsonl
 chaos:
 	if [[ -z $${TASKD_TEST_DATABASE_URL:-} ]]; then \
@@ -44,7 +45,7 @@ chaos:
 	export TASKD_TEST_DATABASE_URL TASKD_CHAOS=full TASKD_LOAD_DURATION=10m \
 		TASKD_LOAD_OUT=$(CURDIR)/docs TASKD_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)); \
 	: > $(CHAOS_REPORT); \
-	go test -count=1 -timeout 90m -v -run '^TestChaos' ./... 2>&1 | tee /tmp/taskd-chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go:[0-9]+: TestChaos)'; \
+	go test -p 1 -count=1 -timeout 90m -v -run '^TestChaos' ./... 2>&1 | tee /tmp/taskd-chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go:[0-9]+: TestChaos)'; \
 	go test -race -count=1 -run '^TestAuth' ./internal/http/ ./internal/taskdtest/; \
 	FUZZTIME=30s scripts/fuzz.sh
 
