@@ -142,22 +142,34 @@ func (c *Client) rescueOnce(ctx context.Context) {
 			}
 			c.logger.Warn("rescued tasks of a dead process", slog.Int("count", len(rescued)),
 				slog.Int("completed_unsaved", unsaved), slog.Int64("first_id", rescued[0].TaskID))
-			// The dead process cannot announce the tasks it left final.
-			var finished []int64
-			for _, r := range rescued {
-				if store.IsFinal(r.State) {
-					finished = append(finished, r.TaskID)
-				}
-			}
-			if len(finished) > 0 {
-				_ = c.store.NotifyFinished(ctx, finished)
-				c.finished(finished)
-			}
+			c.announceFinal(ctx, rescuedFinal(rescued))
 		}
 		if len(rescued) < rescueBatch {
 			return
 		}
 	}
+}
+
+// announceFinal tells waiters and batch callbacks, in every process, of
+// tasks a rescue or a lease expiry left final: whoever ran them cannot.
+func (c *Client) announceFinal(ctx context.Context, ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	_ = c.store.NotifyFinished(ctx, ids)
+	c.finished(ids)
+}
+
+// rescuedFinal returns the IDs of the rescued tasks the rescue left final
+// (out of attempts, or cancelled).
+func rescuedFinal(rescued []store.RescuedTask) []int64 {
+	var ids []int64
+	for _, r := range rescued {
+		if store.IsFinal(r.State) {
+			ids = append(ids, r.TaskID)
+		}
+	}
+	return ids
 }
 
 func (c *Client) clean(ctx context.Context) {
@@ -196,16 +208,13 @@ func (c *Client) expireLeases(ctx context.Context) {
 			if len(expired) > 0 {
 				c.logger.Info("leases expired; their tasks are offered again", slog.Int("count", len(expired)),
 					slog.Int64("first_id", expired[0].ID))
-				var finished []int64
+				var final []int64
 				for _, e := range expired {
 					if store.IsFinal(e.State) {
-						finished = append(finished, e.ID)
+						final = append(final, e.ID)
 					}
 				}
-				if len(finished) > 0 {
-					_ = c.store.NotifyFinished(ctx, finished)
-					c.finished(finished)
-				}
+				c.announceFinal(ctx, final)
 			}
 			if len(expired) < leaseExpireBatch {
 				break

@@ -8,8 +8,6 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
-
-	"github.com/taskd/taskd/internal/store"
 )
 
 const (
@@ -203,14 +201,5 @@ func (c *Client) rescueOrphans(ctx context.Context) {
 	}
 	c.logger.Warn("rescued tasks this process was handed but does not run (a fetch lost with its connection)",
 		slog.Int("count", len(rescued)), slog.Int64("first_id", rescued[0].TaskID))
-	var finished []int64
-	for _, r := range rescued {
-		if store.IsFinal(r.State) {
-			finished = append(finished, r.TaskID)
-		}
-	}
-	if len(finished) > 0 {
-		_ = c.store.NotifyFinished(ctx, finished)
-		c.finished(finished)
-	}
+	c.announceFinal(ctx, rescuedFinal(rescued))
 }
