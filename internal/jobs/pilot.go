@@ -170,13 +170,7 @@ func (s staleView) owns(row *rivertype.JobRow) bool {
 		// stale attempt's.
 		return false
 	}
-	if row.State != rivertype.JobStateRunning || row.Attempt != s.attempt {
-		return false
-	}
-	if s.attemptedAt == nil || row.AttemptedAt == nil {
-		return s.attemptedAt == nil && row.AttemptedAt == nil
-	}
-	return row.AttemptedAt.Equal(*s.attemptedAt)
+	return row.State == rivertype.JobStateRunning && s.sameFetch(row.Attempt, row.AttemptedAt)
 }
 
 // withoutIDs returns params without the completions of the tasks in drop.
