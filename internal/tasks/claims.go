@@ -209,6 +209,12 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 			qctx, cancel = withEarlierDeadline(qctx, cancel, dl)
 		}
 		tasks, err := s.store.LeaseClaim(qctx, c)
+		if err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+			// The statement's bound passed: the database kept quiet. Said
+			// here, since ctx's own deadline, the same instant, may not
+			// have fired yet when the caller looks at it.
+			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
 		cancel()
 		if err == nil && len(tasks) > 0 {
 			tasks, err = s.limitClaimed(ctx, tasks)
