@@ -73,3 +73,35 @@ func TestWriteErrorClientGone(t *testing.T) {
 		t.Errorf("client there: got %d and log %q, want 500 and an error logged", rec.Code, log.String())
 	}
 }
+
+// TestWriteJSONOneBody checks that an answer larger than net/http's 2 KiB
+// chunking buffer leaves with a Content-Length, not chunked, whether or
+// not it is flushed, and that it decodes to what was written.
+func TestWriteJSONOneBody(t *testing.T) {
+	big := map[string]string{"pad": strings.Repeat("x", 10<<10)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/flushed" {
+			if err := writeJSONErr(w, http.StatusOK, big); err != nil {
+				t.Errorf("writeJSONErr: %v", err)
+			}
+			return
+		}
+		writeJSON(w, http.StatusCreated, big)
+	}))
+	defer srv.Close()
+	for _, path := range []string{"/plain", "/flushed"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]string
+		err = json.NewDecoder(res.Body).Decode(&got)
+		res.Body.Close()
+		if err != nil || got["pad"] != big["pad"] {
+			t.Errorf("%s: body does not decode to what was written: %v", path, err)
+		}
+		if len(res.TransferEncoding) != 0 || res.ContentLength <= int64(len(big["pad"])) {
+			t.Errorf("%s: Transfer-Encoding %q, Content-Length %d: want one body with its length", path, res.TransferEncoding, res.ContentLength)
+		}
+	}
+}
