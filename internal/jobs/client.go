@@ -51,8 +51,15 @@ const (
 	CancelledRetentionDefault = 24 * time.Hour
 	// DiscardedRetentionDefault is how long discarded tasks are kept.
 	DiscardedRetentionDefault = 7 * 24 * time.Hour
-	// QueueDefaultWorkers is the size of the default queue.
-	QueueDefaultWorkers = 100
+	// QueueDefaultWorkers is the size of the default queue. A worker is a
+	// goroutine while it runs a task and nothing otherwise, so the size is
+	// a ceiling on tasks in flight, not a cost: each attempt waits for its
+	// attempt row (a commit) and a push attempt for its endpoint, and at
+	// 100 an untuned process completed 0.6× what it did at 1,000
+	// (docs/PERFORMANCE.md, scenario 1b). 1,000 is also Cloud Tasks'
+	// default for concurrent dispatches; an endpoint that takes fewer
+	// gets a concurrency limit (docs/CONFIGURATION.md, `limits`).
+	QueueDefaultWorkers = 1000
 	// MaxAttemptsDefault is a task's max_attempts when the submission sets
 	// none.
 	MaxAttemptsDefault = 25
