@@ -44,10 +44,17 @@ func (s *server) handleClaim(w http.ResponseWriter, r *http.Request) {
 	// silent database is answered 503 rather than held until TCP gives up.
 	// A deadline, not a timer: the claim statement, which a worker leaving
 	// does not cancel (it may commit unseen), still ends with it.
-	ctx, cancel := context.WithDeadlineCause(r.Context(), time.Now().Add(s.DatabaseTimeout+tasks.ClaimWait(&p)), errDatabaseTimeout)
+	deadline := time.Now().Add(s.DatabaseTimeout + tasks.ClaimWait(&p))
+	ctx, cancel := context.WithDeadlineCause(r.Context(), deadline, errDatabaseTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)
 	claimed, err := s.Tasks.Claim(r.Context(), &p)
+	if err != nil && !time.Now().Before(deadline) {
+		// The claim statement ends at ctx's deadline too (tasks.Claim),
+		// and may see it first: wait the instant until ctx has, so that
+		// the answer is the deadline's whichever did.
+		<-ctx.Done()
+	}
 	if err != nil {
 		if r.Context().Err() != nil && !databaseTimedOut(r) {
 			return // the worker left; nobody to answer

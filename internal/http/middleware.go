@@ -113,11 +113,14 @@ func (w *closeIfUnread) Write(p []byte) (int, error) {
 func (w *closeIfUnread) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush keeps the writer an http.Flusher for handlers that check.
-func (w *closeIfUnread) Flush() {
+func (w *closeIfUnread) Flush() { _ = w.FlushError() }
+
+// FlushError passes the write's error on, as statusWriter.FlushError does.
+func (w *closeIfUnread) FlushError() error {
 	if !w.written {
 		w.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // bodyLimit is the largest body r may have.

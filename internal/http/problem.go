@@ -144,7 +144,8 @@ const jsonBufferKeep = 256 << 10
 // two writes or more, the terminating chunk included, which showed as a
 // sixth of taskd's CPU under GET load). flush makes it leave now, and
 // returns the write's error. v is built by the handlers from stored rows,
-// so an encoding error is a bug: a 500.
+// so an encoding error is a bug: it panics, before anything is written,
+// and the recoverer logs it with its stack and answers 500.
 func writeJSONBody(w http.ResponseWriter, status int, v any, flush bool) error {
 	buf := jsonBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -154,8 +155,8 @@ func writeJSONBody(w http.ResponseWriter, status int, v any, flush bool) error {
 		}
 	}()
 	if err := json.NewEncoder(buf).Encode(v); err != nil {
-		writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: "internal error: the answer could not be encoded"})
-		return fmt.Errorf("encoding the answer: %w", err)
+		w.Header().Del("Location") // of a resource the answer would have shown
+		panic(fmt.Errorf("encoding the answer: %w", err))
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,5 +104,54 @@ func TestWriteJSONOneBody(t *testing.T) {
 		if len(res.TransferEncoding) != 0 || res.ContentLength <= int64(len(big["pad"])) {
 			t.Errorf("%s: Transfer-Encoding %q, Content-Length %d: want one body with its length", path, res.TransferEncoding, res.ContentLength)
 		}
+	}
+}
+
+// failingFlusher is a ResponseWriter whose flush fails, as a connection
+// the client closed does.
+type failingFlusher struct{ *httptest.ResponseRecorder }
+
+var errFlushFailed = errors.New("flush failed")
+
+func (failingFlusher) FlushError() error { return errFlushFailed }
+
+// TestFlushErrorPassesThrough checks that the middlewares' writers hand a
+// failed flush to writeJSONErr: a claim gives its tasks back only when it
+// learns that its answer did not leave.
+func TestFlushErrorPassesThrough(t *testing.T) {
+	for name, wrap := range map[string]func(http.ResponseWriter) http.ResponseWriter{
+		"statusWriter": func(w http.ResponseWriter) http.ResponseWriter { return &statusWriter{ResponseWriter: w} },
+		"closeIfUnread": func(w http.ResponseWriter) http.ResponseWriter {
+			return &closeIfUnread{ResponseWriter: w, body: &trackedBody{}}
+		},
+		"both": func(w http.ResponseWriter) http.ResponseWriter {
+			return &statusWriter{ResponseWriter: &closeIfUnread{ResponseWriter: w, body: &trackedBody{}}}
+		},
+	} {
+		w := wrap(failingFlusher{httptest.NewRecorder()})
+		if err := writeJSONErr(w, http.StatusOK, map[string]int{"n": 1}); !errors.Is(err, errFlushFailed) {
+			t.Errorf("%s: writeJSONErr = %v, want the flush's error", name, err)
+		}
+	}
+}
+
+// TestWriteJSONEncodeBug checks that an answer that cannot be encoded, a
+// bug, is logged once with its cause and answered 500, without the
+// Location of the resource it would have shown.
+func TestWriteJSONEncodeBug(t *testing.T) {
+	var log strings.Builder
+	cfg := Config{Ready: func(context.Context) error { return nil }, Logger: slog.New(slog.NewTextHandler(&log, nil))}.WithDefaults()
+	s := &server{Config: cfg, logger: cfg.Logger}
+	h := s.recoverer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/v1/tasks/1")
+		writeJSON(w, http.StatusCreated, map[string]float64{"bad": math.NaN()})
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/tasks", nil))
+	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Location") != "" {
+		t.Errorf("got %d, Location %q: want 500 without Location", rec.Code, rec.Header().Get("Location"))
+	}
+	if n := strings.Count(log.String(), "encoding the answer"); n != 1 {
+		t.Errorf("log has the cause %d times, want once:\n%s", n, log.String())
 	}
 }

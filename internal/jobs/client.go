@@ -55,10 +55,10 @@ const (
 	// goroutine while it runs a task and nothing otherwise, so the size is
 	// a ceiling on tasks in flight, not a cost: each attempt waits for its
 	// attempt row (a commit) and a push attempt for its endpoint, and at
-	// 100 an untuned process completed 0.6× what it did at 1,000
-	// (docs/PERFORMANCE.md, scenario 1b). 1,000 is also Cloud Tasks'
-	// default for concurrent dispatches; an endpoint that takes fewer
-	// gets a concurrency limit (docs/CONFIGURATION.md, `limits`).
+	// 100 an untuned process completed 0.58–0.70× what it did at 1,000
+	// (docs/PERFORMANCE.md, scenario 1b). An endpoint that takes fewer at
+	// once gets a queue of its own or a concurrency limit
+	// (docs/OPERATIONS.md, "Sizing").
 	QueueDefaultWorkers = 1000
 	// MaxAttemptsDefault is a task's max_attempts when the submission sets
 	// none.

@@ -209,10 +209,10 @@ func (s *Service) Claim(ctx context.Context, p *ClaimParams) ([]store.ClaimedTas
 			qctx, cancel = withEarlierDeadline(qctx, cancel, dl)
 		}
 		tasks, err := s.store.LeaseClaim(qctx, c)
-		if err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+		if err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded) && !errors.Is(err, store.ErrUnavailable) {
 			// The statement's bound passed: the database kept quiet. Said
-			// here, since ctx's own deadline, the same instant, may not
-			// have fired yet when the caller looks at it.
+			// here for claimQueryTimeout, which ctx does not know of; when
+			// the bound was ctx's deadline, the handler answers that.
 			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 		}
 		cancel()
