@@ -68,15 +68,7 @@ func TestChaosNetBlackhole(t *testing.T) {
 	time.Sleep(3 * time.Second) // work after healing, at the submitter's pace
 	st := sub.Stop()
 
-	r := chaos.Check(t, nc.Pool, ledger, 2*time.Minute)
-	if r.Lost() > 0 {
-		logNotFinal(t, nc.Cluster, ledger)
-	}
-	all := settle(t, nc.Cluster, settleTimeout)
-	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, all, overlaps := nc.outcome(t, ledger, 2*time.Minute)
 	// The victim's executions that ran into the cut, and what became of
 	// them.
 	var (
@@ -133,15 +125,7 @@ func TestChaosNetBlackhole(t *testing.T) {
 		r.Figure("heal_to_run", "%s", runAt.Sub(healAt).Round(time.Millisecond))
 	}
 	r.Figure("rescue_passes", "%d", countLines(nc.Cluster, logRescued))
-	orphans := 0
-	if r.NotFinal > 0 {
-		orphans = orphaned(t, nc.Cluster, ledger)
-	}
-	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
-	chaos.Publish(t, r)
-
-	requireNoLoss(t, nc.Cluster, ledger, r)
-	requireAPI(t, st)
+	nc.publish(t, ledger, r, st)
 	requireOverlaps(t, overlaps, all, cutAt)
 	if notRerun > 0 {
 		t.Errorf("%d tasks the watchdog cancelled were never run again", notRerun)

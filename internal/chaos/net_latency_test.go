@@ -49,15 +49,7 @@ func TestChaosNetLatency(t *testing.T) {
 	endAt := time.Now()
 	st := sub.Stop()
 
-	r := chaos.Check(t, nc.Pool, ledger, 2*time.Minute)
-	if r.Lost() > 0 {
-		logNotFinal(t, nc.Cluster, ledger)
-	}
-	all := settle(t, nc.Cluster, settleTimeout)
-	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, all, overlaps := nc.outcome(t, ledger, 2*time.Minute)
 	cancelled := 0
 	for _, e := range all {
 		if isWatchdogCancel(e.Outcome) {
@@ -82,15 +74,7 @@ func TestChaosNetLatency(t *testing.T) {
 	r.Figure("rescue_passes", "%d", rescues)
 	r.Figure("watchdog_cancels", "%d passes, %d executions", cancels, cancelled)
 	r.Figure("max_overlap", "%s", maxOverlap(overlaps))
-	orphans := 0
-	if r.NotFinal > 0 {
-		orphans = orphaned(t, nc.Cluster, ledger)
-	}
-	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
-	chaos.Publish(t, r)
-
-	requireNoLoss(t, nc.Cluster, ledger, r)
-	requireAPI(t, st)
+	nc.publish(t, ledger, r, st)
 	if rescues > 0 || cancels > 0 || cancelled > 0 {
 		t.Errorf("slow but live processes were taken for dead: %d rescue passes rescued tasks, %d watchdog passes cancelled %d executions",
 			rescues, cancels, cancelled)

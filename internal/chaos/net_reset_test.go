@@ -59,15 +59,7 @@ func TestChaosNetResetPeer(t *testing.T) {
 
 	// Every task is final within the rescue bound of the end; a task
 	// that is not by then is stuck.
-	r := chaos.Check(t, nc.Pool, ledger, chaos.RescueBound+30*time.Second)
-	if r.Lost() > 0 {
-		logNotFinal(t, nc.Cluster, ledger)
-	}
-	all := settle(t, nc.Cluster, settleTimeout)
-	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, all, overlaps := nc.outcome(t, ledger, chaos.RescueBound+30*time.Second)
 	during := answersBetween(beforeSt, duringSt)
 	r.Figure("fault", "reset_peer after %s for %s, run %s", resetAfter, healAt.Sub(faultAt).Round(time.Second),
 		time.Since(start).Round(time.Second))
@@ -78,15 +70,7 @@ func TestChaosNetResetPeer(t *testing.T) {
 	r.Figure("rescue_passes", "%d", countLines(nc.Cluster, logRescued))
 	r.Figure("watchdog_cancels", "%d", countLines(nc.Cluster, logCancelled))
 	r.Figure("max_overlap", "%s, %d pairs over the %s window", maxOverlap(overlaps), len(overLong(overlaps)), overlapWindow)
-	orphans := 0
-	if r.NotFinal > 0 {
-		orphans = orphaned(t, nc.Cluster, ledger)
-	}
-	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
-	chaos.Publish(t, r)
-
-	requireNoLoss(t, nc.Cluster, ledger, r)
-	requireAPI(t, st)
+	nc.publish(t, ledger, r, st)
 	requireOverlaps(t, overlaps, all, faultAt)
 	if probeErr == nil {
 		t.Error("a 0.6 s statement through the proxy succeeded under reset_peer: the fault was not in effect; the test tested nothing")

@@ -334,17 +334,38 @@ func orphaned(t *testing.T, c *chaos.Cluster, ledger *chaos.Ledger) int {
 	return n
 }
 
-// requireNoLoss is chaos.RequireNoLoss, logging first how many of the
-// tasks not final are orphans of a lost fetch (orphaned): each process
-// takes its own back after --rescue-after (internal/jobs/orphans.go), so
-// any left past Check's deadline is a failure like any task not final.
-func requireNoLoss(t *testing.T, c *chaos.Cluster, ledger *chaos.Ledger, r chaos.Report) int {
+// outcome is what every network fault test reads once its fault has
+// healed: the report on the acknowledged tasks, final within timeout
+// (logging those not final when any were lost), every execution once they
+// settled, and the pairs of executions of one task that overlapped.
+func (nc *netCluster) outcome(t *testing.T, ledger *chaos.Ledger, timeout time.Duration) (chaos.Report, []chaos.Execution, []chaos.Overlap) {
 	t.Helper()
-	n := 0
-	if r.NotFinal > 0 {
-		n = orphaned(t, c, ledger)
-		t.Logf("%d of the %d tasks not final are orphans of a lost fetch (running, attempted by a live process that never ran them)", n, r.NotFinal)
+	r := chaos.Check(t, nc.Pool, ledger, timeout)
+	if r.Lost() > 0 {
+		logNotFinal(t, nc.Cluster, ledger)
 	}
+	all := settle(t, nc.Cluster, settleTimeout)
+	overlaps, err := chaos.Overlaps(context.Background(), nc.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, all, overlaps
+}
+
+// publish adds to r how many of the tasks not final are orphans of a lost
+// fetch (orphaned: each process takes its own back after --rescue-after,
+// internal/jobs/orphans.go, so any left past Check's deadline is a failure
+// like any task not final), publishes r, and requires what every network
+// fault test does: no task lost, and the API answered throughout.
+func (nc *netCluster) publish(t *testing.T, ledger *chaos.Ledger, r chaos.Report, st chaos.SubmitStats) {
+	t.Helper()
+	orphans := 0
+	if r.NotFinal > 0 {
+		orphans = orphaned(t, nc.Cluster, ledger)
+		t.Logf("%d of the %d tasks not final are orphans of a lost fetch (running, attempted by a live process that never ran them)", orphans, r.NotFinal)
+	}
+	r.Figure("orphaned_by_lost_fetch", "%d", orphans)
+	chaos.Publish(t, r)
 	chaos.RequireNoLoss(t, r)
-	return n
+	requireAPI(t, st)
 }
