@@ -30,20 +30,7 @@ func TestChaosKill(t *testing.T) {
 	start := time.Now()
 	sub.Start(context.Background())
 
-	type kill struct {
-		pid int
-		at  time.Time
-	}
-	var done []kill
-	// Kill while tasks are still coming in, and at least minKills times.
-	for len(done) < minKills || sub.Stats().Acknowledged < total {
-		time.Sleep(every) // the fault's pace, not a wait for state
-		p := c.Procs[rand.N(len(c.Procs))]
-		k := kill{pid: p.PID(), at: time.Now()}
-		p.Kill()
-		done = append(done, k)
-		p.Restart()
-	}
+	done := killWhileSubmitting(c, sub, total, minKills, every)
 	lastKill := time.Now()
 	if !sub.Wait(5 * time.Minute) {
 		t.Fatalf("submitting did not finish: %+v", sub.Stats().ByStatus)
@@ -85,4 +72,26 @@ func TestChaosKill(t *testing.T) {
 	if len(delays) == 0 {
 		t.Errorf("no kill cut off a running task: the test tested nothing (%d kills)", len(done))
 	}
+}
+
+// taskdKill is a taskd process killed at a time.
+type taskdKill struct {
+	pid int
+	at  time.Time
+}
+
+// killWhileSubmitting SIGKILLs a random process of c every `every` and
+// starts it again at once, as systemd's Restart= would, while sub has
+// not had total tasks acknowledged, and at least minKills times.
+func killWhileSubmitting(c *chaos.Cluster, sub *chaos.Submitter, total, minKills int, every time.Duration) []taskdKill {
+	var kills []taskdKill
+	for len(kills) < minKills || sub.Stats().Acknowledged < total {
+		time.Sleep(every) // the fault's pace, not a wait for state
+		p := c.Procs[rand.N(len(c.Procs))]
+		k := taskdKill{pid: p.PID(), at: time.Now()}
+		p.Kill()
+		kills = append(kills, k)
+		p.Restart()
+	}
+	return kills
 }

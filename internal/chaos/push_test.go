@@ -214,15 +214,7 @@ kinds:
 	start := time.Now()
 	sub.Start(context.Background())
 
-	var kills []taskdKill
-	for len(kills) < minKills || sub.Stats().Acknowledged < total {
-		time.Sleep(every) // the fault's pace, not a wait for state
-		p := c.Procs[rand.N(len(c.Procs))]
-		k := taskdKill{pid: p.PID(), at: time.Now()}
-		p.Kill()
-		kills = append(kills, k)
-		p.Restart()
-	}
+	kills := killWhileSubmitting(c, sub, total, minKills, every)
 	lastKill := time.Now()
 	if !sub.Wait(5 * time.Minute) {
 		t.Fatalf("submitting did not finish: %+v", sub.Stats().ByStatus)
@@ -279,12 +271,6 @@ kinds:
 	if a.lostRows == 0 || a.byAnswer[answerHang] == 0 || a.byAnswer[answerReset] == 0 || a.byAnswer[answer500] == 0 {
 		t.Errorf("a fault never happened: the test tested nothing (%d lost attempts, requests %v)", a.lostRows, a.byAnswer)
 	}
-}
-
-// taskdKill is a taskd process killed at a time.
-type taskdKill struct {
-	pid int
-	at  time.Time
 }
 
 // pushAudit is how the receiver's deliveries and taskd's attempt rows
