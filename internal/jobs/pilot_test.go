@@ -49,21 +49,6 @@ func TestCompletionPilot(t *testing.T) {
 		}
 		return id, at
 	}
-	completions := func(ids ...int64) *riverdriver.JobSetStateIfRunningManyParams {
-		params := &riverdriver.JobSetStateIfRunningManyParams{}
-		for _, id := range ids {
-			c := riverdriver.JobSetStateCompleted(id, time.Now(), []byte(`{"output": "stale"}`))
-			params.ID = append(params.ID, id)
-			params.Attempt = append(params.Attempt, c.Attempt)
-			params.ErrData = append(params.ErrData, c.ErrData)
-			params.FinalizedAt = append(params.FinalizedAt, c.FinalizedAt)
-			params.MetadataDoMerge = append(params.MetadataDoMerge, c.MetadataDoMerge)
-			params.MetadataUpdates = append(params.MetadataUpdates, c.MetadataUpdates)
-			params.ScheduledAt = append(params.ScheduledAt, c.ScheduledAt)
-			params.State = append(params.State, c.State)
-		}
-		return params
-	}
 	get := func(id int64) *rivertype.JobRow {
 		t.Helper()
 		rows, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: []int64{id}})
@@ -74,7 +59,7 @@ func TestCompletionPilot(t *testing.T) {
 	}
 
 	plain, _ := running(1)
-	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completions(plain)); err != nil {
+	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completedParams([]byte(`{"output": "stale"}`), plain)); err != nil {
 		t.Fatal(err)
 	}
 	if exec.begun != 0 {
@@ -96,7 +81,7 @@ func TestCompletionPilot(t *testing.T) {
 	w.stale[rerun] = &staleAttempt{attempt: 1, attemptedAt: &rerunAt1, rerun: &attemptCancel{id: rerun, attempt: 2, attemptedAt: &rerunAt}, done: make(chan struct{})}
 	w.mu.Unlock()
 
-	rows, err := p.JobSetStateIfRunningMany(ctx, exec, completions(rerun, other, rescued, kept))
+	rows, err := p.JobSetStateIfRunningMany(ctx, exec, completedParams([]byte(`{"output": "stale"}`), rerun, other, rescued, kept))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,12 +141,13 @@ func TestClientUsesCompletionPilot(t *testing.T) {
 	}
 }
 
-// completedParams is one completion of each of ids, as River's completer
+// completedParams is one completion of each of ids, with metadata merged
+// into each job (RecordOutput's, or nil), as River's completer
 // batches them.
-func completedParams(ids ...int64) *riverdriver.JobSetStateIfRunningManyParams {
+func completedParams(metadata []byte, ids ...int64) *riverdriver.JobSetStateIfRunningManyParams {
 	params := &riverdriver.JobSetStateIfRunningManyParams{}
 	for _, id := range ids {
-		c := riverdriver.JobSetStateCompleted(id, time.Now(), nil)
+		c := riverdriver.JobSetStateCompleted(id, time.Now(), metadata)
 		params.ID = append(params.ID, id)
 		params.Attempt = append(params.Attempt, c.Attempt)
 		params.ErrData = append(params.ErrData, c.ErrData)
@@ -193,13 +179,13 @@ func TestCompletionPilotSettlesHeld(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := p.JobSetStateIfRunningMany(cctx, exec, completedParams(id)); err == nil {
+	if _, err := p.JobSetStateIfRunningMany(cctx, exec, completedParams(nil, id)); err == nil {
 		t.Fatal("a batch on a cancelled context succeeded")
 	}
 	if got := held.orphans([]int64{id}, 0); len(got) != 0 {
 		t.Errorf("after a failed batch: orphans = %v, want none", got)
 	}
-	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completedParams(id)); err != nil {
+	if _, err := p.JobSetStateIfRunningMany(ctx, exec, completedParams(nil, id)); err != nil {
 		t.Fatal(err)
 	}
 	if got := held.orphans([]int64{id}, 0); len(got) != 1 {
@@ -237,7 +223,7 @@ func TestOrphanRescueGuardsLateCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	pilot := b.client.River().Pilot()
-	if _, err := pilot.JobSetStateIfRunningMany(ctx, riverpgxv5.New(b.pool).GetExecutor(), completedParams(id)); err != nil {
+	if _, err := pilot.JobSetStateIfRunningMany(ctx, riverpgxv5.New(b.pool).GetExecutor(), completedParams(nil, id)); err != nil {
 		t.Fatal(err)
 	}
 	var state string
