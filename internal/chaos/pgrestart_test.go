@@ -193,70 +193,12 @@ func TestChaosPostgresRestart(t *testing.T) {
 		probes.ByStatus, probes.Transport, probes.Hangs, probes.NonProblem, probes.NoRetryAfter)
 	chaos.Publish(t, r)
 	if r.Lost() > 0 {
-		logUnfinished(t, c, ledger)
+		logNotFinal(t, c, ledger)
 	}
 	chaos.RequireNoLoss(t, r)
 
-	for status, n := range st.ByStatus {
-		if status != 201 && status != 503 {
-			t.Errorf("submits answered %d %d times; want 201 or 503 only (%v)", status, n, st.Failures)
-		}
-	}
-	for status, n := range probes.ByStatus {
-		if status != 503 {
-			t.Errorf("probes answered %d %d times; want 503 only (%v)", status, n, probes.Failures)
-		}
-	}
-	if n := st.NonProblem + probes.NonProblem; n > 0 {
-		t.Errorf("%d error answers were not problem+json", n)
-	}
-	if probes.NoRetryAfter > 0 {
-		t.Errorf("%d 503 answers had no Retry-After", probes.NoRetryAfter)
-	}
-	// taskd's address never went away: a request without an answer is
-	// one that hung (past requestTimeout) or was dropped.
-	if n := st.Transport + probes.Transport; n > 0 {
-		t.Errorf("%d requests got no answer (%d ran into the %s timeout): %v %v", n, st.Hangs+probes.Hangs,
-			requestTimeout, st.Failures, probes.Failures)
-	}
+	requireOutageAnswers(t, st, probes)
 	if probes.ByStatus[503]+st.ByStatus[503] == 0 {
 		t.Errorf("no request met an outage: the test tested nothing (%s)", fmt.Sprint(restarts))
 	}
-}
-
-// logUnfinished logs the rows of the acknowledged tasks that are not
-// final, for the investigation of a loss.
-func logUnfinished(t *testing.T, c *chaos.Cluster, ledger *chaos.Ledger) {
-	t.Helper()
-	rows, err := c.Pool.Query(context.Background(), `SELECT id, state::text, attempt, attempted_by::text, attempted_at, scheduled_at, created_at,
-			errors::text, metadata::text, (SELECT count(*) FROM chaos_executions e WHERE e.task_id = j.id)
-		FROM river_job j WHERE id = ANY($1) AND state NOT IN ('completed', 'discarded', 'cancelled') LIMIT 20`, ledger.IDs())
-	if err != nil {
-		t.Logf("reading unfinished tasks: %v", err)
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			id                int64
-			state             string
-			attempt           int
-			by, errs, meta    *string
-			at, sched, create *time.Time
-			execs             int
-		)
-		if err := rows.Scan(&id, &state, &attempt, &by, &at, &sched, &create, &errs, &meta, &execs); err != nil {
-			t.Logf("reading unfinished tasks: %v", err)
-			return
-		}
-		t.Logf("unfinished task %d: state %s attempt %d by %v at %v scheduled %v created %v executions %d errors %v metadata %v",
-			id, state, attempt, deref(by), deref(at), deref(sched), deref(create), execs, deref(errs), deref(meta))
-	}
-}
-
-func deref[T any](p *T) any {
-	if p == nil {
-		return nil
-	}
-	return *p
 }
