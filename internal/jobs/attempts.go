@@ -56,10 +56,12 @@ type attemptRecorder struct {
 }
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
-// given up on). waited says a request waits for its task.
+// given up on). waited says a request waits for its task; checked that its
+// task may be gone by now (see attemptMiddleware.finish).
 type attemptWrite struct {
 	attempt store.Attempt
 	waited  bool
+	checked bool
 	written chan struct{}
 }
 
@@ -76,8 +78,8 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 
 // record writes an attempt and returns once it is written, or once the
 // recorder gave up on it (it never fails the task over its attempt row).
-func (r *attemptRecorder) record(a store.Attempt, waited bool) {
-	w := attemptWrite{attempt: a, waited: waited, written: make(chan struct{})}
+func (r *attemptRecorder) record(a store.Attempt, waited, checked bool) {
+	w := attemptWrite{attempt: a, waited: waited, checked: checked, written: make(chan struct{})}
 	r.ch <- w
 	<-w.written
 }
@@ -103,13 +105,15 @@ func (r *attemptRecorder) run() {
 			}
 		}
 		attempts, waited = attempts[:0], waited[:0]
+		checked := false
 		for _, w := range group {
 			attempts = append(attempts, w.attempt)
+			checked = checked || w.checked
 			if w.waited && w.attempt.Outcome == store.OutcomeCompleted {
 				waited = append(waited, w.attempt)
 			}
 		}
-		r.write(attempts, waited)
+		r.write(attempts, waited, checked)
 		for _, w := range group {
 			close(w.written)
 		}
@@ -119,13 +123,18 @@ func (r *attemptRecorder) run() {
 // write stores attempts, retrying for up to writeFor when the
 // database fails (a restart, a failover, a lost connection), then logs the
 // loss once. The workers wait meanwhile, which also keeps River from taking
-// new tasks while their attempts could not be recorded.
-func (r *attemptRecorder) write(attempts, waited []store.Attempt) {
+// new tasks while their attempts could not be recorded. checked says that
+// some of the attempts' tasks may be gone: the group is then written with
+// the statement that drops those (task_attempts has no foreign key).
+func (r *attemptRecorder) write(attempts, waited []store.Attempt, checked bool) {
 	// Not tied to the client's context: the last writes run during
 	// shutdown.
 	ctx, cancel := context.WithTimeout(context.Background(), r.writeFor)
 	defer cancel()
 	insert := r.store.AttemptInsertMany
+	if checked {
+		insert = r.store.AttemptInsertMissing
+	}
 	pause := attemptRetryMin
 	for tries := 1; ; tries++ {
 		err := insert(ctx, attempts)
@@ -134,7 +143,9 @@ func (r *attemptRecorder) write(attempts, waited []store.Attempt) {
 			return
 		}
 		// The failed write may have committed all the same (a connection
-		// lost during the commit), so the retries skip stored attempts.
+		// lost during the commit), so the retries skip stored attempts;
+		// and by the time one gets through, a task may have been rescued,
+		// run elsewhere and deleted.
 		insert = r.store.AttemptInsertMissing
 		select {
 		case <-time.After(pause):
@@ -205,7 +216,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 			a.HTTPStatus = note.httpStatus
 			// The stack of the panicking goroutine, for the attempt's row
 			// (River keeps it too, in the error's trace).
-			m.finish(job, a, start, store.OutcomePanic, fmt.Sprintf("%v\n\n%s", p, debug.Stack()))
+			m.finish(ctx, job, a, start, store.OutcomePanic, fmt.Sprintf("%v\n\n%s", p, debug.Stack()))
 			panic(p) // River recovers it and records the error.
 		}
 	}()
@@ -219,7 +230,7 @@ func (m *attemptMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doI
 	if outcome == store.OutcomeCompleted {
 		a.Output = output.JSON
 	}
-	m.finish(job, a, start, outcome, msg)
+	m.finish(ctx, job, a, start, outcome, msg)
 	return err
 }
 
@@ -240,13 +251,18 @@ func noteHTTPStatus(ctx context.Context, status int) {
 	}
 }
 
-func (m *attemptMiddleware) finish(job *rivertype.JobRow, a store.Attempt, start time.Time, outcome, msg string) {
+// finish records the attempt. Its task exists while it runs (River
+// deletes no running job), so its row is written unchecked, unless the
+// watchdog cancelled it (ctx's cause is ErrHeartbeatLost): another
+// process may rescue, run and delete its task before the row gets
+// through, and the row is then written only if the task is still there.
+func (m *attemptMiddleware) finish(ctx context.Context, job *rivertype.JobRow, a store.Attempt, start time.Time, outcome, msg string) {
 	now := time.Now()
 	a.FinishedAt = &now
 	a.Duration = now.Sub(start)
 	a.Outcome = outcome
 	a.Error = msg
-	m.recorder.record(a, m.waited.take(job))
+	m.recorder.record(a, m.waited.take(job), errors.Is(context.Cause(ctx), ErrHeartbeatLost))
 }
 
 // Outcome names the outcome (store.Outcome*) of an attempt whose work

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/internal/kinds/builtin"
+	"github.com/taskd/taskd/internal/pgtest"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -550,5 +552,43 @@ func TestFailPermanentAndSnooze(t *testing.T) {
 	}
 	if o := outcomes(b.finishedAttempts(t, snooze, 3)); !slices.Equal(o, []string{"snoozed", "snoozed", "completed"}) {
 		t.Fatalf("snooze attempts: %v", o)
+	}
+}
+
+// A group with an attempt whose task may be gone (checked: the watchdog
+// cancelled it) is written with the statement that drops attempts of
+// missing tasks; without the foreign key, the unchecked COPY would store
+// them.
+func TestAttemptRecorderChecked(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t, 0)
+	st := store.New(pool)
+	r := newAttemptRecorder(st, testLogger(t))
+	go r.run()
+	defer r.close()
+	ctx := context.Background()
+
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, attempt, attempted_at)
+		VALUES ('{}', 'double', 25, 'default', 'running', 1, now()) RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	const gone = 1 << 40 // no such task
+	now := time.Now()
+	attempt := func(task int64) store.Attempt {
+		return store.Attempt{TaskID: task, Attempt: 1, Worker: "w", StartedAt: now, FinishedAt: &now, Outcome: store.OutcomeInterrupted}
+	}
+	r.record(attempt(gone), false, true)
+	r.record(attempt(id), false, true)
+	rows, err := pool.Query(ctx, `SELECT task_id FROM task_attempts ORDER BY task_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stored, []int64{id}) {
+		t.Errorf("attempts stored for tasks %v, want only %d (task %d does not exist)", stored, id, int64(gone))
 	}
 }

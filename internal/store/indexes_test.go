@@ -65,8 +65,14 @@ func TestRiverJobIndexPlans(t *testing.T) {
 				ELSE 'completed' END)::river_job_state AS state) AS s;
 		INSERT INTO batches (id, task_ids) OVERRIDING SYSTEM VALUE
 		SELECT b, array_agg(id) FROM (SELECT id, (metadata ->> 'batch_id')::bigint AS b FROM river_job WHERE metadata ? 'batch_id') AS m GROUP BY b;
+		-- One attempt a job, two for every third: the rows taskd's reads and
+		-- rescues find by task (task_attempts_pkey, migration 00017).
+		INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		SELECT id, n, 'w', attempted_at, attempted_at, CASE WHEN n = 1 AND id % 3 = 0 THEN 'failed' ELSE 'completed' END, 1
+		FROM river_job, generate_series(1, 2) AS n WHERE n = 1 OR id % 3 = 0;
 		ANALYZE river_job;
-		ANALYZE batches;`)
+		ANALYZE batches;
+		ANALYZE task_attempts;`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +199,13 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		_, err := st.LeaseClaim(ctx, Claim{Kinds: []string{"ext"}, LeaseSecs: []float64{60}, Max: 10, Worker: "test"})
 		return err
 	})
+	// The rescues write (one task; the orphan rescue finds none of
+	// process "test"), after every other operation has run.
+	op("taskd rescue", func(ctx context.Context) error { _, err := st.RescueLost(ctx, time.Minute, 1); return err })
+	op("taskd orphan rescue", func(ctx context.Context) error {
+		_, err := st.RescueOrphans(ctx, "test", running, time.Minute)
+		return err
+	})
 
 	// The index each operation's statements on river_job must use ("": any
 	// index), and whether a sequential scan of river_job may be among them.
@@ -231,7 +244,12 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		"taskd wait mark":                 {index: "river_job_pkey"},
 		"taskd queue stats":               {index: "river_job_prioritized_fetching_index"},
 		"taskd claim":                     {index: "river_job_available_kind_idx"},
+		"taskd rescue":                    {},
+		"taskd orphan rescue":             {index: "river_job_pkey"},
 	}
+	// The operations that read or update task_attempts, which must find
+	// their rows by task (no operation may read task_attempts whole).
+	attemptsByTask := []string{"taskd task", "taskd rescue", "taskd orphan rescue"}
 
 	conn, err := pgx.Connect(ctx, dbURL) // no recorder
 	if err != nil {
@@ -271,6 +289,12 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		}
 		if p.seqScan && !w.seqScan {
 			t.Errorf("%s: sequential scan of river_job:\n%s\n%s", s.operation, s.sql, p.text)
+		}
+		if p.seqScanAttempts {
+			t.Errorf("%s: sequential scan of task_attempts:\n%s\n%s", s.operation, s.sql, p.text)
+		}
+		if slices.Contains(attemptsByTask, s.operation) && !slices.Contains(p.indexes, "task_attempts_pkey") {
+			t.Errorf("%s: want task_attempts_pkey among the indexes used, got %v:\n%s\n%s", s.operation, p.indexes, s.sql, p.text)
 		}
 	}
 	for name := range want {
@@ -323,11 +347,12 @@ func (r *statementRecorder) riverJobStatements() []recordedStatement {
 	return out
 }
 
-// plan is what an EXPLAIN says about river_job.
+// plan is what an EXPLAIN says about river_job and task_attempts.
 type plan struct {
-	indexes []string // every index of any table scanned, and ON CONFLICT arbiters
-	seqScan bool     // of river_job
-	text    string
+	indexes         []string // every index of any table scanned, and ON CONFLICT arbiters
+	seqScan         bool     // of river_job
+	seqScanAttempts bool     // of task_attempts
+	text            string
 }
 
 func explain(ctx context.Context, conn *pgx.Conn, sql string, args []any) (plan, error) {
@@ -354,8 +379,13 @@ func explain(ctx context.Context, conn *pgx.Conn, sql string, args []any) (plan,
 				}
 			}
 		}
-		if node["Node Type"] == "Seq Scan" && node["Relation Name"] == "river_job" {
-			p.seqScan = true
+		if node["Node Type"] == "Seq Scan" {
+			switch node["Relation Name"] {
+			case "river_job":
+				p.seqScan = true
+			case "task_attempts":
+				p.seqScanAttempts = true
+			}
 		}
 		children, _ := node["Plans"].([]any)
 		for _, c := range children {

@@ -529,17 +529,13 @@ func (s *Store) TaskClearResultTx(ctx context.Context, tx pgx.Tx, id int64) erro
 	return nil
 }
 
-// AttemptInsertMany stores finished attempts with one COPY. When a task was
-// deleted in the meantime (its foreign key fails), it falls back to an
-// insert that drops the attempts of missing tasks.
+// AttemptInsertMany stores finished attempts with one COPY, unchecked:
+// it is for attempts of tasks the caller still runs, which exist because
+// River deletes no running task. Attempts that may belong to deleted
+// tasks go through AttemptInsertMissing (task_attempts has no foreign key
+// to keep them out; migration 00017).
 func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error {
-	rows := attemptRows(attempts)
-	_, err := s.q.AttemptCopy(ctx, rows)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-		err = s.attemptInsertExisting(ctx, rows)
-	}
-	if err != nil {
+	if _, err := s.q.AttemptCopy(ctx, attemptRows(attempts)); err != nil {
 		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
 	}
 	return nil
@@ -549,7 +545,8 @@ func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error
 // (the same task, attempt number and start), dropping those of missing
 // tasks. It is slower than AttemptInsertMany but safe to repeat: it is for
 // retrying a write that failed, since a write whose connection was lost
-// while committing may have committed anyway.
+// while committing may have committed anyway, and for attempts whose task
+// may have been deleted meanwhile.
 func (s *Store) AttemptInsertMissing(ctx context.Context, attempts []Attempt) error {
 	if err := s.attemptInsertExisting(ctx, attemptRows(attempts)); err != nil {
 		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)

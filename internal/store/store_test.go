@@ -197,10 +197,44 @@ func TestTaskDeletionCascades(t *testing.T) {
 	if n := count(`SELECT count(*) FROM idempotency_keys`); n != 0 {
 		t.Errorf("batch keys left: %d", n)
 	}
-	// An attempt of a task deleted before its batch was written is dropped,
-	// not an error.
-	if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 2, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
+	// An attempt whose task may be gone (a retried write, an attempt the
+	// watchdog cancelled) is written with AttemptInsertMissing, which
+	// drops the attempts of deleted tasks, not an error: task_attempts has
+	// no foreign key to keep them out.
+	if err := s.AttemptInsertMissing(ctx, []Attempt{{TaskID: id, Attempt: 2, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
 		t.Errorf("attempt of deleted task: %v", err)
+	}
+	if n := count(`SELECT count(*) FROM task_attempts`); n != 0 {
+		t.Errorf("attempts of a deleted task written: %d", n)
+	}
+
+	// One DELETE of many tasks (as the cleaner's) takes exactly their
+	// attempts, and TRUNCATE … CASCADE empties task_attempts.
+	var ids []int64
+	for range 3 {
+		var id int64
+		if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeFailed}, {TaskID: id, Attempt: 2, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM river_job WHERE id = ANY($1)`, ids[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(fmt.Sprintf(`SELECT count(*) FROM task_attempts WHERE task_id = %d`, ids[2])); n != 2 {
+		t.Errorf("attempts of the task left alone: %d, want 2", n)
+	}
+	if n := count(`SELECT count(*) FROM task_attempts`); n != 2 {
+		t.Errorf("attempts after deleting two of three tasks: %d, want 2", n)
+	}
+	if _, err := s.pool.Exec(ctx, `TRUNCATE river_job CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`SELECT count(*) FROM task_attempts`); n != 0 {
+		t.Errorf("attempts after TRUNCATE river_job CASCADE: %d", n)
 	}
 }
 

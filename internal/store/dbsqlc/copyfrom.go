@@ -45,8 +45,9 @@ func (r iteratorForAttemptCopy) Err() error {
 	return nil
 }
 
-// The fast path for finished attempts: COPY, with the foreign key as the
-// only check. AttemptInsertMany is the fallback when a task is gone.
+// The fast path for attempts of tasks this process still runs: COPY,
+// unchecked. Their tasks exist, because River deletes no running job
+// (JobDelete refuses it, the cleaner takes finalized jobs only).
 func (q *Queries) AttemptCopy(ctx context.Context, arg []AttemptCopyParams) (int64, error) {
 	return q.db.CopyFrom(ctx, []string{"task_attempts"}, []string{"task_id", "attempt", "worker", "started_at", "finished_at", "outcome", "error", "duration_ms", "http_status"}, &iteratorForAttemptCopy{rows: arg})
 }

@@ -135,7 +135,7 @@ unsaved AS (
     UPDATE task_attempts a
     SET outcome = 'completed_unsaved', error = r.unsaved_error
     FROM rescued r
-    WHERE a.id = r.attempt_id AND a.outcome = 'completed'
+    WHERE a.task_id = r.id AND a.id = r.attempt_id AND a.outcome = 'completed'
 ),
 attempts AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
@@ -284,7 +284,7 @@ unsaved AS (
     UPDATE task_attempts a
     SET outcome = 'completed_unsaved', error = r.unsaved_error
     FROM rescued r
-    WHERE a.id = r.attempt_id AND a.outcome = 'completed'
+    WHERE a.task_id = r.id AND a.id = r.attempt_id AND a.outcome = 'completed'
 ),
 attempts AS (
     INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)

@@ -57,10 +57,12 @@ type AttemptInsertManyParams struct {
 }
 
 // AttemptInsertMany writes attempts that are not stored yet, of tasks that
-// still exist: the fallback of AttemptCopy when a task was deleted in the
-// meantime, and the retry of a write that failed, which may have committed
-// all the same (a connection lost during the commit). An attempt is the same
-// when its task, number and start are.
+// still exist, for the writes that can come late: the retry of a write that
+// failed, which may have committed all the same (a connection lost during
+// the commit), and attempts of a process whose heartbeat was lost, whose
+// tasks may have been rescued, run elsewhere and deleted since (there is no
+// foreign key to keep their rows out; migration 00017). An attempt is the
+// same when its task, number and start are.
 func (q *Queries) AttemptInsertMany(ctx context.Context, arg AttemptInsertManyParams) (int64, error) {
 	result, err := q.db.Exec(ctx, attemptInsertMany,
 		arg.TaskID,

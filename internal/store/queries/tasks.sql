@@ -61,10 +61,12 @@ SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
 UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
 
 -- AttemptInsertMany writes attempts that are not stored yet, of tasks that
--- still exist: the fallback of AttemptCopy when a task was deleted in the
--- meantime, and the retry of a write that failed, which may have committed
--- all the same (a connection lost during the commit). An attempt is the same
--- when its task, number and start are.
+-- still exist, for the writes that can come late: the retry of a write that
+-- failed, which may have committed all the same (a connection lost during
+-- the commit), and attempts of a process whose heartbeat was lost, whose
+-- tasks may have been rescued, run elsewhere and deleted since (there is no
+-- foreign key to keep their rows out; migration 00017). An attempt is the
+-- same when its task, number and start are.
 -- name: AttemptInsertMany :execrows
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
 SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms, nullif(a.http_status, 0)
@@ -86,8 +88,9 @@ WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
         WHERE t.task_id = a.task_id AND t.attempt = a.attempt AND t.started_at = a.started_at
     );
 
--- The fast path for finished attempts: COPY, with the foreign key as the
--- only check. AttemptInsertMany is the fallback when a task is gone.
+-- The fast path for attempts of tasks this process still runs: COPY,
+-- unchecked. Their tasks exist, because River deletes no running job
+-- (JobDelete refuses it, the cleaner takes finalized jobs only).
 -- name: AttemptCopy :copyfrom
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
 VALUES (@task_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @duration_ms, @http_status);
