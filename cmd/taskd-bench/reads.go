@@ -91,7 +91,17 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 		}
 		res.Fill = time.Since(start)
 		b.logf("  filled %d finished tasks (with their attempts) in %s", rows, res.Fill.Round(time.Millisecond))
-		p, err := startTaskd(ctx, b.taskd, dbURL)
+		// With -cpuprofile, the first GET load of scenario 5 is profiled.
+		var env []string
+		profile, pprofAddr := "", ""
+		if full && baseline && c.CPUProfile != "" {
+			profile = profilePath(c.CPUProfile, 5)
+			if pprofAddr, err = freeAddr(); err != nil {
+				return err
+			}
+			env = append(env, "TASKD_PPROF_ADDR="+pprofAddr)
+		}
+		p, err := startTaskd(ctx, b.taskd, dbURL, env...)
 		if err != nil {
 			return err
 		}
@@ -151,6 +161,21 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 				}
 				res.BaseGet = append(res.BaseGet, r)
 				b.logf("  pair %d baseline GET /v1/tasks/{id}: %s", i, r)
+			}
+			if profile != "" {
+				b.logf("  profiling one more taskd GET load (not counted) into %s", profile)
+				done := b.startProfile(ctx, pprofAddr, profile)
+				r, err := timedLoad(ctx, conc, 0, time.Duration(c.ProfileSeconds)*time.Second+time.Second, get)
+				if err != nil {
+					return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
+				}
+				if err := <-done; err != nil {
+					return fmt.Errorf("profiling taskd: %w", err)
+				}
+				if err := b.saveProfileBinary(profile); err != nil {
+					return err
+				}
+				b.logf("  profiled load: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, profile, profile)
 			}
 		} else if err := submitAll(ctx, 2000, 1, conc, func(ctx context.Context, _, _ int) error { return get(ctx, 0, 0) }); err != nil {
 			return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
