@@ -11,24 +11,31 @@
 -- together measured 1.10× end to end (scenario 1, 5 alternating pairs).
 --
 -- What keeps attempts of deleted tasks out without the foreign key: an
--- attempt is written while its task is running, and River deletes no
--- running job (JobDelete refuses it, the cleaner takes finalized jobs
--- only); the writes that can come late (a retried write, an attempt of a
--- process whose heartbeat was lost, whose task may have been rescued, run
--- and deleted since) insert only attempts of tasks that exist
--- (AttemptInsertMany in internal/store/queries/tasks.sql).
+-- attempt is written while its process still runs its task, and River
+-- deletes no running job (JobDelete refuses it, the cleaner takes
+-- finalized jobs only); the writes for which that may not hold (a retried
+-- write, an attempt the watchdog cancelled, any write while the heartbeat
+-- is too old) insert only attempts of tasks that exist, locking their
+-- job rows as the foreign key's check did (AttemptInsertChecked in
+-- internal/store/queries/tasks.sql).
 --
--- The trigger finds attempts by the deleted tasks' ids in one statement
--- per DELETE (a statement trigger with a transition table), so River's
--- cleaner, which deletes up to 10,000 jobs at once, pays one join rather
--- than one trigger call per job. It names task_attempts in river_job's own
--- schema, whatever the deleting session's search_path. TRUNCATE river_job
--- (possible only with CASCADE, because of idempotency_keys) empties
--- task_attempts too.
+-- The trigger deletes the attempts of a DELETE's jobs in one statement (a
+-- statement trigger with a transition table), so River's cleaner, which
+-- deletes up to 10,000 jobs at once, pays one statement per batch rather
+-- than one per job; = ANY (ARRAY(…)) keeps that statement on the primary
+-- key, as the cascade's per-row deletes were. It names task_attempts in
+-- river_job's own schema, whatever the deleting session's search_path.
+-- TRUNCATE river_job (possible only with CASCADE, because of the other
+-- tables that reference it) empties task_attempts too.
 --
--- Built CONCURRENTLY so that migrating a busy table does not block the
--- writes of attempts; each statement commits on its own, and after a
--- failure running the migration again is harmless.
+-- Statement by statement, outside a transaction: the key's index is built
+-- CONCURRENTLY, so that migrating a busy table does not block the writes of
+-- attempts. The steps that lock tables (the foreign key's drop locks
+-- river_job too, briefly) give up after 10 s instead of queueing every
+-- statement on river_job behind a long reader; the migration then fails
+-- and can be run again. Running it again after any failure is harmless:
+-- each step checks whether it was done, and an invalid index left by a
+-- failed CONCURRENTLY build is dropped before it is built again.
 
 -- +goose NO TRANSACTION
 -- +goose Up
@@ -36,7 +43,7 @@
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION taskd_delete_attempts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format('DELETE FROM %I.task_attempts a USING deleted_jobs d WHERE a.task_id = d.id', TG_TABLE_SCHEMA);
+    EXECUTE format('DELETE FROM %I.task_attempts WHERE task_id = ANY (ARRAY(SELECT id FROM deleted_jobs))', TG_TABLE_SCHEMA);
     RETURN NULL;
 END
 $$;
@@ -51,20 +58,43 @@ END
 $$;
 -- +goose StatementEnd
 
-DROP TRIGGER IF EXISTS taskd_delete_attempts ON river_job;
-
-CREATE TRIGGER taskd_delete_attempts AFTER DELETE ON river_job
-    REFERENCING OLD TABLE AS deleted_jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION taskd_delete_attempts();
-
-DROP TRIGGER IF EXISTS taskd_truncate_attempts ON river_job;
-
-CREATE TRIGGER taskd_truncate_attempts AFTER TRUNCATE ON river_job
-    FOR EACH STATEMENT EXECUTE FUNCTION taskd_truncate_attempts();
-
 -- The triggers are in place before the foreign key goes, so no delete in
 -- between leaves attempts behind.
-ALTER TABLE task_attempts DROP CONSTRAINT IF EXISTS task_attempts_task_id_fkey;
+-- +goose StatementBegin
+DO $$
+BEGIN
+    SET LOCAL lock_timeout = '10s';
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'river_job'::regclass AND tgname = 'taskd_delete_attempts') THEN
+        CREATE TRIGGER taskd_delete_attempts AFTER DELETE ON river_job
+            REFERENCING OLD TABLE AS deleted_jobs
+            FOR EACH STATEMENT EXECUTE FUNCTION taskd_delete_attempts();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'river_job'::regclass AND tgname = 'taskd_truncate_attempts') THEN
+        CREATE TRIGGER taskd_truncate_attempts AFTER TRUNCATE ON river_job
+            FOR EACH STATEMENT EXECUTE FUNCTION taskd_truncate_attempts();
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+DO $$
+BEGIN
+    SET LOCAL lock_timeout = '10s';
+    ALTER TABLE task_attempts DROP CONSTRAINT IF EXISTS task_attempts_task_id_fkey;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('task_attempts_task_id_id_key') AND NOT indisvalid) THEN
+        DROP INDEX task_attempts_task_id_id_key;
+    END IF;
+END
+$$;
+-- +goose StatementEnd
 
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_task_id_id_key ON task_attempts (task_id, id);
 
@@ -73,6 +103,7 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_task_id_id_key ON t
 -- +goose StatementBegin
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '10s';
     IF to_regclass('task_attempts_task_id_id_key') IS NOT NULL THEN
         ALTER TABLE task_attempts
             DROP CONSTRAINT task_attempts_pkey,
@@ -86,6 +117,19 @@ DROP INDEX CONCURRENTLY IF EXISTS task_attempts_task_id_idx;
 
 -- +goose Down
 
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('task_attempts_task_id_idx') AND NOT indisvalid) THEN
+        DROP INDEX task_attempts_task_id_idx;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('task_attempts_id_key') AND NOT indisvalid) THEN
+        DROP INDEX task_attempts_id_key;
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
 CREATE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_task_id_idx ON task_attempts (task_id, id);
 
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_id_key ON task_attempts (id);
@@ -93,6 +137,7 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_id_key ON task_atte
 -- +goose StatementBegin
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '10s';
     IF to_regclass('task_attempts_id_key') IS NOT NULL THEN
         ALTER TABLE task_attempts
             DROP CONSTRAINT task_attempts_pkey,
@@ -102,22 +147,34 @@ END
 $$;
 -- +goose StatementEnd
 
--- Attempts whose task is gone would fail the foreign key's validation.
+-- The foreign key comes back NOT VALID (new rows are checked from then
+-- on), attempts whose task is gone are deleted, and then the old rows are
+-- validated without blocking writes, as in 00010.
 -- +goose StatementBegin
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '10s';
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'task_attempts_task_id_fkey' AND conrelid = 'task_attempts'::regclass) THEN
-        DELETE FROM task_attempts a WHERE NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id);
         ALTER TABLE task_attempts ADD CONSTRAINT task_attempts_task_id_fkey
-            FOREIGN KEY (task_id) REFERENCES river_job (id) ON DELETE CASCADE;
+            FOREIGN KEY (task_id) REFERENCES river_job (id) ON DELETE CASCADE NOT VALID;
     END IF;
 END
 $$;
 -- +goose StatementEnd
 
-DROP TRIGGER IF EXISTS taskd_truncate_attempts ON river_job;
+DELETE FROM task_attempts a WHERE NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id);
 
-DROP TRIGGER IF EXISTS taskd_delete_attempts ON river_job;
+ALTER TABLE task_attempts VALIDATE CONSTRAINT task_attempts_task_id_fkey;
+
+-- +goose StatementBegin
+DO $$
+BEGIN
+    SET LOCAL lock_timeout = '10s';
+    DROP TRIGGER IF EXISTS taskd_truncate_attempts ON river_job;
+    DROP TRIGGER IF EXISTS taskd_delete_attempts ON river_job;
+END
+$$;
+-- +goose StatementEnd
 
 DROP FUNCTION IF EXISTS taskd_truncate_attempts();
 

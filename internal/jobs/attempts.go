@@ -53,6 +53,10 @@ type attemptRecorder struct {
 	// given up rather than retried.
 	stop     chan struct{}
 	stopOnce sync.Once
+	// suspect, when set, reports whether this process's heartbeat is too
+	// old for its running tasks to be safe from a rescue (watchdog.overdue):
+	// the attempts of a group written then are checked.
+	suspect func() bool
 }
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
@@ -123,16 +127,22 @@ func (r *attemptRecorder) run() {
 // write stores attempts, retrying for up to writeFor when the
 // database fails (a restart, a failover, a lost connection), then logs the
 // loss once. The workers wait meanwhile, which also keeps River from taking
-// new tasks while their attempts could not be recorded. checked says that
-// some of the attempts' tasks may be gone: the group is then written with
-// the statement that drops those (task_attempts has no foreign key).
+// new tasks while their attempts could not be recorded.
+//
+// The first try is an unchecked COPY: the tasks exist, because this
+// process still runs them and River deletes no running job. The group is
+// written with the statement that drops attempts of missing tasks
+// instead (task_attempts has no foreign key to keep them out) when that
+// may not hold: checked (an attempt the watchdog cancelled), a heartbeat
+// too old as the group is written (another process may have rescued,
+// run and deleted a task since), and every retry.
 func (r *attemptRecorder) write(attempts, waited []store.Attempt, checked bool) {
 	// Not tied to the client's context: the last writes run during
 	// shutdown.
 	ctx, cancel := context.WithTimeout(context.Background(), r.writeFor)
 	defer cancel()
 	insert := r.store.AttemptInsertMany
-	if checked {
+	if checked || (r.suspect != nil && r.suspect()) {
 		insert = r.store.AttemptInsertMissing
 	}
 	pause := attemptRetryMin

@@ -333,6 +333,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if !cfg.DisableAttempts && !cfg.InsertOnly {
 		c.recorder = newAttemptRecorder(cfg.Store, cfg.Logger)
+		c.recorder.suspect = c.watchdog.overdue
 		c.waited = newWaitedSet()
 		middleware = append(middleware, &attemptMiddleware{clientID: c.id, recorder: c.recorder, waited: c.waited})
 	}

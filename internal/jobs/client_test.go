@@ -591,4 +591,19 @@ func TestAttemptRecorderChecked(t *testing.T) {
 	if !slices.Equal(stored, []int64{id}) {
 		t.Errorf("attempts stored for tasks %v, want only %d (task %d does not exist)", stored, id, int64(gone))
 	}
+
+	// Unchecked attempts are checked all the same while the heartbeat is
+	// too old (suspect), and written with the COPY otherwise, which does
+	// not look for their task.
+	suspect := true
+	r.suspect = func() bool { return suspect }
+	r.record(attempt(gone+1), false, false)
+	suspect = false
+	r.record(attempt(gone+2), false, false)
+	if err := pool.QueryRow(ctx, `SELECT array_agg(task_id ORDER BY task_id) FROM task_attempts`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stored, []int64{id, gone + 2}) {
+		t.Errorf("attempts stored for tasks %v, want %d and %d (written while the heartbeat was fresh, unchecked)", stored, id, int64(gone+2))
+	}
 }

@@ -169,6 +169,15 @@ func (w *watchdog) causeLocked(now time.Time) error {
 		ErrHeartbeatLost, silent.Round(time.Millisecond))
 }
 
+// overdue reports whether the heartbeat is older than the watchdog's bound:
+// from then on other processes may rescue this one's running tasks (at
+// RescueAfter, HeartbeatInterval/2 later).
+func (w *watchdog) overdue() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.causeLocked(time.Now()) != nil
+}
+
 // check cancels the running attempts when the heartbeat is stale at now,
 // and returns how long until it should check again.
 func (w *watchdog) check(now time.Time) time.Duration {

@@ -582,7 +582,7 @@ func attemptRows(attempts []Attempt) []dbsqlc.AttemptCopyParams {
 
 func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.AttemptCopyParams) error {
 	n := len(rows)
-	arg := dbsqlc.AttemptInsertManyParams{
+	arg := dbsqlc.AttemptInsertCheckedParams{
 		TaskID:     make([]int64, n),
 		Attempt:    make([]int32, n),
 		Worker:     make([]string, n),
@@ -604,7 +604,7 @@ func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.Attempt
 			arg.HttpStatus[i] = *r.HttpStatus
 		}
 	}
-	_, err := s.q.AttemptInsertMany(ctx, arg)
+	_, err := s.q.AttemptInsertChecked(ctx, arg)
 	return err
 }
 

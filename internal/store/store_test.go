@@ -572,3 +572,64 @@ func TestProcessHeartbeatMonotonic(t *testing.T) {
 		t.Errorf("heartbeat_at = %v after an older beat; want it kept at %v", at, ahead)
 	}
 }
+
+// A checked attempt insert that runs while a delete of its task is
+// uncommitted waits for the delete (it locks the job row, as the foreign
+// key's check did) and then writes nothing: without the lock it would see
+// the row, write the attempt after the delete's trigger ran, and leave it
+// behind.
+func TestAttemptInsertCheckedWaitsForDelete(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var id int64
+	if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `DELETE FROM river_job WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.AttemptInsertMissing(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeCompleted}})
+	}()
+	// The insert must wait for the delete's lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO task_attempts%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the checked insert returned (%v) while the delete of its task was uncommitted; want it to wait", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the checked insert neither waited for the delete nor returned within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts WHERE task_id = $1`, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d attempts of the deleted task left", n)
+	}
+}

@@ -22,7 +22,7 @@ type AttemptCopyParams struct {
 	HttpStatus *int32
 }
 
-const attemptInsertMany = `-- name: AttemptInsertMany :execrows
+const attemptInsertChecked = `-- name: AttemptInsertChecked :execrows
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
 SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms, nullif(a.http_status, 0)
 FROM (
@@ -37,14 +37,14 @@ FROM (
         unnest($8::double precision[]) AS duration_ms,
         unnest($9::integer[]) AS http_status
 ) AS a
-WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
+WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id FOR KEY SHARE)
     AND NOT EXISTS (
         SELECT 1 FROM task_attempts t
         WHERE t.task_id = a.task_id AND t.attempt = a.attempt AND t.started_at = a.started_at
     )
 `
 
-type AttemptInsertManyParams struct {
+type AttemptInsertCheckedParams struct {
 	TaskID     []int64
 	Attempt    []int32
 	Worker     []string
@@ -56,15 +56,18 @@ type AttemptInsertManyParams struct {
 	HttpStatus []int32
 }
 
-// AttemptInsertMany writes attempts that are not stored yet, of tasks that
-// still exist, for the writes that can come late: the retry of a write that
-// failed, which may have committed all the same (a connection lost during
-// the commit), and attempts of a process whose heartbeat was lost, whose
-// tasks may have been rescued, run elsewhere and deleted since (there is no
-// foreign key to keep their rows out; migration 00017). An attempt is the
-// same when its task, number and start are.
-func (q *Queries) AttemptInsertMany(ctx context.Context, arg AttemptInsertManyParams) (int64, error) {
-	result, err := q.db.Exec(ctx, attemptInsertMany,
+// AttemptInsertChecked writes attempts that are not stored yet, of tasks
+// that still exist, for the writes that can come late (there is no foreign
+// key to keep out attempts of deleted tasks; migration 00017): the retry of
+// a write that failed, which may have committed all the same (a connection
+// lost during the commit), and attempts written while their process's
+// heartbeat is too old, whose tasks may have been rescued, run elsewhere and
+// deleted since. An attempt is the same when its task, number and start
+// are. The job rows are locked as the foreign key's check did (FOR KEY
+// SHARE), so that a delete running meanwhile waits for this insert and its
+// trigger then sees the rows.
+func (q *Queries) AttemptInsertChecked(ctx context.Context, arg AttemptInsertCheckedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, attemptInsertChecked,
 		arg.TaskID,
 		arg.Attempt,
 		arg.Worker,

@@ -60,14 +60,17 @@ SELECT state::text FROM river_job WHERE id = @id FOR UPDATE;
 -- name: TaskClearOutput :exec
 UPDATE river_job SET metadata = metadata - 'output' WHERE id = @id;
 
--- AttemptInsertMany writes attempts that are not stored yet, of tasks that
--- still exist, for the writes that can come late: the retry of a write that
--- failed, which may have committed all the same (a connection lost during
--- the commit), and attempts of a process whose heartbeat was lost, whose
--- tasks may have been rescued, run elsewhere and deleted since (there is no
--- foreign key to keep their rows out; migration 00017). An attempt is the
--- same when its task, number and start are.
--- name: AttemptInsertMany :execrows
+-- AttemptInsertChecked writes attempts that are not stored yet, of tasks
+-- that still exist, for the writes that can come late (there is no foreign
+-- key to keep out attempts of deleted tasks; migration 00017): the retry of
+-- a write that failed, which may have committed all the same (a connection
+-- lost during the commit), and attempts written while their process's
+-- heartbeat is too old, whose tasks may have been rescued, run elsewhere and
+-- deleted since. An attempt is the same when its task, number and start
+-- are. The job rows are locked as the foreign key's check did (FOR KEY
+-- SHARE), so that a delete running meanwhile waits for this insert and its
+-- trigger then sees the rows.
+-- name: AttemptInsertChecked :execrows
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
 SELECT a.task_id, a.attempt, a.worker, a.started_at, a.finished_at, a.outcome, nullif(a.error, ''), a.duration_ms, nullif(a.http_status, 0)
 FROM (
@@ -82,7 +85,7 @@ FROM (
         unnest(@duration_ms::double precision[]) AS duration_ms,
         unnest(@http_status::integer[]) AS http_status
 ) AS a
-WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id)
+WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id FOR KEY SHARE)
     AND NOT EXISTS (
         SELECT 1 FROM task_attempts t
         WHERE t.task_id = a.task_id AND t.attempt = a.attempt AND t.started_at = a.started_at
