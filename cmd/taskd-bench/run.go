@@ -68,7 +68,7 @@ type config struct {
 	WALRelations    bool          // read each end-to-end run's WAL by relation (pg_walinspect)
 	Scenarios       []string
 	TaskdBin        string // a prebuilt taskd binary; built when empty
-	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 5, 8, 9 and 10 here (5 to 10: profilePath)
+	CPUProfile      string // write CPU profiles of taskd during scenarios 1, 2, 5, 8, 9 and 10 here (2 to 10: profilePath)
 	ProfileSeconds  int
 }
 
@@ -122,7 +122,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		walRels     = fs.Bool("wal-relations", false, "after each end-to-end run (scenarios 1, 1b, 1i …), read its database's WAL by relation with pg_walinspect (per index: its own writes, even on a server others use; the WAL must not have been recycled yet, and reading it takes a while; needs a superuser; on with -smoke)")
 		scenarios   = fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 		taskdBin    = fs.String("taskd-bin", "", "use this taskd binary instead of building ./cmd/taskd")
-		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenario 5's GET pairs and scenarios 8, 9 and 10 into <file>-s5, <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
+		cpuProfile  = fs.String("cpuprofile", getenv("TASKD_BENCH_CPUPROFILE"), "after scenario 1's pairs, run taskd once more (not counted) and write a CPU profile of it here, and likewise after scenario 2's pairs at the highest concurrency, scenario 5's GET pairs and scenarios 8, 9 and 10 into <file>-s2, <file>-s5, <file>-s8, <file>-s9 and <file>-s10 (before the file's extension); the binary is copied beside each as <profile>.taskd (TASKD_BENCH_CPUPROFILE)")
 		profSeconds = fs.Int("cpuprofile-seconds", 10, "length of the CPU profile")
 		smoke       = fs.Bool("smoke", false, "tiny sizes and durations everywhere (a quick check that every scenario works; its numbers mean nothing)")
 	)

@@ -437,6 +437,11 @@ func (b *bench) scenario2(ctx context.Context) error {
 			b.logf("  C=%d pair %d bare River behind net/http: %s", conc, i, r)
 			add(&hop, r)
 		}
+		if c.CPUProfile != "" && conc == c.Concurrency[len(c.Concurrency)-1] {
+			if err := b.profileSubmit(ctx, conc, taskBody); err != nil {
+				return err
+			}
+		}
 		name := "2 submit C=" + strconv.Itoa(conc)
 		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: base[0], Baseline: "bare River InsertTx", Target: "≥0.85× River"})
 		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: base[1], Baseline: "bare River InsertTx"})
@@ -446,6 +451,34 @@ func (b *bench) scenario2(ctx context.Context) error {
 		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: hop[1], Baseline: behind})
 		b.compare(row{Scenario: name, Metric: "p99 ms", A: a[2], B: hop[2], Baseline: behind})
 	}
+	return nil
+}
+
+// profileSubmit runs scenario 2's taskd load once more at conc (not
+// counted) with a CPU profile of taskd, into profilePath(CPUProfile, 2).
+func (b *bench) profileSubmit(ctx context.Context, conc int, taskBody []byte) error {
+	path := profilePath(b.cfg.CPUProfile, 2)
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	b.logf("  profiling one more taskd load at C=%d (not counted) into %s", conc, path)
+	var r loadResult
+	err = b.withTaskd(ctx, []string{"TASKD_PPROF_ADDR=" + addr}, func(p *taskdProcess, _ *watcher) (err error) {
+		client := newHTTPClient(conc)
+		done := b.startProfile(ctx, addr, path)
+		r, err = timedLoad(ctx, conc, 0, time.Duration(b.cfg.ProfileSeconds)*time.Second+time.Second, func(ctx context.Context, _, _ int) error {
+			return do(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, http.StatusCreated)
+		})
+		return errors.Join(err, <-done)
+	})
+	if err != nil {
+		return fmt.Errorf("profiling taskd C=%d: %w", conc, err)
+	}
+	if err := b.saveProfileBinary(path); err != nil {
+		return err
+	}
+	b.logf("  profiled load: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, path, path)
 	return nil
 }
 
