@@ -20,6 +20,17 @@ func newStore(t *testing.T) *Store {
 	return New(pgtest.NewPool(t, 0))
 }
 
+// insertFinished inserts a completed task and returns its ID.
+func insertFinished(t *testing.T, s *Store) int64 {
+	t.Helper()
+	var id int64
+	if err := s.pool.QueryRow(context.Background(), `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestTaskListUsesIndexes checks that each filter of GET /v1/tasks is
 // served by an index, on a table large enough for the planner to care.
 func TestTaskListUsesIndexes(t *testing.T) {
@@ -150,10 +161,7 @@ func TestTaskDeletionCascades(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
-	var id int64
-	if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
+	id := insertFinished(t, s)
 	if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
 		t.Fatal(err)
 	}
@@ -212,10 +220,7 @@ func TestTaskDeletionCascades(t *testing.T) {
 	// attempts, and TRUNCATE … CASCADE empties task_attempts.
 	var ids []int64
 	for range 3 {
-		var id int64
-		if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
-			t.Fatal(err)
-		}
+		id := insertFinished(t, s)
 		ids = append(ids, id)
 		if err := s.AttemptInsertMany(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeFailed}, {TaskID: id, Attempt: 2, Worker: "w", Outcome: OutcomeCompleted}}); err != nil {
 			t.Fatal(err)
@@ -582,10 +587,7 @@ func TestAttemptInsertCheckedWaitsForDelete(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
-	var id int64
-	if err := s.pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at) VALUES ('{}', 'double', 25, 'default', 'completed', now()) RETURNING id`).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
+	id := insertFinished(t, s)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
