@@ -117,6 +117,45 @@ func machineTicks() (busy, all uint64, err error) {
 	return busy, all, nil
 }
 
+// cpuSpan measures the CPU an end-to-end run costs: the whole machine's
+// busy time (taskd, PostgreSQL, the harness's submitters and, for bare
+// River, the harness's own River client) and, for taskd, its process's.
+// Scenario 1's throughput moves by 10–15 % between rounds on a shared
+// machine of this kind; busy CPU per task moves less, and on a machine the
+// load saturates it is what throughput is made of. It is only meaningful
+// with nothing else running.
+type cpuSpan struct {
+	pid             int
+	busy, taskd     uint64
+	okBusy, okTaskd bool
+}
+
+// startCPUSpan starts a span; pid is taskd's process, 0 for none.
+func startCPUSpan(pid int) cpuSpan {
+	s := cpuSpan{pid: pid}
+	var err error
+	s.busy, _, err = machineTicks()
+	s.okBusy = err == nil
+	if pid != 0 {
+		s.taskd, err = procTicks(pid)
+		s.okTaskd = err == nil
+	}
+	return s
+}
+
+// perTask returns the machine's and taskd's CPU since the span started, in
+// µs per task of n; 0 for what could not be read.
+func (s cpuSpan) perTask(n int) (machine, taskd float64) {
+	perTask := func(ticks uint64) float64 { return float64(ticks) / userHZ * 1e6 / float64(n) }
+	if busy, _, err := machineTicks(); err == nil && s.okBusy && n > 0 {
+		machine = perTask(busy - s.busy)
+	}
+	if t, err := procTicks(s.pid); err == nil && s.okTaskd && n > 0 {
+		taskd = perTask(t - s.taskd)
+	}
+	return machine, taskd
+}
+
 // procTicks reads the CPU time of process pid (utime + stime) from
 // /proc/<pid>/stat in USER_HZ.
 func procTicks(pid int) (uint64, error) {

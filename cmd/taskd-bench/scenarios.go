@@ -35,6 +35,10 @@ type e2eResult struct {
 	// Attempt is the run's task_attempts.duration_ms, when e2eRun.Attempts
 	// asked for it.
 	Attempt *attemptDurations
+	// CPUPerTask is the whole machine's busy CPU over the same span, µs a
+	// task (cpuSpan); TaskdCPUPerTask taskd's process's alone (taskd runs
+	// only). 0 where /proc cannot be read.
+	CPUPerTask, TaskdCPUPerTask float64
 }
 
 // ownWAL is the run's database's WAL, bytes per task (WALRelations).
@@ -67,6 +71,12 @@ func (r e2eResult) String() string {
 	}
 	if r.WALRelations != nil {
 		s += fmt.Sprintf(" (own database %.0f)", r.ownWAL())
+	}
+	if r.CPUPerTask > 0 {
+		s += fmt.Sprintf(", machine CPU %.1f µs/task", r.CPUPerTask)
+	}
+	if r.TaskdCPUPerTask > 0 {
+		s += fmt.Sprintf(" (taskd %.1f)", r.TaskdCPUPerTask)
 	}
 	if r.PeakRSS > 0 {
 		s += fmt.Sprintf(", peak RSS %.1f MiB", r.PeakRSS)
@@ -194,6 +204,7 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 		if err != nil {
 			return err
 		}
+		span := startCPUSpan(p.pid())
 		start := time.Now()
 		profDone := b.startProfile(ctx, pprofAddr, run.Profile)
 		err = submitAll(ctx, run.N, b.cfg.BatchSize, b.cfg.Clients, func(ctx context.Context, first, count int) error {
@@ -211,6 +222,7 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(run.N) / res.Elapsed.Seconds()
+		res.CPUPerTask, res.TaskdCPUPerTask = span.perTask(run.N)
 		if err := b.measureWAL(ctx, w, wal0, run.N, &res); err != nil {
 			return err
 		}
@@ -267,6 +279,7 @@ func (b *bench) e2eBare(ctx context.Context, settings riverSettings) (e2eResult,
 		if err != nil {
 			return err
 		}
+		span := startCPUSpan(0)
 		start := time.Now()
 		if err := submitAll(ctx, b.cfg.N, b.cfg.BatchSize, b.cfg.Clients, r.insertMany); err != nil {
 			return err
@@ -276,6 +289,7 @@ func (b *bench) e2eBare(ctx context.Context, settings riverSettings) (e2eResult,
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
+		res.CPUPerTask, _ = span.perTask(b.cfg.N)
 		return b.measureWAL(ctx, w, wal0, b.cfg.N, &res)
 	})
 	return res, err
@@ -349,7 +363,7 @@ func copyFile(dst, src string) error {
 func (b *bench) scenario1(ctx context.Context) error {
 	c := b.cfg
 	b.logf("scenario 1: end to end, batched: %d double tasks, %d per batch, %d concurrent submitters, %d pairs", c.N, c.BatchSize, c.Clients, c.Pairs)
-	var a, base, wal, baseWAL []float64
+	var a, base, wal, baseWAL, cpu, baseCPU, taskdCPU []float64
 	for i := 1; i <= c.Pairs; i++ {
 		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
 		if err != nil {
@@ -358,6 +372,7 @@ func (b *bench) scenario1(ctx context.Context) error {
 		b.logf("  pair %d taskd:      %s", i, r)
 		b.logWALRelations(r)
 		a, b.s1RSS, wal = append(a, r.Rate), append(b.s1RSS, r.PeakRSS), append(wal, r.WALPerTask)
+		cpu, taskdCPU = append(cpu, r.CPUPerTask), append(taskdCPU, r.TaskdCPUPerTask)
 		r, err = b.e2eBare(ctx, taskdFetch)
 		if err != nil {
 			return fmt.Errorf("bare River: %w", err)
@@ -365,12 +380,21 @@ func (b *bench) scenario1(ctx context.Context) error {
 		b.logf("  pair %d bare River: %s", i, r)
 		b.logWALRelations(r)
 		base, baseWAL = append(base, r.Rate), append(baseWAL, r.WALPerTask)
+		baseCPU = append(baseCPU, r.CPUPerTask)
 	}
 	b.s1 = a
 	b.compare(row{Scenario: "1 e2e batched", Metric: "tasks/s", A: a, B: base, Baseline: "bare River", Target: "≥1.0× River"})
 	// The server's WAL, not the run's alone: only a quiet server gives the
 	// run's own.
 	b.compare(row{Scenario: "1 e2e batched", Metric: "WAL bytes/task", A: wal, B: baseWAL, Baseline: "bare River"})
+	// The whole machine's, not taskd's alone (cpuSpan); none where /proc
+	// cannot be read.
+	if !slices.Contains(cpu, 0) && !slices.Contains(baseCPU, 0) {
+		b.compare(row{Scenario: "1 e2e batched", Metric: "machine CPU µs/task", A: cpu, B: baseCPU, Baseline: "bare River"})
+	}
+	if !slices.Contains(taskdCPU, 0) {
+		b.addRow(row{Scenario: "1 e2e batched", Metric: "taskd process CPU µs/task", A: taskdCPU, Baseline: "(taskd only)"})
+	}
 	if c.CPUProfile != "" {
 		b.logf("  profiling one more taskd run (not counted) into %s", c.CPUProfile)
 		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Profile: c.CPUProfile})
