@@ -120,10 +120,10 @@ func machineTicks() (busy, all uint64, err error) {
 // cpuSpan measures the CPU an end-to-end run costs: the whole machine's
 // busy time (taskd, PostgreSQL, the harness's submitters and, for bare
 // River, the harness's own River client) and, for taskd, its process's.
-// Scenario 1's throughput moves by 10–15 % between rounds on a shared
-// machine of this kind; busy CPU per task moves less, and on a machine the
-// load saturates it is what throughput is made of. It is only meaningful
-// with nothing else running.
+// On a machine the load saturates, CPU per task is what throughput is made
+// of, and it says how the cost divides between taskd and the rest. It is
+// only meaningful with nothing else running, and like throughput it
+// compares only within a pair: the speed of a shared machine varies.
 type cpuSpan struct {
 	pid             int
 	busy, taskd     uint64
