@@ -33,11 +33,15 @@
 -- Statement by statement, outside a transaction: the key's index is built
 -- CONCURRENTLY, so that migrating a busy table does not block the writes of
 -- attempts. The steps that lock tables (the foreign key's drop locks
--- river_job too, briefly) give up after 10 s instead of queueing every
--- statement on river_job behind a long reader; the migration then fails
--- and can be run again. Running it again after any failure is harmless:
--- each step checks whether it was done, and an invalid index left by a
--- failed CONCURRENTLY build is dropped before it is built again.
+-- river_job too, briefly) give up after 2 s instead of queueing every
+-- statement on the tables behind a long reader: attempt writes give up
+-- after 5 s (attemptWriteFor), so a longer wait could cost attempt rows.
+-- The migration then fails and can be run again. Running it again after
+-- any failure is harmless: each step checks whether it was done or is
+-- harmless to repeat, and an invalid index left by a failed CONCURRENTLY
+-- build is dropped before it is built again. (A run again after the
+-- primary key was swapped builds the new key's index once more and swaps
+-- again: correct, but a full index build.)
 
 -- +goose NO TRANSACTION
 -- +goose Up
@@ -65,7 +69,7 @@ $$;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'river_job'::regclass AND tgname = 'taskd_delete_attempts') THEN
         CREATE TRIGGER taskd_delete_attempts AFTER DELETE ON river_job
             REFERENCING OLD TABLE AS deleted_jobs
@@ -82,7 +86,7 @@ $$;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     ALTER TABLE task_attempts DROP CONSTRAINT IF EXISTS task_attempts_task_id_fkey;
 END
 $$;
@@ -91,6 +95,7 @@ $$;
 -- +goose StatementBegin
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '2s';
     IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('task_attempts_task_id_id_key') AND NOT indisvalid) THEN
         DROP INDEX task_attempts_task_id_id_key;
     END IF;
@@ -105,7 +110,7 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_task_id_id_key ON t
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     IF to_regclass('task_attempts_task_id_id_key') IS NOT NULL THEN
         ALTER TABLE task_attempts
             DROP CONSTRAINT task_attempts_pkey,
@@ -122,6 +127,7 @@ DROP INDEX CONCURRENTLY IF EXISTS task_attempts_task_id_idx;
 -- +goose StatementBegin
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '2s';
     IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('task_attempts_task_id_idx') AND NOT indisvalid) THEN
         DROP INDEX task_attempts_task_id_idx;
     END IF;
@@ -139,7 +145,7 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS task_attempts_id_key ON task_atte
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     IF to_regclass('task_attempts_id_key') IS NOT NULL THEN
         ALTER TABLE task_attempts
             DROP CONSTRAINT task_attempts_pkey,
@@ -155,7 +161,7 @@ $$;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'task_attempts_task_id_fkey' AND conrelid = 'task_attempts'::regclass) THEN
         ALTER TABLE task_attempts ADD CONSTRAINT task_attempts_task_id_fkey
             FOREIGN KEY (task_id) REFERENCES river_job (id) ON DELETE CASCADE NOT VALID;
@@ -171,7 +177,7 @@ ALTER TABLE task_attempts VALIDATE CONSTRAINT task_attempts_task_id_fkey;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '2s';
     DROP TRIGGER IF EXISTS taskd_truncate_attempts ON river_job;
     DROP TRIGGER IF EXISTS taskd_delete_attempts ON river_job;
 END

@@ -177,3 +177,99 @@ func schemaObjects(ctx context.Context, t *testing.T, db *sql.DB) []string {
 	slices.Sort(names)
 	return names
 }
+
+// Migration 00017 with rows in task_attempts: Up keeps them under the new
+// key; an attempt of a task that is gone (which only the new schema can
+// hold) is deleted by the Down, whose foreign key then validates; Up again
+// after the Down, and Up again after a repeat of its steps, are harmless.
+func TestAttemptsByTaskWithRows(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := pgtest.NewEmptyDB(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	provider, err := migrations.NewProvider(db)
+	require.NoError(t, err)
+
+	_, err = provider.UpTo(ctx, 16)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', 'double', 25, 'default', 'completed', now() FROM generate_series(1, 100);
+		INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		SELECT id, n, 'w', now(), now(), 'completed', 1 FROM river_job, generate_series(1, 2) AS n`)
+	require.NoError(t, err)
+
+	count := func(query string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx, query).Scan(&n))
+		return n
+	}
+	constraints := func() []string {
+		t.Helper()
+		rows, err := db.QueryContext(ctx, `SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+			WHERE conrelid = 'task_attempts'::regclass AND contype IN ('p', 'f') ORDER BY conname`)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			require.NoError(t, rows.Scan(&s))
+			out = append(out, s)
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+
+	_, err = provider.UpTo(ctx, 17)
+	require.NoError(t, err)
+	require.Equal(t, 200, count(`SELECT count(*) FROM task_attempts`))
+	require.Equal(t, []string{"task_attempts_pkey PRIMARY KEY (task_id, id)"}, constraints())
+	// The steps again, as after a failure at the last one: harmless.
+	up, err := fs.ReadFile(migrations.FS, "00017_attempts_by_task.sql")
+	require.NoError(t, err)
+	upSQL, _, _ := strings.Cut(string(up), "-- +goose Down")
+	for stmt := range strings.SplitSeq(upSQL, "\n\n") {
+		sqlText := stripComments(stmt)
+		if strings.TrimSpace(sqlText) == "" {
+			continue
+		}
+		_, err := db.ExecContext(ctx, sqlText)
+		require.NoError(t, err, "repeating %s", stmt)
+	}
+	require.Equal(t, []string{"task_attempts_pkey PRIMARY KEY (task_id, id)"}, constraints())
+	require.Equal(t, 1, count(`SELECT count(*) FROM pg_indexes WHERE tablename = 'task_attempts'`))
+
+	// An attempt of a task that no longer exists, then the Down.
+	_, err = db.ExecContext(ctx, `INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms)
+		VALUES (1 << 40, 1, 'w', now(), now(), 'completed', 1)`)
+	require.NoError(t, err)
+	_, err = provider.DownTo(ctx, 16)
+	require.NoError(t, err)
+	require.Equal(t, 200, count(`SELECT count(*) FROM task_attempts`))
+	require.Equal(t, []string{
+		"task_attempts_pkey PRIMARY KEY (id)",
+		"task_attempts_task_id_fkey FOREIGN KEY (task_id) REFERENCES river_job(id) ON DELETE CASCADE",
+	}, constraints())
+	require.Equal(t, 0, count(`SELECT count(*) FROM pg_constraint WHERE conname = 'task_attempts_task_id_fkey' AND NOT convalidated`))
+
+	_, err = provider.UpTo(ctx, 17)
+	require.NoError(t, err)
+	require.Equal(t, 200, count(`SELECT count(*) FROM task_attempts`))
+}
+
+// stripComments drops the SQL line comments of a migration's statement
+// (goose's annotations among them).
+func stripComments(stmt string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(stmt, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteString("\n")
+	}
+	return b.String()
+}

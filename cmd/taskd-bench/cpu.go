@@ -146,12 +146,19 @@ func startCPUSpan(pid int) cpuSpan {
 // perTask returns the machine's and taskd's CPU since the span started, in
 // µs per task of n; 0 for what could not be read.
 func (s cpuSpan) perTask(n int) (machine, taskd float64) {
+	if n <= 0 {
+		return 0, 0
+	}
 	perTask := func(ticks uint64) float64 { return float64(ticks) / userHZ * 1e6 / float64(n) }
-	if busy, _, err := machineTicks(); err == nil && s.okBusy && n > 0 {
+	// A counter that went backwards (taskd died and its pid was taken)
+	// gives no figure rather than a wrapped one.
+	if busy, _, err := machineTicks(); err == nil && s.okBusy && busy >= s.busy {
 		machine = perTask(busy - s.busy)
 	}
-	if t, err := procTicks(s.pid); err == nil && s.okTaskd && n > 0 {
-		taskd = perTask(t - s.taskd)
+	if s.okTaskd {
+		if t, err := procTicks(s.pid); err == nil && t >= s.taskd {
+			taskd = perTask(t - s.taskd)
+		}
 	}
 	return machine, taskd
 }

@@ -60,12 +60,14 @@ type attemptRecorder struct {
 }
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
-// given up on). waited says a request waits for its task; checked that its
-// task may be gone by now (see attemptMiddleware.finish).
+// given up on). waited says a request waits for its task; lost reports
+// whether the watchdog has cancelled the attempt (see
+// attemptMiddleware.finish), which it may do while the attempt waits to be
+// written.
 type attemptWrite struct {
 	attempt store.Attempt
 	waited  bool
-	checked bool
+	lost    func() bool
 	written chan struct{}
 }
 
@@ -82,8 +84,8 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 
 // record writes an attempt and returns once it is written, or once the
 // recorder gave up on it (it never fails the task over its attempt row).
-func (r *attemptRecorder) record(a store.Attempt, waited, checked bool) {
-	w := attemptWrite{attempt: a, waited: waited, checked: checked, written: make(chan struct{})}
+func (r *attemptRecorder) record(a store.Attempt, waited bool, lost func() bool) {
+	w := attemptWrite{attempt: a, waited: waited, lost: lost, written: make(chan struct{})}
 	r.ch <- w
 	<-w.written
 }
@@ -112,7 +114,7 @@ func (r *attemptRecorder) run() {
 		checked := false
 		for _, w := range group {
 			attempts = append(attempts, w.attempt)
-			checked = checked || w.checked
+			checked = checked || (w.lost != nil && w.lost())
 			if w.waited && w.attempt.Outcome == store.OutcomeCompleted {
 				waited = append(waited, w.attempt)
 			}
@@ -133,9 +135,9 @@ func (r *attemptRecorder) run() {
 // process still runs them and River deletes no running job. The group is
 // written with the statement that drops attempts of missing tasks
 // instead (task_attempts has no foreign key to keep them out) when that
-// may not hold: checked (an attempt the watchdog cancelled), a heartbeat
-// too old as the group is written (another process may have rescued,
-// run and deleted a task since), and every retry.
+// may not hold: checked (an attempt the watchdog has cancelled), a
+// heartbeat too old as the group is written (another process may have
+// rescued, run and deleted a task since), and every retry.
 func (r *attemptRecorder) write(attempts, waited []store.Attempt, checked bool) {
 	// Not tied to the client's context: the last writes run during
 	// shutdown.
@@ -263,16 +265,18 @@ func noteHTTPStatus(ctx context.Context, status int) {
 
 // finish records the attempt. Its task exists while it runs (River
 // deletes no running job), so its row is written unchecked, unless the
-// watchdog cancelled it (ctx's cause is ErrHeartbeatLost): another
-// process may rescue, run and delete its task before the row gets
-// through, and the row is then written only if the task is still there.
+// watchdog has cancelled it by the time the row is written (ctx's cause is
+// ErrHeartbeatLost; the attempt stays in the watchdog's care while it
+// waits for its row): another process may rescue, run and delete its task
+// before the row gets through, and the row is then written only if the
+// task is still there.
 func (m *attemptMiddleware) finish(ctx context.Context, job *rivertype.JobRow, a store.Attempt, start time.Time, outcome, msg string) {
 	now := time.Now()
 	a.FinishedAt = &now
 	a.Duration = now.Sub(start)
 	a.Outcome = outcome
 	a.Error = msg
-	m.recorder.record(a, m.waited.take(job), errors.Is(context.Cause(ctx), ErrHeartbeatLost))
+	m.recorder.record(a, m.waited.take(job), func() bool { return errors.Is(context.Cause(ctx), ErrHeartbeatLost) })
 }
 
 // Outcome names the outcome (store.Outcome*) of an attempt whose work

@@ -578,8 +578,9 @@ func TestAttemptRecorderChecked(t *testing.T) {
 	attempt := func(task int64) store.Attempt {
 		return store.Attempt{TaskID: task, Attempt: 1, Worker: "w", StartedAt: now, FinishedAt: &now, Outcome: store.OutcomeInterrupted}
 	}
-	r.record(attempt(gone), false, true)
-	r.record(attempt(id), false, true)
+	lost := func() bool { return true } // the watchdog cancelled them
+	r.record(attempt(gone), false, lost)
+	r.record(attempt(id), false, lost)
 	rows, err := pool.Query(ctx, `SELECT task_id FROM task_attempts ORDER BY task_id`)
 	if err != nil {
 		t.Fatal(err)
@@ -597,9 +598,9 @@ func TestAttemptRecorderChecked(t *testing.T) {
 	// not look for their task.
 	suspect := true
 	r.suspect = func() bool { return suspect }
-	r.record(attempt(gone+1), false, false)
+	r.record(attempt(gone+1), false, nil)
 	suspect = false
-	r.record(attempt(gone+2), false, false)
+	r.record(attempt(gone+2), false, nil)
 	if err := pool.QueryRow(ctx, `SELECT array_agg(task_id ORDER BY task_id) FROM task_attempts`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}

@@ -771,3 +771,25 @@ func TestWatchdogKeepsStaleEntries(t *testing.T) {
 		t.Error("an attempt that started while the heartbeat was lost replaced an earlier fetch's entry")
 	}
 }
+
+// overdue, which the attempt recorder asks before each unchecked write,
+// turns true once the last good heartbeat is older than the watchdog's
+// bound, and false again with the next.
+func TestWatchdogOverdue(t *testing.T) {
+	t.Parallel()
+	w := newWatchdog(5*time.Second, time.Second, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	w.beat(now)
+	if w.overdue() {
+		t.Error("overdue right after a heartbeat")
+	}
+	w = newWatchdog(5*time.Second, time.Second, slog.New(slog.DiscardHandler))
+	w.beat(now.Add(-w.bound - time.Millisecond))
+	if !w.overdue() {
+		t.Errorf("not overdue %s after the last heartbeat (bound %s)", w.bound+time.Millisecond, w.bound)
+	}
+	w.beat(time.Now())
+	if w.overdue() {
+		t.Error("still overdue after the next heartbeat")
+	}
+}
