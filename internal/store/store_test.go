@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskd/taskd/internal/pgtest"
+	"github.com/taskd/taskd/internal/store/dbsqlc"
 )
 
 func newStore(t *testing.T) *Store {
@@ -633,5 +634,67 @@ func TestAttemptInsertCheckedWaitsForDelete(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("%d attempts of the deleted task left", n)
+	}
+}
+
+// The other order: a delete of a task that runs while a checked insert of
+// its attempt is uncommitted waits for the insert (which holds the job
+// row's key share lock), and its trigger then deletes the attempt.
+func TestDeleteWaitsForCheckedInsert(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	id := insertFinished(t, s)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	// The statement AttemptInsertMissing runs, in a transaction left open.
+	now := time.Now()
+	n, err := s.q.WithTx(tx).AttemptInsertChecked(ctx, dbsqlc.AttemptInsertCheckedParams{
+		TaskID: []int64{id}, Attempt: []int32{1}, Worker: []string{"w"}, StartedAt: []time.Time{now}, FinishedAt: []time.Time{now},
+		Outcome: []string{OutcomeCompleted}, Error: []string{""}, DurationMs: []float64{1}, HttpStatus: []int32{0},
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("checked insert = %d, %v; want 1 row", n, err)
+	}
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := s.pool.Exec(ctx, `DELETE FROM river_job WHERE id = $1`, id)
+		deleted <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM river_job%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-deleted:
+			t.Fatalf("the delete returned (%v) while the checked insert of its task's attempt was uncommitted; want it to wait", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the delete neither waited for the checked insert nor returned within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts WHERE task_id = $1`, id).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d attempts of the deleted task left", left)
 	}
 }
