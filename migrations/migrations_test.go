@@ -83,14 +83,7 @@ func TestUpDownUp(t *testing.T) {
 	t.Parallel()
 
 	ctx := t.Context()
-	url := pgtest.NewEmptyDB(t)
-
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
-
-	provider, err := migrations.NewProvider(db, goose.WithSlog(slog.New(slog.NewTextHandler(t.Output(), nil))))
-	require.NoError(t, err)
+	url, db, provider := emptyDB(t)
 
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
@@ -149,6 +142,19 @@ func TestUpDownUp(t *testing.T) {
 	up(t)
 }
 
+// emptyDB returns a new empty database's URL, a connection to it and a
+// goose provider of taskd's migrations on it, logging to t.
+func emptyDB(t *testing.T) (string, *sql.DB, *goose.Provider) {
+	t.Helper()
+	url := pgtest.NewEmptyDB(t)
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	provider, err := migrations.NewProvider(db, goose.WithSlog(slog.New(slog.NewTextHandler(t.Output(), nil))))
+	require.NoError(t, err)
+	return url, db, provider
+}
+
 // schemaObjects returns the names of the tables, sequences, views, enum types
 // and functions in
 // the current schema, leaving out those that belong to goose_db_version.
@@ -185,14 +191,9 @@ func schemaObjects(ctx context.Context, t *testing.T, db *sql.DB) []string {
 func TestAttemptsByTaskWithRows(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := pgtest.NewEmptyDB(t)
-	db, err := sql.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	provider, err := migrations.NewProvider(db)
-	require.NoError(t, err)
+	_, db, provider := emptyDB(t)
 
-	_, err = provider.UpTo(ctx, 16)
+	_, err := provider.UpTo(ctx, 16)
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `
 		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)

@@ -548,7 +548,7 @@ func (s *Store) AttemptInsertMany(ctx context.Context, attempts []Attempt) error
 // while committing may have committed anyway, and for attempts whose task
 // may have been deleted meanwhile.
 func (s *Store) AttemptInsertMissing(ctx context.Context, attempts []Attempt) error {
-	if err := s.attemptInsertExisting(ctx, attemptRows(attempts)); err != nil {
+	if _, err := s.q.AttemptInsertChecked(ctx, checkedParams(attemptRows(attempts))); err != nil {
 		return fmt.Errorf("inserting %d attempts: %w", len(attempts), err)
 	}
 	return nil
@@ -580,7 +580,9 @@ func attemptRows(attempts []Attempt) []dbsqlc.AttemptCopyParams {
 	return rows
 }
 
-func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.AttemptCopyParams) error {
+// checkedParams are rows as AttemptInsertChecked takes them: one array a
+// column, NULLs as zero values.
+func checkedParams(rows []dbsqlc.AttemptCopyParams) dbsqlc.AttemptInsertCheckedParams {
 	n := len(rows)
 	arg := dbsqlc.AttemptInsertCheckedParams{
 		TaskID:     make([]int64, n),
@@ -604,8 +606,7 @@ func (s *Store) attemptInsertExisting(ctx context.Context, rows []dbsqlc.Attempt
 			arg.HttpStatus[i] = *r.HttpStatus
 		}
 	}
-	_, err := s.q.AttemptInsertChecked(ctx, arg)
-	return err
+	return arg
 }
 
 // Batch is a group of tasks submitted together.

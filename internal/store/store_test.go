@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskd/taskd/internal/pgtest"
-	"github.com/taskd/taskd/internal/store/dbsqlc"
 )
 
 func newStore(t *testing.T) *Store {
@@ -601,40 +600,54 @@ func TestAttemptInsertCheckedWaitsForDelete(t *testing.T) {
 	go func() {
 		done <- s.AttemptInsertMissing(ctx, []Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeCompleted}})
 	}()
-	// The insert must wait for the delete's lock.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO task_attempts%'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the checked insert returned (%v) while the delete of its task was uncommitted; want it to wait", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the checked insert neither waited for the delete nor returned within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
+	waitForLock(t, s, "%INSERT INTO task_attempts%", "the checked insert, while the delete of its task was uncommitted,", done)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts WHERE task_id = $1`, id).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := attemptsOf(t, s, id); n != 0 {
 		t.Errorf("%d attempts of the deleted task left", n)
 	}
+}
+
+// waitForLock waits until a statement of s's database whose text is LIKE
+// pattern waits for a lock. It fails t when returned, the statement's
+// outcome, comes first (what is the statement, for the message), or after
+// 10 s.
+func waitForLock(t *testing.T, s *Store, pattern, what string, returned <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`, pattern).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		select {
+		case err := <-returned:
+			t.Fatalf("%s returned (%v); want it to wait for the lock", what, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s neither waited for the lock nor returned within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// attemptsOf counts the attempt rows of task id.
+func attemptsOf(t *testing.T, s *Store, id int64) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_attempts WHERE task_id = $1`, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // The other order: a delete of a task that runs while a checked insert of
@@ -651,11 +664,8 @@ func TestDeleteWaitsForCheckedInsert(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	// The statement AttemptInsertMissing runs, in a transaction left open.
-	now := time.Now()
-	n, err := s.q.WithTx(tx).AttemptInsertChecked(ctx, dbsqlc.AttemptInsertCheckedParams{
-		TaskID: []int64{id}, Attempt: []int32{1}, Worker: []string{"w"}, StartedAt: []time.Time{now}, FinishedAt: []time.Time{now},
-		Outcome: []string{OutcomeCompleted}, Error: []string{""}, DurationMs: []float64{1}, HttpStatus: []int32{0},
-	})
+	rows := attemptRows([]Attempt{{TaskID: id, Attempt: 1, Worker: "w", Outcome: OutcomeCompleted}})
+	n, err := s.q.WithTx(tx).AttemptInsertChecked(ctx, checkedParams(rows))
 	if err != nil || n != 1 {
 		t.Fatalf("checked insert = %d, %v; want 1 row", n, err)
 	}
@@ -664,37 +674,14 @@ func TestDeleteWaitsForCheckedInsert(t *testing.T) {
 		_, err := s.pool.Exec(ctx, `DELETE FROM river_job WHERE id = $1`, id)
 		deleted <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM river_job%'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-deleted:
-			t.Fatalf("the delete returned (%v) while the checked insert of its task's attempt was uncommitted; want it to wait", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the delete neither waited for the checked insert nor returned within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
+	waitForLock(t, s, "DELETE FROM river_job%", "the delete, while the checked insert of its task's attempt was uncommitted,", deleted)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-deleted; err != nil {
 		t.Fatal(err)
 	}
-	var left int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM task_attempts WHERE task_id = $1`, id).Scan(&left); err != nil {
-		t.Fatal(err)
-	}
-	if left != 0 {
+	if left := attemptsOf(t, s, id); left != 0 {
 		t.Errorf("%d attempts of the deleted task left", left)
 	}
 }
