@@ -119,15 +119,21 @@ func machineTicks() (busy, all uint64, err error) {
 
 // cpuSpan measures the CPU an end-to-end run costs: the whole machine's
 // busy time (taskd, PostgreSQL, the harness's submitters and, for bare
-// River, the harness's own River client) and, for taskd, its process's.
-// On a machine the load saturates, CPU per task is what throughput is made
-// of, and it says how the cost divides between taskd and the rest. It is
-// only meaningful with nothing else running, and like throughput it
-// compares only within a pair: the speed of a shared machine varies.
+// River, the harness's own River client) and how it divides between
+// taskd's process, PostgreSQL's processes and the harness's. On a machine
+// the load saturates, CPU per task is what throughput is made of, and
+// where it goes says what to work on. It is only meaningful with nothing
+// else running, and like throughput it compares only within a pair: the
+// speed of a shared machine varies.
 type cpuSpan struct {
-	pid             int
-	busy, taskd     uint64
-	okBusy, okTaskd bool
+	pid                   int
+	busy, taskd, pg, self uint64
+	okBusy, okTaskd, okPG bool
+}
+
+// cpuPerTask is a span's CPU in µs per task; 0 for what could not be read.
+type cpuPerTask struct {
+	Machine, Taskd, Postgres, Harness float64
 }
 
 // startCPUSpan starts a span; pid is taskd's process, 0 for none.
@@ -140,27 +146,91 @@ func startCPUSpan(pid int) cpuSpan {
 		s.taskd, err = procTicks(pid)
 		s.okTaskd = err == nil
 	}
+	s.pg, err = postgresTicks()
+	s.okPG = err == nil
+	s.self, _ = procTicks(os.Getpid())
 	return s
 }
 
-// perTask returns the machine's and taskd's CPU since the span started, in
-// µs per task of n; 0 for what could not be read.
-func (s cpuSpan) perTask(n int) (machine, taskd float64) {
+// perTask returns the CPU since the span started, per task of n.
+func (s cpuSpan) perTask(n int) cpuPerTask {
+	var c cpuPerTask
 	if n <= 0 {
-		return 0, 0
+		return c
 	}
 	perTask := func(ticks uint64) float64 { return float64(ticks) / userHZ * 1e6 / float64(n) }
 	// A counter that went backwards (taskd died and its pid was taken)
 	// gives no figure rather than a wrapped one.
 	if busy, _, err := machineTicks(); err == nil && s.okBusy && busy >= s.busy {
-		machine = perTask(busy - s.busy)
+		c.Machine = perTask(busy - s.busy)
 	}
 	if s.okTaskd {
 		if t, err := procTicks(s.pid); err == nil && t >= s.taskd {
-			taskd = perTask(t - s.taskd)
+			c.Taskd = perTask(t - s.taskd)
 		}
 	}
-	return machine, taskd
+	if s.okPG {
+		if t, err := postgresTicks(); err == nil && t >= s.pg {
+			c.Postgres = perTask(t - s.pg)
+		}
+	}
+	if t, err := procTicks(os.Getpid()); err == nil && t >= s.self {
+		c.Harness = perTask(t - s.self)
+	}
+	return c
+}
+
+// postgresTicks reads the CPU time of this machine's PostgreSQL servers:
+// every process named postgres (utime + stime), and for a postmaster (one
+// whose parent is not a postgres) also the time of its children that have
+// exited (cutime + cstime), so that backends ending within a span still
+// count. It fails where no postgres process can be seen (a server on
+// another machine).
+func postgresTicks() (uint64, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	type proc struct {
+		ppid          int
+		own, children uint64
+	}
+	procs := map[int]proc{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		open, close := strings.IndexByte(string(data), '('), strings.LastIndex(string(data), ") ")
+		if open < 0 || close < open || string(data[open+1:close]) != "postgres" {
+			continue
+		}
+		f := strings.Fields(string(data)[close+2:])
+		if len(f) < 15 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseUint(f[11], 10, 64)
+		st, _ := strconv.ParseUint(f[12], 10, 64)
+		cut, _ := strconv.ParseUint(f[13], 10, 64)
+		cst, _ := strconv.ParseUint(f[14], 10, 64)
+		procs[pid] = proc{ppid: ppid, own: ut + st, children: cut + cst}
+	}
+	if len(procs) == 0 {
+		return 0, errors.New("no postgres process on this machine")
+	}
+	var sum uint64
+	for _, p := range procs {
+		sum += p.own
+		if _, child := procs[p.ppid]; !child {
+			sum += p.children
+		}
+	}
+	return sum, nil
 }
 
 // procTicks reads the CPU time of process pid (utime + stime) from

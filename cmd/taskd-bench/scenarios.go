@@ -35,10 +35,10 @@ type e2eResult struct {
 	// Attempt is the run's task_attempts.duration_ms, when e2eRun.Attempts
 	// asked for it.
 	Attempt *attemptDurations
-	// CPUPerTask is the whole machine's busy CPU over the same span, µs a
-	// task (cpuSpan); TaskdCPUPerTask taskd's process's alone (taskd runs
-	// only). 0 where /proc cannot be read.
-	CPUPerTask, TaskdCPUPerTask float64
+	// CPU is the run's CPU over the same span, µs a task (cpuSpan): the
+	// whole machine's, and taskd's (taskd runs only), PostgreSQL's and the
+	// harness's processes'. 0 where /proc cannot be read.
+	CPU cpuPerTask
 }
 
 // ownWAL is the run's database's WAL, bytes per task (WALRelations).
@@ -72,11 +72,20 @@ func (r e2eResult) String() string {
 	if r.WALRelations != nil {
 		s += fmt.Sprintf(" (own database %.0f)", r.ownWAL())
 	}
-	if r.CPUPerTask > 0 {
-		s += fmt.Sprintf(", machine CPU %.1f µs/task", r.CPUPerTask)
-	}
-	if r.TaskdCPUPerTask > 0 {
-		s += fmt.Sprintf(" (taskd %.1f)", r.TaskdCPUPerTask)
+	if r.CPU.Machine > 0 {
+		s += fmt.Sprintf(", machine CPU %.1f µs/task", r.CPU.Machine)
+		var parts []string
+		for _, p := range []struct {
+			name string
+			v    float64
+		}{{"taskd", r.CPU.Taskd}, {"PostgreSQL", r.CPU.Postgres}, {"harness", r.CPU.Harness}} {
+			if p.v > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.1f", p.name, p.v))
+			}
+		}
+		if parts != nil {
+			s += " (" + strings.Join(parts, ", ") + ")"
+		}
 	}
 	if r.PeakRSS > 0 {
 		s += fmt.Sprintf(", peak RSS %.1f MiB", r.PeakRSS)
@@ -222,7 +231,7 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(run.N) / res.Elapsed.Seconds()
-		res.CPUPerTask, res.TaskdCPUPerTask = span.perTask(run.N)
+		res.CPU = span.perTask(run.N)
 		if err := b.measureWAL(ctx, w, wal0, run.N, &res); err != nil {
 			return err
 		}
@@ -289,7 +298,7 @@ func (b *bench) e2eBare(ctx context.Context, settings riverSettings) (e2eResult,
 		}
 		res.Elapsed = time.Since(start)
 		res.Rate = float64(b.cfg.N) / res.Elapsed.Seconds()
-		res.CPUPerTask, _ = span.perTask(b.cfg.N)
+		res.CPU = span.perTask(b.cfg.N)
 		return b.measureWAL(ctx, w, wal0, b.cfg.N, &res)
 	})
 	return res, err
@@ -363,7 +372,7 @@ func copyFile(dst, src string) error {
 func (b *bench) scenario1(ctx context.Context) error {
 	c := b.cfg
 	b.logf("scenario 1: end to end, batched: %d double tasks, %d per batch, %d concurrent submitters, %d pairs", c.N, c.BatchSize, c.Clients, c.Pairs)
-	var a, base, wal, baseWAL, cpu, baseCPU, taskdCPU []float64
+	var a, base, wal, baseWAL, cpu, baseCPU, taskdCPU, pg, basePG, harness, baseHarness []float64
 	for i := 1; i <= c.Pairs; i++ {
 		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
 		if err != nil {
@@ -372,7 +381,8 @@ func (b *bench) scenario1(ctx context.Context) error {
 		b.logf("  pair %d taskd:      %s", i, r)
 		b.logWALRelations(r)
 		a, b.s1RSS, wal = append(a, r.Rate), append(b.s1RSS, r.PeakRSS), append(wal, r.WALPerTask)
-		cpu, taskdCPU = append(cpu, r.CPUPerTask), append(taskdCPU, r.TaskdCPUPerTask)
+		cpu, taskdCPU = append(cpu, r.CPU.Machine), append(taskdCPU, r.CPU.Taskd)
+		pg, harness = append(pg, r.CPU.Postgres), append(harness, r.CPU.Harness)
 		r, err = b.e2eBare(ctx, taskdFetch)
 		if err != nil {
 			return fmt.Errorf("bare River: %w", err)
@@ -380,7 +390,8 @@ func (b *bench) scenario1(ctx context.Context) error {
 		b.logf("  pair %d bare River: %s", i, r)
 		b.logWALRelations(r)
 		base, baseWAL = append(base, r.Rate), append(baseWAL, r.WALPerTask)
-		baseCPU = append(baseCPU, r.CPUPerTask)
+		baseCPU = append(baseCPU, r.CPU.Machine)
+		basePG, baseHarness = append(basePG, r.CPU.Postgres), append(baseHarness, r.CPU.Harness)
 	}
 	b.s1 = a
 	b.compare(row{Scenario: "1 e2e batched", Metric: "tasks/s", A: a, B: base, Baseline: "bare River", Target: "≥1.0× River"})
@@ -394,6 +405,15 @@ func (b *bench) scenario1(ctx context.Context) error {
 	}
 	if !slices.Contains(taskdCPU, 0) {
 		b.addRow(row{Scenario: "1 e2e batched", Metric: "taskd process CPU µs/task", A: taskdCPU, Baseline: "(taskd only)"})
+	}
+	// PostgreSQL's share, where the server runs on this machine, and the
+	// harness's (for bare River, its River client; for taskd, the
+	// submitters alone).
+	if !slices.Contains(pg, 0) && !slices.Contains(basePG, 0) {
+		b.compare(row{Scenario: "1 e2e batched", Metric: "PostgreSQL CPU µs/task", A: pg, B: basePG, Baseline: "bare River"})
+	}
+	if !slices.Contains(harness, 0) && !slices.Contains(baseHarness, 0) {
+		b.compare(row{Scenario: "1 e2e batched", Metric: "harness CPU µs/task", A: harness, B: baseHarness, Baseline: "bare River"})
 	}
 	if c.CPUProfile != "" {
 		b.logf("  profiling one more taskd run (not counted) into %s", c.CPUProfile)
