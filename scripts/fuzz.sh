@@ -16,6 +16,7 @@ targets=(
 	./internal/http:FuzzTaskCreate
 	./internal/http:FuzzIdempotencyKey
 	./internal/http:FuzzBatchCreate
+	./internal/http:FuzzDecodeBatch
 	./internal/http:FuzzTaskList
 	./internal/http:FuzzTaskWait
 	./internal/http:FuzzClaim

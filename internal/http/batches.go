@@ -37,36 +37,8 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	var req batchRequest
-	if !decodeBody(w, body, &req) {
-		return
-	}
-	if req.Tasks == nil {
-		fieldProblem(w, http.StatusUnprocessableEntity, "tasks", "is required")
-		return
-	}
-	// Items are decoded one by one so that errors carry their index; every
-	// item's problems are reported at once.
-	params := make([]tasks.TaskParams, len(req.Tasks))
-	var errs []FieldError
-	for i, raw := range req.Tasks {
-		if fe := decodeItem(raw, &params[i], "tasks["+strconv.Itoa(i)+"]"); fe != nil {
-			errs = append(errs, *fe)
-		}
-	}
-	batch := &tasks.BatchParams{Tasks: params}
-	if len(req.Then) > 0 && string(req.Then) != "null" {
-		batch.Then = &tasks.TaskParams{}
-		if fe := decodeItem(req.Then, batch.Then, "then"); fe != nil {
-			errs = append(errs, *fe)
-		}
-	}
-	// The raw items are copies of parts of the body; let them go before
-	// the insert needs its own memory.
-	req.Tasks, req.Then = nil, nil
-	if errs != nil {
-		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity,
-			Detail: strconv.Itoa(len(errs)) + " invalid field(s); nothing was inserted", Errors: errs})
+	batch := decodeBatch(w, body)
+	if batch == nil {
 		return
 	}
 	idem, ok := idempotency(w, r, body)
@@ -113,6 +85,71 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, toBatchJSON(b))
 		return
 	}
+}
+
+// decodeBatch decodes a POST /v1/batches body, reporting every item's
+// problems at once. It answers the problem itself when it returns nil.
+//
+// A body is first decoded whole, in one strict pass (decodeBatchWhole).
+// Only when that fails is it decoded again an item at a time
+// (decodeBatchItems), so that the answer names each invalid item. The
+// whole decode refuses whatever the item decode refuses, so a body it
+// accepts would have been accepted, and decoded the same, item by item
+// (TestDecodeBatchWholeAgrees, FuzzDecodeBatch).
+func decodeBatch(w http.ResponseWriter, body []byte) *tasks.BatchParams {
+	if b, ok := decodeBatchWhole(body); ok {
+		if !checkText(w, body) {
+			return nil
+		}
+		return b
+	}
+	return decodeBatchItems(w, body)
+}
+
+// decodeBatchWhole decodes body in one strictjson.UnmarshalAll call,
+// which checks the keys of the items and of their backoffs as well as the
+// envelope's. It reports false, with nothing answered, for any body it
+// does not take: a body without tasks, too.
+func decodeBatchWhole(body []byte) (*tasks.BatchParams, bool) {
+	var b tasks.BatchParams
+	if strictjson.UnmarshalAll(body, &b) != nil || b.Tasks == nil {
+		return nil, false
+	}
+	return &b, true
+}
+
+// decodeBatchItems decodes the envelope, then each item on its own, so
+// that every problem is reported with its item's index. It answers the
+// problem itself when it returns nil.
+func decodeBatchItems(w http.ResponseWriter, body []byte) *tasks.BatchParams {
+	var req batchRequest
+	if !decodeBody(w, body, &req) {
+		return nil
+	}
+	if req.Tasks == nil {
+		fieldProblem(w, http.StatusUnprocessableEntity, "tasks", "is required")
+		return nil
+	}
+	params := make([]tasks.TaskParams, len(req.Tasks))
+	var errs []FieldError
+	for i, raw := range req.Tasks {
+		if fe := decodeItem(raw, &params[i], "tasks["+strconv.Itoa(i)+"]"); fe != nil {
+			errs = append(errs, *fe)
+		}
+	}
+	batch := &tasks.BatchParams{Tasks: params}
+	if len(req.Then) > 0 && string(req.Then) != "null" {
+		batch.Then = &tasks.TaskParams{}
+		if fe := decodeItem(req.Then, batch.Then, "then"); fe != nil {
+			errs = append(errs, *fe)
+		}
+	}
+	if errs != nil {
+		writeProblem(w, Problem{Type: typeValidation, Status: http.StatusUnprocessableEntity,
+			Detail: strconv.Itoa(len(errs)) + " invalid field(s); nothing was inserted", Errors: errs})
+		return nil
+	}
+	return batch
 }
 
 // decodeItem decodes one batch item (or the callback), returning its problem (with a field

@@ -30,7 +30,8 @@ const maxIntegerDigits = 20
 // A scanner makes the one pass over a document that Unmarshal needs before
 // decoding it: it checks that the document is JSON as encoding/json reads it,
 // finds the first key repeated within an object at any depth, finds the
-// first top-level key that is not exactly a field name of the target, and
+// first top-level key (any key, when deep) that is not exactly a field name
+// of the target, and
 // notes the integral numbers written with a fraction or exponent that are
 // bound for Go integers. It never decodes a value: a batch body is megabytes
 // of values, and encoding/json decodes them right after.
@@ -51,8 +52,11 @@ type scanner struct {
 	// integers are the numbers to rewrite, in document order.
 	integers []integer
 	// dup and unknown are the first duplicate and the first unknown
-	// top-level key, as errors.
+	// key, as errors.
 	dup, unknown *Error
+	// deep checks the keys of objects at every depth against their
+	// struct's fields (UnmarshalAll), not only the top level's.
+	deep bool
 }
 
 // frame is an open object or array.
@@ -231,8 +235,8 @@ func (s *scanner) member(i int) (int, reflect.Type, bool) {
 	switch {
 	case f.fields != nil:
 		field, known := f.fields.lookup(key)
-		if !known && len(s.stack) == 1 && s.unknown == nil {
-			s.unknown = &Error{Field: Clip(string(key)), Message: "unknown field (field names are case-sensitive)"}
+		if !known && (len(s.stack) == 1 || s.deep) && s.unknown == nil {
+			s.unknown = &Error{Field: s.path(), Message: "unknown field (field names are case-sensitive)"}
 		}
 		typ = field
 	case f.mapTo != nil:

@@ -53,8 +53,18 @@ func (e *Error) Error() string {
 //
 // All of this takes one pass over data that decodes nothing, before
 // encoding/json decodes it. Failures are *Error values.
-func Unmarshal(data []byte, v any) error {
-	s := scanner{data: data}
+func Unmarshal(data []byte, v any) error { return unmarshal(data, v, false) }
+
+// UnmarshalAll is Unmarshal with the keys of every object that decodes into
+// a struct checked, at any depth, not only the top level's: an unknown or
+// case-folded key anywhere is an error naming its path ("tasks[3].kind").
+// One call decodes a document whose nested objects Unmarshal would need a
+// call each for; objects handed over as bytes (json.RawMessage) are still
+// not looked into.
+func UnmarshalAll(data []byte, v any) error { return unmarshal(data, v, true) }
+
+func unmarshal(data []byte, v any, deep bool) error {
+	s := scanner{data: data, deep: deep}
 	if !s.scan(reflect.TypeOf(v)) {
 		// Not JSON: let encoding/json word the error.
 		if err := json.Unmarshal(data, v); err != nil {

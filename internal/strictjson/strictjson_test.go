@@ -140,3 +140,52 @@ func TestUnmarshalClipsFieldNames(t *testing.T) {
 		t.Errorf("FindNUL = %.300s, %v", path, found)
 	}
 }
+
+// TestUnmarshalAll checks that UnmarshalAll, unlike Unmarshal, refuses
+// unknown and case-folded keys of nested structs, naming their path, and
+// still leaves objects handed over as bytes alone.
+func TestUnmarshalAll(t *testing.T) {
+	t.Parallel()
+	type inner struct {
+		Name string `json:"name"`
+		N    *int   `json:"n"`
+	}
+	type outer struct {
+		Items []inner         `json:"items"`
+		One   *inner          `json:"one"`
+		Raw   json.RawMessage `json:"raw"`
+	}
+	tests := []struct {
+		in    string
+		field string // "" when both take it
+		// shallow: Unmarshal takes it all the same.
+		shallow bool
+	}{
+		{in: `{"items":[{"name":"a","n":2.0}],"one":{"name":"b"},"raw":{"x":{"Name":1}}}`},
+		{in: `{"items":[{"name":"a"},{"nme":"b"}]}`, field: "items[1].nme", shallow: true},
+		{in: `{"items":[{"Name":"a"}]}`, field: "items[0].Name", shallow: true},
+		{in: `{"one":{"name":"a","x":{}}}`, field: "one.x", shallow: true},
+		{in: `{"ones":{}}`, field: "ones"},
+		{in: `{"items":[{"name":"a","name":"b"}]}`, field: "items[0].name"},
+	}
+	for _, tt := range tests {
+		var v outer
+		err := UnmarshalAll([]byte(tt.in), &v)
+		var jerr *Error
+		switch {
+		case tt.field == "" && err != nil:
+			t.Errorf("%s: %v", tt.in, err)
+		case tt.field != "" && (!errors.As(err, &jerr) || jerr.Field != tt.field):
+			t.Errorf("%s: err = %v, want one naming %q", tt.in, err, tt.field)
+		}
+		if tt.field != "" && tt.shallow {
+			if err := Unmarshal([]byte(tt.in), &v); err != nil {
+				t.Errorf("%s: Unmarshal: %v, want it to take nested keys as they are", tt.in, err)
+			}
+		}
+	}
+	var v outer
+	if err := UnmarshalAll([]byte(`{"items":[{"n":3e1}]}`), &v); err != nil || v.Items[0].N == nil || *v.Items[0].N != 30 {
+		t.Errorf("nested integer: %v, %+v", err, v)
+	}
+}

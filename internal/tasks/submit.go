@@ -323,8 +323,13 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 	now := time.Now()
 	params := make([]river.InsertManyParams, len(ps))
 	for i := range ps {
-		p, ferrs := s.prepare(&ps[i], "tasks["+strconv.Itoa(i)+"]", now)
-		errs = append(errs, ferrs...)
+		// Paths are made relative to the item and prefixed only when
+		// there are problems: a prefix per valid item would cost
+		// allocations for nothing.
+		p, ferrs := s.prepare(&ps[i], "", now)
+		for _, fe := range ferrs {
+			errs = append(errs, FieldError{Field: kinds.JoinPath("tasks["+strconv.Itoa(i)+"]", fe.Field), Message: fe.Message})
+		}
 		params[i] = p
 	}
 	var thenParams *river.InsertManyParams
