@@ -287,13 +287,16 @@ func Outcome(ctx context.Context, err error) string { return classify(ctx, err) 
 // classify names the outcome of an attempt that returned err with job
 // context ctx.
 func classify(ctx context.Context, err error) string {
+	if err == nil {
+		// Before the errors.As targets below, which escape: a success,
+		// the common case, allocates nothing here.
+		return store.OutcomeCompleted
+	}
 	var (
 		snoozeErr *rivertype.JobSnoozeError
 		cancelErr *rivertype.JobCancelError
 	)
 	switch {
-	case err == nil:
-		return store.OutcomeCompleted
 	case errors.As(err, &snoozeErr):
 		return store.OutcomeSnoozed
 	case errors.As(err, &cancelErr), errors.Is(context.Cause(ctx), rivertype.ErrJobCancelledRemotely):

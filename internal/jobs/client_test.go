@@ -296,6 +296,14 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestClassifySuccessAllocatesNothing: classify runs twice for every attempt
+// (its row and the metrics), most of which succeed.
+func TestClassifySuccessAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { classify(context.Background(), nil) }); n != 0 {
+		t.Errorf("classify(nil) allocates %v times", n)
+	}
+}
+
 // A task whose cancellation was asked for while its process died is
 // cancelled by the rescue, not run again.
 func TestRescueHonoursCancellation(t *testing.T) {

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"time"
@@ -32,16 +33,24 @@ type OwnPolicy struct {
 // store.Task.Policy). What cannot be read is left out: submissions are
 // validated, so only a hand-edited row gets there.
 func ParseOwnPolicy(metadata []byte) OwnPolicy {
-	// Most tasks set no policy of their own: a task's metadata is then
-	// River's "{}" and store.Task.Policy is "{}", and they cost no decode
-	// (which would allocate) on every submit, read and listed task.
-	if len(metadata) == 0 || string(metadata) == "{}" {
+	// Most tasks set no policy of their own, and cost no decode (which
+	// would allocate) on every submit, attempt, read and listed task: their
+	// metadata has neither key. It is PostgreSQL's text of a jsonb value,
+	// which writes keys unescaped, so a key that is there is there as
+	// these bytes; a value that merely holds them is decoded.
+	if !bytes.Contains(metadata, ownBackoffKey) && !bytes.Contains(metadata, ownTimeoutKey) {
 		return OwnPolicy{}
 	}
 	var own OwnPolicy
 	_ = json.Unmarshal(metadata, &own)
 	return own
 }
+
+// ownBackoffKey and ownTimeoutKey are OwnPolicy's keys as JSON text.
+var (
+	ownBackoffKey = []byte(`"backoff"`)
+	ownTimeoutKey = []byte(`"timeout"`)
+)
 
 // Policy is the retry policy and attempt timeout in effect for one task.
 type Policy struct {

@@ -140,10 +140,10 @@ func TestTaskTimeoutRetries(t *testing.T) {
 	}
 }
 
-// TestParseOwnPolicy covers the shortcut for "{}" beside the decode: both
-// must read the same policy as a full decode would.
+// TestParseOwnPolicy covers the shortcut for metadata without the policy's
+// keys beside the decode: both must read the same policy as a full decode
+// would, and the shortcut must not decode (not parallel: AllocsPerRun).
 func TestParseOwnPolicy(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		metadata string
 		want     OwnPolicy
@@ -155,10 +155,17 @@ func TestParseOwnPolicy(t *testing.T) {
 		{`{"timeout":"5s"}`, OwnPolicy{Timeout: "5s"}},
 		{`{"batch_id":3,"timeout":"1m"}`, OwnPolicy{Timeout: "1m"}},
 		{`not json`, OwnPolicy{}},
+		{`{"batch_id":3,"output":{"note":"timeout"}}`, OwnPolicy{}},
+		{`{"output":{"timeout":"5s"}}`, OwnPolicy{}},
+		{`{"output":{"timeout":"5s"},"timeout":"6s"}`, OwnPolicy{Timeout: "6s"}},
 	} {
 		if got := ParseOwnPolicy([]byte(tc.metadata)); got != tc.want {
 			t.Errorf("ParseOwnPolicy(%q) = %+v, want %+v", tc.metadata, got, tc.want)
 		}
+	}
+	batch := []byte(`{"batch_id":3,"output":{"result":42}}`)
+	if n := testing.AllocsPerRun(100, func() { ParseOwnPolicy(batch) }); n != 0 {
+		t.Errorf("ParseOwnPolicy(%q) allocates %v times; want no decode", batch, n)
 	}
 	own := ParseOwnPolicy([]byte(`{"backoff":{"initial":"2s"}}`))
 	if own.Backoff == nil || own.Backoff.Initial == nil || *own.Backoff.Initial != "2s" {
