@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,20 +29,26 @@ const (
 	attemptRetryMax = 500 * time.Millisecond
 )
 
-// attemptRecorder writes finished attempts to task_attempts, and the
-// worker that finished one waits until its row is written. River saves a
-// job's new state only after the worker middleware returns, so an attempt's
-// row is always written before its task's state changes: a process killed in
-// between leaves a running task whose finished attempt is already recorded,
-// and the rescue (store.RescueLost) uses that row instead of adding a "lost"
-// one for the same attempt.
+// attemptRecorder writes finished attempts to task_attempts, and River's
+// completion of an attempt's task waits until its row is written
+// (completionPilot calls awaitWritten before River's statement), so an
+// attempt's row is always written before its task's state changes: a
+// process killed in between leaves a running task whose finished attempt is
+// already recorded, and the rescue (store.RescueLost) uses that row instead
+// of adding a "lost" one for the same attempt.
 //
-// Waiting costs each worker one database round trip, but not one statement
-// per attempt: the recorder commits in groups. It takes the first queued
-// attempt, adds whatever else is queued by then (without waiting for more),
-// writes them all with one statement and releases their workers; attempts
-// that finish meanwhile form the next group. Under load groups grow by
-// themselves, and an idle service waits for one round trip only.
+// The worker itself does not wait: it returns as soon as its attempt is
+// queued, and River's completer, which writes states in batches anyway,
+// waits for the rows of its batch, usually written by then. A worker that
+// waited for its row kept its goroutine, River's stuck-job watcher and its
+// timer alive for a round trip more, which cost taskd's process more CPU
+// than writing the row (docs/PERFORMANCE.md, "Round 2, third run").
+//
+// The recorder commits in groups. It takes the first queued attempt, adds
+// whatever else is queued by then (without waiting for more), writes them
+// all with one statement and releases the completions that wait for them;
+// attempts that finish meanwhile form the next group. Under load groups grow
+// by themselves, and an idle service waits for one round trip only.
 type attemptRecorder struct {
 	store  *store.Store
 	logger *slog.Logger
@@ -57,6 +64,10 @@ type attemptRecorder struct {
 	// old for its running tasks to be safe from a rescue (watchdog.overdue):
 	// the attempts of a group written then are checked.
 	suspect func() bool
+	// pending holds the written channels of queued attempts, by task, for
+	// awaitWritten.
+	mu      sync.Mutex
+	pending map[int64][]chan struct{}
 }
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
@@ -79,15 +90,57 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 		done:     make(chan struct{}),
 		writeFor: attemptWriteFor,
 		stop:     make(chan struct{}),
+		pending:  make(map[int64][]chan struct{}),
 	}
 }
 
-// record writes an attempt and returns once it is written, or once the
-// recorder gave up on it (it never fails the task over its attempt row).
+// record queues an attempt for writing; River's completion of its task
+// waits until it is written, or until the recorder gave up on it (it never
+// fails the task over its attempt row). It blocks only while the queue is
+// full.
 func (r *attemptRecorder) record(a store.Attempt, waited bool, lost func() bool) {
 	w := attemptWrite{attempt: a, waited: waited, lost: lost, written: make(chan struct{})}
+	r.mu.Lock()
+	r.pending[a.TaskID] = append(r.pending[a.TaskID], w.written)
+	r.mu.Unlock()
 	r.ch <- w
-	<-w.written
+}
+
+// awaitWritten returns once the queued attempts of the tasks ids are
+// written (or given up on), or with ctx's error when it ends first.
+func (r *attemptRecorder) awaitWritten(ctx context.Context, ids []int64) error {
+	var waits []chan struct{}
+	r.mu.Lock()
+	if len(r.pending) > 0 {
+		for _, id := range ids {
+			waits = append(waits, r.pending[id]...)
+		}
+	}
+	r.mu.Unlock()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// settle closes the written channels of group and forgets them.
+func (r *attemptRecorder) settle(group []attemptWrite) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range group {
+		close(w.written)
+		id := w.attempt.TaskID
+		waits := slices.DeleteFunc(r.pending[id], func(ch chan struct{}) bool { return ch == w.written })
+		if len(waits) == 0 {
+			delete(r.pending, id)
+		} else {
+			r.pending[id] = waits
+		}
+	}
 }
 
 // run writes queued attempts, a group at a time, until close is called.
@@ -120,16 +173,13 @@ func (r *attemptRecorder) run() {
 			}
 		}
 		r.write(attempts, waited, checked)
-		for _, w := range group {
-			close(w.written)
-		}
+		r.settle(group)
 	}
 }
 
 // write stores attempts, retrying for up to writeFor when the
 // database fails (a restart, a failover, a lost connection), then logs the
-// loss once. The workers wait meanwhile, which also keeps River from taking
-// new tasks while their attempts could not be recorded.
+// loss once. River's completions of their tasks wait meanwhile.
 //
 // The first try is an unchecked COPY: the tasks exist, because this
 // process still runs them and River deletes no running job. The group is
@@ -202,8 +252,8 @@ func (r *attemptRecorder) close() {
 // attemptMiddleware records every attempt's outcome. It is the outermost
 // worker middleware, so that it sees the job's own context (River applies
 // the job timeout further in) and panics before River recovers them. Work
-// returns (or panics on) only once the attempt's row is written, because
-// River saves the job's new state after that (see attemptRecorder).
+// returns (or panics on) once the attempt is queued; River saves the job's
+// new state only after its row is written (see attemptRecorder).
 type attemptMiddleware struct {
 	river.MiddlewareDefaults
 	clientID string

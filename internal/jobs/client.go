@@ -348,7 +348,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// task's own timeout is at most kinds.GoTimeoutMax, which is
 	// LeaseLifeMax (TestTimeoutBoundsUnderRescue).
 	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
-	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog, c.held), &river.Config{
+	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog, c.held, c.recorder), &river.Config{
 		ID:      c.id,
 		Logger:  cfg.Logger,
 		Queues:  queues,
@@ -533,8 +533,8 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 	err := c.river.Stop(ctx)
 	if err != nil && ctx.Err() != nil {
 		c.logger.Warn("grace period over; cancelling running tasks")
-		// Workers wait for their attempt rows; a write that keeps failing
-		// must not hold up the hard stop as well.
+		// River's completions wait for their attempt rows; a write that
+		// keeps failing must not hold up the hard stop as well.
 		if c.recorder != nil {
 			c.recorder.abandonRetries()
 		}
@@ -554,8 +554,7 @@ func (c *Client) Stop(ctx context.Context, hardTimeout time.Duration) error {
 		<-c.limiterDone
 	}
 	// A worker that ignored even the hard stop may still record an
-	// attempt (and waits for it), so the recorder is closed only after a
-	// clean stop.
+	// attempt, so the recorder is closed only after a clean stop.
 	if c.recorderStart && err == nil {
 		c.recorder.close()
 	}

@@ -232,14 +232,14 @@ func TestStopInterruptsRunningTasks(t *testing.T) {
 
 func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 	t.Parallel()
-	rec := &attemptRecorder{ch: make(chan attemptWrite)}
+	rec := &attemptRecorder{ch: make(chan attemptWrite), pending: map[int64][]chan struct{}{}}
 	m := &attemptMiddleware{clientID: "me", recorder: rec}
 	job := &rivertype.JobRow{ID: 7, Errors: make([]rivertype.AttemptError, 1)}
 	recorded := make(chan store.Attempt, 1)
 	go func() {
 		w := <-rec.ch
 		recorded <- w.attempt
-		close(w.written)
+		rec.settle([]attemptWrite{w})
 	}()
 	func() {
 		defer func() {
@@ -249,12 +249,13 @@ func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 		}()
 		_ = m.Work(context.Background(), job, func(context.Context) error { panic("kaboom") })
 	}()
-	// The panic went on only after the attempt was written.
+	// The panic went on only after the attempt was queued: the queue is
+	// unbuffered here, so the recorder had taken it.
 	var a store.Attempt
 	select {
 	case a = <-recorded:
-	default:
-		t.Fatal("the panic went on before the attempt was written")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attempt of the panic was not recorded")
 	}
 	if a.TaskID != 7 || a.Attempt != 2 || a.Outcome != store.OutcomePanic || a.Worker != "me" || a.FinishedAt == nil {
 		t.Errorf("attempt = %+v", a)
@@ -589,6 +590,9 @@ func TestAttemptRecorderChecked(t *testing.T) {
 	lost := func() bool { return true } // the watchdog cancelled them
 	r.record(attempt(gone), false, lost)
 	r.record(attempt(id), false, lost)
+	if err := r.awaitWritten(ctx, []int64{gone, id}); err != nil {
+		t.Fatal(err)
+	}
 	rows, err := pool.Query(ctx, `SELECT task_id FROM task_attempts ORDER BY task_id`)
 	if err != nil {
 		t.Fatal(err)
@@ -607,8 +611,14 @@ func TestAttemptRecorderChecked(t *testing.T) {
 	suspect := true
 	r.suspect = func() bool { return suspect }
 	r.record(attempt(gone+1), false, nil)
+	if err := r.awaitWritten(ctx, []int64{gone + 1}); err != nil {
+		t.Fatal(err)
+	}
 	suspect = false
 	r.record(attempt(gone+2), false, nil)
+	if err := r.awaitWritten(ctx, []int64{gone + 2}); err != nil {
+		t.Fatal(err)
+	}
 	if err := pool.QueryRow(ctx, `SELECT array_agg(task_id ORDER BY task_id) FROM task_attempts`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,8 @@ var (
 	_ riverpilot.Pilot           = (*completionPilot)(nil)
 )
 
-func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet) *driver {
-	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held}}
+func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet, recorder *attemptRecorder) *driver {
+	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held, recorder: recorder}}
 }
 
 // PluginInit is called by river.NewClient; the pilot needs nothing of it.
@@ -67,11 +67,22 @@ type completionPilot struct {
 	// held is told of every batch saved: River's completer is done with
 	// those tasks' returned fetches (nil for an insert-only client).
 	held *heldSet
+	// recorder's rows of a batch's attempts are written before the batch
+	// (attemptRecorder); nil when attempts are not recorded.
+	recorder *attemptRecorder
 }
 
 // JobSetStateIfRunningMany implements riverpilot.Pilot. River's completers
 // and JobCompleteTx call it.
 func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	if p.recorder != nil {
+		// The attempts' rows first: the rescue relies on a finished
+		// attempt's row being there before its task's new state. River's
+		// completer retries a batch that failed.
+		if err := p.recorder.awaitWritten(ctx, params.ID); err != nil {
+			return nil, fmt.Errorf("waiting for the attempts' rows: %w", err)
+		}
+	}
 	if p.watchdog == nil {
 		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 	}

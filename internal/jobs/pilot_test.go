@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskd/taskd/internal/pgtest"
+	"github.com/taskd/taskd/internal/store"
 )
 
 // beginCounter counts the transactions begun on an executor.
@@ -236,5 +237,78 @@ func TestOrphanRescueGuardsLateCompletion(t *testing.T) {
 	}
 	if w.isStale(id) {
 		t.Error("the guard is still remembered after its completion was dropped")
+	}
+}
+
+// River's completion of an attempt waits for the attempt's row, which the
+// worker no longer waits for: with the recorder's write held up by a lock,
+// the completion does not land first. The row's transaction ID comes before
+// the completion's, as it does only if the completion waited: a completion
+// written while the row's COPY waited for its lock would have taken an ID
+// first (the COPY takes one only once it has its lock and writes).
+func TestCompletionWaitsForAttemptRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	r := newAttemptRecorder(store.New(pool), testLogger(t))
+	go r.run()
+	defer r.close()
+	p := &completionPilot{recorder: r}
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+		VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `LOCK TABLE task_attempts IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r.record(store.Attempt{TaskID: id, Attempt: 1, Worker: "w", StartedAt: now, FinishedAt: &now, Outcome: store.OutcomeCompleted}, false, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.JobSetStateIfRunningMany(ctx, riverpgxv5.New(pool).GetExecutor(), completedParams(nil, id))
+		done <- err
+	}()
+	// The row's COPY waits for the lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = 'task_attempts' AND NOT l.granted)`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt's row never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var state string
+	if err := pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, id).Scan(&state); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var rowFirst bool
+	// No row yet when the completion returned counts as the row coming
+	// second.
+	if err := pool.QueryRow(ctx, `SELECT coalesce((SELECT xmin::text::bigint FROM task_attempts WHERE task_id = $1)
+		< (SELECT xmin::text::bigint FROM river_job WHERE id = $1 AND state = 'completed'), false)`, id).Scan(&rowFirst); err != nil {
+		t.Fatal(err)
+	}
+	if !rowFirst {
+		t.Errorf("the completion was written before the attempt's row (state while the row waited: %s)", state)
 	}
 }
