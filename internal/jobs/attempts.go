@@ -22,7 +22,8 @@ const (
 	// attemptBatchMax bounds the attempts written by one statement.
 	attemptBatchMax = 1000
 	// attemptWriteFor bounds how long the recorder keeps retrying a write
-	// that failed, and so how long a worker can be held up by it.
+	// that failed, and so how long the completion of its attempts can be
+	// held up by it.
 	attemptWriteFor = 5 * time.Second
 	// attemptRetryMin and attemptRetryMax bound the pause between tries.
 	attemptRetryMin = 10 * time.Millisecond
@@ -72,9 +73,8 @@ type attemptRecorder struct {
 
 // attemptWrite is a queued attempt; written is closed once it is stored (or
 // given up on). waited says a request waits for its task; lost reports
-// whether the watchdog has cancelled the attempt (see
-// attemptMiddleware.finish), which it may do while the attempt waits to be
-// written.
+// whether the watchdog cancelled the attempt while it ran (see
+// attemptMiddleware.finish).
 type attemptWrite struct {
 	attempt store.Attempt
 	waited  bool
@@ -249,9 +249,10 @@ func (r *attemptRecorder) close() {
 	<-r.done
 }
 
-// attemptMiddleware records every attempt's outcome. It is the outermost
-// worker middleware, so that it sees the job's own context (River applies
-// the job timeout further in) and panics before River recovers them. Work
+// attemptMiddleware records every attempt's outcome. It is the innermost
+// of taskd's worker middleware, outside River's own handling of the job,
+// so that it sees the job's own context (River applies the job timeout
+// further in) and panics before River recovers them. Work
 // returns (or panics on) once the attempt is queued; River saves the job's
 // new state only after its row is written (see attemptRecorder).
 type attemptMiddleware struct {
@@ -315,11 +316,10 @@ func noteHTTPStatus(ctx context.Context, status int) {
 
 // finish records the attempt. Its task exists while it runs (River
 // deletes no running job), so its row is written unchecked, unless the
-// watchdog has cancelled it by the time the row is written (ctx's cause is
-// ErrHeartbeatLost; the attempt stays in the watchdog's care while it
-// waits for its row): another process may rescue, run and delete its task
-// before the row gets through, and the row is then written only if the
-// task is still there.
+// watchdog cancelled it (ctx's cause is ErrHeartbeatLost) or the
+// heartbeat is overdue when the row is written (attemptRecorder.suspect):
+// another process may then rescue, run and delete its task before the row
+// gets through, and the row is written only if the task is still there.
 func (m *attemptMiddleware) finish(ctx context.Context, job *rivertype.JobRow, a store.Attempt, start time.Time, outcome, msg string) {
 	now := time.Now()
 	a.FinishedAt = &now

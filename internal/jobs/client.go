@@ -53,8 +53,8 @@ const (
 	DiscardedRetentionDefault = 7 * 24 * time.Hour
 	// QueueDefaultWorkers is the size of the default queue. A worker is a
 	// goroutine while it runs a task and nothing otherwise, so the size is
-	// a ceiling on tasks in flight, not a cost: each attempt waits for its
-	// attempt row (a commit) and a push attempt for its endpoint, and at
+	// a ceiling on tasks in flight, not a cost: a push attempt waits for
+	// its endpoint, and at
 	// 100 an untuned process completed 0.58–0.70× what it did at 1,000
 	// (docs/PERFORMANCE.md, scenario 1b). An endpoint that takes fewer at
 	// once gets a queue of its own or a concurrency limit

@@ -489,7 +489,8 @@ func TestAttemptWriteRetriedAfterLostConnection(t *testing.T) {
 	if err := b.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&killed); err != nil || !killed {
 		t.Fatalf("pg_terminate_backend = %v, %v", killed, err)
 	}
-	// The retry waits for the lock in turn; the worker still waits for it.
+	// The retry waits for the lock in turn; the task's completion still
+	// waits for it.
 	b.waitBlockedAttemptWrite(t)
 	// (Store.Task would wait for the lock too.)
 	var state string

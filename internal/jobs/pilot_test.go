@@ -251,6 +251,7 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	r := newAttemptRecorder(store.New(pool), testLogger(t))
+	r.writeFor = time.Minute // not given up while the test holds the lock
 	go r.run()
 	defer r.close()
 	p := &completionPilot{recorder: r}
@@ -279,8 +280,10 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting bool
+		// In this database: its clones share the table's OID.
 		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-			WHERE c.relname = 'task_attempts' AND NOT l.granted)`).Scan(&waiting); err != nil {
+			WHERE c.relname = 'task_attempts' AND NOT l.granted
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {
@@ -294,6 +297,9 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	var state string
 	if err := pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, id).Scan(&state); err != nil {
 		t.Fatal(err)
+	}
+	if state != "running" {
+		t.Errorf("state while the attempt's row waits = %s, want running", state)
 	}
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
