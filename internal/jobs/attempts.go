@@ -106,6 +106,26 @@ func (r *attemptRecorder) record(a store.Attempt, waited bool, lost func() bool)
 	r.ch <- w
 }
 
+// unwritten returns those of the tasks ids that have queued attempts not
+// written yet, or nil.
+func (r *attemptRecorder) unwritten(ids []int64) map[int64]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) == 0 {
+		return nil
+	}
+	var out map[int64]bool
+	for _, id := range ids {
+		if len(r.pending[id]) > 0 {
+			if out == nil {
+				out = make(map[int64]bool)
+			}
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // awaitWritten returns once the queued attempts of the tasks ids are
 // written (or given up on), or with ctx's error when it ends first.
 func (r *attemptRecorder) awaitWritten(ctx context.Context, ids []int64) error {

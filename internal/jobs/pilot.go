@@ -74,15 +74,48 @@ type completionPilot struct {
 
 // JobSetStateIfRunningMany implements riverpilot.Pilot. River's completers
 // and JobCompleteTx call it.
+//
+// The attempts' rows come first: the rescue relies on a finished attempt's
+// row being there before its task's new state, and the worker no longer
+// waits for it (attemptRecorder). The tasks of a batch whose rows are not
+// written yet are saved once they are; the others at once, in a statement
+// of their own, so that they do not wait for rows that are not theirs: a
+// task the cluster-wide limits refused is put back (snoozed) here, and
+// until it is, a freed slot cannot be handed to it and may go to a newer
+// task. River's completer retries a batch that failed; a retry of tasks
+// saved already changes nothing, as they no longer run.
 func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
-	if p.recorder != nil {
-		// The attempts' rows first: the rescue relies on a finished
-		// attempt's row being there before its task's new state. River's
-		// completer retries a batch that failed.
-		if err := p.recorder.awaitWritten(ctx, params.ID); err != nil {
-			return nil, fmt.Errorf("waiting for the attempts' rows: %w", err)
+	if p.recorder == nil {
+		return p.setState(ctx, exec, params)
+	}
+	unwritten := p.recorder.unwritten(params.ID)
+	if len(unwritten) == 0 {
+		return p.setState(ctx, exec, params)
+	}
+	var rows []*rivertype.JobRow
+	if ready := withoutIDs(params, unwritten); len(ready.ID) > 0 {
+		var err error
+		if rows, err = p.setState(ctx, exec, ready); err != nil {
+			return nil, err
 		}
 	}
+	later := onlyIDs(params, unwritten)
+	if err := p.recorder.awaitWritten(ctx, later.ID); err != nil {
+		return nil, fmt.Errorf("waiting for the attempts' rows: %w", err)
+	}
+	more, err := p.setState(ctx, exec, later)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, more...)
+	// In River's order.
+	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	return rows, nil
+}
+
+// setState writes params with River's statement, guarded for the tasks of
+// attempts the watchdog cancelled.
+func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
 	if p.watchdog == nil {
 		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 	}
@@ -186,9 +219,19 @@ func (s staleView) owns(row *rivertype.JobRow) bool {
 
 // withoutIDs returns params without the completions of the tasks in drop.
 func withoutIDs(params *riverdriver.JobSetStateIfRunningManyParams, drop map[int64]bool) *riverdriver.JobSetStateIfRunningManyParams {
+	return filterIDs(params, func(id int64) bool { return !drop[id] })
+}
+
+// onlyIDs returns params with only the completions of the tasks in keep.
+func onlyIDs(params *riverdriver.JobSetStateIfRunningManyParams, keep map[int64]bool) *riverdriver.JobSetStateIfRunningManyParams {
+	return filterIDs(params, func(id int64) bool { return keep[id] })
+}
+
+// filterIDs returns params with the completions of the tasks keep takes.
+func filterIDs(params *riverdriver.JobSetStateIfRunningManyParams, keep func(int64) bool) *riverdriver.JobSetStateIfRunningManyParams {
 	kept := &riverdriver.JobSetStateIfRunningManyParams{Now: params.Now, Schema: params.Schema}
 	for i, id := range params.ID {
-		if drop[id] {
+		if !keep(id) {
 			continue
 		}
 		kept.ID = append(kept.ID, id)

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -245,7 +246,9 @@ func TestOrphanRescueGuardsLateCompletion(t *testing.T) {
 // the completion does not land first. The row's transaction ID comes before
 // the completion's, as it does only if the completion waited: a completion
 // written while the row's COPY waited for its lock would have taken an ID
-// first (the COPY takes one only once it has its lock and writes).
+// first (the COPY takes one only once it has its lock and writes). A task
+// of the same batch without a row to wait for (a snooze of a task the
+// limits refused) is saved meanwhile.
 func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -255,10 +258,12 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	go r.run()
 	defer r.close()
 	p := &completionPilot{recorder: r}
-	var id int64
-	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
-		VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
-		t.Fatal(err)
+	var id, other int64
+	for _, dst := range []*int64{&id, &other} {
+		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+			VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(dst); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	lock, err := pool.Begin(ctx)
@@ -273,7 +278,10 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	r.record(store.Attempt{TaskID: id, Attempt: 1, Worker: "w", StartedAt: now, FinishedAt: &now, Outcome: store.OutcomeCompleted}, false, nil)
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.JobSetStateIfRunningMany(ctx, riverpgxv5.New(pool).GetExecutor(), completedParams(nil, id))
+		rows, err := p.JobSetStateIfRunningMany(ctx, riverpgxv5.New(pool).GetExecutor(), completedParams(nil, id, other))
+		if err == nil && (len(rows) != 2 || rows[0].ID != id || rows[1].ID != other) {
+			err = fmt.Errorf("rows returned: %v, want tasks %d and %d in order", rows, id, other)
+		}
 		done <- err
 	}()
 	// The row's COPY waits for the lock.
@@ -291,6 +299,20 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the attempt's row never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The other task of the batch is saved while the row waits.
+	for {
+		var saved bool
+		if err := pool.QueryRow(ctx, `SELECT state = 'completed' FROM river_job WHERE id = $1`, other).Scan(&saved); err != nil {
+			t.Fatal(err)
+		}
+		if saved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task without a row to wait for was not saved while the other's row waited")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
