@@ -172,16 +172,25 @@ func schemaObjects(ctx context.Context, t *testing.T, db *sql.DB) []string {
 		UNION ALL
 		SELECT p.proname FROM pg_proc p
 		WHERE p.pronamespace = current_schema()::regnamespace`)
-	require.NoError(t, err)
-	var names []string
-	for rows.Next() {
-		var name string
-		require.NoError(t, rows.Scan(&name))
-		names = append(names, name)
-	}
-	require.NoError(t, rows.Err())
+	names := collectStrings(t, rows, err)
 	slices.Sort(names)
 	return names
+}
+
+// collectStrings returns the one text column of rows, the result of a
+// query that returned err.
+func collectStrings(t *testing.T, rows *sql.Rows, err error) []string {
+	t.Helper()
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	require.NoError(t, rows.Err())
+	return out
 }
 
 // Migration 00017 with rows in task_attempts: Up keeps them under the new
@@ -212,16 +221,7 @@ func TestAttemptsByTaskWithRows(t *testing.T) {
 		t.Helper()
 		rows, err := db.QueryContext(ctx, `SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
 			WHERE conrelid = 'task_attempts'::regclass AND contype IN ('p', 'f') ORDER BY conname`)
-		require.NoError(t, err)
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			require.NoError(t, rows.Scan(&s))
-			out = append(out, s)
-		}
-		require.NoError(t, rows.Err())
-		return out
+		return collectStrings(t, rows, err)
 	}
 
 	_, err = provider.UpTo(ctx, 17)

@@ -191,41 +191,24 @@ func postgresTicks() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	type proc struct {
-		ppid          int
-		own, children uint64
-	}
-	procs := map[int]proc{}
+	procs := map[int]procStat{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
+		st, err := readProcStat(pid)
+		if err != nil || st.comm != "postgres" {
+			continue // gone meanwhile, or another program
 		}
-		open, close := strings.IndexByte(string(data), '('), strings.LastIndex(string(data), ") ")
-		if open < 0 || close < open || string(data[open+1:close]) != "postgres" {
-			continue
-		}
-		f := strings.Fields(string(data)[close+2:])
-		if len(f) < 15 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		ut, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		cut, _ := strconv.ParseUint(f[13], 10, 64)
-		cst, _ := strconv.ParseUint(f[14], 10, 64)
-		procs[pid] = proc{ppid: ppid, own: ut + st, children: cut + cst}
+		procs[pid] = st
 	}
 	if len(procs) == 0 {
 		return 0, errors.New("no postgres process on this machine")
 	}
 	var sum uint64
 	for _, p := range procs {
-		sum += p.own
+		sum += p.self
 		if _, child := procs[p.ppid]; !child {
 			sum += p.children
 		}
@@ -236,26 +219,47 @@ func postgresTicks() (uint64, error) {
 // procTicks reads the CPU time of process pid (utime + stime) from
 // /proc/<pid>/stat in USER_HZ.
 func procTicks(pid int) (uint64, error) {
+	st, err := readProcStat(pid)
+	return st.self, err
+}
+
+// procStat is what the harness reads of a process's /proc/<pid>/stat.
+type procStat struct {
+	comm string
+	ppid int
+	// self is the process's CPU time (utime + stime), children its
+	// reaped children's (cutime + cstime), in USER_HZ.
+	self, children uint64
+}
+
+func readProcStat(pid int) (procStat, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return procStat{}, err
 	}
+	bad := fmt.Errorf("unexpected /proc/%d/stat", pid)
 	// The command name (field 2) is in parentheses and may hold spaces;
-	// utime and stime are fields 14 and 15.
-	i := strings.LastIndex(string(data), ") ")
-	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	// ppid is field 4, utime, stime, cutime and cstime fields 14 to 17.
+	open, close := strings.IndexByte(string(data), '('), strings.LastIndex(string(data), ") ")
+	if open < 0 || close < open {
+		return procStat{}, bad
 	}
-	f := strings.Fields(string(data)[i+2:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	f := strings.Fields(string(data)[close+2:])
+	if len(f) < 15 {
+		return procStat{}, bad
 	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	st := procStat{comm: string(data[open+1 : close])}
+	var n [4]uint64
+	for i, field := range f[11:15] {
+		if n[i], err = strconv.ParseUint(field, 10, 64); err != nil {
+			return procStat{}, bad
+		}
 	}
-	return ut + st, nil
+	if st.ppid, err = strconv.Atoi(f[1]); err != nil {
+		return procStat{}, bad
+	}
+	st.self, st.children = n[0]+n[1], n[2]+n[3]
+	return st, nil
 }
 
 // measured runs load and reports it with the CPU use over it.

@@ -284,38 +284,25 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 		}
 		done <- err
 	}()
-	// The row's COPY waits for the lock.
+	holds := func(query string, args ...any) func() bool {
+		return func() bool {
+			var ok bool
+			if err := pool.QueryRow(ctx, query, args...).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting bool
-		// In this database: its clones share the table's OID.
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	// The row's COPY waits for the lock (in this database: its clones
+	// share the table's OID).
+	waitFor(t, "the attempt's row waiting for the lock", time.Until(deadline),
+		holds(`SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
 			WHERE c.relname = 'task_attempts' AND NOT l.granted
-			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the attempt's row never waited for the lock")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`))
 	// The other task of the batch is saved while the row waits.
-	for {
-		var saved bool
-		if err := pool.QueryRow(ctx, `SELECT state = 'completed' FROM river_job WHERE id = $1`, other).Scan(&saved); err != nil {
-			t.Fatal(err)
-		}
-		if saved {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the task without a row to wait for was not saved while the other's row waited")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the task without a row to wait for saved while the other's row waited", time.Until(deadline),
+		holds(`SELECT state = 'completed' FROM river_job WHERE id = $1`, other))
 	var state string
 	if err := pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, id).Scan(&state); err != nil {
 		t.Fatal(err)
