@@ -509,3 +509,19 @@ func (b *bench) scenario12(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (c cpuPerTask) String() string {
+	var parts []string
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"machine", c.Machine}, {"taskd", c.Taskd}, {"PostgreSQL", c.Postgres}, {"harness", c.Harness}} {
+		if p.v > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", p.name, p.v))
+		}
+	}
+	if parts == nil {
+		return "CPU not read"
+	}
+	return "CPU µs/op: " + strings.Join(parts, ", ")
+}

@@ -25,6 +25,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == readBaselineRole {
+		if err := serveReadBaseline(ctx, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "taskd-bench read baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "taskd-bench:", err)
 		os.Exit(1)

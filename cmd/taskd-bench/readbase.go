@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strconv"
 	"time"
 
@@ -104,14 +106,26 @@ var (
 	baselineTimeout = new(backoff.FormatDuration(jobs.JobTimeoutDefault))
 )
 
-// startReadBaseline serves the baseline on a free loopback port.
+// startReadBaseline serves the baseline on a free loopback port, in the
+// harness's process.
 func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error) {
 	pool, err := newPool(ctx, dbURL, taskdPoolSize)
 	if err != nil {
 		return nil, err
 	}
-	st := store.New(pool)
+	bs, err := serveBaseline(readBaselineHandler(store.New(pool)))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &readBaseline{baselineServer: bs, pool: pool}, nil
+}
+
+// readBaselineHandler answers GET /v1/tasks/{id} as the baseline does, and
+// /readyz.
+func readBaselineHandler(st *store.Store) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("GET /v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 		if err != nil || id < 1 {
@@ -155,12 +169,59 @@ func startReadBaseline(ctx context.Context, dbURL string) (*readBaseline, error)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(t)
 	})
-	bs, err := serveBaseline(mux)
+	return mux
+}
+
+// readBaselineRole is the first argument that makes taskd-bench the read
+// baseline's own process (serveReadBaseline) instead of the harness.
+const readBaselineRole = "__read-baseline"
+
+// startReadBaselineProcess starts the baseline as a process of its own,
+// this binary run as readBaselineRole, the way the harness starts taskd:
+// so that the baseline's server neither shares the load generator's Go
+// runtime (its scheduler, its garbage collector, its network poller) nor
+// is counted in the harness's CPU, as taskd's is not.
+func startReadBaselineProcess(ctx context.Context, dbURL string, env ...string) (*taskdProcess, error) {
+	exe, err := os.Executable()
 	if err != nil {
-		pool.Close()
 		return nil, err
 	}
-	return &readBaseline{baselineServer: bs, pool: pool}, nil
+	return startTaskdRole(ctx, exe, readBaselineRole, dbURL, env...)
+}
+
+// serveReadBaseline is the baseline's process: it serves the baseline on
+// TASKD_ADDR from DATABASE_URL until SIGTERM, and net/http/pprof on
+// TASKD_PPROF_ADDR when set.
+func serveReadBaseline(ctx context.Context, getenv func(string) string) error {
+	pool, err := newPool(ctx, getenv("DATABASE_URL"), taskdPoolSize)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if addr := getenv("TASKD_PPROF_ADDR"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = http.Serve(ln, mux) }()
+	}
+	ln, err := net.Listen("tcp", getenv("TASKD_ADDR"))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: readBaselineHandler(store.New(pool)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }
 
 func (rb *readBaseline) close(ctx context.Context) error {
