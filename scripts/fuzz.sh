@@ -2,7 +2,8 @@
 # fuzz.sh runs every fuzz target for a short while (FUZZTIME, default 3s
 # each): the targets of internal/http send fuzzed bodies, queries and
 # headers through the real handler on a real database (no panic, no 5xx);
-# FuzzParseQuery and those of internal/strictjson fuzz pure decoders. Two
+# FuzzParseQuery and those of internal/strictjson fuzz pure decoders, and
+# FuzzAppendTask the encoder of task answers against encoding/json. Two
 # workers per target, since the machine and its PostgreSQL server are
 # shared. A
 # failing input is written under the package's testdata/fuzz/<Target>/:
@@ -21,6 +22,7 @@ targets=(
 	./internal/http:FuzzTaskWait
 	./internal/http:FuzzClaim
 	./internal/http:FuzzParseQuery
+	./internal/http:FuzzAppendTask
 	./internal/strictjson:FuzzScan
 	./internal/strictjson:FuzzIntegerText
 )

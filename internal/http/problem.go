@@ -154,7 +154,9 @@ func writeJSONBody(w http.ResponseWriter, status int, v any, flush bool) error {
 			jsonBuffers.Put(buf)
 		}
 	}()
-	if err := json.NewEncoder(buf).Encode(v); err != nil {
+	if b, ok := appendAnswer(buf.AvailableBuffer(), v); ok {
+		buf.Write(append(b, '\n')) // as json.Encoder ends a value
+	} else if err := json.NewEncoder(buf).Encode(v); err != nil {
 		w.Header().Del("Location") // of a resource the answer would have shown
 		panic(fmt.Errorf("encoding the answer: %w", err))
 	}
