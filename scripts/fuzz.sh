@@ -3,7 +3,8 @@
 # each): the targets of internal/http send fuzzed bodies, queries and
 # headers through the real handler on a real database (no panic, no 5xx);
 # FuzzParseQuery and those of internal/strictjson fuzz pure decoders, and
-# FuzzAppendTask the encoder of task answers against encoding/json. Two
+# FuzzAppendTask and FuzzDecodeAttempts the encoder of task answers and the
+# decoder of their attempts against encoding/json. Two
 # workers per target, since the machine and its PostgreSQL server are
 # shared. A
 # failing input is written under the package's testdata/fuzz/<Target>/:
@@ -23,6 +24,7 @@ targets=(
 	./internal/http:FuzzClaim
 	./internal/http:FuzzParseQuery
 	./internal/http:FuzzAppendTask
+	./internal/store:FuzzDecodeAttempts
 	./internal/strictjson:FuzzScan
 	./internal/strictjson:FuzzIntegerText
 )

@@ -258,17 +258,8 @@ func (s *Store) Task(ctx context.Context, id int64) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	var stored []struct {
-		Attempt    int       `json:"attempt"`
-		Worker     string    `json:"worker"`
-		StartedAt  time.Time `json:"started_at"`
-		FinishedAt time.Time `json:"finished_at"`
-		Outcome    string    `json:"outcome"`
-		Error      *string   `json:"error"`
-		DurationMS float64   `json:"duration_ms"`
-		HTTPStatus *int      `json:"http_status"`
-	}
-	if err := json.Unmarshal(row.Attempts, &stored); err != nil {
+	stored, err := decodeAttempts(row.Attempts)
+	if err != nil {
 		return nil, fmt.Errorf("decoding attempts of task %d: %w", id, err)
 	}
 	t.Attempts = make([]Attempt, 0, len(stored)+1)
