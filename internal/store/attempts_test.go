@@ -13,7 +13,7 @@ var attemptCases = []string{
 	`[{"attempt":2,"worker":"é","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01.5+05:30","outcome":"failed","error":"boom","duration_ms":0,"http_status":503},{"attempt":3,"worker":"","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"x","error":null,"duration_ms":1e3,"http_status":null}]`,
 	`[{"attempt":1,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":"a \"quoted\"\nline","duration_ms":1,"http_status":null}]`, // escapes: encoding/json
 	`[{"attempt":1}]`, // keys missing
-	`[{"Attempt":1,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":null,"duration_ms":1,"http_status":null}]`,               // case-folded key
+	`[{"Attempt":1,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":null,"duration_ms":1,"http_status":null}]`,             // case-folded key
 	`[{"attempt":1,"attempt":2,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":null,"duration_ms":1,"http_status":null}]`, // duplicate
 	`[{"attempt":1.5,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":null,"duration_ms":1,"http_status":null}]`,
 	`[{"attempt":01,"worker":"w","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:00Z","outcome":"o","error":null,"duration_ms":1,"http_status":null}]`,
