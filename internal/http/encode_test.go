@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -192,4 +195,36 @@ func benchTask() client.Task {
 			Backoff: client.Backoff{Initial: &initial, Max: &maxDelay, Multiplier: &mult, Jitter: &jitter}, Timeout: &timeout},
 		Attempts: []client.Attempt{{Attempt: 1, StartedAt: at, FinishedAt: &done, Outcome: "completed", DurationMS: 1.5, Worker: "host-1234-default"}},
 	}
+}
+
+// TestWriteJSONBodyAppends checks the answer as written: json.Encoder's
+// bytes, its newline included, for a type with an appender and for one
+// without, and encoding/json's refusal (a panic, which the recoverer
+// answers 500) for a value the appender refuses.
+func TestWriteJSONBodyAppends(t *testing.T) {
+	task := benchTask()
+	for name, v := range map[string]any{"task": task, "list": client.TaskList{Tasks: []client.TaskSummary{task.TaskSummary}}, "other": client.Ready{Status: "ready"}} {
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		if err := writeJSONBody(rec, http.StatusOK, v, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.Body.String(); got != want.String() {
+			t.Errorf("%s: wrote\n%q\nwant\n%q", name, got, want.String())
+		}
+		if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(want.Len()) {
+			t.Errorf("%s: Content-Length %s, want %d", name, cl, want.Len())
+		}
+	}
+	bad := benchTask()
+	bad.Attempts[0].DurationMS = math.NaN()
+	defer func() {
+		if recover() == nil {
+			t.Error("writeJSONBody wrote a task with a NaN duration")
+		}
+	}()
+	_ = writeJSONBody(httptest.NewRecorder(), http.StatusOK, bad, false)
 }
