@@ -37,232 +37,239 @@ func appendAnswer(b []byte, v any) ([]byte, bool) {
 
 // appendTask appends t as json.Marshal writes it.
 func appendTask(b []byte, t *client.Task) ([]byte, bool) {
-	b, ok := appendSummaryFields(b, &t.TaskSummary)
-	if !ok {
-		return b, false
-	}
-	b = append(b, `,"attempts":`...)
+	a := jsonAppender{b: b, ok: true}
+	a.summaryFields(&t.TaskSummary)
+	a.lit(`,"attempts":`)
 	if t.Attempts == nil {
-		return append(b, "null}"...), true
-	}
-	b = append(b, '[')
-	for i := range t.Attempts {
-		if i > 0 {
-			b = append(b, ',')
+		a.lit("null")
+	} else {
+		a.lit("[")
+		for i := range t.Attempts {
+			if i > 0 {
+				a.lit(",")
+			}
+			a.attempt(&t.Attempts[i])
 		}
-		if b, ok = appendAttempt(b, &t.Attempts[i]); !ok {
-			return b, false
-		}
+		a.lit("]")
 	}
-	return append(b, "]}"...), true
+	a.lit("}")
+	return a.b, a.ok
 }
 
 // appendTaskList appends l as json.Marshal writes it.
 func appendTaskList(b []byte, l *client.TaskList) ([]byte, bool) {
-	b = append(b, `{"tasks":`...)
+	a := jsonAppender{b: b, ok: true}
+	a.lit(`{"tasks":`)
 	if l.Tasks == nil {
-		b = append(b, "null"...)
+		a.lit("null")
 	} else {
-		b = append(b, '[')
+		a.lit("[")
 		for i := range l.Tasks {
 			if i > 0 {
-				b = append(b, ',')
+				a.lit(",")
 			}
-			var ok bool
-			if b, ok = appendSummaryFields(b, &l.Tasks[i]); !ok {
-				return b, false
-			}
-			b = append(b, '}')
+			a.summaryFields(&l.Tasks[i])
+			a.lit("}")
 		}
-		b = append(b, ']')
+		a.lit("]")
 	}
-	b = append(b, `,"next_cursor":`...)
-	b = appendStringPtr(b, l.NextCursor)
-	return append(b, '}'), true
+	a.lit(`,"next_cursor":`)
+	a.strPtr(l.NextCursor)
+	a.lit("}")
+	return a.b, a.ok
 }
 
-// appendSummaryFields appends t's object without its closing brace, so
-// that client.Task can add its attempts.
-func appendSummaryFields(b []byte, t *client.TaskSummary) ([]byte, bool) {
-	var ok bool
-	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, t.ID, 10)
-	b = append(b, `,"kind":`...)
-	b = appendString(b, t.Kind)
-	b = append(b, `,"queue":`...)
-	b = appendString(b, t.Queue)
-	b = append(b, `,"state":`...)
-	b = appendString(b, t.State)
-	b = append(b, `,"args":`...)
-	if b, ok = appendRaw(b, t.Args); !ok {
-		return b, false
+// jsonAppender appends JSON to b. ok turns false at the first value
+// encoding/json would refuse, and what is appended after it no longer
+// matters.
+type jsonAppender struct {
+	b  []byte
+	ok bool
+}
+
+// lit appends JSON text as it is: punctuation and keys.
+func (a *jsonAppender) lit(s string) { a.b = append(a.b, s...) }
+
+func (a *jsonAppender) str(s string) { a.b = appendString(a.b, s) }
+
+func (a *jsonAppender) int(n int64) { a.b = strconv.AppendInt(a.b, n, 10) }
+
+func (a *jsonAppender) bool(v bool) { a.b = strconv.AppendBool(a.b, v) }
+
+func (a *jsonAppender) strPtr(s *string) {
+	if s == nil {
+		a.lit("null")
+		return
 	}
-	b = append(b, `,"priority":`...)
-	b = strconv.AppendInt(b, int64(t.Priority), 10)
-	b = append(b, `,"attempt":`...)
-	b = strconv.AppendInt(b, int64(t.Attempt), 10)
-	b = append(b, `,"max_attempts":`...)
-	b = strconv.AppendInt(b, int64(t.MaxAttempts), 10)
-	b = append(b, `,"tags":`...)
+	a.str(*s)
+}
+
+func (a *jsonAppender) int64Ptr(n *int64) {
+	if n == nil {
+		a.lit("null")
+		return
+	}
+	a.int(*n)
+}
+
+func (a *jsonAppender) float(f float64) {
+	var ok bool
+	a.b, ok = appendFloat(a.b, f)
+	a.ok = a.ok && ok
+}
+
+func (a *jsonAppender) time(t time.Time) {
+	var ok bool
+	a.b, ok = appendTime(a.b, t)
+	a.ok = a.ok && ok
+}
+
+func (a *jsonAppender) timePtr(t *time.Time) {
+	if t == nil {
+		a.lit("null")
+		return
+	}
+	a.time(*t)
+}
+
+func (a *jsonAppender) raw(raw json.RawMessage) {
+	var ok bool
+	a.b, ok = appendRaw(a.b, raw)
+	a.ok = a.ok && ok
+}
+
+// summaryFields appends t's object without its closing brace, so that
+// client.Task can add its attempts.
+func (a *jsonAppender) summaryFields(t *client.TaskSummary) {
+	a.lit(`{"id":`)
+	a.int(t.ID)
+	a.lit(`,"kind":`)
+	a.str(t.Kind)
+	a.lit(`,"queue":`)
+	a.str(t.Queue)
+	a.lit(`,"state":`)
+	a.str(t.State)
+	a.lit(`,"args":`)
+	a.raw(t.Args)
+	a.lit(`,"priority":`)
+	a.int(int64(t.Priority))
+	a.lit(`,"attempt":`)
+	a.int(int64(t.Attempt))
+	a.lit(`,"max_attempts":`)
+	a.int(int64(t.MaxAttempts))
+	a.lit(`,"tags":`)
 	if t.Tags == nil {
-		b = append(b, "null"...)
+		a.lit("null")
 	} else {
-		b = append(b, '[')
+		a.lit("[")
 		for i, tag := range t.Tags {
 			if i > 0 {
-				b = append(b, ',')
+				a.lit(",")
 			}
-			b = appendString(b, tag)
+			a.str(tag)
 		}
-		b = append(b, ']')
+		a.lit("]")
 	}
-	b = append(b, `,"created_at":`...)
-	if b, ok = appendTime(b, t.CreatedAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"scheduled_at":`...)
-	if b, ok = appendTime(b, t.ScheduledAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"started_at":`...)
-	if b, ok = appendTimePtr(b, t.StartedAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"finished_at":`...)
-	if b, ok = appendTimePtr(b, t.FinishedAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"result":`...)
-	if b, ok = appendRaw(b, t.Result); !ok {
-		return b, false
-	}
-	b = append(b, `,"errors":`...)
+	a.lit(`,"created_at":`)
+	a.time(t.CreatedAt)
+	a.lit(`,"scheduled_at":`)
+	a.time(t.ScheduledAt)
+	a.lit(`,"started_at":`)
+	a.timePtr(t.StartedAt)
+	a.lit(`,"finished_at":`)
+	a.timePtr(t.FinishedAt)
+	a.lit(`,"result":`)
+	a.raw(t.Result)
+	a.lit(`,"errors":`)
 	if t.Errors == nil {
-		b = append(b, "null"...)
+		a.lit("null")
 	} else {
-		b = append(b, '[')
+		a.lit("[")
 		for i, e := range t.Errors {
 			if i > 0 {
-				b = append(b, ',')
+				a.lit(",")
 			}
-			b = append(b, `{"attempt":`...)
-			b = strconv.AppendInt(b, int64(e.Attempt), 10)
-			b = append(b, `,"at":`...)
-			if b, ok = appendTime(b, e.At); !ok {
-				return b, false
-			}
-			b = append(b, `,"message":`...)
-			b = appendString(b, e.Message)
-			b = append(b, '}')
+			a.lit(`{"attempt":`)
+			a.int(int64(e.Attempt))
+			a.lit(`,"at":`)
+			a.time(e.At)
+			a.lit(`,"message":`)
+			a.str(e.Message)
+			a.lit("}")
 		}
-		b = append(b, ']')
+		a.lit("]")
 	}
-	b = append(b, `,"cancel_requested":`...)
-	b = strconv.AppendBool(b, t.CancelRequested)
-	b = append(b, `,"batch_id":`...)
-	b = appendInt64Ptr(b, t.BatchID)
-	b = append(b, `,"after_batch":`...)
-	b = appendInt64Ptr(b, t.AfterBatch)
-	b = append(b, `,"schedule":`...)
-	b = appendStringPtr(b, t.Schedule)
-	b = append(b, `,"next_retry_at":`...)
-	if b, ok = appendTimePtr(b, t.NextRetryAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"backoff":`...)
-	if b, ok = appendBackoff(b, &t.Backoff); !ok {
-		return b, false
-	}
-	b = append(b, `,"timeout":`...)
-	b = appendStringPtr(b, t.Timeout)
-	return b, true
+	a.lit(`,"cancel_requested":`)
+	a.bool(t.CancelRequested)
+	a.lit(`,"batch_id":`)
+	a.int64Ptr(t.BatchID)
+	a.lit(`,"after_batch":`)
+	a.int64Ptr(t.AfterBatch)
+	a.lit(`,"schedule":`)
+	a.strPtr(t.Schedule)
+	a.lit(`,"next_retry_at":`)
+	a.timePtr(t.NextRetryAt)
+	a.lit(`,"backoff":`)
+	a.backoff(&t.Backoff)
+	a.lit(`,"timeout":`)
+	a.strPtr(t.Timeout)
 }
 
-// appendBackoff appends a policy: every field is omitempty.
-func appendBackoff(b []byte, p *client.Backoff) ([]byte, bool) {
-	b = append(b, '{')
-	sep := func() {
-		if b[len(b)-1] != '{' {
-			b = append(b, ',')
-		}
-	}
+// backoff appends a policy, whose fields are all omitempty.
+func (a *jsonAppender) backoff(p *client.Backoff) {
+	sep := `{`
 	if p.Initial != nil {
-		b = append(b, `"initial":`...)
-		b = appendString(b, *p.Initial)
+		a.lit(sep)
+		a.lit(`"initial":`)
+		a.str(*p.Initial)
+		sep = ","
 	}
 	if p.Max != nil {
-		sep()
-		b = append(b, `"max":`...)
-		b = appendString(b, *p.Max)
+		a.lit(sep)
+		a.lit(`"max":`)
+		a.str(*p.Max)
+		sep = ","
 	}
-	var ok bool
 	if p.Multiplier != nil {
-		sep()
-		b = append(b, `"multiplier":`...)
-		if b, ok = appendFloat(b, *p.Multiplier); !ok {
-			return b, false
-		}
+		a.lit(sep)
+		a.lit(`"multiplier":`)
+		a.float(*p.Multiplier)
+		sep = ","
 	}
 	if p.Jitter != nil {
-		sep()
-		b = append(b, `"jitter":`...)
-		if b, ok = appendFloat(b, *p.Jitter); !ok {
-			return b, false
-		}
+		a.lit(sep)
+		a.lit(`"jitter":`)
+		a.float(*p.Jitter)
+		sep = ","
 	}
-	return append(b, '}'), true
+	if sep == "{" {
+		a.lit("{")
+	}
+	a.lit("}")
 }
 
-func appendAttempt(b []byte, a *client.Attempt) ([]byte, bool) {
-	var ok bool
-	b = append(b, `{"attempt":`...)
-	b = strconv.AppendInt(b, int64(a.Attempt), 10)
-	b = append(b, `,"started_at":`...)
-	if b, ok = appendTime(b, a.StartedAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"finished_at":`...)
-	if b, ok = appendTimePtr(b, a.FinishedAt); !ok {
-		return b, false
-	}
-	b = append(b, `,"outcome":`...)
-	b = appendString(b, a.Outcome)
-	b = append(b, `,"error":`...)
-	b = appendStringPtr(b, a.Error)
-	b = append(b, `,"duration_ms":`...)
-	if b, ok = appendFloat(b, a.DurationMS); !ok {
-		return b, false
-	}
-	b = append(b, `,"worker":`...)
-	b = appendString(b, a.Worker)
-	b = append(b, `,"http_status":`...)
-	if a.HTTPStatus == nil {
-		b = append(b, "null"...)
+func (a *jsonAppender) attempt(at *client.Attempt) {
+	a.lit(`{"attempt":`)
+	a.int(int64(at.Attempt))
+	a.lit(`,"started_at":`)
+	a.time(at.StartedAt)
+	a.lit(`,"finished_at":`)
+	a.timePtr(at.FinishedAt)
+	a.lit(`,"outcome":`)
+	a.str(at.Outcome)
+	a.lit(`,"error":`)
+	a.strPtr(at.Error)
+	a.lit(`,"duration_ms":`)
+	a.float(at.DurationMS)
+	a.lit(`,"worker":`)
+	a.str(at.Worker)
+	a.lit(`,"http_status":`)
+	if at.HTTPStatus == nil {
+		a.lit("null")
 	} else {
-		b = strconv.AppendInt(b, int64(*a.HTTPStatus), 10)
+		a.int(int64(*at.HTTPStatus))
 	}
-	return append(b, '}'), true
-}
-
-func appendInt64Ptr(b []byte, v *int64) []byte {
-	if v == nil {
-		return append(b, "null"...)
-	}
-	return strconv.AppendInt(b, *v, 10)
-}
-
-func appendStringPtr(b []byte, s *string) []byte {
-	if s == nil {
-		return append(b, "null"...)
-	}
-	return appendString(b, *s)
-}
-
-func appendTimePtr(b []byte, t *time.Time) ([]byte, bool) {
-	if t == nil {
-		return append(b, "null"...), true
-	}
-	return appendTime(b, *t)
+	a.lit("}")
 }
 
 // appendTime appends t as time.Time.MarshalJSON does (RFC 3339 with
