@@ -25,9 +25,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == readBaselineRole {
-		if err := serveReadBaseline(ctx, os.Getenv); err != nil {
-			fmt.Fprintln(os.Stderr, "taskd-bench read baseline:", err)
+	if len(os.Args) > 1 && baselineRoles[os.Args[1]] != nil {
+		if err := baselineRoles[os.Args[1]](ctx, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "taskd-bench", os.Args[1]+":", err)
 			os.Exit(1)
 		}
 		return

@@ -14,10 +14,10 @@ import (
 	"github.com/taskd/taskd/internal/pgtest"
 )
 
-// TestMain lets the test binary be the read baseline's own process, as
-// the harness's binary is (startReadBaselineProcess runs os.Executable).
+// TestMain lets the test binary be a baseline's own process, as the
+// harness's binary is (startBaselineProcess runs os.Executable).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == readBaselineRole {
+	if len(os.Args) > 1 && baselineRoles[os.Args[1]] != nil {
 		main()
 		return
 	}
@@ -64,7 +64,7 @@ func TestSmoke(t *testing.T) {
 		{"1b defaults", "tasks/s untuned"}, {"1b defaults", "tasks/s tuned"},
 		{"1i GIN indexes", "tasks/s taskd"}, {"1i GIN indexes", "tasks/s River w/o GIN"}, {"1i GIN indexes", "WAL bytes/task taskd"},
 		{"5 reads 5k", "GET /v1/tasks/{id} rps"}, {"5 reads 5k", "GET /v1/tasks/{id} p99 ms"},
-		{"5 reads 5k", "GET server CPU µs/request"},
+		{"5 reads 5k", "GET server CPU µs/request"}, {"2 submit C=4", "tasks/s, own-process handler"},
 		{"10 limit cost", "tasks/s"}, {"11 limit wait P=1", "slot→start p95 ms"}, {"11 limit wait P=3", "to other process p95 ms"},
 		{"12 cpu W=" + strconv.Itoa(jobs.CPUWorkersDefault()) + " (default)", "GET p99 ms"},
 		{"13 scale W=2", "tasks/s"}, {"13 scale W=2", "CPU % postgres"}, {"13 scale W=2", "idle xact/s per worker"}, {"13 scale W=2", "LISTEN backends per worker"}} {

@@ -182,11 +182,24 @@ const readBaselineRole = "__read-baseline"
 // runtime (its scheduler, its garbage collector, its network poller) nor
 // is counted in the harness's CPU, as taskd's is not.
 func startReadBaselineProcess(ctx context.Context, dbURL string, env ...string) (*taskdProcess, error) {
+	return startBaselineProcess(ctx, readBaselineRole, dbURL, env...)
+}
+
+// startBaselineProcess starts this binary as a baseline's process (role,
+// one of baselineRoles) on dbURL.
+func startBaselineProcess(ctx context.Context, role, dbURL string, env ...string) (*taskdProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	return startTaskdRole(ctx, exe, readBaselineRole, dbURL, env...)
+	return startTaskdRole(ctx, exe, role, dbURL, env...)
+}
+
+// baselineRoles are the baselines that run as a process of their own:
+// taskd-bench (or its test binary) run with the role as first argument.
+var baselineRoles = map[string]func(context.Context, func(string) string) error{
+	readBaselineRole:   serveReadBaseline,
+	submitBaselineRole: serveSubmitBaseline,
 }
 
 // serveReadBaseline is the baseline's process: it serves the baseline on
@@ -207,11 +220,16 @@ func serveReadBaseline(ctx context.Context, getenv func(string) string) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go func() { _ = http.Serve(ln, mux) }()
 	}
-	ln, err := net.Listen("tcp", getenv("TASKD_ADDR"))
+	return serveUntilDone(ctx, getenv("TASKD_ADDR"), readBaselineHandler(store.New(pool)))
+}
+
+// serveUntilDone serves h on addr until ctx ends, then shuts down.
+func serveUntilDone(ctx context.Context, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: readBaselineHandler(store.New(pool)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

@@ -432,9 +432,9 @@ func (b *bench) scenario1(ctx context.Context) error {
 // scenario2: single submissions, C concurrent clients.
 func (b *bench) scenario2(ctx context.Context) error {
 	c := b.cfg
-	b.logf("scenario 2: single submit for %s (after %s warm-up) at C=%v, %d rounds of taskd, bare River InsertTx, and bare River InsertTx behind a minimal net/http handler; every side works the jobs meanwhile", c.Duration, c.Warmup, c.Concurrency, c.Pairs)
+	b.logf("scenario 2: single submit for %s (after %s warm-up) at C=%v, %d rounds of taskd, bare River InsertTx, and bare River InsertTx behind a minimal net/http handler in the harness and in a process of its own; every side works the jobs meanwhile", c.Duration, c.Warmup, c.Concurrency, c.Pairs)
 	for _, conc := range c.Concurrency {
-		var a, base, hop [3][]float64
+		var a, base, hop, own [3][]float64
 		add := func(dst *[3][]float64, r loadResult) {
 			dst[0], dst[1], dst[2] = append(dst[0], r.Rate), append(dst[1], r.P50), append(dst[2], r.P99)
 		}
@@ -480,6 +480,23 @@ func (b *bench) scenario2(ctx context.Context) error {
 			}
 			b.logf("  C=%d pair %d bare River behind net/http: %s", conc, i, r)
 			add(&hop, r)
+			err = b.withTemplate(ctx, b.dbs.riverTemplate, func(dbURL string) (err error) {
+				bp, err := startBaselineProcess(ctx, submitBaselineRole, dbURL)
+				if err != nil {
+					return err
+				}
+				defer func() { err = errors.Join(err, bp.stop()) }()
+				client := newHTTPClient(conc)
+				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
+					return do(ctx, client, http.MethodPost, bp.base+"/v1/tasks", taskBody, http.StatusCreated)
+				})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("bare River behind net/http in its own process C=%d: %w", conc, err)
+			}
+			b.logf("  C=%d pair %d bare River behind net/http, own process: %s", conc, i, r)
+			add(&own, r)
 		}
 		if c.CPUProfile != "" && conc == c.Concurrency[len(c.Concurrency)-1] {
 			if err := b.profileSubmit(ctx, conc, taskBody); err != nil {
@@ -494,6 +511,12 @@ func (b *bench) scenario2(ctx context.Context) error {
 		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: hop[0], Baseline: behind})
 		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: hop[1], Baseline: behind})
 		b.compare(row{Scenario: name, Metric: "p99 ms", A: a[2], B: hop[2], Baseline: behind})
+		// The same handler in a process of its own, as taskd has: how
+		// much of the gap is taskd's own (see the read baseline).
+		const ownProcess = behind + ", own process"
+		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: own[0], Baseline: ownProcess})
+		b.compare(row{Scenario: name, Metric: "p99 ms", A: a[2], B: own[2], Baseline: ownProcess})
+		b.compare(row{Scenario: name, Metric: "tasks/s, own-process handler", A: own[0], B: base[0], Baseline: "bare River InsertTx"})
 	}
 	return nil
 }

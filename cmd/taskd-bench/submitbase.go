@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,7 +22,14 @@ import (
 // and answers 201 with the inserted row as JSON with the keys of taskd's
 // answer. No validation beyond the kind, no middleware, no metrics.
 func startSubmitBaseline(r *bareRiver) (*baselineServer, error) {
+	return serveBaseline(submitBaselineHandler(r))
+}
+
+// submitBaselineHandler answers POST /v1/tasks as the baseline does, and
+// /readyz.
+func submitBaselineHandler(r *bareRiver) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("POST /v1/tasks", func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 1<<20))
 		if err != nil {
@@ -62,5 +71,26 @@ func startSubmitBaseline(r *bareRiver) (*baselineServer, error) {
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(t)
 	})
-	return serveBaseline(mux)
+	return mux
+}
+
+// submitBaselineRole is the first argument that makes taskd-bench the
+// submit baseline's own process (serveSubmitBaseline).
+const submitBaselineRole = "__submit-baseline"
+
+// serveSubmitBaseline is the submit baseline in a process of its own, for
+// the reason the read baseline has one (startReadBaselineProcess): bare
+// River with taskd's fetch settings working the jobs, behind the same
+// handler, on TASKD_ADDR from DATABASE_URL until SIGTERM.
+func serveSubmitBaseline(ctx context.Context, getenv func(string) string) (err error) {
+	r, err := newBareRiver(ctx, getenv("DATABASE_URL"), taskdFetch)
+	if err != nil {
+		return err
+	}
+	if err := r.start(ctx); err != nil {
+		r.pool.Close()
+		return err
+	}
+	defer func() { err = errors.Join(err, r.close(ctx)) }()
+	return serveUntilDone(ctx, getenv("TASKD_ADDR"), submitBaselineHandler(r))
 }
