@@ -510,12 +510,14 @@ func (b *bench) scenario12(ctx context.Context) error {
 	return nil
 }
 
+// String names Taskd "server": the process measured, taskd's or a
+// baseline's own.
 func (c cpuPerTask) String() string {
 	var parts []string
 	for _, p := range []struct {
 		name string
 		v    float64
-	}{{"machine", c.Machine}, {"taskd", c.Taskd}, {"PostgreSQL", c.Postgres}, {"harness", c.Harness}} {
+	}{{"machine", c.Machine}, {"server", c.Taskd}, {"PostgreSQL", c.Postgres}, {"harness", c.Harness}} {
 		if p.v > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.1f", p.name, p.v))
 		}
