@@ -25,9 +25,10 @@ const DatabaseTimeoutDefault = 10 * time.Second
 // DatabaseTimeout has passed.
 var errDatabaseTimeout = errors.New("the database did not answer in time")
 
-// dbDeadline is a request's database deadline. It starts with the
-// request when there is no body, and once the body is in otherwise
-// (startDBDeadline, from readBody): a slow upload has its own bounds.
+// dbDeadline is the database deadline of a request with a body: it
+// starts once the body is in (startDBDeadline, from readBody), since a
+// slow upload has its own bounds. A request without one gets a plain
+// timeout context instead (databaseDeadline).
 type dbDeadline struct {
 	d      time.Duration
 	cancel context.CancelCauseFunc
@@ -50,8 +51,8 @@ type dbDeadlineKey struct{}
 
 // databaseDeadline gives the request's context DatabaseTimeout, plus the
 // request's ?wait= when it is a valid one (the handler checks it again and
-// answers an invalid one 422), from the end of its body (dbDeadline), and
-// ends it with errDatabaseTimeout as its cause; writeError answers that
+// answers an invalid one 422), from its start or from the end of its body
+// (dbDeadline), and ends it with errDatabaseTimeout as its cause; writeError answers that
 // 503. Claims are not given one here: their wait is in the body, so
 // handleClaim sets their own once it is read.
 func (s *server) databaseDeadline(next http.Handler) http.Handler {
