@@ -83,8 +83,12 @@ func PolicyFor(reg *kinds.Registry, jobTimeout time.Duration, kind string, own O
 		o, _ := backoff.Parse(*own.Backoff)
 		p.Backoff = o.Apply(p.Backoff)
 	}
-	if d, err := time.ParseDuration(own.Timeout); err == nil && d > 0 {
-		p.Timeout = d
+	// Most tasks have no timeout of their own: not parsing "" spares
+	// every attempt the error ParseDuration would build for it.
+	if own.Timeout != "" {
+		if d, err := time.ParseDuration(own.Timeout); err == nil && d > 0 {
+			p.Timeout = d
+		}
 	}
 	if p.Timeout == 0 {
 		switch {

@@ -172,3 +172,12 @@ func TestParseOwnPolicy(t *testing.T) {
 		t.Errorf("backoff not read: %+v", own)
 	}
 }
+
+// TestPolicyForWithoutOwnAllocates: a task without a policy of its own,
+// as most are, gets its kind's and the service's without an allocation
+// (every attempt asks; not parallel: AllocsPerRun).
+func TestPolicyForWithoutOwnAllocates(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { PolicyFor(nil, time.Minute, "double", OwnPolicy{}) }); n != 0 {
+		t.Errorf("PolicyFor without a policy of the task's own allocates %v times; want 0", n)
+	}
+}
