@@ -47,8 +47,9 @@ type bareRiver struct {
 	client *river.Client[pgx.Tx]
 }
 
-// newBareRiver configures bare River on dbURL; start runs its workers.
-func newBareRiver(ctx context.Context, dbURL string, fetch riverSettings) (*bareRiver, error) {
+// startBareRiver starts bare River on dbURL, its workers running; close
+// stops it.
+func startBareRiver(ctx context.Context, dbURL string, fetch riverSettings) (*bareRiver, error) {
 	pool, err := newPool(ctx, dbURL, cmp.Or(fetch.Conns, taskdPoolSize))
 	if err != nil {
 		return nil, err
@@ -68,11 +69,11 @@ func newBareRiver(ctx context.Context, dbURL string, fetch riverSettings) (*bare
 		pool.Close()
 		return nil, fmt.Errorf("configuring River client: %w", err)
 	}
+	if err := client.Start(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return &bareRiver{pool: pool, client: client}, nil
-}
-
-func (r *bareRiver) start(ctx context.Context) error {
-	return r.client.Start(ctx)
 }
 
 func (r *bareRiver) close(ctx context.Context) error {

@@ -35,11 +35,10 @@ type readsResult struct {
 	Fill    time.Duration
 	Get     []loadResult // taskd's GET /v1/tasks/{id}, one per pair
 	BaseGet []loadResult // the read baseline's, paired with Get; empty unless asked for
-	// GetCPU and BaseCPU are the CPU of each of those loads, µs a request
-	// (loadCPU). The harness's share is the load generator's for taskd,
-	// and the load generator's plus the baseline's server for the
-	// baseline: the difference is about what the baseline's server costs.
-	GetCPU, BaseCPU []cpuPerTask
+	// GetCPU is the CPU of each of taskd's loads, µs a request (loadCPU);
+	// the in-harness baseline's is only logged, its server's share being
+	// mixed with the load generator's in the harness's.
+	GetCPU []cpuPerTask
 	// ProcGet and ProcCPU are the same baseline's in a process of its own
 	// (startReadBaselineProcess), paired with Get; ProcCPU's Taskd is that
 	// process's CPU.
@@ -135,9 +134,20 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 			conc, warmup, dur = 8, 0, 0
 		}
 		client := newHTTPClient(conc)
-		get := func(ctx context.Context, _, _ int) error {
-			id := 1 + rand.IntN(rows)
-			return do(ctx, client, http.MethodGet, p.base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
+		// getFrom GETs random tasks from the server at base.
+		getFrom := func(base string) func(ctx context.Context, _, _ int) error {
+			return func(ctx context.Context, _, _ int) error {
+				id := 1 + rand.IntN(rows)
+				return do(ctx, client, http.MethodGet, base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
+			}
+		}
+		get := getFrom(p.base)
+		// profiledGet runs one more GET load (not counted) while the
+		// server's CPU profile is written to path.
+		profiledGet := func(addr, path string, fn func(ctx context.Context, _, _ int) error) (loadResult, error) {
+			done := b.startProfile(ctx, addr, path)
+			r, err := timedLoad(ctx, conc, 0, time.Duration(c.ProfileSeconds)*time.Second+time.Second, fn)
+			return r, errors.Join(err, <-done)
 		}
 		if full {
 			var rb *readBaseline
@@ -165,12 +175,6 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 					return err
 				}
 			}
-			getFrom := func(base string) func(ctx context.Context, _, _ int) error {
-				return func(ctx context.Context, _, _ int) error {
-					id := 1 + rand.IntN(rows)
-					return do(ctx, client, http.MethodGet, base+"/v1/tasks/"+strconv.Itoa(id), nil, http.StatusOK)
-				}
-			}
 			pairs := 1
 			if baseline {
 				pairs = c.Pairs
@@ -193,17 +197,13 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 				if r, cpu, err = loadCPU(ctx, 0, conc, warmup, dur, getFrom(rb.base)); err != nil {
 					return fmt.Errorf("read baseline GET /v1/tasks/{id}: %w", err)
 				}
-				res.BaseGet, res.BaseCPU = append(res.BaseGet, r), append(res.BaseCPU, cpu)
+				res.BaseGet = append(res.BaseGet, r)
 				b.logf("  pair %d baseline (in the harness) GET /v1/tasks/{id}: %s; %s", i, r, cpu)
 			}
 			if profile != "" {
 				b.logf("  profiling one more GET load of the baseline's own process (not counted) into %s", baseProfile)
-				done := b.startProfile(ctx, baseProfileAddr, baseProfile)
-				r, err := timedLoad(ctx, conc, 0, time.Duration(c.ProfileSeconds)*time.Second+time.Second, getFrom(bp.base))
+				r, err := profiledGet(baseProfileAddr, baseProfile, getFrom(bp.base))
 				if err != nil {
-					return fmt.Errorf("read baseline process GET /v1/tasks/{id}: %w", err)
-				}
-				if err := <-done; err != nil {
 					return fmt.Errorf("profiling the read baseline: %w", err)
 				}
 				exe, err := os.Executable()
@@ -217,12 +217,8 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 			}
 			if profile != "" {
 				b.logf("  profiling one more taskd GET load (not counted) into %s", profile)
-				done := b.startProfile(ctx, pprofAddr, profile)
-				r, err := timedLoad(ctx, conc, 0, time.Duration(c.ProfileSeconds)*time.Second+time.Second, get)
+				r, err := profiledGet(pprofAddr, profile, get)
 				if err != nil {
-					return fmt.Errorf("GET /v1/tasks/{id}: %w", err)
-				}
-				if err := <-done; err != nil {
 					return fmt.Errorf("profiling taskd: %w", err)
 				}
 				if err := b.saveProfileBinary(profile); err != nil {

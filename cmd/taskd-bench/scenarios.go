@@ -169,12 +169,8 @@ func (b *bench) withBare(ctx context.Context, fetch riverSettings, fn func(r *ba
 		if err := execAll(ctx, dbURL, fetch.Schema); err != nil {
 			return err
 		}
-		r, err := newBareRiver(ctx, dbURL, fetch)
+		r, err := startBareRiver(ctx, dbURL, fetch)
 		if err != nil {
-			return err
-		}
-		if err := r.start(ctx); err != nil {
-			r.pool.Close()
 			return err
 		}
 		defer func() { err = errors.Join(err, r.close(ctx)) }()
@@ -438,13 +434,18 @@ func (b *bench) scenario2(ctx context.Context) error {
 		add := func(dst *[3][]float64, r loadResult) {
 			dst[0], dst[1], dst[2] = append(dst[0], r.Rate), append(dst[1], r.P50), append(dst[2], r.P99)
 		}
+		// postLoad submits single tasks to the server at base for a timed
+		// load, as taskd and both handler baselines are measured.
+		postLoad := func(base string) (loadResult, error) {
+			client := newHTTPClient(conc)
+			return timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
+				return do(ctx, client, http.MethodPost, base+"/v1/tasks", taskBody, http.StatusCreated)
+			})
+		}
 		for i := 1; i <= c.Pairs; i++ {
 			var r loadResult
 			err := b.withTaskd(ctx, nil, func(p *taskdProcess, _ *watcher) (err error) {
-				client := newHTTPClient(conc)
-				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
-					return do(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, http.StatusCreated)
-				})
+				r, err = postLoad(p.base)
 				return err
 			})
 			if err != nil {
@@ -469,10 +470,7 @@ func (b *bench) scenario2(ctx context.Context) error {
 					return err
 				}
 				defer func() { err = errors.Join(err, bs.close(ctx)) }()
-				client := newHTTPClient(conc)
-				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
-					return do(ctx, client, http.MethodPost, bs.base+"/v1/tasks", taskBody, http.StatusCreated)
-				})
+				r, err = postLoad(bs.base)
 				return err
 			})
 			if err != nil {
@@ -486,10 +484,7 @@ func (b *bench) scenario2(ctx context.Context) error {
 					return err
 				}
 				defer func() { err = errors.Join(err, bp.stop()) }()
-				client := newHTTPClient(conc)
-				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
-					return do(ctx, client, http.MethodPost, bp.base+"/v1/tasks", taskBody, http.StatusCreated)
-				})
+				r, err = postLoad(bp.base)
 				return err
 			})
 			if err != nil {

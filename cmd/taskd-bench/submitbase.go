@@ -83,12 +83,8 @@ const submitBaselineRole = "__submit-baseline"
 // River with taskd's fetch settings working the jobs, behind the same
 // handler, on TASKD_ADDR from DATABASE_URL until SIGTERM.
 func serveSubmitBaseline(ctx context.Context, getenv func(string) string) (err error) {
-	r, err := newBareRiver(ctx, getenv("DATABASE_URL"), taskdFetch)
+	r, err := startBareRiver(ctx, getenv("DATABASE_URL"), taskdFetch)
 	if err != nil {
-		return err
-	}
-	if err := r.start(ctx); err != nil {
-		r.pool.Close()
 		return err
 	}
 	defer func() { err = errors.Join(err, r.close(ctx)) }()

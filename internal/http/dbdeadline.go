@@ -52,8 +52,8 @@ type dbDeadlineKey struct{}
 // databaseDeadline gives the request's context DatabaseTimeout, plus the
 // request's ?wait= when it is a valid one (the handler checks it again and
 // answers an invalid one 422), from its start or from the end of its body
-// (dbDeadline), and ends it with errDatabaseTimeout as its cause; writeError answers that
-// 503. Claims are not given one here: their wait is in the body, so
+// (dbDeadline), and ends it with errDatabaseTimeout as its cause;
+// writeError answers that 503. Claims are not given one here: their wait is in the body, so
 // handleClaim sets their own once it is read.
 func (s *server) databaseDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
