@@ -90,7 +90,9 @@ func insertOpts() *river.InsertOpts {
 	return &river.InsertOpts{Queue: river.QueueDefault, MaxAttempts: jobs.MaxAttemptsDefault, Priority: 1}
 }
 
-// insertOne inserts one job in its own transaction, as taskd's Submit does.
+// insertOne inserts one job in its own transaction, as an application on
+// River does (taskd's Submit shares a transaction among the single
+// submissions that wait at once: tasks.submitter).
 func (r *bareRiver) insertOne(ctx context.Context, value float64) error {
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		_, err := r.client.InsertTx(ctx, tx, builtin.DoubleArgs{Value: value}, insertOpts())

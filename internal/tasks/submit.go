@@ -288,6 +288,16 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	if err := checkSubmitQueues(ctx, []river.InsertManyParams{params}, func(int) string { return "" }, nil); err != nil {
 		return nil, err
 	}
+	if idem == nil {
+		// Nothing else to write with it: the task joins the next group
+		// (see submitter).
+		job, err := s.submits.submit(ctx, params)
+		if err != nil {
+			return nil, err
+		}
+		s.inserted(params)
+		return &Submission{Created: true, TaskID: job.ID, Task: taskFromJobRow(job)}, nil
+	}
 	var sub *Submission
 	err := s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
 		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)

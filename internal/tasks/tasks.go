@@ -98,6 +98,8 @@ type Service struct {
 	claims *broker
 	// completions groups the completions of external workers.
 	completions *completer
+	// submits groups the single submissions without an Idempotency-Key.
+	submits *submitter
 	// waiters holds the requests waiting for tasks to finish.
 	waiters *finishWaiters
 	// then inserts the callbacks of batches (RunBatchCallbacks).
@@ -124,6 +126,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.then = newThenRunner(s, cfg.Logger, cfg.ThenRecheckInterval)
 	s.completions = newCompleter(cfg.Store, s.then.finished)
+	s.submits = newSubmitter(s, submitWriters)
 	var err error
 	if s.sched, err = newScheduler(s, s.rules, cfg.Schedules); err != nil {
 		return nil, err
@@ -153,6 +156,7 @@ func (s *Service) Close() {
 	s.claims.close()
 	s.waiters.close()
 	s.completions.close()
+	s.submits.close()
 }
 
 // Waiters returns the number of requests of this process waiting for

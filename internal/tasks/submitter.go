@@ -1,0 +1,253 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
+)
+
+const (
+	// submitGroupMax bounds the tasks one grouped insert writes.
+	submitGroupMax = 100
+	// submitGroupTimeout bounds one group's transaction. It is
+	// DatabaseTimeoutDefault of the HTTP API: a request taken into a
+	// group waits for the group's answer, so that it can say for sure
+	// whether its task was inserted.
+	submitGroupTimeout = 10 * time.Second
+	// submitWriters is how many groups are written at once. Two let one
+	// group's commit wait for the disk while the next one is inserted.
+	submitWriters = 2
+)
+
+// submitter inserts single submissions in groups: one transaction, one
+// multi-row insert and one commit for whatever submissions are waiting,
+// as the completer does for completions. Bare River's InsertTx costs a
+// transaction a task; at thousands of single submissions a second on a
+// few cores, PostgreSQL's work for those transactions (three statements
+// each, and a commit that waits for the WAL to reach the disk) is the
+// cost, not the rows. A writer takes the first waiting submission, adds
+// whatever else is waiting by then without waiting for more, and writes
+// them; those that arrive meanwhile form the next group. An idle service
+// writes each submission at once, in a group of one.
+//
+// Every submission still gets its own answer only after its transaction
+// committed, as before: grouping changes how many tasks share a commit,
+// not what a 201 promises. A group that fails before its commit, on
+// anything but the database being unreachable, is tried again one
+// submission at a time, each by its own caller with its own context, so
+// that one task (or one request's deadline) cannot fail the others. A
+// commit that fails is never tried again: it may have committed.
+type submitter struct {
+	s  *Service
+	ch chan *submitRequest
+	// writers is how many groups are written at once (submitWriters).
+	writers int
+
+	startOnce sync.Once
+	stopOnce  sync.Once
+	stop      chan struct{} // closed by close
+	done      chan struct{} // closed when every writer returned
+}
+
+// States of a submitRequest: waiting in the channel, taken into a group
+// by a writer, or given up by its caller before a writer took it.
+const (
+	submitWaiting int32 = iota
+	submitTaken
+	submitAbandoned
+)
+
+type submitRequest struct {
+	params river.InsertManyParams
+	state  atomic.Int32
+	// cancel ends the context of the group that took the request; set
+	// before the request is taken.
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed once job or err is set
+	job    *rivertype.JobRow
+	err    error
+}
+
+// errAlone tells a request to insert its task in a transaction of its
+// own: its group failed before its commit.
+var errAlone = errors.New("tasks: the group failed; insert alone")
+
+func newSubmitter(s *Service, writers int) *submitter {
+	return &submitter{s: s, writers: writers, ch: make(chan *submitRequest, submitGroupMax), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// close stops the writers once what is waiting is written.
+func (st *submitter) close() {
+	st.stopOnce.Do(func() {
+		close(st.stop)
+		st.startOnce.Do(func() { close(st.done) }) // never started
+		<-st.done
+	})
+}
+
+// submit inserts one task in the next group and returns its row. When
+// ctx ends before a writer took it, it is not inserted. When ctx ends by
+// its deadline (a cause other than context.Canceled) once taken, its
+// group is cancelled, as a transaction of its own would have been, and
+// the others are tried again alone; when the client left (Canceled),
+// the group goes on without it.
+func (st *submitter) submit(ctx context.Context, p river.InsertManyParams) (*rivertype.JobRow, error) {
+	select {
+	case <-st.stop:
+		return st.insertAlone(ctx, p)
+	default:
+	}
+	st.startOnce.Do(st.start)
+	req := &submitRequest{params: p, done: make(chan struct{})}
+	select {
+	case st.ch <- req:
+	case <-st.stop:
+		return st.insertAlone(ctx, p)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-req.done:
+	case <-st.done:
+		// The writers returned, having written what they found; a
+		// request sent as they did may not have been among it.
+		if req.state.CompareAndSwap(submitWaiting, submitAbandoned) {
+			return st.insertAlone(ctx, p)
+		}
+		<-req.done
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(submitWaiting, submitAbandoned) {
+			return nil, ctx.Err()
+		}
+		if cause := context.Cause(ctx); cause != context.Canceled {
+			req.cancel(cause)
+		}
+		return nil, ctx.Err()
+	}
+	if errors.Is(req.err, errAlone) {
+		return st.insertAlone(ctx, p)
+	}
+	return req.job, req.err
+}
+
+func (st *submitter) start() {
+	var wg sync.WaitGroup
+	for range st.writers {
+		wg.Go(st.run)
+	}
+	go func() {
+		wg.Wait()
+		close(st.done)
+	}()
+}
+
+// run writes groups until close, and then what is left waiting.
+func (st *submitter) run() {
+	for {
+		select {
+		case r := <-st.ch:
+			st.write(r)
+		case <-st.stop:
+			for st.write(nil) {
+			}
+			return
+		}
+	}
+}
+
+// write takes first, if its caller still waits, and what else waits now,
+// up to submitGroupMax, inserts them in one transaction and answers their
+// callers. It reports whether it found any.
+func (st *submitter) write(first *submitRequest) bool {
+	ctx, cancel := context.WithTimeoutCause(context.Background(), submitGroupTimeout, errors.New("a group of submissions took too long"))
+	defer cancel()
+	gctx, gcancel := context.WithCancelCause(ctx)
+	defer gcancel(nil)
+	var group []*submitRequest
+	add := func(r *submitRequest) {
+		r.cancel = gcancel // read by its caller only once taken
+		if r.state.CompareAndSwap(submitWaiting, submitTaken) {
+			group = append(group, r)
+		}
+	}
+	if first != nil {
+		add(first)
+	}
+drain:
+	for len(group) < submitGroupMax {
+		select {
+		case r := <-st.ch:
+			add(r)
+		default:
+			break drain
+		}
+	}
+	if len(group) == 0 {
+		return false
+	}
+	params := make([]river.InsertManyParams, len(group))
+	for i, r := range group {
+		params[i] = r.params
+	}
+	rows, committing, err := st.s.insertMany(gctx, params)
+	if err != nil && len(group) > 1 && !committing && !errors.Is(err, store.ErrUnavailable) {
+		err = errAlone
+	}
+	if err != nil && committing && !errors.Is(err, store.ErrCommitUnknown) {
+		// Only a failed commit gets here (River's insert and the
+		// notification succeeded): cancelled by a member's deadline, it
+		// may have committed all the same.
+		err = fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrCommitUnknown, err)
+	}
+	for i, r := range group {
+		if err != nil {
+			r.err = err
+		} else {
+			r.job = rows[i]
+		}
+		close(r.done)
+	}
+	return true
+}
+
+// insertAlone inserts one task in a transaction of its own, as a
+// submission does once the submitter is closed.
+func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams) (*rivertype.JobRow, error) {
+	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p})
+	if err != nil {
+		return nil, err
+	}
+	return rows[0], nil
+}
+
+// insertMany inserts tasks in one transaction and returns their rows in
+// order. committing says whether an error came from the commit, after
+// everything else succeeded: such a transaction may have committed.
+func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParams) (rows []*rivertype.JobRow, committing bool, err error) {
+	err = s.store.WithTx(ctx, func(tx pgx.Tx) error {
+		committing = false // a retried transaction starts over
+		res, err := s.river.InsertManyTx(ctx, tx, params)
+		if err != nil {
+			return fmt.Errorf("inserting task: %w", err)
+		}
+		rows = make([]*rivertype.JobRow, len(res))
+		for i, r := range res {
+			rows[i] = r.Job
+		}
+		if err := s.notifyClaims(ctx, tx, params); err != nil {
+			return err
+		}
+		committing = true
+		return nil
+	})
+	return rows, committing, err
+}

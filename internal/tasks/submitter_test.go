@@ -1,0 +1,294 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// blockInserts holds a lock on river_job that every insert waits for,
+// until the returned function releases it.
+func blockInserts(t *testing.T, b *testBundle) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE river_job IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// waitFor polls cond every few milliseconds until it holds, failing the
+// test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// insertsWaiting returns how many statements wait for blockInserts' lock.
+func insertsWaiting(t *testing.T, b *testBundle) int {
+	t.Helper()
+	var n int
+	err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'river_job'::regclass AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type submitted struct {
+	job *rivertype.JobRow
+	err error
+}
+
+// busyWriters submits one task per writer, each waiting for the lock of
+// blockInserts in a group of its own, and returns their answers' channels.
+func busyWriters(t *testing.T, b *testBundle) []chan submitted {
+	t.Helper()
+	return busyWritersOf(t, b, submitWriters)
+}
+
+func busyWritersOf(t *testing.T, b *testBundle, writers int) []chan submitted {
+	t.Helper()
+	var out []chan submitted
+	for i := range writers {
+		out = append(out, submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})...)
+		waitFor(t, "a writer to wait for the lock", func() bool { return insertsWaiting(t, b) == i+1 })
+	}
+	return out
+}
+
+// submitAll submits each of ps from a goroutine of its own through the
+// Service's submitter, with ctx, and returns a channel of each one's
+// answer, in the order of ps.
+func submitAll(b *testBundle, ctx context.Context, ps []river.InsertManyParams) []chan submitted {
+	out := make([]chan submitted, len(ps))
+	for i, p := range ps {
+		out[i] = make(chan submitted, 1)
+		go func() {
+			job, err := b.tasks.submits.submit(ctx, p)
+			out[i] <- submitted{job, err}
+		}()
+	}
+	return out
+}
+
+func doubleParams(t *testing.T, b *testBundle) river.InsertManyParams {
+	t.Helper()
+	p, errs := decodeAndPrepare(t, b, `{"kind":"double","args":{"value":2}}`)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return p
+}
+
+// Single submissions that arrive while the writers are busy share a
+// transaction (and so a commit), each still answered with its own row;
+// one given up before a writer took it is not inserted at all.
+func TestSubmitterGroups(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	st := b.tasks.submits
+	release := blockInserts(t, b)
+
+	first := busyWriters(t, b)
+
+	const n = 10
+	ps := make([]river.InsertManyParams, n)
+	for i := range ps {
+		ps[i] = doubleParams(t, b)
+	}
+	rest := submitAll(b, context.Background(), ps)
+	gaveUpCtx, giveUp := context.WithCancel(context.Background())
+	gaveUp := submitAll(b, gaveUpCtx, []river.InsertManyParams{doubleParams(t, b)})
+	waitFor(t, "the submissions to wait for a writer", func() bool { return len(st.ch) == n+1 })
+	giveUp()
+	if r := <-gaveUp[0]; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("submission given up: %+v, want context.Canceled", r)
+	}
+	release()
+
+	var ids []int64
+	for _, c := range append(first, rest...) {
+		r := <-c
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.job == nil || r.job.ID == 0 || r.job.Kind != "double" {
+			t.Fatalf("row answered: %+v", r.job)
+		}
+		ids = append(ids, r.job.ID)
+	}
+	var rows, tx, all int
+	err := b.pool.QueryRow(context.Background(),
+		`SELECT count(*), count(DISTINCT xmin::text), (SELECT count(*) FROM river_job) FROM river_job WHERE id = ANY($1)`, ids).Scan(&rows, &tx, &all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != n+2 || all != n+2 {
+		t.Fatalf("%d of the %d answered ids in river_job, %d rows in all; want every one, and not the one given up", rows, n+2, all)
+	}
+	// The first two groups held one each; the ten that waited were taken
+	// by whichever writer was free first, up to two groups.
+	if tx > submitWriters+2 {
+		t.Fatalf("%d submissions written in %d transactions, want at most %d", n+2, tx, submitWriters+2)
+	}
+}
+
+// A group whose insert fails is written again one submission at a time,
+// so that only the failing one fails.
+func TestSubmitterIsolatesFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	release := blockInserts(t, b)
+	first := busyWriters(t, b)
+
+	bad := doubleParams(t, b)
+	opts := *bad.InsertOpts
+	opts.Priority = 9 // River refuses it, and with it the whole insert
+	bad.InsertOpts = &opts
+	ps := []river.InsertManyParams{doubleParams(t, b), bad, doubleParams(t, b), doubleParams(t, b)}
+	rest := submitAll(b, context.Background(), ps)
+	waitFor(t, "the submissions to wait for a writer", func() bool { return len(b.tasks.submits.ch) == len(ps) })
+	release()
+
+	for i, c := range append(first, rest...) {
+		r := <-c
+		if i == 3 { // bad
+			if r.err == nil {
+				t.Fatalf("priority 9 inserted: %+v", r.job)
+			}
+			continue
+		}
+		if r.err != nil {
+			t.Fatalf("submission %d failed with the bad one: %v", i, r.err)
+		}
+	}
+	var all int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if all != 5 {
+		t.Fatalf("%d rows, want the 5 good ones", all)
+	}
+}
+
+// Submissions waiting when the Service closes are written; those after it
+// each get a transaction of their own.
+func TestSubmitterClose(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	release := blockInserts(t, b)
+	first := append(busyWriters(t, b), submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})...)
+	waitFor(t, "a submission to wait for a writer", func() bool { return len(b.tasks.submits.ch) == 1 })
+	closed := make(chan struct{})
+	go func() {
+		b.tasks.submits.close()
+		close(closed)
+	}()
+	release()
+	<-closed
+	for _, c := range first {
+		if r := <-c; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	job, err := b.tasks.submits.submit(context.Background(), doubleParams(t, b))
+	if err != nil || job.ID == 0 {
+		t.Fatalf("submit after close: %+v, %v", job, err)
+	}
+	var all int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if all != 4 {
+		t.Fatalf("%d rows, want 4", all)
+	}
+}
+
+// A request whose deadline passes once its group was taken cancels the
+// group, as its own transaction would have been cancelled, and is not
+// inserted; the others of the group are inserted alone.
+func TestSubmitterDeadlineCancelsGroup(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.tasks.submits = newSubmitter(b.tasks, 1)
+	release := blockInserts(t, b)
+	first := busyWritersOf(t, b, 1)
+	timedOut := errors.New("deadline")
+	ctx, expire := context.WithCancelCause(context.Background())
+	x := submitAll(b, ctx, []river.InsertManyParams{doubleParams(t, b)})
+	y := submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})
+	waitFor(t, "two submissions to wait for the writer", func() bool { return len(b.tasks.submits.ch) == 2 })
+	// A second lock, queued behind the writer's insert, holds the next
+	// group once the first is through.
+	release2 := lockBehind(t, b)
+	release()
+	if r := <-first[0]; r.err != nil {
+		t.Fatal(r.err)
+	}
+	waitFor(t, "the writer to take both into one group", func() bool { return len(b.tasks.submits.ch) == 0 && insertsWaiting(t, b) == 1 })
+	expire(timedOut)
+	if r := <-x[0]; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("submission past its deadline: %+v, want its context's error", r)
+	}
+	// y is tried again on its own, behind the same lock.
+	waitFor(t, "the other one to insert alone", func() bool { return insertsWaiting(t, b) == 1 })
+	release2()
+	r := <-y[0]
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	var ids []int64
+	if err := b.pool.QueryRow(context.Background(), `SELECT array_agg(id ORDER BY id) FROM river_job`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids[1] != r.job.ID {
+		t.Fatalf("rows %v; want the first and the other one (%d), not the one past its deadline", ids, r.job.ID)
+	}
+}
+
+// lockBehind queues a second SHARE lock on river_job behind the inserts
+// waiting for blockInserts' lock, and returns its release.
+func lockBehind(t *testing.T, b *testBundle) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() {
+		_, err := tx.Exec(ctx, `LOCK TABLE river_job IN SHARE MODE`)
+		locked <- err
+	}()
+	waitFor(t, "the second lock to queue", func() bool { return insertsWaiting(t, b) == 2 })
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := <-locked; err != nil {
+				t.Error(err)
+			}
+			_ = tx.Rollback(ctx)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
