@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -428,9 +429,9 @@ func (b *bench) scenario1(ctx context.Context) error {
 // scenario2: single submissions, C concurrent clients.
 func (b *bench) scenario2(ctx context.Context) error {
 	c := b.cfg
-	b.logf("scenario 2: single submit for %s (after %s warm-up) at C=%v, %d rounds of taskd, bare River InsertTx, and bare River InsertTx behind a minimal net/http handler in the harness and in a process of its own; every side works the jobs meanwhile", c.Duration, c.Warmup, c.Concurrency, c.Pairs)
+	b.logf("scenario 2: single submit for %s (after %s warm-up) at C=%v, %d rounds of taskd, taskd with an Idempotency-Key on every request, bare River InsertTx, and bare River InsertTx behind a minimal net/http handler in the harness and in a process of its own; every side works the jobs meanwhile", c.Duration, c.Warmup, c.Concurrency, c.Pairs)
 	for _, conc := range c.Concurrency {
-		var a, base, hop, own [3][]float64
+		var a, keyed, base, hop, own [3][]float64
 		add := func(dst *[3][]float64, r loadResult) {
 			dst[0], dst[1], dst[2] = append(dst[0], r.Rate), append(dst[1], r.P50), append(dst[2], r.P99)
 		}
@@ -453,6 +454,20 @@ func (b *bench) scenario2(ctx context.Context) error {
 			}
 			b.logf("  C=%d pair %d taskd:      %s", conc, i, r)
 			add(&a, r)
+			err = b.withTaskd(ctx, nil, func(p *taskdProcess, _ *watcher) (err error) {
+				client := newHTTPClient(conc)
+				var n atomic.Int64
+				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
+					key := http.Header{"Idempotency-Key": {"bench-" + strconv.FormatInt(n.Add(1), 10)}}
+					return doWith(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, key, http.StatusCreated)
+				})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("taskd with keys C=%d: %w", conc, err)
+			}
+			b.logf("  C=%d pair %d taskd, keys: %s", conc, i, r)
+			add(&keyed, r)
 			err = b.withBare(ctx, taskdFetch, func(rv *bareRiver, _ *watcher) (err error) {
 				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
 					return rv.insertOne(ctx, 21)
@@ -502,6 +517,8 @@ func (b *bench) scenario2(ctx context.Context) error {
 		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: base[0], Baseline: "bare River InsertTx", Target: "≥0.85× River"})
 		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: base[1], Baseline: "bare River InsertTx"})
 		b.compare(row{Scenario: name, Metric: "p99 ms", A: a[2], B: base[2], Baseline: "bare River InsertTx", Target: "≤1.5× River"})
+		b.compare(row{Scenario: name, Metric: "tasks/s, taskd with Idempotency-Key", A: keyed[0], B: base[0], Baseline: "bare River InsertTx"})
+		b.compare(row{Scenario: name, Metric: "p99 ms, taskd with Idempotency-Key", A: keyed[2], B: base[2], Baseline: "bare River InsertTx"})
 		const behind = "bare River InsertTx behind net/http"
 		b.compare(row{Scenario: name, Metric: "tasks/s", A: a[0], B: hop[0], Baseline: behind})
 		b.compare(row{Scenario: name, Metric: "p50 ms", A: a[1], B: hop[1], Baseline: behind})

@@ -202,6 +202,11 @@ func newHTTPClient(conc int) *http.Client {
 // do sends a request and reads the whole answer, failing unless the status
 // is want.
 func do(ctx context.Context, client *http.Client, method, url string, body []byte, want int) error {
+	return doWith(ctx, client, method, url, body, nil, want)
+}
+
+// doWith is do with the request's headers set from header.
+func doWith(ctx context.Context, client *http.Client, method, url string, body []byte, header http.Header, want int) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -212,6 +217,9 @@ func do(ctx context.Context, client *http.Client, method, url string, body []byt
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {

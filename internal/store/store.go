@@ -720,6 +720,40 @@ func (s *Store) IdempotencyKeyInsertTx(ctx context.Context, tx pgx.Tx, k Idempot
 	return n == 1, nil
 }
 
+// IdempotencyKeysInsertTx stores the keys of tasks inserted together in
+// tx (TaskID set), in key order, and returns for each whether it was
+// stored: false when the key existed already, or when an earlier one of
+// keys has it. The caller removes the tasks of keys not stored
+// (TasksDeleteUncommittedTx) before it commits.
+func (s *Store) IdempotencyKeysInsertTx(ctx context.Context, tx pgx.Tx, keys []IdempotencyKey) ([]bool, error) {
+	arg := dbsqlc.IdempotencyKeyInsertTasksParams{
+		Keys:          make([]string, len(keys)),
+		RequestHashes: make([][]byte, len(keys)),
+		TaskIds:       make([]int64, len(keys)),
+	}
+	for i, k := range keys {
+		arg.Keys[i], arg.RequestHashes[i], arg.TaskIds[i] = k.Key, k.RequestHash, k.TaskID
+	}
+	stored, err := s.q.WithTx(tx).IdempotencyKeyInsertTasks(ctx, arg)
+	if err != nil {
+		return nil, fmt.Errorf("inserting idempotency keys: %w", err)
+	}
+	ok := make([]bool, len(keys))
+	for i, k := range keys {
+		ok[i] = slices.Contains(stored, k.TaskID)
+	}
+	return ok, nil
+}
+
+// TasksDeleteUncommittedTx deletes tasks inserted earlier in tx, which
+// no other transaction has seen: those whose idempotency keys were taken.
+func (s *Store) TasksDeleteUncommittedTx(ctx context.Context, tx pgx.Tx, ids []int64) error {
+	if err := s.q.WithTx(tx).TasksDeleteUncommitted(ctx, ids); err != nil {
+		return fmt.Errorf("deleting tasks whose keys were taken: %w", err)
+	}
+	return nil
+}
+
 // IdempotencyKey returns a stored key.
 func (s *Store) IdempotencyKey(ctx context.Context, key string) (*IdempotencyKey, error) {
 	var row dbsqlc.IdempotencyKeyGetRow

@@ -288,18 +288,19 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 	if err := checkSubmitQueues(ctx, []river.InsertManyParams{params}, func(int) string { return "" }, nil); err != nil {
 		return nil, err
 	}
-	if idem == nil {
-		// Nothing else to write with it: the task joins the next group
-		// (see submitter).
-		job, err := s.submits.submit(ctx, params)
-		if err != nil {
-			return nil, err
-		}
+	// The task joins the next group of single submissions (submitter).
+	job, err := s.submits.submit(ctx, params, idem)
+	if err == nil {
 		s.inserted(params)
 		return &Submission{Created: true, TaskID: job.ID, Task: taskFromJobRow(job)}, nil
 	}
+	if !errors.Is(err, errKeyTaken) {
+		return nil, err
+	}
+	// The key was taken: a transaction of its own finds the key's task,
+	// or inserts the task after all when that task was deleted meanwhile.
 	var sub *Submission
-	err := s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+	err = s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
 		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
 		if err != nil {
 			return store.IdempotencyKey{}, fmt.Errorf("inserting task: %w", err)

@@ -68,6 +68,7 @@ const (
 
 type submitRequest struct {
 	params river.InsertManyParams
+	idem   *Idempotency // nil without an Idempotency-Key
 	state  atomic.Int32
 	// cancel ends the context of the group that took the request; set
 	// before the request is taken.
@@ -100,18 +101,21 @@ func (st *submitter) close() {
 // group is cancelled, as a transaction of its own would have been, and
 // the others are tried again alone; when the client left (Canceled),
 // the group goes on without it.
-func (st *submitter) submit(ctx context.Context, p river.InsertManyParams) (*rivertype.JobRow, error) {
+//
+// With idem set, the task's key is stored with it; a key already taken
+// gives errKeyTaken, and nothing is inserted (see Submit).
+func (st *submitter) submit(ctx context.Context, p river.InsertManyParams, idem *Idempotency) (*rivertype.JobRow, error) {
 	select {
 	case <-st.stop:
-		return st.insertAlone(ctx, p)
+		return st.insertAlone(ctx, p, idem)
 	default:
 	}
 	st.startOnce.Do(st.start)
-	req := &submitRequest{params: p, done: make(chan struct{})}
+	req := &submitRequest{params: p, idem: idem, done: make(chan struct{})}
 	select {
 	case st.ch <- req:
 	case <-st.stop:
-		return st.insertAlone(ctx, p)
+		return st.insertAlone(ctx, p, idem)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -121,7 +125,7 @@ func (st *submitter) submit(ctx context.Context, p river.InsertManyParams) (*riv
 		// The writers returned, having written what they found; a
 		// request sent as they did may not have been among it.
 		if req.state.CompareAndSwap(submitWaiting, submitAbandoned) {
-			return st.insertAlone(ctx, p)
+			return st.insertAlone(ctx, p, idem)
 		}
 		<-req.done
 	case <-ctx.Done():
@@ -134,7 +138,7 @@ func (st *submitter) submit(ctx context.Context, p river.InsertManyParams) (*riv
 		return nil, ctx.Err()
 	}
 	if errors.Is(req.err, errAlone) {
-		return st.insertAlone(ctx, p)
+		return st.insertAlone(ctx, p, idem)
 	}
 	return req.job, req.err
 }
@@ -195,10 +199,11 @@ drain:
 		return false
 	}
 	params := make([]river.InsertManyParams, len(group))
+	keys := make([]*Idempotency, len(group))
 	for i, r := range group {
-		params[i] = r.params
+		params[i], keys[i] = r.params, r.idem
 	}
-	rows, committing, err := st.s.insertMany(gctx, params)
+	rows, committing, err := st.s.insertMany(gctx, params, keys)
 	if err != nil && len(group) > 1 && !committing && !errors.Is(err, store.ErrUnavailable) {
 		err = errAlone
 	}
@@ -209,9 +214,12 @@ drain:
 		err = fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrCommitUnknown, err)
 	}
 	for i, r := range group {
-		if err != nil {
+		switch {
+		case err != nil:
 			r.err = err
-		} else {
+		case rows[i] == nil:
+			r.err = errKeyTaken
+		default:
 			r.job = rows[i]
 		}
 		close(r.done)
@@ -221,18 +229,24 @@ drain:
 
 // insertAlone inserts one task in a transaction of its own, as a
 // submission does once the submitter is closed.
-func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams) (*rivertype.JobRow, error) {
-	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p})
-	if err != nil {
+func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams, idem *Idempotency) (*rivertype.JobRow, error) {
+	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p}, []*Idempotency{idem})
+	switch {
+	case err != nil:
 		return nil, err
+	case rows[0] == nil:
+		return nil, errKeyTaken
 	}
 	return rows[0], nil
 }
 
-// insertMany inserts tasks in one transaction and returns their rows in
-// order. committing says whether an error came from the commit, after
-// everything else succeeded: such a transaction may have committed.
-func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParams) (rows []*rivertype.JobRow, committing bool, err error) {
+// insertMany inserts tasks in one transaction, with the idempotency key
+// of each that has one in keys, and returns their rows in order; a task
+// whose key was taken already (or by an earlier one of them) is removed
+// again in the same transaction, and its row is nil. committing says
+// whether an error came from the commit, after everything else
+// succeeded: such a transaction may have committed.
+func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParams, keys []*Idempotency) (rows []*rivertype.JobRow, committing bool, err error) {
 	err = s.store.WithTx(ctx, func(tx pgx.Tx) error {
 		committing = false // a retried transaction starts over
 		res, err := s.river.InsertManyTx(ctx, tx, params)
@@ -243,6 +257,9 @@ func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParam
 		for i, r := range res {
 			rows[i] = r.Job
 		}
+		if err := s.storeKeys(ctx, tx, rows, keys); err != nil {
+			return err
+		}
 		if err := s.notifyClaims(ctx, tx, params); err != nil {
 			return err
 		}
@@ -250,4 +267,36 @@ func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParam
 		return nil
 	})
 	return rows, committing, err
+}
+
+// storeKeys stores the keys of the tasks in rows that have one (keys[i]
+// for rows[i]) and removes the tasks whose keys were taken, setting their
+// rows to nil.
+func (s *Service) storeKeys(ctx context.Context, tx pgx.Tx, rows []*rivertype.JobRow, keys []*Idempotency) error {
+	var ks []store.IdempotencyKey
+	var at []int
+	for i, k := range keys {
+		if k != nil {
+			ks = append(ks, store.IdempotencyKey{Key: k.Key, RequestHash: k.Hash, TaskID: rows[i].ID})
+			at = append(at, i)
+		}
+	}
+	if len(ks) == 0 {
+		return nil
+	}
+	stored, err := s.store.IdempotencyKeysInsertTx(ctx, tx, ks)
+	if err != nil {
+		return err
+	}
+	var taken []int64
+	for j, ok := range stored {
+		if !ok {
+			taken = append(taken, ks[j].TaskID)
+			rows[at[j]] = nil
+		}
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	return s.store.TasksDeleteUncommittedTx(ctx, tx, taken)
 }

@@ -2,7 +2,9 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -83,7 +85,7 @@ func submitAll(b *testBundle, ctx context.Context, ps []river.InsertManyParams) 
 	for i, p := range ps {
 		out[i] = make(chan submitted, 1)
 		go func() {
-			job, err := b.tasks.submits.submit(ctx, p)
+			job, err := b.tasks.submits.submit(ctx, p, nil)
 			out[i] <- submitted{job, err}
 		}()
 	}
@@ -210,7 +212,7 @@ func TestSubmitterClose(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
-	job, err := b.tasks.submits.submit(context.Background(), doubleParams(t, b))
+	job, err := b.tasks.submits.submit(context.Background(), doubleParams(t, b), nil)
 	if err != nil || job.ID == 0 {
 		t.Fatalf("submit after close: %+v, %v", job, err)
 	}
@@ -291,4 +293,103 @@ func lockBehind(t *testing.T, b *testBundle) (release func()) {
 	}
 	t.Cleanup(release)
 	return release
+}
+
+// Submissions with Idempotency-Keys share a group too: each key is stored
+// with its task, a key repeated within the group or taken before it
+// gives the first task (the second task is never committed), and a
+// different request under a taken key is refused.
+func TestSubmitterKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	body := func(v int) (TaskParams, []byte) {
+		raw := []byte(`{"kind":"double","args":{"value":` + strconv.Itoa(v) + `}}`)
+		var p TaskParams
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		hash, err := RequestHash(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, hash
+	}
+	p0, h0 := body(0)
+	before, err := b.tasks.Submit(ctx, &p0, &Idempotency{Key: "k0", Hash: h0})
+	if err != nil || !before.Created {
+		t.Fatalf("first submission under k0: %+v, %v", before, err)
+	}
+
+	release := blockInserts(t, b)
+	first := busyWriters(t, b)
+	type answer struct {
+		sub *Submission
+		err error
+	}
+	p1, h1 := body(1)
+	p2, h2 := body(2)
+	requests := []struct {
+		p    TaskParams
+		idem *Idempotency
+	}{
+		{p1, &Idempotency{Key: "k1", Hash: h1}},
+		{p1, &Idempotency{Key: "k1", Hash: h1}}, // the same request again, in the same group
+		{p0, &Idempotency{Key: "k0", Hash: h0}}, // repeats the one before the group
+		{p2, &Idempotency{Key: "k0", Hash: h2}}, // another request under k0
+		{p2, &Idempotency{Key: "k2", Hash: h2}},
+		{p2, nil},
+	}
+	answers := make([]chan answer, len(requests))
+	for i, rq := range requests {
+		answers[i] = make(chan answer, 1)
+		go func() {
+			sub, err := b.tasks.Submit(ctx, &rq.p, rq.idem)
+			answers[i] <- answer{sub, err}
+		}()
+	}
+	waitFor(t, "the submissions to wait for a writer", func() bool { return len(b.tasks.submits.ch) == len(requests) })
+	release()
+	for _, c := range first {
+		if r := <-c; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	got := make([]answer, len(requests))
+	for i, c := range answers {
+		got[i] = <-c
+	}
+	for i, a := range got {
+		if i == 3 {
+			if !errors.Is(a.err, ErrIdempotencyMismatch) {
+				t.Errorf("another request under k0: %+v, %v; want ErrIdempotencyMismatch", a.sub, a.err)
+			}
+			continue
+		}
+		if a.err != nil {
+			t.Fatalf("request %d: %v", i, a.err)
+		}
+	}
+	if got[0].sub.TaskID != got[1].sub.TaskID || got[0].sub.Created == got[1].sub.Created {
+		t.Errorf("k1 twice: %+v and %+v; want one task, created once", got[0].sub, got[1].sub)
+	}
+	if got[2].sub.TaskID != before.TaskID || got[2].sub.Created {
+		t.Errorf("k0 again: %+v; want task %d, not created", got[2].sub, before.TaskID)
+	}
+	if !got[4].sub.Created || !got[5].sub.Created {
+		t.Errorf("k2 and the one without a key: %+v, %+v; want both created", got[4].sub, got[5].sub)
+	}
+	// Exactly the tasks answered exist: k0's, k1's, k2's, the one without
+	// a key, and the two that held the writers; each key names its task.
+	var jobs, keys int
+	err = b.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM river_job),
+		(SELECT count(*) FROM idempotency_keys k JOIN river_job j ON j.id = k.task_id
+		 WHERE (k.key, k.task_id) IN (('k0', $1::bigint), ('k1', $2::bigint), ('k2', $3::bigint)))`,
+		before.TaskID, got[0].sub.TaskID, got[4].sub.TaskID).Scan(&jobs, &keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 4+submitWriters || keys != 3 {
+		t.Errorf("%d tasks and %d keys naming them; want %d and 3", jobs, keys, 4+submitWriters)
+	}
 }

@@ -57,3 +57,42 @@ func (q *Queries) IdempotencyKeyInsert(ctx context.Context, arg IdempotencyKeyIn
 	}
 	return result.RowsAffected(), nil
 }
+
+const idempotencyKeyInsertTasks = `-- name: IdempotencyKeyInsertTasks :many
+INSERT INTO idempotency_keys (key, request_hash, task_id)
+SELECT ($1::text[])[i], ($2::bytea[])[i], ($3::bigint[])[i]
+FROM generate_subscripts($1::text[], 1) AS i
+ORDER BY 1, i
+ON CONFLICT (key) DO NOTHING
+RETURNING task_id::bigint
+`
+
+type IdempotencyKeyInsertTasksParams struct {
+	Keys          []string
+	RequestHashes [][]byte
+	TaskIds       []int64
+}
+
+// The keys of tasks inserted together, in key order, so that transactions
+// inserting overlapping keys wait for each other's in one order and cannot
+// deadlock. A key already taken, or repeated among them (its first in
+// order wins), is skipped; the tasks whose keys were stored are returned.
+func (q *Queries) IdempotencyKeyInsertTasks(ctx context.Context, arg IdempotencyKeyInsertTasksParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, idempotencyKeyInsertTasks, arg.Keys, arg.RequestHashes, arg.TaskIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var task_id int64
+		if err := rows.Scan(&task_id); err != nil {
+			return nil, err
+		}
+		items = append(items, task_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -310,3 +310,13 @@ func (q *Queries) TaskQueue(ctx context.Context, id int64) (string, error) {
 	err := row.Scan(&queue)
 	return queue, err
 }
+
+const tasksDeleteUncommitted = `-- name: TasksDeleteUncommitted :exec
+DELETE FROM river_job WHERE id = ANY($1::bigint[])
+`
+
+// Tasks inserted earlier in the same transaction and not to be kept.
+func (q *Queries) TasksDeleteUncommitted(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, tasksDeleteUncommitted, ids)
+	return err
+}

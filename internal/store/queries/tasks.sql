@@ -97,3 +97,7 @@ WHERE EXISTS (SELECT 1 FROM river_job j WHERE j.id = a.task_id FOR KEY SHARE)
 -- name: AttemptCopy :copyfrom
 INSERT INTO task_attempts (task_id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, http_status)
 VALUES (@task_id, @attempt, @worker, @started_at, @finished_at, @outcome, @error, @duration_ms, @http_status);
+
+-- name: TasksDeleteUncommitted :exec
+-- Tasks inserted earlier in the same transaction and not to be kept.
+DELETE FROM river_job WHERE id = ANY(@ids::bigint[]);
