@@ -157,6 +157,7 @@ type heldMiddleware struct {
 
 // Work implements rivertype.WorkerMiddleware.
 func (m *heldMiddleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	growStack() // outermost of taskd's middleware: the stack is shallow here
 	f := m.held.hold(job)
 	defer m.held.release(f)
 	return doInner(ctx)
