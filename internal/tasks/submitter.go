@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -18,10 +19,9 @@ import (
 const (
 	// submitGroupMax bounds the tasks one grouped insert writes.
 	submitGroupMax = 100
-	// submitGroupTimeout bounds one group's transaction. It is
-	// DatabaseTimeoutDefault of the HTTP API: a request taken into a
-	// group waits for the group's answer, so that it can say for sure
-	// whether its task was inserted.
+	// submitGroupTimeout bounds one group's transaction, as the HTTP
+	// API's DatabaseTimeoutDefault bounds a request's: a request whose
+	// own deadline passes first cancels its group sooner (submit).
 	submitGroupTimeout = 10 * time.Second
 	// submitWriters is how many groups are written at once. Two let one
 	// group's commit wait for the disk while the next one is inserted.
@@ -204,7 +204,10 @@ drain:
 		params[i], keys[i] = r.params, r.idem
 	}
 	rows, committing, err := st.s.insertMany(gctx, params, keys)
-	if err != nil && len(group) > 1 && !committing && !errors.Is(err, store.ErrUnavailable) {
+	// A member's deadline may have cut a connection, which looks like an
+	// unreachable database; the others still have their own time.
+	byMember := gctx.Err() != nil && ctx.Err() == nil
+	if err != nil && len(group) > 1 && !committing && (byMember || !errors.Is(err, store.ErrUnavailable)) {
 		err = errAlone
 	}
 	if err != nil && committing && !errors.Is(err, store.ErrCommitUnknown) {
@@ -227,8 +230,9 @@ drain:
 	return true
 }
 
-// insertAlone inserts one task in a transaction of its own, as a
-// submission does once the submitter is closed.
+// insertAlone inserts one task in a transaction of its own: a
+// submission once the submitter is closed, or one whose group failed
+// before its commit (errAlone).
 func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams, idem *Idempotency) (*rivertype.JobRow, error) {
 	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p}, []*Idempotency{idem})
 	switch {
@@ -266,6 +270,9 @@ func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParam
 		committing = true
 		return nil
 	})
+	if committing && pgconn.SafeToRetry(err) {
+		committing = false // the COMMIT was never sent (its context had ended)
+	}
 	return rows, committing, err
 }
 
