@@ -62,6 +62,7 @@ func setupWith(t *testing.T, mod func(*jobs.Config), modTasks func(*Config)) *te
 	if svc, err = New(tcfg); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { svc.submits.close() }) // its writers, whichever a test set
 	return &testBundle{pool: pool, store: st, jobs: jc, tasks: svc}
 }
 

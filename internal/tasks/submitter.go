@@ -70,12 +70,41 @@ type submitRequest struct {
 	params river.InsertManyParams
 	idem   *Idempotency // nil without an Idempotency-Key
 	state  atomic.Int32
-	// cancel ends the context of the group that took the request; set
-	// before the request is taken.
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed once job or err is set
-	job    *rivertype.JobRow
-	err    error
+	// group is the group that took the request; set before it is taken.
+	group *submitGroup
+	done  chan struct{} // closed once job or err is set
+	job   *rivertype.JobRow
+	err   error
+}
+
+// submitGroup is one group's transaction, as its members see it.
+type submitGroup struct {
+	mu         sync.Mutex
+	committing bool // its COMMIT is under way; members can no longer cancel it
+	cancel     context.CancelCauseFunc
+}
+
+// cancelBy ends the group's context, unless its COMMIT is under way: a
+// member's deadline must not cut the others' commit, whose outcome would
+// then be unknown.
+func (g *submitGroup) cancelBy(cause error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.committing {
+		g.cancel(cause)
+	}
+}
+
+// commit marks the COMMIT as under way, or returns why the group was
+// cancelled before it.
+func (g *submitGroup) commit(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	g.committing = true
+	return nil
 }
 
 // errAlone tells a request to insert its task in a transaction of its
@@ -98,9 +127,11 @@ func (st *submitter) close() {
 // submit inserts one task in the next group and returns its row. When
 // ctx ends before a writer took it, it is not inserted. When ctx ends by
 // its deadline (a cause other than context.Canceled) once taken, its
-// group is cancelled, as a transaction of its own would have been, and
-// the others are tried again alone; when the client left (Canceled),
-// the group goes on without it.
+// group is cancelled, as a transaction of its own would have been, unless
+// its COMMIT is under way, and the others are tried again alone; when the
+// client left (Canceled), the group goes on without it. Either way the
+// group's outcome is waited for and returned, so that a 201 is never
+// missed nor given wrongly.
 //
 // With idem set, the task's key is stored with it; a key already taken
 // gives errKeyTaken, and nothing is inserted (see Submit).
@@ -133,9 +164,9 @@ func (st *submitter) submit(ctx context.Context, p river.InsertManyParams, idem 
 			return nil, ctx.Err()
 		}
 		if cause := context.Cause(ctx); cause != context.Canceled {
-			req.cancel(cause)
+			req.group.cancelBy(cause)
 		}
-		return nil, ctx.Err()
+		<-req.done // at once when cancelled; within submitGroupTimeout when committing
 	}
 	if errors.Is(req.err, errAlone) {
 		return st.insertAlone(ctx, p, idem)
@@ -158,12 +189,16 @@ func (st *submitter) start() {
 func (st *submitter) run() {
 	for {
 		select {
-		case r := <-st.ch:
-			st.write(r)
 		case <-st.stop:
 			for st.write(nil) {
 			}
 			return
+		default:
+		}
+		select {
+		case r := <-st.ch:
+			st.write(r)
+		case <-st.stop:
 		}
 	}
 }
@@ -176,9 +211,10 @@ func (st *submitter) write(first *submitRequest) bool {
 	defer cancel()
 	gctx, gcancel := context.WithCancelCause(ctx)
 	defer gcancel(nil)
+	g := &submitGroup{cancel: gcancel}
 	var group []*submitRequest
 	add := func(r *submitRequest) {
-		r.cancel = gcancel // read by its caller only once taken
+		r.group = g // read by its caller only once taken
 		if r.state.CompareAndSwap(submitWaiting, submitTaken) {
 			group = append(group, r)
 		}
@@ -203,7 +239,7 @@ drain:
 	for i, r := range group {
 		params[i], keys[i] = r.params, r.idem
 	}
-	rows, committing, err := st.s.insertMany(gctx, params, keys)
+	rows, committing, err := st.s.insertMany(gctx, params, keys, func() error { return g.commit(gctx) })
 	// A member's deadline may have cut a connection, which looks like an
 	// unreachable database; the others still have their own time.
 	byMember := gctx.Err() != nil && ctx.Err() == nil
@@ -211,8 +247,7 @@ drain:
 		err = errAlone
 	}
 	if err != nil && committing && !errors.Is(err, store.ErrCommitUnknown) {
-		// Only a failed commit gets here (River's insert and the
-		// notification succeeded): cancelled by a member's deadline, it
+		// A COMMIT that failed (the group's own deadline, at the worst)
 		// may have committed all the same.
 		err = fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrCommitUnknown, err)
 	}
@@ -234,7 +269,7 @@ drain:
 // submission once the submitter is closed, or one whose group failed
 // before its commit (errAlone).
 func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams, idem *Idempotency) (*rivertype.JobRow, error) {
-	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p}, []*Idempotency{idem})
+	rows, _, err := st.s.insertMany(ctx, []river.InsertManyParams{p}, []*Idempotency{idem}, nil)
 	switch {
 	case err != nil:
 		return nil, err
@@ -247,10 +282,11 @@ func (st *submitter) insertAlone(ctx context.Context, p river.InsertManyParams, 
 // insertMany inserts tasks in one transaction, with the idempotency key
 // of each that has one in keys, and returns their rows in order; a task
 // whose key was taken already (or by an earlier one of them) is removed
-// again in the same transaction, and its row is nil. committing says
-// whether an error came from the commit, after everything else
+// again in the same transaction, and its row is nil. beforeCommit, if
+// set, runs last in the transaction; its error rolls it back. committing
+// says whether an error came from the commit, after everything else
 // succeeded: such a transaction may have committed.
-func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParams, keys []*Idempotency) (rows []*rivertype.JobRow, committing bool, err error) {
+func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParams, keys []*Idempotency, beforeCommit func() error) (rows []*rivertype.JobRow, committing bool, err error) {
 	err = s.store.WithTx(ctx, func(tx pgx.Tx) error {
 		committing = false // a retried transaction starts over
 		res, err := s.river.InsertManyTx(ctx, tx, params)
@@ -266,6 +302,11 @@ func (s *Service) insertMany(ctx context.Context, params []river.InsertManyParam
 		}
 		if err := s.notifyClaims(ctx, tx, params); err != nil {
 			return err
+		}
+		if beforeCommit != nil {
+			if err := beforeCommit(); err != nil {
+				return err
+			}
 		}
 		committing = true
 		return nil

@@ -159,8 +159,9 @@ func TestSubmitterGroups(t *testing.T) {
 func TestSubmitterIsolatesFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
+	b.tasks.submits = newSubmitter(b.tasks, 1) // so that the four form one group
 	release := blockInserts(t, b)
-	first := busyWriters(t, b)
+	first := busyWritersOf(t, b, 1)
 
 	bad := doubleParams(t, b)
 	opts := *bad.InsertOpts
@@ -173,7 +174,7 @@ func TestSubmitterIsolatesFailures(t *testing.T) {
 
 	for i, c := range append(first, rest...) {
 		r := <-c
-		if i == 3 { // bad
+		if i == 2 { // bad
 			if r.err == nil {
 				t.Fatalf("priority 9 inserted: %+v", r.job)
 			}
@@ -187,8 +188,8 @@ func TestSubmitterIsolatesFailures(t *testing.T) {
 	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
 		t.Fatal(err)
 	}
-	if all != 5 {
-		t.Fatalf("%d rows, want the 5 good ones", all)
+	if all != 4 {
+		t.Fatalf("%d rows, want the 4 good ones", all)
 	}
 }
 
@@ -197,9 +198,12 @@ func TestSubmitterIsolatesFailures(t *testing.T) {
 func TestSubmitterClose(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
+	b.tasks.submits = newSubmitter(b.tasks, 1)
 	release := blockInserts(t, b)
-	first := append(busyWriters(t, b), submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})...)
-	waitFor(t, "a submission to wait for a writer", func() bool { return len(b.tasks.submits.ch) == 1 })
+	ps := []river.InsertManyParams{doubleParams(t, b), doubleParams(t, b), doubleParams(t, b)}
+	first := busyWritersOf(t, b, 1)
+	waiting := submitAll(b, context.Background(), ps)
+	waitFor(t, "three submissions to wait for the writer", func() bool { return len(b.tasks.submits.ch) == len(ps) })
 	closed := make(chan struct{})
 	go func() {
 		b.tasks.submits.close()
@@ -212,6 +216,22 @@ func TestSubmitterClose(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
+	// The writer wrote the three as one group before it returned.
+	var ids []int64
+	for _, c := range waiting {
+		r := <-c
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		ids = append(ids, r.job.ID)
+	}
+	var tx int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM river_job WHERE id = ANY($1)`, ids).Scan(&tx); err != nil {
+		t.Fatal(err)
+	}
+	if tx != 1 {
+		t.Fatalf("the submissions waiting at close were written in %d transactions, want one group", tx)
+	}
 	job, err := b.tasks.submits.submit(context.Background(), doubleParams(t, b), nil)
 	if err != nil || job.ID == 0 {
 		t.Fatalf("submit after close: %+v, %v", job, err)
@@ -220,8 +240,8 @@ func TestSubmitterClose(t *testing.T) {
 	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
 		t.Fatal(err)
 	}
-	if all != 4 {
-		t.Fatalf("%d rows, want 4", all)
+	if all != 5 {
+		t.Fatalf("%d rows, want 5", all)
 	}
 }
 
@@ -252,7 +272,6 @@ func TestSubmitterDeadlineCancelsGroup(t *testing.T) {
 		t.Fatalf("submission past its deadline: %+v, want its context's error", r)
 	}
 	// y is tried again on its own, behind the same lock.
-	waitFor(t, "the other one to insert alone", func() bool { return insertsWaiting(t, b) == 1 })
 	release2()
 	r := <-y[0]
 	if r.err != nil {
@@ -321,8 +340,9 @@ func TestSubmitterKeys(t *testing.T) {
 		t.Fatalf("first submission under k0: %+v, %v", before, err)
 	}
 
+	b.tasks.submits = newSubmitter(b.tasks, 1) // so that the requests form one group
 	release := blockInserts(t, b)
-	first := busyWriters(t, b)
+	first := busyWritersOf(t, b, 1)
 	type answer struct {
 		sub *Submission
 		err error
@@ -380,7 +400,7 @@ func TestSubmitterKeys(t *testing.T) {
 		t.Errorf("k2 and the one without a key: %+v, %+v; want both created", got[4].sub, got[5].sub)
 	}
 	// Exactly the tasks answered exist: k0's, k1's, k2's, the one without
-	// a key, and the two that held the writers; each key names its task.
+	// a key, and the one that held the writer; each key names its task.
 	var jobs, keys int
 	err = b.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM river_job),
 		(SELECT count(*) FROM idempotency_keys k JOIN river_job j ON j.id = k.task_id
@@ -389,7 +409,40 @@ func TestSubmitterKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jobs != 4+submitWriters || keys != 3 {
-		t.Errorf("%d tasks and %d keys naming them; want %d and 3", jobs, keys, 4+submitWriters)
+	if jobs != 5 || keys != 3 {
+		t.Errorf("%d tasks and %d keys naming them; want 5 and 3", jobs, keys)
+	}
+}
+
+// A client that leaves once its submission was taken does not cancel its
+// group: the group commits, and the request still learns the outcome.
+func TestSubmitterClientLeftKeepsGroup(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.tasks.submits = newSubmitter(b.tasks, 1)
+	release := blockInserts(t, b)
+	first := busyWritersOf(t, b, 1)
+	ctx, leave := context.WithCancel(context.Background())
+	x := submitAll(b, ctx, []river.InsertManyParams{doubleParams(t, b)})
+	y := submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})
+	waitFor(t, "two submissions to wait for the writer", func() bool { return len(b.tasks.submits.ch) == 2 })
+	release2 := lockBehind(t, b)
+	release()
+	if r := <-first[0]; r.err != nil {
+		t.Fatal(r.err)
+	}
+	waitFor(t, "the writer to take both into one group", func() bool { return len(b.tasks.submits.ch) == 0 && insertsWaiting(t, b) == 1 })
+	leave()
+	release2()
+	rx, ry := <-x[0], <-y[0]
+	if rx.err != nil || ry.err != nil {
+		t.Fatalf("client left: %+v; the other: %+v; want both inserted", rx, ry)
+	}
+	var tx int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM river_job WHERE id = ANY($1)`, []int64{rx.job.ID, ry.job.ID}).Scan(&tx); err != nil {
+		t.Fatal(err)
+	}
+	if tx != 1 {
+		t.Fatalf("written in %d transactions, want their group's one", tx)
 	}
 }
