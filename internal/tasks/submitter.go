@@ -51,6 +51,8 @@ type submitter struct {
 	ch chan *submitRequest
 	// writers is how many groups are written at once (submitWriters).
 	writers int
+	// timeout bounds each group's transaction (submitGroupTimeout).
+	timeout time.Duration
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -112,7 +114,7 @@ func (g *submitGroup) commit(ctx context.Context) error {
 var errAlone = errors.New("tasks: the group failed; insert alone")
 
 func newSubmitter(s *Service, writers int) *submitter {
-	return &submitter{s: s, writers: writers, ch: make(chan *submitRequest, submitGroupMax), stop: make(chan struct{}), done: make(chan struct{})}
+	return &submitter{s: s, writers: writers, timeout: submitGroupTimeout, ch: make(chan *submitRequest, submitGroupMax), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // close stops the writers once what is waiting is written.
@@ -166,7 +168,7 @@ func (st *submitter) submit(ctx context.Context, p river.InsertManyParams, idem 
 		if cause := context.Cause(ctx); cause != context.Canceled {
 			req.group.cancelBy(cause)
 		}
-		<-req.done // at once when cancelled; within submitGroupTimeout when committing
+		<-req.done // at once when cancelled; within the group's timeout when committing
 	}
 	if errors.Is(req.err, errAlone) {
 		return st.insertAlone(ctx, p, idem)
@@ -207,7 +209,7 @@ func (st *submitter) run() {
 // up to submitGroupMax, inserts them in one transaction and answers their
 // callers. It reports whether it found any.
 func (st *submitter) write(first *submitRequest) bool {
-	ctx, cancel := context.WithTimeoutCause(context.Background(), submitGroupTimeout, errors.New("a group of submissions took too long"))
+	ctx, cancel := context.WithTimeoutCause(context.Background(), st.timeout, errors.New("a group of submissions took too long"))
 	defer cancel()
 	gctx, gcancel := context.WithCancelCause(ctx)
 	defer gcancel(nil)

@@ -184,11 +184,7 @@ func TestSubmitterIsolatesFailures(t *testing.T) {
 			t.Fatalf("submission %d failed with the bad one: %v", i, r.err)
 		}
 	}
-	var all int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
-		t.Fatal(err)
-	}
-	if all != 4 {
+	if all := jobCount(t, b); all != 4 {
 		t.Fatalf("%d rows, want the 4 good ones", all)
 	}
 }
@@ -225,22 +221,14 @@ func TestSubmitterClose(t *testing.T) {
 		}
 		ids = append(ids, r.job.ID)
 	}
-	var tx int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM river_job WHERE id = ANY($1)`, ids).Scan(&tx); err != nil {
-		t.Fatal(err)
-	}
-	if tx != 1 {
+	if tx := transactions(t, b, ids); tx != 1 {
 		t.Fatalf("the submissions waiting at close were written in %d transactions, want one group", tx)
 	}
 	job, err := b.tasks.submits.submit(context.Background(), doubleParams(t, b), nil)
 	if err != nil || job.ID == 0 {
 		t.Fatalf("submit after close: %+v, %v", job, err)
 	}
-	var all int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&all); err != nil {
-		t.Fatal(err)
-	}
-	if all != 5 {
+	if all := jobCount(t, b); all != 5 {
 		t.Fatalf("%d rows, want 5", all)
 	}
 }
@@ -251,29 +239,20 @@ func TestSubmitterClose(t *testing.T) {
 func TestSubmitterDeadlineCancelsGroup(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	b.tasks.submits = newSubmitter(b.tasks, 1)
-	release := blockInserts(t, b)
-	first := busyWritersOf(t, b, 1)
-	timedOut := errors.New("deadline")
 	ctx, expire := context.WithCancelCause(context.Background())
-	x := submitAll(b, ctx, []river.InsertManyParams{doubleParams(t, b)})
-	y := submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})
-	waitFor(t, "two submissions to wait for the writer", func() bool { return len(b.tasks.submits.ch) == 2 })
-	// A second lock, queued behind the writer's insert, holds the next
-	// group once the first is through.
-	release2 := lockBehind(t, b)
-	release()
-	if r := <-first[0]; r.err != nil {
-		t.Fatal(r.err)
-	}
-	waitFor(t, "the writer to take both into one group", func() bool { return len(b.tasks.submits.ch) == 0 && insertsWaiting(t, b) == 1 })
-	expire(timedOut)
-	if r := <-x[0]; !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("submission past its deadline: %+v, want its context's error", r)
+	x, y, release2 := heldGroupOfTwo(t, b, ctx)
+	expire(errors.New("deadline"))
+	select {
+	case r := <-x:
+		if !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("submission past its deadline: %+v, want its context's error", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the submission past its deadline waited 30 s with its group held: its deadline did not cancel the group")
 	}
 	// y is tried again on its own, behind the same lock.
 	release2()
-	r := <-y[0]
+	r := <-y
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -419,30 +398,59 @@ func TestSubmitterKeys(t *testing.T) {
 func TestSubmitterClientLeftKeepsGroup(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	b.tasks.submits = newSubmitter(b.tasks, 1)
-	release := blockInserts(t, b)
-	first := busyWritersOf(t, b, 1)
 	ctx, leave := context.WithCancel(context.Background())
-	x := submitAll(b, ctx, []river.InsertManyParams{doubleParams(t, b)})
-	y := submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})
+	x, y, release2 := heldGroupOfTwo(t, b, ctx)
+	leave()
+	release2()
+	rx, ry := <-x, <-y
+	if rx.err != nil || ry.err != nil {
+		t.Fatalf("client left: %+v; the other: %+v; want both inserted", rx, ry)
+	}
+	if tx := transactions(t, b, []int64{rx.job.ID, ry.job.ID}); tx != 1 {
+		t.Fatalf("written in %d transactions, want their group's one", tx)
+	}
+}
+
+// heldGroupOfTwo makes the Service's submitter one writer, whose groups
+// have all the time they need, takes x (with ctx) and y into one group,
+// and holds that group's insert behind a second lock until release is
+// called.
+func heldGroupOfTwo(t *testing.T, b *testBundle, ctx context.Context) (x, y chan submitted, release func()) {
+	t.Helper()
+	b.tasks.submits = newSubmitter(b.tasks, 1)
+	b.tasks.submits.timeout = time.Hour
+	release1 := blockInserts(t, b)
+	first := busyWritersOf(t, b, 1)
+	x = submitAll(b, ctx, []river.InsertManyParams{doubleParams(t, b)})[0]
+	y = submitAll(b, context.Background(), []river.InsertManyParams{doubleParams(t, b)})[0]
 	waitFor(t, "two submissions to wait for the writer", func() bool { return len(b.tasks.submits.ch) == 2 })
-	release2 := lockBehind(t, b)
-	release()
+	// A second lock, queued behind the writer's insert, holds the next
+	// group once the first is through.
+	release = lockBehind(t, b)
+	release1()
 	if r := <-first[0]; r.err != nil {
 		t.Fatal(r.err)
 	}
 	waitFor(t, "the writer to take both into one group", func() bool { return len(b.tasks.submits.ch) == 0 && insertsWaiting(t, b) == 1 })
-	leave()
-	release2()
-	rx, ry := <-x[0], <-y[0]
-	if rx.err != nil || ry.err != nil {
-		t.Fatalf("client left: %+v; the other: %+v; want both inserted", rx, ry)
-	}
-	var tx int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM river_job WHERE id = ANY($1)`, []int64{rx.job.ID, ry.job.ID}).Scan(&tx); err != nil {
+	return x, y, release
+}
+
+// jobCount returns the number of rows in river_job.
+func jobCount(t *testing.T, b *testBundle) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if tx != 1 {
-		t.Fatalf("written in %d transactions, want their group's one", tx)
+	return n
+}
+
+// transactions returns how many transactions inserted the tasks ids.
+func transactions(t *testing.T, b *testBundle, ids []int64) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM river_job WHERE id = ANY($1)`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
 	}
+	return n
 }
