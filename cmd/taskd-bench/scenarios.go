@@ -436,17 +436,23 @@ func (b *bench) scenario2(ctx context.Context) error {
 			dst[0], dst[1], dst[2] = append(dst[0], r.Rate), append(dst[1], r.P50), append(dst[2], r.P99)
 		}
 		// postLoad submits single tasks to the server at base for a timed
-		// load, as taskd and both handler baselines are measured.
-		postLoad := func(base string) (loadResult, error) {
+		// load, as taskd and both handler baselines are measured; with
+		// keys, each request carries an Idempotency-Key of its own.
+		postLoad := func(base string, keys bool) (loadResult, error) {
 			client := newHTTPClient(conc)
+			var n atomic.Int64
 			return timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
-				return do(ctx, client, http.MethodPost, base+"/v1/tasks", taskBody, http.StatusCreated)
+				var header http.Header
+				if keys {
+					header = http.Header{"Idempotency-Key": {"bench-" + strconv.FormatInt(n.Add(1), 10)}}
+				}
+				return doWith(ctx, client, http.MethodPost, base+"/v1/tasks", taskBody, header, http.StatusCreated)
 			})
 		}
 		for i := 1; i <= c.Pairs; i++ {
 			var r loadResult
 			err := b.withTaskd(ctx, nil, func(p *taskdProcess, _ *watcher) (err error) {
-				r, err = postLoad(p.base)
+				r, err = postLoad(p.base, false)
 				return err
 			})
 			if err != nil {
@@ -455,12 +461,7 @@ func (b *bench) scenario2(ctx context.Context) error {
 			b.logf("  C=%d pair %d taskd:      %s", conc, i, r)
 			add(&a, r)
 			err = b.withTaskd(ctx, nil, func(p *taskdProcess, _ *watcher) (err error) {
-				client := newHTTPClient(conc)
-				var n atomic.Int64
-				r, err = timedLoad(ctx, conc, c.Warmup, c.Duration, func(ctx context.Context, _, _ int) error {
-					key := http.Header{"Idempotency-Key": {"bench-" + strconv.FormatInt(n.Add(1), 10)}}
-					return doWith(ctx, client, http.MethodPost, p.base+"/v1/tasks", taskBody, key, http.StatusCreated)
-				})
+				r, err = postLoad(p.base, true)
 				return err
 			})
 			if err != nil {
@@ -485,7 +486,7 @@ func (b *bench) scenario2(ctx context.Context) error {
 					return err
 				}
 				defer func() { err = errors.Join(err, bs.close(ctx)) }()
-				r, err = postLoad(bs.base)
+				r, err = postLoad(bs.base, false)
 				return err
 			})
 			if err != nil {
@@ -499,7 +500,7 @@ func (b *bench) scenario2(ctx context.Context) error {
 					return err
 				}
 				defer func() { err = errors.Join(err, bp.stop()) }()
-				r, err = postLoad(bp.base)
+				r, err = postLoad(bp.base, false)
 				return err
 			})
 			if err != nil {

@@ -47,7 +47,9 @@ var (
 	ErrIdempotencyMismatch = errors.New("idempotency key was used with a different request")
 )
 
-// errKeyTaken rolls back an insert whose idempotency key exists already.
+// errKeyTaken says that an insert found its idempotency key taken: a
+// batch's transaction is rolled back, a single submission's task is
+// removed from its group (submitter).
 var errKeyTaken = errors.New("idempotency key taken")
 
 // StateError is returned when a task's state does not allow an operation.
@@ -289,34 +291,24 @@ func (s *Service) Submit(ctx context.Context, p *TaskParams, idem *Idempotency) 
 		return nil, err
 	}
 	// The task joins the next group of single submissions (submitter).
-	job, err := s.submits.submit(ctx, params, idem)
-	if err == nil {
-		s.inserted(params)
-		return &Submission{Created: true, TaskID: job.ID, Task: taskFromJobRow(job)}, nil
-	}
-	if !errors.Is(err, errKeyTaken) {
-		return nil, err
-	}
-	// The key was taken: a transaction of its own finds the key's task,
-	// or inserts the task after all when that task was deleted meanwhile.
-	var sub *Submission
-	err = s.insert(ctx, idem, true, func(tx pgx.Tx) (store.IdempotencyKey, error) {
-		res, err := s.river.InsertTx(ctx, tx, params.Args, params.InsertOpts)
+	for try := 0; ; try++ {
+		job, err := s.submits.submit(ctx, params, idem)
+		if err == nil {
+			s.inserted(params)
+			return &Submission{Created: true, TaskID: job.ID, Task: taskFromJobRow(job)}, nil
+		}
+		if !errors.Is(err, errKeyTaken) {
+			return nil, err
+		}
+		k, err := s.takenKey(ctx, idem, true)
+		if errors.Is(err, store.ErrNotFound) && try < 3 {
+			continue // its task was deleted in between; the key is free again
+		}
 		if err != nil {
-			return store.IdempotencyKey{}, fmt.Errorf("inserting task: %w", err)
+			return nil, err
 		}
-		if err := s.notifyClaims(ctx, tx, []river.InsertManyParams{params}); err != nil {
-			return store.IdempotencyKey{}, err
-		}
-		sub = &Submission{Created: true, TaskID: res.Job.ID, Task: taskFromJobRow(res.Job)}
-		return store.IdempotencyKey{TaskID: res.Job.ID}, nil
-	}, func(k *store.IdempotencyKey) {
-		sub = &Submission{TaskID: k.TaskID}
-	})
-	if err == nil && sub.Created {
-		s.inserted(params)
+		return &Submission{TaskID: k.TaskID}, nil
 	}
-	return sub, err
 }
 
 // SubmitBatch validates every task, and the callback b.Then if any, then
@@ -364,7 +356,7 @@ func (s *Service) SubmitBatch(ctx context.Context, b *BatchParams, idem *Idempot
 		}
 	}
 	var sub *Submission
-	err := s.insert(ctx, idem, false, func(tx pgx.Tx) (store.IdempotencyKey, error) {
+	err := s.insert(ctx, idem, func(tx pgx.Tx) (store.IdempotencyKey, error) {
 		batchID, err := s.store.BatchNextIDTx(ctx, tx)
 		if err != nil {
 			return store.IdempotencyKey{}, err
@@ -416,11 +408,11 @@ func withBatch(own, batch []byte) []byte {
 	return out
 }
 
-// insert runs insertFn in a transaction together with the idempotency key,
-// if any. When the key exists already, the transaction is rolled back and
-// existing is called with the stored key instead; forTask says whether the
-// key must name a task (or else a batch).
-func (s *Service) insert(ctx context.Context, idem *Idempotency, forTask bool, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
+// insert runs insertFn, which inserts a batch, in a transaction together
+// with the idempotency key, if any. When the key exists already, the
+// transaction is rolled back and existing is called with the stored key
+// instead. (Single submissions store their keys through the submitter.)
+func (s *Service) insert(ctx context.Context, idem *Idempotency, insertFn func(pgx.Tx) (store.IdempotencyKey, error), existing func(*store.IdempotencyKey)) error {
 	for try := 0; ; try++ {
 		err := s.store.WithTx(ctx, func(tx pgx.Tx) error {
 			k, err := insertFn(tx)
@@ -440,19 +432,31 @@ func (s *Service) insert(ctx context.Context, idem *Idempotency, forTask bool, i
 		if !errors.Is(err, errKeyTaken) {
 			return err
 		}
-		k, err := s.store.IdempotencyKey(ctx, idem.Key)
+		k, err := s.takenKey(ctx, idem, false)
 		if errors.Is(err, store.ErrNotFound) && try < 3 {
 			continue // its task was deleted in between; the key is free again
 		}
 		if err != nil {
 			return err
 		}
-		if !bytes.Equal(k.RequestHash, idem.Hash) || forTask != (k.TaskID != 0) {
-			return ErrIdempotencyMismatch
-		}
 		existing(k)
 		return nil
 	}
+}
+
+// takenKey returns the stored key idem found taken, if it was taken by
+// the same request (for a task, or else a batch, as forTask says), or
+// ErrIdempotencyMismatch; store.ErrNotFound when it is gone again (its
+// task or batch deleted since).
+func (s *Service) takenKey(ctx context.Context, idem *Idempotency, forTask bool) (*store.IdempotencyKey, error) {
+	k, err := s.store.IdempotencyKey(ctx, idem.Key)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(k.RequestHash, idem.Hash) || forTask != (k.TaskID != 0) {
+		return nil, ErrIdempotencyMismatch
+	}
+	return k, nil
 }
 
 // Cancel cancels a task. A task not yet running is cancelled at once; a

@@ -98,7 +98,7 @@ type Service struct {
 	claims *broker
 	// completions groups the completions of external workers.
 	completions *completer
-	// submits groups the single submissions without an Idempotency-Key.
+	// submits groups the single submissions.
 	submits *submitter
 	// waiters holds the requests waiting for tasks to finish.
 	waiters *finishWaiters
