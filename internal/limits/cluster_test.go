@@ -87,46 +87,113 @@ func waitDone(t *testing.T, c *client.Client, batches []int64, within time.Durat
 	}
 }
 
-// span is one attempt of a task.
+// span is one run of a task's work.
 type span struct {
 	task       int64
 	key        string
 	start, end time.Time
 }
 
-// attempts reads every attempt of kind, with the args field key (if any),
-// and checks that each task ran exactly once with attempt 1: waiting for
-// a limit used no attempt.
-func attempts(t *testing.T, pool *pgxpool.Pool, kind, key string) []span {
+// ranOnce checks that every task of kind ran exactly once, with attempt 1
+// (waiting for a limit used no attempt), and returns how many ran.
+func ranOnce(t *testing.T, pool *pgxpool.Pool, kind string) int {
 	t.Helper()
 	rows, err := pool.Query(context.Background(), `
-		SELECT a.task_id, coalesce(j.args ->> $2, ''), a.started_at, a.finished_at, a.outcome, j.attempt
+		SELECT a.task_id, a.outcome, j.attempt
 		FROM task_attempts a JOIN river_job j ON j.id = a.task_id
-		WHERE j.kind = $1 ORDER BY a.started_at`, kind, key)
+		WHERE j.kind = $1`, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []span
 	seen := map[int64]bool{}
 	for rows.Next() {
-		var s span
+		var id int64
 		var outcome string
 		var attempt int
-		if err := rows.Scan(&s.task, &s.key, &s.start, &s.end, &outcome, &attempt); err != nil {
+		if err := rows.Scan(&id, &outcome, &attempt); err != nil {
 			t.Fatal(err)
 		}
-		if outcome != "completed" || attempt != 1 || seen[s.task] {
+		if outcome != "completed" || attempt != 1 || seen[id] {
 			t.Errorf("task %d: attempt row with outcome %s, task attempt %d, seen before %v: want one completed attempt, attempt 1",
-				s.task, outcome, attempt, seen[s.task])
+				id, outcome, attempt, seen[id])
 		}
-		seen[s.task] = true
-		out = append(out, s)
+		seen[id] = true
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
+	return len(seen)
+}
+
+// meter is the endpoint of an http kind: it takes delay over each task,
+// answers 200, and records, by its own clock, when each task's work ran
+// and under which value of the args field key ("" for none). Those spans
+// are what a limit's cap is about. (A task's attempt row starts earlier:
+// at River's fetch, before the limits are asked, which under load can be
+// long enough to make attempts that never ran together look as if they
+// had.)
+type meter struct {
+	URL   string
+	mu    sync.Mutex
+	spans []span // in the order the requests arrived
+}
+
+func newMeter(t *testing.T, delay time.Duration, key string) *meter {
+	t.Helper()
+	m := &meter{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var req struct {
+			ID   int64                      `json:"id"`
+			Args map[string]json.RawMessage `json:"args"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var value string
+		if raw, ok := req.Args[key]; ok && key != "" {
+			if err := json.Unmarshal(raw, &value); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		time.Sleep(delay) // the work
+		m.mu.Lock()
+		m.spans = append(m.spans, span{task: req.ID, key: value, start: start, end: time.Now()})
+		m.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok": true}`))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	m.URL = "http://" + ln.Addr().String() + "/work"
+	return m
+}
+
+// ran returns the spans recorded, by start.
+func (m *meter) ran() []span {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := slices.Clone(m.spans)
+	slices.SortStableFunc(out, func(a, b span) int { return a.start.Compare(b.start) })
 	return out
+}
+
+// workKind is the configuration of kind "work", pushed to m.
+func workKind(m *meter) string {
+	return fmt.Sprintf(`
+allow_private: [127.0.0.1]
+kinds:
+  - name: work
+    run: http
+    url: %s
+`, m.URL)
 }
 
 // maxOverlap is the most spans running at one instant, per key.
@@ -156,25 +223,26 @@ func maxOverlap(spans []span) map[string]int {
 }
 
 func TestConcurrencyAcrossProcesses(t *testing.T) {
+	m := newMeter(t, 300*time.Millisecond, "")
 	cs, pool := cluster(t, 3, `
 queues: {default: 20}
 limits:
-  - kind: sleep
+  - kind: work
     concurrency: 2
-`)
+`+workKind(m))
 	var tasks []client.TaskRequest
 	for range 12 {
-		tasks = append(tasks, client.TaskRequest{Kind: new("sleep"), Args: json.RawMessage(`{"ms": 300}`)})
+		tasks = append(tasks, client.TaskRequest{Kind: new("work"), Args: json.RawMessage(`{}`)})
 	}
 	waitDone(t, cs[0], submit(t, cs, tasks), 2*time.Minute)
-	spans := attempts(t, pool, "sleep", "")
-	if len(spans) != len(tasks) {
-		t.Fatalf("%d attempts, want %d", len(spans), len(tasks))
+	spans := m.ran()
+	if n := ranOnce(t, pool, "work"); len(spans) != len(tasks) || n != len(tasks) {
+		t.Fatalf("%d runs, %d tasks with attempts, want %d", len(spans), n, len(tasks))
 	}
 	most := maxOverlap(spans)[""]
-	t.Logf("most sleep attempts at once: %d (limit 2)", most)
+	t.Logf("most tasks at work at once: %d (limit 2)", most)
 	if most > 2 {
-		t.Errorf("%d sleep attempts ran at once across the cluster; the limit is 2", most)
+		t.Errorf("%d tasks were at work at once across the cluster; the limit is 2", most)
 	}
 
 	kinds, err := cs[1].Kinds(context.Background())
@@ -182,48 +250,25 @@ limits:
 		t.Fatal(err)
 	}
 	for _, k := range kinds {
-		want := k.Name == "sleep"
+		want := k.Name == "work"
 		if got := len(k.Limits) == 1 && k.Limits[0].Concurrency == 2; got != want {
 			t.Errorf("GET /v1/kinds: kind %s shows limits %+v", k.Name, k.Limits)
 		}
 	}
 }
 
-// receiver is an endpoint of an http kind that takes its time and answers
-// 200.
-func receiver(t *testing.T, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(delay)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"ok": true}`))
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String() + "/work"
-}
-
 func TestPerKeyAcrossProcessesAndNoStarvation(t *testing.T) {
-	url := receiver(t, 200*time.Millisecond)
-	cs, pool := cluster(t, 3, fmt.Sprintf(`
+	m := newMeter(t, 200*time.Millisecond, "customer_id")
+	cs, pool := cluster(t, 3, `
 queues: {default: 20}
-allow_private: [127.0.0.1]
-kinds:
-  - name: resize
-    run: http
-    url: %s
 limits:
-  - kind: resize
+  - kind: work
     concurrency_key: args.customer_id
     concurrency_per_key: 1
-`, url))
+`+workKind(m))
 	var tasks []client.TaskRequest
 	for i := range 15 {
-		tasks = append(tasks, client.TaskRequest{Kind: new("resize"), Args: json.RawMessage(fmt.Sprintf(`{"customer_id": "c%d", "n": %d}`, i%3, i))})
+		tasks = append(tasks, client.TaskRequest{Kind: new("work"), Args: json.RawMessage(fmt.Sprintf(`{"customer_id": "c%d", "n": %d}`, i%3, i))})
 	}
 	batches := submit(t, cs, tasks)
 
@@ -236,7 +281,7 @@ limits:
 		var unasked int
 		err := pool.QueryRow(context.Background(), `
 			SELECT count(*) FROM river_job j
-			WHERE j.kind = 'resize' AND j.state NOT IN ('running', 'completed')
+			WHERE j.kind = 'work' AND j.state NOT IN ('running', 'completed')
 				AND NOT EXISTS (SELECT 1 FROM task_limit_waits w WHERE w.task_id = j.id)`).Scan(&unasked)
 		if err != nil {
 			t.Fatal(err)
@@ -251,7 +296,7 @@ limits:
 	}
 	var streamed []int64
 	for i := range 10 {
-		task, _, err := cs[i%3].Submit(context.Background(), client.TaskRequest{Kind: new("resize"), Args: json.RawMessage(`{"customer_id": "c0"}`)}, client.SubmitOptions{})
+		task, _, err := cs[i%3].Submit(context.Background(), client.TaskRequest{Kind: new("work"), Args: json.RawMessage(`{"customer_id": "c0"}`)}, client.SubmitOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,9 +314,9 @@ limits:
 		}
 	}
 
-	spans := attempts(t, pool, "resize", "customer_id")
-	if len(spans) != len(tasks)+len(streamed) {
-		t.Fatalf("%d attempts, want %d", len(spans), len(tasks)+len(streamed))
+	spans := m.ran()
+	if n := ranOnce(t, pool, "work"); len(spans) != len(tasks)+len(streamed) || n != len(spans) {
+		t.Fatalf("%d runs, %d tasks with attempts, want %d", len(spans), n, len(tasks)+len(streamed))
 	}
 	for key, most := range maxOverlap(spans) {
 		if most > 1 {
@@ -302,20 +347,21 @@ limits:
 
 func TestRateAcrossProcesses(t *testing.T) {
 	const rate = 5
+	m := newMeter(t, 0, "")
 	cs, pool := cluster(t, 3, `
 queues: {default: 20}
 limits:
-  - kind: double
+  - kind: work
     rate: 5/s
-`)
+`+workKind(m))
 	var tasks []client.TaskRequest
 	for i := range 25 {
-		tasks = append(tasks, client.TaskRequest{Kind: new("double"), Args: json.RawMessage(fmt.Sprintf(`{"value": %d}`, i))})
+		tasks = append(tasks, client.TaskRequest{Kind: new("work"), Args: json.RawMessage(fmt.Sprintf(`{"value": %d}`, i))})
 	}
 	waitDone(t, cs[0], submit(t, cs, tasks), 2*time.Minute)
-	spans := attempts(t, pool, "double", "")
-	if len(spans) != len(tasks) {
-		t.Fatalf("%d attempts, want %d", len(spans), len(tasks))
+	spans := m.ran()
+	if n := ranOnce(t, pool, "work"); len(spans) != len(tasks) || n != len(tasks) {
+		t.Fatalf("%d runs, %d tasks with attempts, want %d", len(spans), n, len(tasks))
 	}
 	// In any one-second interval, at most one period's worth more than the
 	// rate: fixed windows let a window's end and the next one's start
@@ -394,24 +440,25 @@ limits:
 // (limits.QuotaMinCap): 3 processes of 40 workers each compete for 64
 // slots, and the cap still holds.
 func TestLargeCapAcrossProcesses(t *testing.T) {
+	m := newMeter(t, 100*time.Millisecond, "")
 	cs, pool := cluster(t, 3, fmt.Sprintf(`
 queues: {default: 40}
 limits:
-  - kind: sleep
+  - kind: work
     concurrency: %d
-`, limits.QuotaMinCap))
+`, limits.QuotaMinCap)+workKind(m))
 	var tasks []client.TaskRequest
 	for range 400 {
-		tasks = append(tasks, client.TaskRequest{Kind: new("sleep"), Args: json.RawMessage(`{"ms": 100}`)})
+		tasks = append(tasks, client.TaskRequest{Kind: new("work"), Args: json.RawMessage(`{}`)})
 	}
 	waitDone(t, cs[0], submit(t, cs, tasks), 3*time.Minute)
-	spans := attempts(t, pool, "sleep", "")
-	if len(spans) != len(tasks) {
-		t.Fatalf("%d attempts, want %d", len(spans), len(tasks))
+	spans := m.ran()
+	if n := ranOnce(t, pool, "work"); len(spans) != len(tasks) || n != len(tasks) {
+		t.Fatalf("%d runs, %d tasks with attempts, want %d", len(spans), n, len(tasks))
 	}
 	most := maxOverlap(spans)[""]
-	t.Logf("most sleep attempts at once: %d (limit %d, 120 workers)", most, limits.QuotaMinCap)
+	t.Logf("most tasks at work at once: %d (limit %d, 120 workers)", most, limits.QuotaMinCap)
 	if most > limits.QuotaMinCap {
-		t.Errorf("%d sleep attempts ran at once across the cluster; the limit is %d", most, limits.QuotaMinCap)
+		t.Errorf("%d tasks were at work at once across the cluster; the limit is %d", most, limits.QuotaMinCap)
 	}
 }

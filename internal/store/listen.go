@@ -212,8 +212,9 @@ func (s *Store) FinishWaited(ctx context.Context, attempts []Attempt) error {
 			p.FinishedAt = append(p.FinishedAt, a.StartedAt.Add(a.Duration))
 			p.AttemptedAt = append(p.AttemptedAt, a.StartedAt)
 		}
-		if err := s.q.TaskFinishWaited(ctx, p); err != nil {
-			return fmt.Errorf("completing waited tasks: %w", unavailable(err))
+		// Safe to run twice: a second run finds the tasks written.
+		if err := s.Retry(ctx, func() error { return s.q.TaskFinishWaited(ctx, p) }); err != nil {
+			return fmt.Errorf("completing waited tasks: %w", err)
 		}
 		attempts = attempts[n:]
 	}

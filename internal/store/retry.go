@@ -60,6 +60,23 @@ func IsConnectionLost(err error) bool {
 		errors.As(err, &netErr)
 }
 
+// IsConflict reports whether err is PostgreSQL undoing a statement to
+// resolve a conflict with another transaction: a deadlock, or a
+// serialization failure. The statement, and its transaction, took no
+// effect, and the same work run again normally succeeds. Deadlocks here
+// come from statements that change many river_job rows at once, in no
+// fixed order, beside River's completer doing the same (a waiting
+// request's mark, a limits round, the completer).
+func IsConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// conflictRetries is how many times more Retry runs work undone by a
+// conflict (IsConflict). PostgreSQL undoes one transaction of a deadlock,
+// and the other goes on, so a second run rarely meets the same one.
+const conflictRetries = 3
+
 // unavailable marks a lost-connection error as ErrUnavailable and returns
 // any other error, or one already marked, as it is.
 func unavailable(err error) error {
@@ -78,8 +95,14 @@ func unavailable(err error) error {
 // otherwise hand out another dead one. Errors of lost connections are
 // returned as ErrUnavailable. Statements that go through the pool without
 // the store (River's own queue listing, pause and resume) use it too.
+//
+// Work undone by a conflict (a deadlock, a serialization failure) is run
+// again too, up to conflictRetries times: it took no effect either.
 func (s *Store) Retry(ctx context.Context, fn func() error) error {
 	err := fn()
+	for try := 0; try < conflictRetries && IsConflict(err) && ctx.Err() == nil; try++ {
+		err = fn()
+	}
 	if !IsConnectionLost(err) || errors.Is(err, ErrCommitUnknown) || ctx.Err() != nil {
 		return unavailable(err)
 	}

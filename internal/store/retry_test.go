@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -54,5 +56,57 @@ func TestCommitNeverRetried(t *testing.T) {
 	}
 	if got := err.Error(); got != "database unavailable: connection lost during commit; the transaction may or may not have committed: unexpected EOF" {
 		t.Errorf("error reads %q: want ErrUnavailable once", got)
+	}
+}
+
+// TestWithTxRunsAgainAfterDeadlock makes two transactions lock two rows
+// crosswise, as a waiting request's mark and River's completer can: the
+// server undoes one of them (deadlock_detected), and WithTx runs it again,
+// so both succeed.
+func TestWithTxRunsAgainAfterDeadlock(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `
+		CREATE TABLE crosswise (id int PRIMARY KEY, n int NOT NULL);
+		INSERT INTO crosswise VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	// Each transaction's first run locks its first row, waits until the
+	// other has locked its own, then asks for the other's.
+	locked := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var runs [2]atomic.Int32
+	crosswise := func(me int) error {
+		first, second := me+1, 2-me
+		return s.WithTx(ctx, func(tx pgx.Tx) error {
+			run := runs[me].Add(1)
+			if _, err := tx.Exec(ctx, `UPDATE crosswise SET n = n + 1 WHERE id = $1`, first); err != nil {
+				return err
+			}
+			if run == 1 {
+				close(locked[me])
+				<-locked[1-me]
+			}
+			_, err := tx.Exec(ctx, `UPDATE crosswise SET n = n + 1 WHERE id = $1`, second)
+			return err
+		})
+	}
+	errs := make(chan error, 2)
+	for me := range 2 {
+		go func() { errs <- crosswise(me) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a transaction of the deadlock failed: %v", err)
+		}
+	}
+	if total := runs[0].Load() + runs[1].Load(); total != 3 {
+		t.Errorf("the transactions ran %d times in all; want 3 (one undone by the deadlock and run again)", total)
+	}
+	var sum int
+	if err := s.pool.QueryRow(ctx, `SELECT sum(n) FROM crosswise`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 4 {
+		t.Errorf("the rows were changed %d times; want 4 (each transaction once, each row twice)", sum)
 	}
 }

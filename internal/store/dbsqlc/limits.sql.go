@@ -395,8 +395,10 @@ func (q *Queries) LimitUnwait(ctx context.Context, taskIds []int64) error {
 }
 
 const limitWait = `-- name: LimitWait :exec
-INSERT INTO task_limit_waits (limit_name, key, task_id)
-SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::bigint[])
+WITH w AS (SELECT unnest($1::text[]) AS limit_name, unnest($2::text[]) AS key, unnest($3::bigint[]) AS task_id)
+INSERT INTO task_limit_waits (limit_name, key, task_id, since)
+SELECT w.limit_name, w.key, w.task_id, least(coalesce(j.scheduled_at, now()), now())
+FROM w LEFT JOIN river_job j ON j.id = w.task_id
 ON CONFLICT DO NOTHING
 `
 
@@ -407,7 +409,11 @@ type LimitWaitParams struct {
 }
 
 // LimitWait queues tasks for groups; a task already waiting keeps its
-// place.
+// place. Its place is when it became due (its scheduled_at as River
+// fetched it: its submission, its retry's time, the end of its rate
+// window), not when it first asked: tasks that arrive in that order
+// through different processes are fetched and ask in an order of their
+// processes' making, and the slot is to go to the one waiting longest.
 func (q *Queries) LimitWait(ctx context.Context, arg LimitWaitParams) error {
 	_, err := q.db.Exec(ctx, limitWait, arg.LimitNames, arg.Keys, arg.TaskIds)
 	return err

@@ -118,10 +118,16 @@ ON CONFLICT (limit_name, key) DO UPDATE SET window_start = excluded.window_start
 DELETE FROM task_limit_waits WHERE task_id = ANY(@task_ids::bigint[]);
 
 -- LimitWait queues tasks for groups; a task already waiting keeps its
--- place.
+-- place. Its place is when it became due (its scheduled_at as River
+-- fetched it: its submission, its retry's time, the end of its rate
+-- window), not when it first asked: tasks that arrive in that order
+-- through different processes are fetched and ask in an order of their
+-- processes' making, and the slot is to go to the one waiting longest.
 -- name: LimitWait :exec
-INSERT INTO task_limit_waits (limit_name, key, task_id)
-SELECT unnest(@limit_names::text[]), unnest(@keys::text[]), unnest(@task_ids::bigint[])
+WITH w AS (SELECT unnest(@limit_names::text[]) AS limit_name, unnest(@keys::text[]) AS key, unnest(@task_ids::bigint[]) AS task_id)
+INSERT INTO task_limit_waits (limit_name, key, task_id, since)
+SELECT w.limit_name, w.key, w.task_id, least(coalesce(j.scheduled_at, now()), now())
+FROM w LEFT JOIN river_job j ON j.id = w.task_id
 ON CONFLICT DO NOTHING;
 
 -- LimitPark puts tasks that may not start yet back without using an
