@@ -2,7 +2,8 @@
 # fuzz.sh runs every fuzz target for a short while (FUZZTIME, default 3s
 # each): the targets of internal/http send fuzzed bodies, queries and
 # headers through the real handler on a real database (no panic, no 5xx);
-# FuzzParseQuery and those of internal/strictjson fuzz pure decoders, and
+# FuzzParseQuery and those of internal/strictjson fuzz pure decoders (and
+# FuzzCanonical the canonical form of keyed bodies against encoding/json's), and
 # FuzzAppendTask and FuzzDecodeAttempts the encoder of task answers and the
 # decoder of their attempts against encoding/json. Two
 # workers per target, since the machine and its PostgreSQL server are
@@ -27,6 +28,7 @@ targets=(
 	./internal/store:FuzzDecodeAttempts
 	./internal/strictjson:FuzzScan
 	./internal/strictjson:FuzzIntegerText
+	./internal/strictjson:FuzzCanonical
 )
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} name=${t##*:}

@@ -211,16 +211,3 @@ func findNUL(v any, path string) (string, bool) {
 	}
 	return "", false
 }
-
-// Canonical returns a canonical encoding of the JSON document data (object
-// keys sorted, insignificant whitespace removed, numbers kept as written), so
-// that two requests meaning the same thing compare equal.
-func Canonical(data []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	return json.Marshal(doc)
-}
