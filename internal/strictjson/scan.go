@@ -380,47 +380,14 @@ func skipSpace(data []byte, i int) int {
 // is a Go integer type and the number is integral but has a fraction or an
 // exponent, it is noted for rewriting.
 func (s *scanner) number(i int, typ reflect.Type) (int, bool) {
-	d := s.data
 	start := i
-	if d[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(d) && d[i] == '0':
-		i++
-	case i < len(d) && '1' <= d[i] && d[i] <= '9':
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	default:
+	i, ok := numberEnd(s.data, i)
+	if !ok {
 		return 0, false
 	}
-	plain := true
-	if i < len(d) && d[i] == '.' {
-		plain = false
-		i++
-		if i >= len(d) || !isDigit(d[i]) {
-			return 0, false
-		}
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	}
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-		plain = false
-		i++
-		if i < len(d) && (d[i] == '+' || d[i] == '-') {
-			i++
-		}
-		if i >= len(d) || !isDigit(d[i]) {
-			return 0, false
-		}
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	}
+	plain := bytes.IndexAny(s.data[start:i], ".eE") < 0
 	if !plain && typ != nil && isInteger(typ.Kind()) {
-		if text, ok := integerText(d[start:i]); ok {
+		if text, ok := integerText(s.data[start:i]); ok {
 			s.integers = append(s.integers, integer{start: start, end: i, text: text})
 		}
 	}
