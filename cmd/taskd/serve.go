@@ -88,7 +88,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// finished, and the service they run in needs the client: svc is set
 	// before client.Start, which comes before the first call.
 	var svc *tasks.Service
-	jcfg.FinishedFunc = func(ids []int64) { svc.TasksFinished(ids) }
+	jcfg.FinishedFunc = func(f jobs.Finished) { svc.TasksFinished(f) }
 	// Workers run the service too: whichever process finishes a batch's
 	// last task inserts its callback, and whichever River elects leader
 	// enqueues the schedules.

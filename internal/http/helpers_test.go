@@ -113,7 +113,7 @@ func setupWith(t testing.TB, opts setupOpts) *testBundle {
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
-		FinishedFunc:      func(ids []int64) { svc.TasksFinished(ids) },
+		FinishedFunc:      func(f jobs.Finished) { svc.TasksFinished(f) },
 		Kinds:             opts.Kinds,
 	})
 	if err != nil {

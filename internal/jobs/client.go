@@ -148,17 +148,19 @@ type Config struct {
 	// Limits are the cluster-wide limits on starting tasks (the
 	// configuration file's limits); nil or empty: none.
 	Limits *limits.Set
-	// FinishedFunc, when set, is called with the IDs of tasks that this
+	// FinishedFunc, when set, is told of the tasks of batches that this
 	// process brought to a final state (its workers, its rescue of a dead
-	// process's tasks, its expiry of leases), after the state was saved;
-	// internal/tasks decides batch callbacks on it. Tasks that River ran
-	// outside any batch (no batch_id in their metadata) are left out, so
-	// that unbatched work costs nothing more. It must not block: it runs on
-	// the goroutine that announces finished tasks. IDs may be passed more
-	// than once, and some may be missed (River drops events when its
+	// process's tasks, its expiry of leases), after the state was saved:
+	// of its workers' tasks, their batches, as the tasks' metadata names
+	// them; of the others, the tasks themselves. internal/tasks decides
+	// batch callbacks on it. Tasks that River ran outside any batch (no
+	// batch_id in their metadata) are left out, so that unbatched work
+	// costs nothing more. It must not block: it runs on the goroutine that
+	// announces finished tasks. A task or batch may be passed more than
+	// once, and some may be missed (River drops events when its
 	// subscription is full; a process may die first), so its user needs a
 	// periodic recheck of its own.
-	FinishedFunc func(ids []int64)
+	FinishedFunc func(Finished)
 	// Plugins are handed to River (river.Config.Plugins): hooks and worker
 	// middleware that observe every attempt, such as the metrics'. They
 	// run whatever DisableAttempts says. Their worker middleware is

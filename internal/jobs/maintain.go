@@ -157,7 +157,7 @@ func (c *Client) announceFinal(ctx context.Context, ids []int64) {
 		return
 	}
 	_ = c.store.NotifyFinished(ctx, ids)
-	c.finished(ids)
+	c.finished(Finished{Tasks: ids})
 }
 
 // rescuedFinal returns the IDs of the rescued tasks the rescue left final

@@ -29,6 +29,20 @@ func (s *Store) BatchThenCandidates(ctx context.Context, taskIDs []int64, kinds 
 	return ids, nil
 }
 
+// BatchThenCandidatesByID returns those of batchIDs whose callback is
+// still to be decided and names one of kinds.
+func (s *Store) BatchThenCandidatesByID(ctx context.Context, batchIDs []int64, kinds []string) ([]int64, error) {
+	var ids []int64
+	err := s.Retry(ctx, func() (err error) {
+		ids, err = s.q.BatchThenCandidatesByID(ctx, dbsqlc.BatchThenCandidatesByIDParams{BatchIds: batchIDs, Kinds: kinds})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding batches with callbacks: %w", err)
+	}
+	return ids, nil
+}
+
 // PendingThen is a batch whose callback is still to be decided.
 type PendingThen struct {
 	BatchID int64

@@ -46,7 +46,7 @@ func setupWith(t *testing.T, mod func(*jobs.Config), modTasks func(*Config)) *te
 		FetchPollInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
 		RescueAfter:       time.Second,
-		FinishedFunc:      func(ids []int64) { svc.TasksFinished(ids) },
+		FinishedFunc:      func(f jobs.Finished) { svc.TasksFinished(f) },
 	}
 	if mod != nil {
 		mod(&cfg)

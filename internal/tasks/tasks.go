@@ -145,8 +145,9 @@ func (s *Service) RunBatchCallbacks(ctx context.Context) {
 
 // TasksFinished tells the batch callbacks that tasks reached a final state
 // (jobs.Config.FinishedFunc). It never blocks.
-func (s *Service) TasksFinished(ids []int64) {
-	s.then.finished(ids)
+func (s *Service) TasksFinished(f jobs.Finished) {
+	s.then.finished(f.Tasks)
+	s.then.batchesFinished(f.Batches)
 }
 
 // Close stops the schedules and the listener of waiting claims; claims

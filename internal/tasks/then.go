@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,9 +64,12 @@ type thenRunner struct {
 	logger       *slog.Logger
 	recheckEvery time.Duration
 
-	mu     sync.Mutex
-	queued []int64
-	wake   chan struct{} // holds at most one pending wake-up
+	mu sync.Mutex
+	// queued are tasks that became final, whose batches are to be looked
+	// up; queuedBatches are batches of such tasks, known already.
+	queued        []int64
+	queuedBatches []int64
+	wake          chan struct{} // holds at most one pending wake-up
 }
 
 func newThenRunner(svc *Service, logger *slog.Logger, recheckEvery time.Duration) *thenRunner {
@@ -75,12 +79,22 @@ func newThenRunner(svc *Service, logger *slog.Logger, recheckEvery time.Duration
 // finished queues ids, tasks that became final, for a check of their
 // batches. It never blocks.
 func (r *thenRunner) finished(ids []int64) {
+	r.queue(&r.queued, ids)
+}
+
+// batchesFinished queues ids, the batches of tasks that became final, for
+// a check. It never blocks.
+func (r *thenRunner) batchesFinished(ids []int64) {
+	r.queue(&r.queuedBatches, ids)
+}
+
+func (r *thenRunner) queue(q *[]int64, ids []int64) {
 	if len(ids) == 0 {
 		return
 	}
 	r.mu.Lock()
-	if len(r.queued)+len(ids) <= thenQueueMax {
-		r.queued = append(r.queued, ids...)
+	if len(*q)+len(ids) <= thenQueueMax {
+		*q = append(*q, ids...)
 	}
 	r.mu.Unlock()
 	select {
@@ -92,15 +106,17 @@ func (r *thenRunner) finished(ids []int64) {
 func (r *thenRunner) hasQueued() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.queued) > 0
+	return len(r.queued) > 0 || len(r.queuedBatches) > 0
 }
 
-func (r *thenRunner) take() []int64 {
+// take returns what is queued, each batch once.
+func (r *thenRunner) take() (tasks, batches []int64) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	ids := r.queued
-	r.queued = nil
-	return ids
+	tasks, batches = r.queued, r.queuedBatches
+	r.queued, r.queuedBatches = nil, nil
+	r.mu.Unlock()
+	slices.Sort(batches)
+	return tasks, slices.Compact(batches)
 }
 
 // run checks batches until ctx ends, then once more for the tasks queued
@@ -141,9 +157,9 @@ func (r *thenRunner) run(ctx context.Context) {
 		var next time.Time
 		if since := now.Sub(lastLookup); since < thenLookupSpacing && r.hasQueued() {
 			next = now.Add(thenLookupSpacing - since)
-		} else if ids := r.take(); len(ids) > 0 {
+		} else if tasks, batches := r.take(); len(tasks) > 0 || len(batches) > 0 {
 			lastLookup = now
-			for _, b := range r.lookup(ctx, ids, kinds) {
+			for _, b := range r.lookup(ctx, tasks, batches, kinds) {
 				if _, ok := due[b]; !ok {
 					due[b] = last[b].Add(thenCheckSpacing)
 				}
@@ -168,17 +184,30 @@ func (r *thenRunner) run(ctx context.Context) {
 	}
 }
 
-// lookup returns the batches of ids whose callbacks are pending. On
-// failure it logs and returns none: the recheck finds them.
-func (r *thenRunner) lookup(ctx context.Context, ids []int64, kinds []string) []int64 {
+// lookup returns the batches whose callbacks are pending among those of
+// the tasks and batches. On failure it logs and returns what it found:
+// the recheck finds the rest.
+func (r *thenRunner) lookup(ctx context.Context, tasks, batches []int64, kinds []string) []int64 {
 	ctx, cancel := context.WithTimeout(ctx, thenTimeout)
 	defer cancel()
-	batches, err := r.svc.store.BatchThenCandidates(ctx, ids, kinds)
-	if err != nil && ctx.Err() == nil {
-		r.logger.Warn("looking up the batches of finished tasks failed; their callbacks wait for the recheck",
-			slog.Int("tasks", len(ids)), slog.String("error", err.Error()))
+	var found []int64
+	if len(tasks) > 0 {
+		ids, err := r.svc.store.BatchThenCandidates(ctx, tasks, kinds)
+		if err != nil && ctx.Err() == nil {
+			r.logger.Warn("looking up the batches of finished tasks failed; their callbacks wait for the recheck",
+				slog.Int("tasks", len(tasks)), slog.String("error", err.Error()))
+		}
+		found = ids
 	}
-	return batches
+	if len(batches) > 0 {
+		ids, err := r.svc.store.BatchThenCandidatesByID(ctx, batches, kinds)
+		if err != nil && ctx.Err() == nil {
+			r.logger.Warn("looking up the batches of finished tasks failed; their callbacks wait for the recheck",
+				slog.Int("batches", len(batches)), slog.String("error", err.Error()))
+		}
+		found = append(found, ids...)
+	}
+	return found
 }
 
 // recheck decides the callbacks of up to thenRecheckMax pending batches
@@ -208,13 +237,13 @@ func (r *thenRunner) recheck(ctx context.Context, kinds []string, cursor int64, 
 // within thenTimeout, so that a graceful stop leaves nothing for the
 // other processes' recheck.
 func (r *thenRunner) drain(ctx context.Context, kinds []string) {
-	ids := r.take()
-	if len(ids) == 0 {
+	tasks, batches := r.take()
+	if len(tasks) == 0 && len(batches) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, thenTimeout)
 	defer cancel()
-	for _, b := range r.lookup(ctx, ids, kinds) {
+	for _, b := range r.lookup(ctx, tasks, batches, kinds) {
 		r.decide(ctx, b)
 	}
 }

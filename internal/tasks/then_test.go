@@ -280,6 +280,36 @@ func TestBatchThenRecheck(t *testing.T) {
 	}
 }
 
+// TestBatchThenFromEvents: a batch's callback comes as soon as this
+// process announces its tasks' final states, the batch read from their
+// metadata, with no recheck to fall back on; a task whose metadata holds
+// its own policy beside its batch counts too. (Without the announcement
+// the callback waits for the recheck, an hour here, and the test fails.)
+func TestBatchThenFromEvents(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, nil, func(c *Config) { c.ThenRecheckInterval = time.Hour })
+	b.start(t)
+
+	own := task("double", `{"value":2}`)
+	own.Timeout = ptr("30s")
+	then := task("double", `{"value":3}`)
+	sub := b.submitBatch(t, []TaskParams{task("double", `{"value":1}`), own}, &then)
+	batch := b.waitThen(t, sub.BatchID, waitTimeout)
+	if batch.ThenError != "" {
+		t.Fatalf("then_error = %q", batch.ThenError)
+	}
+	if last := b.lastFinalized(t, sub.TaskIDs); batch.ThenTaskID == 0 || b.waitTask(t, batch.ThenTaskID, waitTimeout, inState(store.StateCompleted)).CreatedAt.Before(last) {
+		t.Fatalf("callback task %d: want one created after the batch's last task finished at %s", batch.ThenTaskID, last)
+	}
+	var meta string
+	if err := b.pool.QueryRow(context.Background(), `SELECT metadata::text FROM river_job WHERE id = $1`, sub.TaskIDs[1]).Scan(&meta); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(meta, `"timeout"`) {
+		t.Fatalf("metadata of the task with a timeout of its own is %s; the test needs a policy beside the batch", meta)
+	}
+}
+
 // TestBatchThenNoLongerValid: a stored callback that does not validate
 // when its batch is done (the configuration changed) is recorded as
 // then_error, once, and nothing is inserted; one of a kind this process

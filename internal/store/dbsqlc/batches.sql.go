@@ -180,6 +180,43 @@ func (q *Queries) BatchThenCandidates(ctx context.Context, arg BatchThenCandidat
 	return items, nil
 }
 
+const batchThenCandidatesByID = `-- name: BatchThenCandidatesByID :many
+SELECT b.id
+FROM batches b
+WHERE b.id = ANY($1::bigint[])
+    AND b.then_request IS NOT NULL AND b.then_at IS NULL
+    AND b.then_request ->> 'kind' = ANY($2::text[])
+`
+
+type BatchThenCandidatesByIDParams struct {
+	BatchIds []int64
+	Kinds    []string
+}
+
+// BatchThenCandidatesByID returns those of batch_ids whose callback is
+// still to be decided and of one of kinds: the batches of tasks that just
+// became final, read from the tasks' metadata by the process that ran them,
+// so that only the batches (a few for a thousand tasks) are looked up.
+func (q *Queries) BatchThenCandidatesByID(ctx context.Context, arg BatchThenCandidatesByIDParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, batchThenCandidatesByID, arg.BatchIds, arg.Kinds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const batchThenDecide = `-- name: BatchThenDecide :one
 UPDATE batches b
 SET then_at = now()

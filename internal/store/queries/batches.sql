@@ -44,6 +44,17 @@ WHERE j.id = ANY(@task_ids::bigint[])
     AND b.then_request IS NOT NULL AND b.then_at IS NULL
     AND b.then_request ->> 'kind' = ANY(@kinds::text[]);
 
+-- BatchThenCandidatesByID returns those of batch_ids whose callback is
+-- still to be decided and of one of kinds: the batches of tasks that just
+-- became final, read from the tasks' metadata by the process that ran them,
+-- so that only the batches (a few for a thousand tasks) are looked up.
+-- name: BatchThenCandidatesByID :many
+SELECT b.id
+FROM batches b
+WHERE b.id = ANY(@batch_ids::bigint[])
+    AND b.then_request IS NOT NULL AND b.then_at IS NULL
+    AND b.then_request ->> 'kind' = ANY(@kinds::text[]);
+
 -- BatchThenPending serves the periodic recheck: up to max batches after
 -- after_id whose callback is still to be decided (batches_then_pending_idx),
 -- and whether every task of each is final or gone. The recheck moves
