@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"riverqueue.com/riverui"
+	"riverqueue.com/riverui/uiendpoints"
 
 	"github.com/taskd/taskd/internal/auth"
 	taskhttp "github.com/taskd/taskd/internal/http"
@@ -123,9 +124,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	var (
-		srv     *http.Server
-		srvErr  = make(chan error, 1)
-		uiStart func(context.Context) error
+		srv    *http.Server
+		srvErr = make(chan error, 1)
 	)
 	readyFunc := func(ctx context.Context) error { return ready(ctx, st, provider) }
 	if r == roleWorker {
@@ -166,15 +166,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Auth:                 tokens,
 		}
 		if cfg.UI {
-			ui, err := riverui.NewHandler(&riverui.HandlerOpts{
-				Endpoints: riverui.NewEndpoints(client.River(), nil),
-				Logger:    logger,
-				Prefix:    "/riverui",
-			})
-			if err != nil {
+			endpoints := func() uiendpoints.Bundle { return riverui.NewEndpoints(client.River(), nil) }
+			// Made once here, so that a configuration River UI refuses
+			// fails the start rather than the first request.
+			if _, err := riverui.NewHandler(&riverui.HandlerOpts{Endpoints: endpoints(), Logger: logger, Prefix: "/riverui"}); err != nil {
 				return fmt.Errorf("configuring River UI: %w", err)
 			}
-			hcfg.Extra, hcfg.ExtraPrefix, uiStart = ui, "/riverui", ui.Start
+			hcfg.Extra, hcfg.ExtraPrefix = newLazyUI(ctx, endpoints, "/riverui", logger), "/riverui"
 		}
 		handler, err := taskhttp.NewServer(hcfg)
 		if err != nil {
@@ -259,11 +257,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 
-	if uiStart != nil {
-		if err := uiStart(ctx); err != nil {
-			return fmt.Errorf("starting River UI: %w", err)
-		}
-	}
 	go func() {
 		if tlsConfig != nil {
 			// The certificate is in srv.TLSConfig; ServeTLS also sets up
