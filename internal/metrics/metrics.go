@@ -4,9 +4,11 @@
 //
 // Counters count what this process did, so summing them across processes
 // gives the cluster's. The gauges read from the database (taskd_queue_*)
-// are the same in every process; they are refreshed on an interval by Run,
-// never per scrape, so that any number of scrapers costs the database one
-// index-only query per interval. See docs/OPERATIONS.md.
+// are the same in every process; a scrape reads them again when the last
+// read is older than the refresh interval, once for all the scrapes at
+// that moment, so that any number of scrapers costs the database at most
+// one query per interval, and a process nobody scrapes costs it nothing.
+// See docs/OPERATIONS.md.
 package metrics
 
 import (
@@ -27,8 +29,9 @@ import (
 	"github.com/taskd/taskd/internal/store"
 )
 
-// RefreshIntervalDefault is how often Run reads the queue stats and the
-// leadership. Scrapes every 15 s or more see values at most this old.
+// RefreshIntervalDefault is how often Run reads the leadership, and the
+// most a scrape's queue stats may be older than the scrape before it reads
+// them again.
 const RefreshIntervalDefault = 5 * time.Second
 
 // QueueStates are the unfinished states taskd_queue_tasks reports, each
@@ -128,7 +131,7 @@ func New(cfg Config) (*Metrics, error) {
 			Name: "taskd_leader",
 			Help: "1 when this process is River's elected leader (maintenance, schedules), else 0.",
 		}),
-		queues: newQueueCollector(cfg.Queues),
+		queues: newQueueCollector(cfg.Queues, cfg.Store.QueueStats, cfg.RefreshInterval, cfg.Logger),
 	}
 	waiters := cfg.WaitersFunc
 	if waiters == nil {
@@ -210,9 +213,10 @@ func (c *seriesCache) get(k seriesKey, newSeries func() *series) *series {
 	return v.(*series)
 }
 
-// Run refreshes the database-derived gauges (queues, leadership) at once
-// and then every RefreshInterval, until ctx ends. A failed refresh keeps
-// the last values and is logged once until a refresh succeeds again.
+// Run refreshes the leadership gauge at once and then every
+// RefreshInterval, until ctx ends. A failed refresh keeps the last value
+// and is logged once until a refresh succeeds again. (The queue gauges are
+// read by the scrapes that need them: queueCollector.)
 func (m *Metrics) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.RefreshInterval)
 	defer t.Stop()
@@ -235,39 +239,46 @@ func (m *Metrics) Run(ctx context.Context) {
 	}
 }
 
-// Refresh reads the queue stats and the leadership once.
+// Refresh reads the leadership once.
 func (m *Metrics) Refresh(ctx context.Context) error {
+	if m.cfg.LeaderFunc == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RefreshInterval)
 	defer cancel()
-	var errs []error
-	if stats, err := m.cfg.Store.QueueStats(ctx); err != nil {
-		errs = append(errs, err)
+	leads, err := m.cfg.LeaderFunc(ctx)
+	if err != nil {
+		return err
+	}
+	if leads {
+		m.leader.Set(1)
 	} else {
-		m.queues.set(stats)
+		m.leader.Set(0)
 	}
-	if m.cfg.LeaderFunc != nil {
-		if leads, err := m.cfg.LeaderFunc(ctx); err != nil {
-			errs = append(errs, err)
-		} else if leads {
-			m.leader.Set(1)
-		} else {
-			m.leader.Set(0)
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// queueCollector reports the last queue stats read, as one consistent
-// snapshot.
+// queueCollector reports the queue stats as one consistent snapshot, read
+// when a scrape finds the last read older than maxAge. The stats count
+// the unfinished rows of river_job, which costs PostgreSQL more the
+// longer the queues are (about 0.1 s at a backlog of 200,000 tasks,
+// docs/PERFORMANCE.md, "Round 2, eighth run"): read on a timer, they cost
+// that in every process every interval, scraped or not.
 type queueCollector struct {
 	tasks, oldest *prometheus.Desc
 	configured    []string
+	read          func(context.Context) (map[string]*store.QueueStats, error)
+	maxAge        time.Duration
+	logger        *slog.Logger
 
-	mu    sync.Mutex
-	stats map[string]*store.QueueStats
+	mu      sync.Mutex
+	stats   map[string]*store.QueueStats
+	readAt  time.Time     // of the last read, whether or not it succeeded
+	reading chan struct{} // closed when the read under way ends; nil: none
+	failing bool
 }
 
-func newQueueCollector(configured []string) *queueCollector {
+func newQueueCollector(configured []string, read func(context.Context) (map[string]*store.QueueStats, error), maxAge time.Duration, logger *slog.Logger) *queueCollector {
 	return &queueCollector{
 		tasks: prometheus.NewDesc("taskd_queue_tasks",
 			"Unfinished tasks of each queue by state, from the database (the same in every process).",
@@ -276,13 +287,57 @@ func newQueueCollector(configured []string) *queueCollector {
 			"Age of each queue's oldest task ready to run (0 when none is), from the database (the same in every process).",
 			[]string{"queue"}, nil),
 		configured: configured,
+		read:       read,
+		maxAge:     maxAge,
+		logger:     logger,
 	}
 }
 
-func (c *queueCollector) set(stats map[string]*store.QueueStats) {
+// current returns the stats, read again first when the last read is
+// maxAge old: one read, within maxAge, for every scrape that comes
+// meanwhile. A read that fails keeps the last values (nil before the
+// first success), is logged once until one succeeds again, and is not
+// tried again before maxAge has passed.
+func (c *queueCollector) current() map[string]*store.QueueStats {
 	c.mu.Lock()
-	c.stats = stats
+	if !c.readAt.IsZero() && time.Since(c.readAt) < c.maxAge {
+		defer c.mu.Unlock()
+		return c.stats
+	}
+	if c.reading == nil {
+		c.reading = make(chan struct{})
+		go c.readOnce(c.reading)
+	}
+	wait := c.reading
 	c.mu.Unlock()
+	<-wait
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// readOnce reads the stats and then closes done.
+func (c *queueCollector) readOnce(done chan struct{}) {
+	// Not the scrape's context: the read serves the scrapes that come
+	// while it runs too.
+	ctx, cancel := context.WithTimeout(context.Background(), c.maxAge)
+	stats, err := c.read(ctx)
+	cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readAt, c.reading = time.Now(), nil
+	switch {
+	case err == nil:
+		c.stats = stats
+		if c.failing {
+			c.failing = false
+			c.logger.Info("reading the queue stats for the metrics works again")
+		}
+	case !c.failing:
+		c.failing = true
+		c.logger.Warn("reading the queue stats for the metrics failed; keeping the last values", slog.String("error", err.Error()))
+	}
+	close(done)
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -291,9 +346,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	stats := c.stats
-	c.mu.Unlock()
+	stats := c.current()
 	if stats == nil {
 		return // not read yet: no value rather than a false 0
 	}
