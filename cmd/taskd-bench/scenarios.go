@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,7 +423,45 @@ func (b *bench) scenario1(ctx context.Context) error {
 			return err
 		}
 		b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.taskd %s", r, c.CPUProfile, c.CPUProfile)
+		if err := b.profileBare(ctx, taskdFetch); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// profileBare runs bare River once more (not counted) with a CPU profile of
+// the harness, which hosts bare River's client (and the submitters), into
+// <file>-bare, the harness's binary beside it as <profile>.bin: beside
+// taskd's profile, what each spends a task on.
+func (b *bench) profileBare(ctx context.Context, settings riverSettings) error {
+	ext := filepath.Ext(b.cfg.CPUProfile)
+	path := strings.TrimSuffix(b.cfg.CPUProfile, ext) + "-bare" + ext
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := copyFile(path+".bin", exe); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b.logf("  profiling one more bare River run (not counted) into %s", path)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	stop := time.AfterFunc(time.Duration(b.cfg.ProfileSeconds)*time.Second, pprof.StopCPUProfile)
+	r, err := b.e2eBare(ctx, settings)
+	if stop.Stop() {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return fmt.Errorf("profiled bare River run: %w", err)
+	}
+	b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.bin %s", r, path, path)
 	return nil
 }
 
