@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/taskd/taskd/internal/jobs"
 )
@@ -87,32 +88,28 @@ func (b *bench) scenario1i(ctx context.Context) error {
 	}
 	bareWithout := taskdFetch
 	bareWithout.Schema = ginDrop
+	variants := []struct {
+		name string
+		run  func() (e2eResult, error)
+	}{
+		{"taskd without GIN:     ", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N}) }},
+		{"taskd with GIN:        ", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}) }},
+		{"bare River with GIN:   ", func() (e2eResult, error) { return b.e2eBare(ctx, taskdFetch) }},
+		{"bare River without GIN:", func() (e2eResult, error) { return b.e2eBare(ctx, bareWithout) }},
+	}
+	// Each round starts with the next variant, so that none always runs
+	// first or after the same other one.
 	for i := 1; i <= c.Pairs; i++ {
-		r, err := b.e2eTaskd(ctx, e2eRun{N: c.N})
-		if err != nil {
-			return fmt.Errorf("taskd without: %w", err)
+		for k := range variants {
+			v := (i - 1 + k) % len(variants)
+			r, err := variants[v].run()
+			if err != nil {
+				return fmt.Errorf("%s %w", strings.TrimSpace(variants[v].name), err)
+			}
+			b.logf("  round %d %s %s", i, variants[v].name, r)
+			b.logWALRelations(r)
+			add(v, r)
 		}
-		b.logf("  round %d taskd without GIN:      %s", i, r)
-		b.logWALRelations(r)
-		add(0, r)
-		if r, err = b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}); err != nil {
-			return fmt.Errorf("taskd with: %w", err)
-		}
-		b.logf("  round %d taskd with GIN:         %s", i, r)
-		b.logWALRelations(r)
-		add(1, r)
-		if r, err = b.e2eBare(ctx, taskdFetch); err != nil {
-			return fmt.Errorf("bare River with: %w", err)
-		}
-		b.logf("  round %d bare River with GIN:    %s", i, r)
-		b.logWALRelations(r)
-		add(2, r)
-		if r, err = b.e2eBare(ctx, bareWithout); err != nil {
-			return fmt.Errorf("bare River without: %w", err)
-		}
-		b.logf("  round %d bare River without GIN: %s", i, r)
-		b.logWALRelations(r)
-		add(3, r)
 	}
 	const name = "1i GIN indexes"
 	for _, m := range []struct {
