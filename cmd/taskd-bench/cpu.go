@@ -358,8 +358,13 @@ func startSaturator(ctx context.Context, w *watcher, base string, workers, n int
 		s.done <- func() error {
 			for {
 				var running, available int64
-				err := w.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'available')
+				// Not cut by stop: pgx closes a connection whose query's
+				// context ends under it, and the watcher's is read again
+				// after the saturator stopped.
+				qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				err := w.conn.QueryRow(qctx, `SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'available')
 					FROM river_job WHERE kind = 'cpu' AND state IN ('running', 'available')`).Scan(&running, &available)
+				qcancel()
 				if ctx.Err() != nil {
 					return nil
 				}
