@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/taskd/taskd/internal/jobs"
 )
@@ -92,21 +91,22 @@ func (b *bench) scenario1i(ctx context.Context) error {
 		name string
 		run  func() (e2eResult, error)
 	}{
-		{"taskd without GIN:     ", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N}) }},
-		{"taskd with GIN:        ", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}) }},
-		{"bare River with GIN:   ", func() (e2eResult, error) { return b.e2eBare(ctx, taskdFetch) }},
-		{"bare River without GIN:", func() (e2eResult, error) { return b.e2eBare(ctx, bareWithout) }},
+		{"taskd without GIN", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N}) }},
+		{"taskd with GIN", func() (e2eResult, error) { return b.e2eTaskd(ctx, e2eRun{N: c.N, Schema: ginCreate}) }},
+		{"bare River with GIN", func() (e2eResult, error) { return b.e2eBare(ctx, taskdFetch) }},
+		{"bare River without GIN", func() (e2eResult, error) { return b.e2eBare(ctx, bareWithout) }},
 	}
 	// Each round starts with the next variant, so that none always runs
-	// first or after the same other one.
+	// first (each still follows the same one in all but the round it
+	// opens).
 	for i := 1; i <= c.Pairs; i++ {
 		for k := range variants {
 			v := (i - 1 + k) % len(variants)
 			r, err := variants[v].run()
 			if err != nil {
-				return fmt.Errorf("%s %w", strings.TrimSpace(variants[v].name), err)
+				return fmt.Errorf("%s: %w", variants[v].name, err)
 			}
-			b.logf("  round %d %s %s", i, variants[v].name, r)
+			b.logf("  round %d %-23s %s", i, variants[v].name+":", r)
 			b.logWALRelations(r)
 			add(v, r)
 		}

@@ -280,11 +280,22 @@ func (b *bench) saveProfileBinary(profile string) error {
 // e2eBare is e2eTaskd's counterpart: InsertManyTx from as many goroutines,
 // and River's workers, with settings, working the jobs.
 func (b *bench) e2eBare(ctx context.Context, settings riverSettings) (e2eResult, error) {
+	return b.e2eBareFrom(ctx, settings, nil)
+}
+
+// e2eBareFrom is e2eBare, calling started (when set) as the submissions
+// begin, once bare River runs.
+func (b *bench) e2eBareFrom(ctx context.Context, settings riverSettings, started func() error) (e2eResult, error) {
 	var res e2eResult
 	err := b.withBare(ctx, settings, func(r *bareRiver, w *watcher) error {
 		wal0, err := b.dbs.walLSN(ctx)
 		if err != nil {
 			return err
+		}
+		if started != nil {
+			if err := started(); err != nil {
+				return err
+			}
 		}
 		span := startCPUSpan(0)
 		start := time.Now()
@@ -459,16 +470,25 @@ func (b *bench) profileBare(ctx context.Context, settings riverSettings) error {
 	}
 	defer f.Close()
 	b.logf("  profiling one more bare River run (not counted) into %s", path)
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return err
-	}
-	stop := time.AfterFunc(time.Duration(b.cfg.ProfileSeconds)*time.Second, pprof.StopCPUProfile)
-	r, err := b.e2eBare(ctx, settings)
-	if stop.Stop() {
+	// From the first submission, as taskd's profile.
+	var stop *time.Timer
+	r, err := b.e2eBareFrom(ctx, settings, func() error {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		stop = time.AfterFunc(time.Duration(b.cfg.ProfileSeconds)*time.Second, pprof.StopCPUProfile)
+		return nil
+	})
+	if stop != nil {
+		stop.Stop()
+		// Waits for a stop the timer began; does nothing after one.
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return fmt.Errorf("profiled bare River run: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return err
 	}
 	b.logf("  profiled run: %s; go tool pprof -top -nodecount=25 %s.bin %s", r, path, path)
 	return nil

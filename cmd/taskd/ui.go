@@ -17,11 +17,13 @@ const uiIdleStop = 2 * time.Minute
 
 // lazyUI serves River UI, whose background services run only while the UI
 // is in use: they start with the first request and stop uiIdleStop after
-// the last. Started, River UI counts river_job's rows by state every 10 s
-// or so, exactly (a scan of the whole table) and bounded, in every process
-// that serves it, whether or not anyone looks: on a table of a few hundred
-// thousand rows about half a second of PostgreSQL's time each round
-// (docs/PERFORMANCE.md, "Round 2, eighth run").
+// the last. Started, River UI counts river_job's rows by state in every
+// process that serves it, whether or not anyone looks: a count bounded at
+// 10,000 a state every 10 s or so, and an exact one (a scan of the whole
+// table) every 30 s to 15 min, 50 times as long as it took. On a table of
+// a few hundred thousand rows the two took about half a second of
+// PostgreSQL's time in a 15 s run (docs/PERFORMANCE.md, "Round 2, eighth
+// run").
 //
 // River UI's handler stops its services when the context it was started
 // with ends, and cannot tell when they did, so it is not started again:

@@ -44,7 +44,7 @@ func TestLazyUI(t *testing.T) {
 	f := &fakeUI{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const idle = 300 * time.Millisecond
+	const idle = 500 * time.Millisecond
 	u := &lazyUI{newUI: f.newUI, ctx: ctx, idle: idle, logger: slog.New(slog.DiscardHandler)}
 	get := func() string {
 		rec := httptest.NewRecorder()
@@ -64,7 +64,10 @@ func TestLazyUI(t *testing.T) {
 		t.Fatalf("%d starts for 20 requests at once, want 1", n)
 	}
 
-	// Requests closer together than idle keep the first handler.
+	// Requests closer together than idle keep their handler running. (A
+	// pause of the test longer than idle may stop one; the next request
+	// then gets a new handler, which is right too.)
+	handler := "1"
 	// last is when the last request started, before lazyUI saw it.
 	last := time.Now()
 	for end := last.Add(3 * idle); time.Now().Before(end); {
@@ -72,34 +75,40 @@ func TestLazyUI(t *testing.T) {
 		h := get()
 		gap := start.Sub(last)
 		last = start
-		if gap < idle && (h != "1" || f.starts()[0].Err() != nil) {
-			t.Fatalf("after a gap of %s (< %s): handler %q, first context %v; want the first, running", gap, idle, h, f.starts()[0].Err())
+		if gap < idle && h != handler {
+			t.Fatalf("after a gap of %s (< %s): handler %q, want %q, still running", gap, idle, h, handler)
 		}
+		handler = h
 		time.Sleep(idle / 10)
+	}
+	n := int(handler[0] - '0')
+	running := f.starts()[n-1]
+	if running.Err() != nil {
+		t.Fatalf("handler %s stopped right after a request", handler)
 	}
 
 	// No requests: the services stop.
 	deadline := time.Now().Add(10 * time.Second)
-	for f.starts()[0].Err() == nil {
+	for running.Err() == nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("services still running %s after the last request; idle is %s", time.Since(last), idle)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling
 	}
 	if gap := time.Since(last); gap < idle {
 		t.Fatalf("services stopped %s after the last request, before idle (%s)", gap, idle)
 	}
 
-	if h := get(); h != "2" {
-		t.Fatalf("request after the stop served by handler %q, want a new one", h)
+	if h := get(); h != string(rune('0'+n+1)) {
+		t.Fatalf("request after the stop of handler %d served by handler %q, want a new one", n, h)
 	}
-	if starts := f.starts(); len(starts) != 2 || starts[1].Err() != nil {
-		t.Fatalf("%d starts after the stop, want 2 with the second running", len(starts))
+	if starts := f.starts(); len(starts) != n+1 || starts[n].Err() != nil {
+		t.Fatalf("%d starts after the stop, want %d with the last running", len(starts), n+1)
 	}
 
 	// The server's context stops them too.
 	cancel()
-	if err := f.starts()[1].Err(); err == nil {
+	if err := f.starts()[n].Err(); err == nil {
 		t.Fatal("services still running after the server's context ended")
 	}
 }

@@ -117,6 +117,9 @@ func batchOf(metadata []byte) (batch int64, in, ok bool) {
 		return 0, false, false
 	}
 	r := gjson.GetBytes(metadata, "batch_id")
+	if !r.Exists() {
+		return 0, false, false // a key of that name further in
+	}
 	if r.Type != gjson.Number {
 		return 0, true, false
 	}

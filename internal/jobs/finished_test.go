@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/riverqueue/river/rivertype"
@@ -9,8 +10,8 @@ import (
 // TestFinishedBatches: a finished task's batch is read from its metadata
 // as PostgreSQL writes it, each batch once in a row; a task whose metadata
 // names a batch in a way that cannot be read is handed on by ID (its
-// batch is then looked up in the database), and one outside any batch not
-// at all.
+// batch is then looked up in the database), and one outside any batch
+// (a batch_id further in, say in its output) not at all.
 func TestFinishedBatches(t *testing.T) {
 	var f Finished
 	for i, meta := range []string{
@@ -25,22 +26,10 @@ func TestFinishedBatches(t *testing.T) {
 	} {
 		f.add(&rivertype.JobRow{ID: int64(100 + i), Metadata: []byte(meta)})
 	}
-	if want := []int64{12, 7, 12}; !equal(f.Batches, want) {
+	if want := []int64{12, 7, 12}; !slices.Equal(f.Batches, want) {
 		t.Errorf("batches %v, want %v", f.Batches, want)
 	}
-	if want := []int64{104, 105, 106}; !equal(f.Tasks, want) {
+	if want := []int64{105, 106}; !slices.Equal(f.Tasks, want) {
 		t.Errorf("tasks %v, want %v", f.Tasks, want)
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -96,7 +96,7 @@ type Metrics struct {
 }
 
 // New returns Metrics with every series registered. Run refreshes the
-// database-derived ones.
+// leadership; the queue gauges are read when scraped (queueCollector).
 func New(cfg Config) (*Metrics, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Store == nil {
@@ -270,6 +270,7 @@ type queueCollector struct {
 	read          func(context.Context) (map[string]*store.QueueStats, error)
 	maxAge        time.Duration
 	logger        *slog.Logger
+	now           func() time.Time // time.Now; tests set their own
 
 	mu      sync.Mutex
 	stats   map[string]*store.QueueStats
@@ -290,6 +291,7 @@ func newQueueCollector(configured []string, read func(context.Context) (map[stri
 		read:       read,
 		maxAge:     maxAge,
 		logger:     logger,
+		now:        time.Now,
 	}
 }
 
@@ -300,7 +302,7 @@ func newQueueCollector(configured []string, read func(context.Context) (map[stri
 // tried again before maxAge has passed.
 func (c *queueCollector) current() map[string]*store.QueueStats {
 	c.mu.Lock()
-	if !c.readAt.IsZero() && time.Since(c.readAt) < c.maxAge {
+	if !c.readAt.IsZero() && c.now().Sub(c.readAt) < c.maxAge {
 		defer c.mu.Unlock()
 		return c.stats
 	}
@@ -325,7 +327,7 @@ func (c *queueCollector) readOnce(done chan struct{}) {
 	cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.readAt, c.reading = time.Now(), nil
+	c.readAt, c.reading = c.now(), nil
 	switch {
 	case err == nil:
 		c.stats = stats

@@ -235,7 +235,8 @@ func TestMetrics(t *testing.T) {
 	})
 
 	t.Run("LeaderAndQueueGauges", func(t *testing.T) {
-		// The only process is elected; the gauges are refreshed every 5 s.
+		// The only process is elected (the leadership is read every 5 s);
+		// the queue gauges are read by a scrape that finds them 5 s old.
 		waitMetric(t, p.URL, 30*time.Second, "1", equals(1), "taskd_leader")
 		// Every configured queue has every state, even empty.
 		waitMetric(t, p.URL, 15*time.Second, "present", func(_ float64, ok bool) bool { return ok },

@@ -16,9 +16,10 @@ import (
 )
 
 // TestQueueStatsReadOnScrape: the queue gauges are read from the database
-// only for a scrape: none without one, one for many scrapes at once, none
-// again within the refresh interval, and one after it; a failed read keeps
-// the last values.
+// only for a scrape: one read for many scrapes at once, none again within
+// the refresh interval, one after it; a failed read keeps the last values
+// and is not tried again within the interval either. The collector's
+// clock is the test's.
 func TestQueueStatsReadOnScrape(t *testing.T) {
 	var reads atomic.Int64
 	var fail atomic.Bool
@@ -26,15 +27,27 @@ func TestQueueStatsReadOnScrape(t *testing.T) {
 	read := func(ctx context.Context) (map[string]*store.QueueStats, error) {
 		n := reads.Add(1)
 		if n == 1 {
-			<-release // the first read waits until every scrape asked
+			<-release // the first read waits until the test lets it go
 		}
 		if fail.Load() {
 			return nil, errors.New("database away")
 		}
 		return map[string]*store.QueueStats{"default": {Counts: map[string]int64{"available": n}}}, nil
 	}
-	const maxAge = 300 * time.Millisecond
+	const maxAge = 5 * time.Second
 	c := newQueueCollector([]string{"default"}, read, maxAge, slog.New(slog.DiscardHandler))
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	c.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
 	available := func() float64 {
@@ -53,7 +66,6 @@ func TestQueueStatsReadOnScrape(t *testing.T) {
 		return -1
 	}
 
-	time.Sleep(2 * maxAge)
 	if n := reads.Load(); n != 0 {
 		t.Fatalf("%d reads before any scrape", n)
 	}
@@ -63,28 +75,32 @@ func TestQueueStatsReadOnScrape(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for reads.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling until the read began
 	}
-	// Scrapes that reach the collector only after the read find its
-	// values fresh, and read nothing either.
+	// Scrapes that reach the collector after the read find its values
+	// fresh (the clock has not moved) and read nothing either.
 	close(release)
 	wg.Wait()
 	if n := reads.Load(); n != 1 {
 		t.Fatalf("%d reads for 10 scrapes at once, want 1", n)
 	}
-	start := time.Now()
-	if v := available(); v != 1 || (reads.Load() != 1 && time.Since(start) < maxAge) {
-		t.Fatalf("a scrape right after: available %v, %d reads; want the first read's 1, and no new read", v, reads.Load())
+	advance(maxAge - time.Millisecond)
+	if v := available(); v != 1 || reads.Load() != 1 {
+		t.Fatalf("a scrape within the interval: available %v, %d reads; want the first read's 1, and no new read", v, reads.Load())
 	}
 
-	time.Sleep(maxAge)
+	advance(time.Millisecond)
 	if v := available(); v != 2 || reads.Load() != 2 {
 		t.Fatalf("a scrape after the interval: available %v, %d reads; want a new read's 2", v, reads.Load())
 	}
 
 	fail.Store(true)
-	time.Sleep(maxAge)
+	advance(maxAge)
 	if v := available(); v != 2 || reads.Load() != 3 {
 		t.Fatalf("a scrape whose read failed: available %v, %d reads; want the last value 2 after a third read", v, reads.Load())
+	}
+	advance(maxAge / 2)
+	if v := available(); v != 2 || reads.Load() != 3 {
+		t.Fatalf("a scrape soon after a failed read: available %v, %d reads; want 2 and no new read", v, reads.Load())
 	}
 }

@@ -38,7 +38,7 @@ func (s *Store) BatchThenCandidatesByID(ctx context.Context, batchIDs []int64, k
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("finding batches with callbacks: %w", err)
+		return nil, fmt.Errorf("finding batches with callbacks by ID: %w", err)
 	}
 	return ids, nil
 }

@@ -202,7 +202,7 @@ func (r *thenRunner) lookup(ctx context.Context, tasks, batches []int64, kinds [
 	if len(batches) > 0 {
 		ids, err := r.svc.store.BatchThenCandidatesByID(ctx, batches, kinds)
 		if err != nil && ctx.Err() == nil {
-			r.logger.Warn("looking up the batches of finished tasks failed; their callbacks wait for the recheck",
+			r.logger.Warn("looking up the finished tasks' batches failed; their callbacks wait for the recheck",
 				slog.Int("batches", len(batches)), slog.String("error", err.Error()))
 		}
 		found = append(found, ids...)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskd/taskd/internal/jobs"
 	"github.com/taskd/taskd/internal/store"
 )
 
@@ -287,7 +288,19 @@ func TestBatchThenRecheck(t *testing.T) {
 // the callback waits for the recheck, an hour here, and the test fails.)
 func TestBatchThenFromEvents(t *testing.T) {
 	t.Parallel()
-	b := setupWith(t, nil, func(c *Config) { c.ThenRecheckInterval = time.Hour })
+	var (
+		mu  sync.Mutex
+		got jobs.Finished
+	)
+	b := setupWith(t, func(c *jobs.Config) {
+		next := c.FinishedFunc
+		c.FinishedFunc = func(f jobs.Finished) {
+			mu.Lock()
+			got.Tasks, got.Batches = append(got.Tasks, f.Tasks...), append(got.Batches, f.Batches...)
+			mu.Unlock()
+			next(f)
+		}
+	}, func(c *Config) { c.ThenRecheckInterval = time.Hour })
 	b.start(t)
 
 	own := task("double", `{"value":2}`)
@@ -307,6 +320,13 @@ func TestBatchThenFromEvents(t *testing.T) {
 	}
 	if !strings.Contains(meta, `"timeout"`) {
 		t.Fatalf("metadata of the task with a timeout of its own is %s; the test needs a policy beside the batch", meta)
+	}
+	// By batch, not by task: the tasks' own lookup would find the
+	// callback too.
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(got.Batches, sub.BatchID) || slices.ContainsFunc(got.Tasks, func(id int64) bool { return slices.Contains(sub.TaskIDs, id) }) {
+		t.Fatalf("handed batches %v and tasks %v; want batch %d and none of its tasks %v", got.Batches, got.Tasks, sub.BatchID, sub.TaskIDs)
 	}
 }
 
