@@ -30,7 +30,7 @@ func TestChaosKill(t *testing.T) {
 	start := time.Now()
 	sub.Start(context.Background())
 
-	done := killWhileSubmitting(t, c, sub, total, minKills, every)
+	done := killWhileSubmitting(c, sub, total, minKills, every, func(pid int) bool { return running(t, c, pid) > 0 })
 	lastKill := time.Now()
 	if !sub.Wait(5 * time.Minute) {
 		t.Fatalf("submitting did not finish: %+v", sub.Stats().ByStatus)
@@ -82,19 +82,20 @@ type taskdKill struct {
 
 // killWhileSubmitting SIGKILLs a random process of c every `every` and
 // starts it again at once, as systemd's Restart= would, while sub has
-// not had total tasks acknowledged, and at least minKills times.
+// not had total tasks acknowledged, and at least minKills times. With
+// busy set, a kill waits (up to 5 s) until busy says its process runs
+// work.
 //
-// A kill waits (up to 5 s) until its process runs a task: the work comes
-// in batches that the cluster finishes within 200 ms, a third of the
-// short run's pause between them, so a kill at a random moment often
-// found its process idle, and once all five of a run did (CI, 2026-12-04),
-// which tested no rescue.
-func killWhileSubmitting(t *testing.T, c *chaos.Cluster, sub *chaos.Submitter, total, minKills int, every time.Duration) []taskdKill {
+// TestChaosKill waits so: its work comes in batches that the cluster
+// finishes within 200 ms, a third of the short run's pause between them,
+// so a kill at a random moment often found its process idle, and once
+// all five of a run did (CI, 2026-12-04), which tested no rescue.
+func killWhileSubmitting(c *chaos.Cluster, sub *chaos.Submitter, total, minKills int, every time.Duration, busy func(pid int) bool) []taskdKill {
 	var kills []taskdKill
 	for len(kills) < minKills || sub.Stats().Acknowledged < total {
 		time.Sleep(every) // the fault's pace, not a wait for state
 		p := c.Procs[rand.N(len(c.Procs))]
-		for deadline := time.Now().Add(5 * time.Second); running(t, c, p.PID()) == 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(5 * time.Second); busy != nil && !busy(p.PID()) && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond) // polling
 		}
 		k := taskdKill{pid: p.PID(), at: time.Now()}

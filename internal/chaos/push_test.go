@@ -214,7 +214,7 @@ kinds:
 	start := time.Now()
 	sub.Start(context.Background())
 
-	kills := killWhileSubmitting(t, c, sub, total, minKills, every)
+	kills := killWhileSubmitting(c, sub, total, minKills, every, nil)
 	lastKill := time.Now()
 	if !sub.Wait(5 * time.Minute) {
 		t.Fatalf("submitting did not finish: %+v", sub.Stats().ByStatus)
