@@ -100,8 +100,7 @@ func (b *bench) scenario1i(ctx context.Context) error {
 	// first (each still follows the same one in all but the round it
 	// opens).
 	for i := 1; i <= c.Pairs; i++ {
-		for k := range variants {
-			v := (i - 1 + k) % len(variants)
+		for _, v := range roundOrder(i, len(variants)) {
 			r, err := variants[v].run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", variants[v].name, err)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,7 +107,7 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 		baseProfile, baseProfileAddr := "", ""
 		if full && baseline && c.CPUProfile != "" {
 			profile = profilePath(c.CPUProfile, 5)
-			baseProfile = strings.TrimSuffix(profile, filepath.Ext(profile)) + "-baseline" + filepath.Ext(profile)
+			baseProfile = withSuffix(profile, "-baseline")
 			if pprofAddr, err = freeAddr(); err != nil {
 				return err
 			}
@@ -206,11 +204,7 @@ func (b *bench) reads(ctx context.Context, rows int, full, baseline bool) (*read
 				if err != nil {
 					return fmt.Errorf("profiling the read baseline: %w", err)
 				}
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				if err := copyFile(baseProfile+".bin", exe); err != nil {
+				if err := saveHarnessBinary(baseProfile); err != nil {
 					return err
 				}
 				b.logf("  profiled load: %s; go tool pprof -top -nodecount=25 %s.bin %s", r, baseProfile, baseProfile)

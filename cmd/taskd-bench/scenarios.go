@@ -267,14 +267,40 @@ func (b *bench) startProfile(ctx context.Context, addr, path string) <-chan erro
 // profilePath is the CPU profile file of a scenario other than 1: the
 // -cpuprofile file with "-s<scenario>" before its extension.
 func profilePath(base string, scenario int) string {
-	ext := filepath.Ext(base)
-	return strings.TrimSuffix(base, ext) + "-s" + strconv.Itoa(scenario) + ext
+	return withSuffix(base, "-s"+strconv.Itoa(scenario))
+}
+
+// withSuffix is path with suffix before its extension.
+func withSuffix(path, suffix string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + suffix + ext
 }
 
 // saveProfileBinary copies the taskd binary beside a profile, as
 // <profile>.taskd, for pprof.
 func (b *bench) saveProfileBinary(profile string) error {
 	return copyFile(profile+".taskd", b.taskd)
+}
+
+// saveHarnessBinary copies the harness's own binary beside a profile of
+// the harness, as <profile>.bin, for pprof.
+func saveHarnessBinary(profile string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return copyFile(profile+".bin", exe)
+}
+
+// roundOrder is the order in which round (or pair) i, from 1, runs n
+// variants: each round starts with the next one, so that none always
+// runs first (with two, they alternate).
+func roundOrder(i, n int) []int {
+	order := make([]int, n)
+	for k := range order {
+		order[k] = (i - 1 + k) % n
+	}
+	return order
 }
 
 // e2eBare is e2eTaskd's counterpart: InsertManyTx from as many goroutines,
@@ -387,8 +413,8 @@ func (b *bench) scenario1(ctx context.Context) error {
 	// checkpoint of the last run's WAL, the autovacuum of its dropped
 	// database).
 	for i := 1; i <= c.Pairs; i++ {
-		for _, bare := range []bool{i%2 == 0, i%2 != 0} {
-			if bare {
+		for _, v := range roundOrder(i, 2) {
+			if v == 1 { // bare River
 				r, err := b.e2eBare(ctx, taskdFetch)
 				if err != nil {
 					return fmt.Errorf("bare River: %w", err)
@@ -455,13 +481,8 @@ func (b *bench) scenario1(ctx context.Context) error {
 // <file>-bare, the harness's binary beside it as <profile>.bin: beside
 // taskd's profile, what each spends a task on.
 func (b *bench) profileBare(ctx context.Context, settings riverSettings) error {
-	ext := filepath.Ext(b.cfg.CPUProfile)
-	path := strings.TrimSuffix(b.cfg.CPUProfile, ext) + "-bare" + ext
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	if err := copyFile(path+".bin", exe); err != nil {
+	path := withSuffix(b.cfg.CPUProfile, "-bare")
+	if err := saveHarnessBinary(path); err != nil {
 		return err
 	}
 	f, err := os.Create(path)
@@ -718,7 +739,8 @@ func (b *bench) scenario7(ctx context.Context) error {
 	var on, off []float64
 	// On first in odd pairs, off first in even ones (see scenario1).
 	for i := 1; i <= c.Pairs; i++ {
-		for _, record := range []bool{i%2 != 0, i%2 == 0} {
+		for _, v := range roundOrder(i, 2) {
+			record := v == 0
 			r, err := b.e2eTaskd(ctx, e2eRun{N: c.N, Env: []string{"TASKD_RECORD_ATTEMPTS=" + strconv.FormatBool(record)}})
 			if err != nil {
 				return fmt.Errorf("attempts recorded %t: %w", record, err)
