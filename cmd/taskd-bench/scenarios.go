@@ -249,9 +249,10 @@ func (b *bench) e2eTaskd(ctx context.Context, run e2eRun) (e2eResult, error) {
 }
 
 // startProfile starts fetching a CPU profile of the taskd whose pprof
-// server is at addr into path, for cfg.ProfileSeconds; the channel gives
-// the outcome. With path empty, it fetches nothing and the channel gives
-// nil at once.
+// server is at addr into path, for cfg.ProfileSeconds, and then the
+// process's allocations since it started into path.allocs (for
+// go tool pprof -sample_index=alloc_space); the channel gives the outcome.
+// With path empty, it fetches nothing and the channel gives nil at once.
 func (b *bench) startProfile(ctx context.Context, addr, path string) <-chan error {
 	done := make(chan error, 1)
 	if path == "" {
@@ -259,7 +260,11 @@ func (b *bench) startProfile(ctx context.Context, addr, path string) <-chan erro
 		return done
 	}
 	go func() {
-		done <- fetchProfile(ctx, "http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(b.cfg.ProfileSeconds), path)
+		if err := fetchProfile(ctx, "http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(b.cfg.ProfileSeconds), path); err != nil {
+			done <- err
+			return
+		}
+		done <- fetchProfile(ctx, "http://"+addr+"/debug/pprof/allocs", path+".allocs")
 	}()
 	return done
 }
@@ -378,11 +383,11 @@ func fetchProfile(ctx context.Context, url, path string) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching CPU profile: %w", err)
+		return fmt.Errorf("fetching profile: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching CPU profile: status %d", resp.StatusCode)
+		return fmt.Errorf("fetching profile %s: status %d", url, resp.StatusCode)
 	}
 	f, err := os.Create(path)
 	if err != nil {
