@@ -51,8 +51,9 @@ func (e *Error) Error() string {
 //     bytes as sent (a json.RawMessage keeps 1.0); data is never modified.
 //   - Trailing data after the value is an error.
 //
-// All of this takes one pass over data that decodes nothing, before
-// encoding/json decodes it. Failures are *Error values.
+// All of this takes one pass over data that decodes nothing, before the
+// values are decoded: by decodeFast where a value's type and text are
+// plain, by encoding/json everywhere else. Failures are *Error values.
 func Unmarshal(data []byte, v any) error { return unmarshal(data, v, false) }
 
 // UnmarshalAll is Unmarshal with the keys of every object that decodes into
@@ -63,7 +64,11 @@ func Unmarshal(data []byte, v any) error { return unmarshal(data, v, false) }
 // not looked into.
 func UnmarshalAll(data []byte, v any) error { return unmarshal(data, v, true) }
 
-func unmarshal(data []byte, v any, deep bool) error {
+func unmarshal(data []byte, v any, deep bool) error { return decode(data, v, deep, true) }
+
+// decode is unmarshal; fast false leaves every value to encoding/json, for
+// the tests that compare the two.
+func decode(data []byte, v any, deep, fast bool) error {
 	s := scanner{data: data, deep: deep}
 	if !s.scan(reflect.TypeOf(v)) {
 		// Not JSON: let encoding/json word the error.
@@ -75,6 +80,9 @@ func unmarshal(data []byte, v any, deep bool) error {
 	doc := data
 	if len(s.integers) > 0 {
 		doc = s.rewritten()
+	}
+	if fast && s.dup == nil && s.unknown == nil && decodeFast(doc, v) {
+		return nil
 	}
 	// Errors about what a value is come first: a batch item or args that
 	// is an array is better told "must be a JSON object" than about a key
