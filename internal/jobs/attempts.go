@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
 
@@ -65,21 +64,24 @@ type attemptRecorder struct {
 	// old for its running tasks to be safe from a rescue (watchdog.overdue):
 	// the attempts of a group written then are checked.
 	suspect func() bool
-	// pending holds the written channels of queued attempts, by task, for
-	// awaitWritten.
+	// pending counts the queued attempts not written yet, by task, for
+	// unwritten and awaitWritten; settled is closed (and replaced) each
+	// time a group is written or given up on, for awaitWritten to look
+	// again. One channel a group, not one an attempt: an attempt's own
+	// channel, and its task's slice of them, were allocations and map
+	// work on every task.
 	mu      sync.Mutex
-	pending map[int64][]chan struct{}
+	pending map[int64]int
+	settled chan struct{}
 }
 
-// attemptWrite is a queued attempt; written is closed once it is stored (or
-// given up on). waited says a request waits for its task; lost reports
-// whether the watchdog cancelled the attempt while it ran (see
-// attemptMiddleware.finish).
+// attemptWrite is a queued attempt. waited says a request waits for its
+// task; lost reports whether the watchdog cancelled the attempt while it
+// ran (see attemptMiddleware.finish).
 type attemptWrite struct {
 	attempt store.Attempt
 	waited  bool
 	lost    func() bool
-	written chan struct{}
 }
 
 func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
@@ -90,7 +92,8 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 		done:     make(chan struct{}),
 		writeFor: attemptWriteFor,
 		stop:     make(chan struct{}),
-		pending:  make(map[int64][]chan struct{}),
+		pending:  make(map[int64]int),
+		settled:  make(chan struct{}),
 	}
 }
 
@@ -99,11 +102,10 @@ func newAttemptRecorder(s *store.Store, logger *slog.Logger) *attemptRecorder {
 // fails the task over its attempt row). It blocks only while the queue is
 // full.
 func (r *attemptRecorder) record(a store.Attempt, waited bool, lost func() bool) {
-	w := attemptWrite{attempt: a, waited: waited, lost: lost, written: make(chan struct{})}
 	r.mu.Lock()
-	r.pending[a.TaskID] = append(r.pending[a.TaskID], w.written)
+	r.pending[a.TaskID]++
 	r.mu.Unlock()
-	r.ch <- w
+	r.ch <- attemptWrite{attempt: a, waited: waited, lost: lost}
 }
 
 // unwritten returns those of the tasks ids that have queued attempts not
@@ -116,7 +118,7 @@ func (r *attemptRecorder) unwritten(ids []int64) map[int64]bool {
 	}
 	var out map[int64]bool
 	for _, id := range ids {
-		if len(r.pending[id]) > 0 {
+		if r.pending[id] > 0 {
 			if out == nil {
 				out = make(map[int64]bool)
 			}
@@ -129,38 +131,43 @@ func (r *attemptRecorder) unwritten(ids []int64) map[int64]bool {
 // awaitWritten returns once the queued attempts of the tasks ids are
 // written (or given up on), or with ctx's error when it ends first.
 func (r *attemptRecorder) awaitWritten(ctx context.Context, ids []int64) error {
-	var waits []chan struct{}
-	r.mu.Lock()
-	if len(r.pending) > 0 {
+	for {
+		r.mu.Lock()
+		waiting := false
 		for _, id := range ids {
-			waits = append(waits, r.pending[id]...)
+			if r.pending[id] > 0 {
+				waiting = true
+				break
+			}
 		}
-	}
-	r.mu.Unlock()
-	for _, ch := range waits {
+		settled := r.settled
+		r.mu.Unlock()
+		if !waiting {
+			return nil
+		}
 		select {
-		case <-ch:
+		case <-settled:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return nil
 }
 
-// settle closes the written channels of group and forgets them.
+// settle forgets group's attempts, written or given up on, and wakes the
+// waits for them.
 func (r *attemptRecorder) settle(group []attemptWrite) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, w := range group {
-		close(w.written)
 		id := w.attempt.TaskID
-		waits := slices.DeleteFunc(r.pending[id], func(ch chan struct{}) bool { return ch == w.written })
-		if len(waits) == 0 {
+		if r.pending[id] <= 1 {
 			delete(r.pending, id)
 		} else {
-			r.pending[id] = waits
+			r.pending[id]--
 		}
 	}
+	close(r.settled)
+	r.settled = make(chan struct{})
 }
 
 // run writes queued attempts, a group at a time, until close is called.

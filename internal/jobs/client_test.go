@@ -232,7 +232,7 @@ func TestStopInterruptsRunningTasks(t *testing.T) {
 
 func TestAttemptMiddlewareRecordsPanic(t *testing.T) {
 	t.Parallel()
-	rec := &attemptRecorder{ch: make(chan attemptWrite), pending: map[int64][]chan struct{}{}}
+	rec := &attemptRecorder{ch: make(chan attemptWrite), pending: map[int64]int{}, settled: make(chan struct{})}
 	m := &attemptMiddleware{clientID: "me", recorder: rec}
 	job := &rivertype.JobRow{ID: 7, Errors: make([]rivertype.AttemptError, 1)}
 	recorded := make(chan store.Attempt, 1)
