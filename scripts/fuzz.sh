@@ -29,6 +29,7 @@ targets=(
 	./internal/strictjson:FuzzScan
 	./internal/strictjson:FuzzIntegerText
 	./internal/strictjson:FuzzCanonical
+	./internal/strictjson:FuzzDecodeFast
 )
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} name=${t##*:}
