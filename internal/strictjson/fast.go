@@ -96,12 +96,14 @@ func planFor(t reflect.Type) *plan {
 	defer planMu.Unlock()
 	building := make(map[reflect.Type]*plan)
 	p := buildPlan(t, building)
+	if p == nil {
+		// t has no plan, but the types built on the way may have one of
+		// their own (a *int beside a map): they are not cached from here,
+		// where some are half built.
+		plans.Store(t, (*plan)(nil))
+		return nil
+	}
 	for bt, bp := range building {
-		if p == nil {
-			// A type that refers to one without a plan has none either,
-			// and the half-built plans on the way are dropped.
-			bp = nil
-		}
 		plans.Store(bt, bp)
 	}
 	plans.Store(t, p)

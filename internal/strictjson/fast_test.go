@@ -150,6 +150,31 @@ func TestDecodeFastTakes(t *testing.T) {
 	}
 }
 
+// TestPlanOfFailedTypeKeepsItsParts checks that a type without a plan does
+// not take the plans of its fields' types with it: a *uint32 beside a map
+// still decodes fast elsewhere (once, a test's struct with a *int beside
+// an any left TaskRequest without a plan, depending on which test ran
+// first).
+func TestPlanOfFailedTypeKeepsItsParts(t *testing.T) {
+	t.Parallel()
+	type failing struct {
+		P *uint32        `json:"p"`
+		M map[string]int `json:"m"`
+	}
+	if planFor(reflect.TypeFor[failing]()) != nil {
+		t.Fatal("a struct with a map has a plan")
+	}
+	if planFor(reflect.TypeFor[*uint32]()) == nil {
+		t.Error("*uint32 has no plan after a struct with one and a map had none")
+	}
+	var v struct {
+		P *uint32 `json:"p"`
+	}
+	if !decodeFast([]byte(`{"p":7}`), &v) || v.P == nil || *v.P != 7 {
+		t.Errorf("decodeFast of a *uint32 field: %v", v.P)
+	}
+}
+
 // batchOf is a batch body of n double tasks as the benchmark submits them.
 func batchOf(n int) string {
 	var b strings.Builder
