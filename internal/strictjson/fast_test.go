@@ -38,6 +38,15 @@ type fastAll struct {
 
 type fastName string
 
+// fastNumber has a json.Number, which encoding/json checks (and stops
+// decoding at) when it is not a number: no plan, so that a slice decoded
+// before it cannot stay behind.
+type fastNumber struct {
+	SS     []string    `json:"ss"`
+	Number json.Number `json:"number"`
+	I      int         `json:"i"`
+}
+
 // fastNone has fields decodeFast leaves to encoding/json: no plan.
 type fastNone struct {
 	A any               `json:"a"`
@@ -52,6 +61,7 @@ type fastNone struct {
 var fastTargets = []func() any{
 	func() any { return new(fastAll) },
 	func() any { return new(fastNone) },
+	func() any { return new(fastNumber) },
 	func() any { return new(client.BatchRequest) },
 	func() any { return new(client.TaskRequest) },
 	func() any { return new(struct{ Value *float64 }) },
@@ -64,6 +74,7 @@ var fastTargets = []func() any{
 	func() any { return new(json.RawMessage) },
 	func() any { return new(*int) },
 	func() any { return new(string) },
+	func() any { return new(json.Number) },
 }
 
 // agree decodes doc into two new values of each target, with and without
@@ -87,11 +98,18 @@ func agree(t *testing.T, doc []byte) {
 
 func deref(v any) any { return reflect.ValueOf(v).Elem().Interface() }
 
+// fastScalars and fastNested are two documents decodeFast takes whole
+// into a fastAll.
+const (
+	fastScalars = `{"s":"a","b":true,"f64":1.5,"f32":-2e3,"i":-7,"i8":127,"u16":65535,"u":18446744073709551615}`
+	fastNested  = `{"nested":{"a":2.5,"l":[1,-2]},"items":[{"s":"x","items":[{}]},{"self":{"i":1}}],"self":null}`
+)
+
 var fastSeeds = []string{
-	`{}`, `null`, `[]`, `[1,2]`, `"x"`, `1`, `{"s":"a","b":true,"f64":1.5,"f32":-2e3,"i":-7,"i8":127,"u16":65535,"u":18446744073709551615}`,
+	`{}`, `null`, `[]`, `[1,2]`, `"x"`, `1`, fastScalars,
 	`{"i8":128}`, `{"u16":-1}`, `{"i":1.0}`, `{"i":1e2}`, `{"i":1.5}`, `{"f32":1e39}`, `{"f64":1e400}`, `{"i":123456789012345678901}`,
 	`{"p":null,"pp":"x","raw":{"a": [1, 2 ]},"ss":["a","b"],"named":"n"}`, `{"p":3,"pp":null,"raw":null,"ss":null}`, `{"ss":[]}`,
-	`{"nested":{"a":2.5,"l":[1,-2]},"items":[{"s":"x","items":[{}]},{"self":{"i":1}}],"self":null}`,
+	fastNested, `{"number":"abc","ss":["a"],"i":1.5}`, `{"ss":["a"],"number":"12","i":1}`, `{"number":1.5e3}`,
 	`{"NoTag":"x","skipped":"y","Dash":"z"}`, `{"notag":"x"}`, `{"S":"x"}`, `{"s":"a\"b"}`, `{"s":"\u00e9"}`, "{\"s\":\"\xff\"}", `{"s":"é"}`,
 	`{"s":1}`, `{"b":"true"}`, `{"f64":"1"}`, `{"i":true}`, `{"ss":"a"}`, `{"ss":[1]}`, `{"nested":[]}`, `{"items":{}}`, `{"s":null,"b":null,"i":null}`,
 	`{"a":1,"m":{"x":1},"b":"AQI=","r":[1],"q":"5","e":{"s":"x"}}`,
@@ -134,8 +152,8 @@ func TestDecodeFastTakes(t *testing.T) {
 		{`{"value":1.5}`, new(struct {
 			Value *float64 `json:"value"`
 		})},
-		{fastSeeds[6], new(fastAll)},
-		{fastSeeds[18], new(fastAll)},
+		{fastScalars, new(fastAll)},
+		{fastNested, new(fastAll)},
 	} {
 		s := scanner{data: []byte(c.doc), deep: true}
 		if !s.scan(reflect.TypeOf(c.v)) || s.dup != nil || s.unknown != nil {
@@ -145,8 +163,10 @@ func TestDecodeFastTakes(t *testing.T) {
 			t.Errorf("decodeFast(%s, %T) left it to encoding/json", c.doc, c.v)
 		}
 	}
-	if planFor(reflect.TypeFor[fastNone]()) != nil {
-		t.Error("fastNone has a plan; its fields are encoding/json's")
+	for _, typ := range []reflect.Type{reflect.TypeFor[fastNone](), reflect.TypeFor[fastNumber](), reflect.TypeFor[json.Number]()} {
+		if planFor(typ) != nil {
+			t.Errorf("%v has a plan; its fields are encoding/json's", typ)
+		}
 	}
 }
 
