@@ -138,6 +138,12 @@ func (st *submitter) close() {
 // With idem set, the task's key is stored with it; a key already taken
 // gives errKeyTaken, and nothing is inserted (see Submit).
 func (st *submitter) submit(ctx context.Context, p river.InsertManyParams, idem *Idempotency) (*rivertype.JobRow, error) {
+	// A request whose client has already left is not queued: the select
+	// below picks at random among ready cases, and could hand it to a
+	// writer all the same.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case <-st.stop:
 		return st.insertAlone(ctx, p, idem)
