@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strconv"
@@ -351,9 +352,7 @@ func (d *fastDecoder) slice(p *plan, v reflect.Value) bool {
 	if d.data[d.i] != '[' || v.Cap() != 0 {
 		return false
 	}
-	d.i = skipSpace(d.data, d.i+1)
-	if d.i < len(d.data) && d.data[d.i] == ']' {
-		d.i++
+	if d.open() {
 		v.Set(reflect.MakeSlice(p.typ, 0, 0))
 		return true
 	}
@@ -363,25 +362,15 @@ func (d *fastDecoder) slice(p *plan, v reflect.Value) bool {
 		return false
 	}
 	s := reflect.MakeSlice(p.typ, n, n)
-	for k := 0; k < n; k++ {
+	for k := range n {
 		if !d.value(p.elem, s.Index(k)) {
 			return false
 		}
-		d.i = skipSpace(d.data, d.i)
-		if d.i >= len(d.data) {
+		more, ok := d.next(']')
+		if !ok || more != (k < n-1) {
 			return false
 		}
-		if k < n-1 {
-			if d.data[d.i] != ',' {
-				return false
-			}
-			d.i++
-		}
 	}
-	if d.i >= len(d.data) || d.data[d.i] != ']' {
-		return false
-	}
-	d.i++
 	v.Set(s)
 	return true
 }
@@ -391,23 +380,16 @@ func (d *fastDecoder) slice(p *plan, v reflect.Value) bool {
 func (d *fastDecoder) count() (int, bool) {
 	save := d.i
 	defer func() { d.i = save }()
-	n := 0
-	for {
+	for n := 1; ; n++ {
 		if !d.skip() {
 			return 0, false
 		}
-		n++
-		d.i = skipSpace(d.data, d.i)
-		if d.i >= len(d.data) {
+		more, ok := d.next(']')
+		if !ok {
 			return 0, false
 		}
-		switch d.data[d.i] {
-		case ',':
-			d.i++
-		case ']':
+		if !more {
 			return n, true
-		default:
-			return 0, false
 		}
 	}
 }
@@ -417,15 +399,13 @@ func (d *fastDecoder) object(p *plan, v reflect.Value) bool {
 	if d.data[d.i] != '{' {
 		return false
 	}
-	d.i = skipSpace(d.data, d.i+1)
-	if d.i < len(d.data) && d.data[d.i] == '}' {
-		d.i++
+	if d.open() {
 		return true
 	}
 	for {
 		d.i = skipSpace(d.data, d.i)
-		key, ok := d.plainKey()
-		if !ok {
+		key, ok := d.plainBytes()
+		if !ok || !d.colon() {
 			return false
 		}
 		var f *fieldPlan
@@ -438,33 +418,61 @@ func (d *fastDecoder) object(p *plan, v reflect.Value) bool {
 		if f == nil {
 			return false // encoding/json matches it regardless of case, or ignores it
 		}
-		d.i = skipSpace(d.data, d.i)
-		if d.i >= len(d.data) || d.data[d.i] != ':' {
-			return false
-		}
-		d.i++
 		if !d.value(f.plan, v.Field(f.index)) {
 			return false
 		}
-		d.i = skipSpace(d.data, d.i)
-		if d.i >= len(d.data) {
+		more, ok := d.next('}')
+		if !ok {
 			return false
 		}
-		switch d.data[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		if !more {
 			return true
-		default:
-			return false
 		}
 	}
 }
 
-// plainKey reads the object key at d.i, when it is a string without
-// escapes.
-func (d *fastDecoder) plainKey() ([]byte, bool) { return d.plainBytes() }
+// open moves past the opening bracket at d.i and any space after it, and
+// past the closing one too when the container is empty, which it reports.
+func (d *fastDecoder) open() (empty bool) {
+	closer := byte('}')
+	if d.data[d.i] == '[' {
+		closer = ']'
+	}
+	d.i = skipSpace(d.data, d.i+1)
+	if d.i < len(d.data) && d.data[d.i] == closer {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// colon moves past the space and the colon after an object's key.
+func (d *fastDecoder) colon() bool {
+	d.i = skipSpace(d.data, d.i)
+	if d.i >= len(d.data) || d.data[d.i] != ':' {
+		return false
+	}
+	d.i++
+	return true
+}
+
+// next moves past the space and the comma or closer after a container's
+// element, reporting whether another element follows.
+func (d *fastDecoder) next(closer byte) (more, ok bool) {
+	d.i = skipSpace(d.data, d.i)
+	if d.i >= len(d.data) {
+		return false, false
+	}
+	switch d.data[d.i] {
+	case ',':
+		d.i++
+		return true, true
+	case closer:
+		d.i++
+		return false, true
+	}
+	return false, false
+}
 
 // plainString reads the string at d.i when it has no escapes and is valid
 // UTF-8: its text is then its bytes.
@@ -476,32 +484,23 @@ func (d *fastDecoder) plainString() (string, bool) {
 	return string(b), true
 }
 
+// plainBytes reads the string at d.i, as plainString, without its quotes.
+// Invalid UTF-8, which encoding/json replaces, is left to it, as escapes
+// are (unquote makes the same test).
 func (d *fastDecoder) plainBytes() ([]byte, bool) {
 	if d.i >= len(d.data) || d.data[d.i] != '"' {
 		return nil, false
 	}
-	start := d.i + 1
-	ascii := true
-	for j := start; j < len(d.data); j++ {
-		c := d.data[j]
-		if stringByte[c] {
-			continue
-		}
-		switch {
-		case c == '"':
-			b := d.data[start:j]
-			if !ascii && !utf8.Valid(b) {
-				return nil, false // encoding/json replaces the invalid bytes
-			}
-			d.i = j + 1
-			return b, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		default:
-			ascii = false
-		}
+	end, plain, ok := scanString(d.data, d.i)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	b := d.data[d.i+1 : end-1]
+	if !plain && (bytes.IndexByte(b, '\\') >= 0 || !utf8.Valid(b)) {
+		return nil, false
+	}
+	d.i = end
+	return b, true
 }
 
 // number returns the number token at d.i.
@@ -548,9 +547,7 @@ func (d *fastDecoder) skip() bool {
 		if c == '[' {
 			closer = ']'
 		}
-		d.i = skipSpace(d.data, d.i+1)
-		if d.i < len(d.data) && d.data[d.i] == closer {
-			d.i++
+		if d.open() {
 			return true
 		}
 		for {
@@ -563,27 +560,20 @@ func (d *fastDecoder) skip() bool {
 				if !ok {
 					return false
 				}
-				d.i = skipSpace(d.data, end)
-				if d.i >= len(d.data) || d.data[d.i] != ':' {
+				d.i = end
+				if !d.colon() {
 					return false
 				}
-				d.i++
 			}
 			if !d.skip() {
 				return false
 			}
-			d.i = skipSpace(d.data, d.i)
-			if d.i >= len(d.data) {
+			more, ok := d.next(closer)
+			if !ok {
 				return false
 			}
-			switch d.data[d.i] {
-			case ',':
-				d.i++
-			case closer:
-				d.i++
+			if !more {
 				return true
-			default:
-				return false
 			}
 		}
 	default:
