@@ -128,8 +128,11 @@ func (r *attemptRecorder) unwritten(ids []int64) map[int64]bool {
 	return out
 }
 
-// awaitWritten returns once the queued attempts of the tasks ids are
-// written (or given up on), or with ctx's error when it ends first.
+// awaitWritten returns once no attempt of the tasks ids is queued unwritten
+// (each written or given up on), or with ctx's error when it ends first.
+// An attempt queued after the call is waited for too; River's completer,
+// the caller, holds one completion per task, so none is queued meanwhile
+// unless this process runs the task again.
 func (r *attemptRecorder) awaitWritten(ctx context.Context, ids []int64) error {
 	for {
 		r.mu.Lock()
