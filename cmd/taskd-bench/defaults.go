@@ -121,6 +121,11 @@ func (b *bench) scenario1i(ctx context.Context) error {
 		}
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[1], Baseline: "taskd with the GIN indexes"})
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[2], Baseline: "bare River, full schema", Target: m.target})
+		if m.v == &rate {
+			// Rounds run back to back: a round's taskd and bare River
+			// runs are a pair.
+			b.comparePairs(name, "tasks/s taskd / bare River, full schema,", m.v[0], m.v[2])
+		}
 		// A River-only row: its "taskd" column is bare River without them.
 		b.compare(row{Scenario: name, Metric: m.metric + " River w/o GIN", A: m.v[3], B: m.v[2], Baseline: "bare River, full schema"})
 	}

@@ -218,6 +218,8 @@ func serveReadBaseline(ctx context.Context, getenv func(string) string) error {
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		// startProfile also saves the allocations, as it does taskd's.
+		mux.Handle("/debug/pprof/allocs", pprof.Handler("allocs"))
 		go func() { _ = http.Serve(ln, mux) }()
 	}
 	return serveUntilDone(ctx, getenv("TASKD_ADDR"), readBaselineHandler(store.New(pool)))

@@ -444,6 +444,7 @@ func (b *bench) scenario1(ctx context.Context) error {
 	}
 	b.s1 = a
 	b.compare(row{Scenario: "1 e2e batched", Metric: "tasks/s", A: a, B: base, Baseline: "bare River", Target: "≥1.0× River"})
+	b.comparePairs("1 e2e batched", "tasks/s", a, base)
 	// The server's WAL, not the run's alone: only a quiet server gives the
 	// run's own.
 	b.compare(row{Scenario: "1 e2e batched", Metric: "WAL bytes/task", A: wal, B: baseWAL, Baseline: "bare River"})
@@ -760,5 +761,6 @@ func (b *bench) scenario7(ctx context.Context) error {
 		}
 	}
 	b.compare(row{Scenario: "7 record attempts", Metric: "tasks/s", A: on, B: off, Baseline: "taskd, TASKD_RECORD_ATTEMPTS=false"})
+	b.comparePairs("7 record attempts", "tasks/s", on, off)
 	return nil
 }

@@ -102,3 +102,73 @@ func (b *bench) printTable() {
 	tw.Flush()
 	fmt.Fprintln(b.out, strings.Repeat("-", 40))
 }
+
+// pairs summarizes the ratios of paired runs, A[i] / B[i], where each pair
+// ran back to back (the comparisons that alternate their order): the
+// ratio of medians that compare prints hides how the pairs split, and on
+// a machine whose speed drifts by more than the effect measured, the
+// split is what says whether one side is faster.
+type pairs struct {
+	Ratios []float64
+	// AtLeast1 counts the pairs whose ratio is 1.0 or more.
+	AtLeast1 int
+	// SignP is the one-sided sign test's p-value for "A is faster":
+	// the chance of AtLeast1 or more pairs of len(Ratios) at 1.0 or more
+	// if each pair were a coin toss. Small says A is faster; about 0.5
+	// or more says the pairs do not tell.
+	SignP float64
+}
+
+func pairRatios(a, b []float64) pairs {
+	var p pairs
+	for i := range min(len(a), len(b)) {
+		if b[i] == 0 {
+			continue
+		}
+		r := a[i] / b[i]
+		p.Ratios = append(p.Ratios, r)
+		if r >= 1 {
+			p.AtLeast1++
+		}
+	}
+	p.SignP = signTest(p.AtLeast1, len(p.Ratios))
+	return p
+}
+
+// signTest returns P(X ≥ k) for X binomial with n trials of 1/2.
+func signTest(k, n int) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	var sum float64
+	for i := k; i <= n; i++ {
+		sum += binomial(n, i)
+	}
+	return sum / math.Pow(2, float64(n))
+}
+
+func binomial(n, k int) float64 {
+	c := 1.0
+	for i := 1; i <= k; i++ {
+		c = c * float64(n-k+i) / float64(i)
+	}
+	return c
+}
+
+func (p pairs) String() string {
+	if len(p.Ratios) == 0 {
+		return "—"
+	}
+	rs := make([]string, len(p.Ratios))
+	for i, r := range p.Ratios {
+		rs[i] = fmt.Sprintf("%.2f", r)
+	}
+	return fmt.Sprintf("%s | median %.2f | %d of %d at 1.0 or more (sign test, one-sided p = %.2f)",
+		strings.Join(rs, " "), summarize(p.Ratios).Median, p.AtLeast1, len(p.Ratios), p.SignP)
+}
+
+// comparePairs prints the pair ratios of a comparison whose runs ran in
+// alternating pairs, A[i] beside B[i].
+func (b *bench) comparePairs(scenario, metric string, a, bs []float64) {
+	fmt.Fprintf(b.out, "  => %s %s pairs: %s\n", scenario, metric, pairRatios(a, bs))
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"math"
+	"testing"
+)
+
+func TestPairRatios(t *testing.T) {
+	p := pairRatios([]float64{110, 90, 100, 120}, []float64{100, 100, 100, 100})
+	if got, want := len(p.Ratios), 4; got != want {
+		t.Fatalf("ratios = %v, want %d", p.Ratios, want)
+	}
+	if p.AtLeast1 != 3 {
+		t.Errorf("at least 1.0: %d, want 3 (1.10, 1.00, 1.20)", p.AtLeast1)
+	}
+	// P(X >= 3) for 4 tosses: (4 + 1) / 16.
+	if math.Abs(p.SignP-5.0/16) > 1e-12 {
+		t.Errorf("sign test p = %v, want %v", p.SignP, 5.0/16)
+	}
+	if got := signTest(0, 7); got != 1 {
+		t.Errorf("signTest(0, 7) = %v, want 1", got)
+	}
+	if got, want := signTest(7, 7), 1.0/128; math.Abs(got-want) > 1e-15 {
+		t.Errorf("signTest(7, 7) = %v, want %v", got, want)
+	}
+	if got, want := signTest(18, 35), 0.5; math.Abs(got-want) > 1e-12 {
+		t.Errorf("signTest(18, 35) = %v, want %v (35 is odd: X >= 18 is half)", got, want)
+	}
+}
