@@ -122,8 +122,9 @@ func statusLine(code int) string {
 
 // result turns a successful response's body into the task's result. A
 // JSON body holding text PostgreSQL cannot store (a NUL character, a lone
-// surrogate, invalid UTF-8) is an error rather than a result: River would
-// fail to save it, and keep retrying that save with every other
+// surrogate, invalid UTF-8) or a number outside its numeric range
+// (strictjson.StorableNumber) is an error rather than a result: River
+// would fail to save it, and keep retrying that save with every other
 // completion of the process behind it.
 func result(body []byte) (json.RawMessage, error) {
 	trimmed := bytes.Trim(body, " \t\r\n")
@@ -136,6 +137,9 @@ func result(body []byte) (json.RawMessage, error) {
 		}
 		if offset, found := strictjson.FindBadText(trimmed); found {
 			return nil, fmt.Errorf("the response's JSON holds invalid UTF-8 or a lone surrogate at byte %d, which cannot be stored", offset)
+		}
+		if offset, found := strictjson.FindUnstorableNumber(trimmed); found {
+			return nil, fmt.Errorf("the response's JSON holds a number at byte %d outside the range PostgreSQL can store (at most 131072 digits before the decimal point and 16383 after it)", offset)
 		}
 		var buf bytes.Buffer
 		_ = json.Compact(&buf, trimmed) // cannot fail on valid JSON

@@ -52,8 +52,9 @@ type scanner struct {
 	// integers are the numbers to rewrite, in document order.
 	integers []integer
 	// dup and unknown are the first duplicate and the first unknown
-	// key, as errors.
-	dup, unknown *Error
+	// key, as errors; big is the first number PostgreSQL cannot store
+	// (StorableNumber).
+	dup, unknown, big *Error
 	// deep checks the keys of objects at every depth against their
 	// struct's fields (UnmarshalAll), not only the top level's.
 	deep bool
@@ -384,6 +385,9 @@ func (s *scanner) number(i int, typ reflect.Type) (int, bool) {
 	i, ok := numberEnd(s.data, i)
 	if !ok {
 		return 0, false
+	}
+	if s.big == nil && !StorableNumber(s.data[start:i]) {
+		s.big = &Error{Field: s.path(), Message: NumberRangeMessage}
 	}
 	plain := bytes.IndexAny(s.data[start:i], ".eE") < 0
 	if !plain && typ != nil && isInteger(typ.Kind()) {

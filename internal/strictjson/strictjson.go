@@ -81,7 +81,7 @@ func decode(data []byte, v any, deep, fast bool) error {
 	if len(s.integers) > 0 {
 		doc = s.rewritten()
 	}
-	if fast && s.dup == nil && s.unknown == nil && decodeFast(doc, v) {
+	if fast && s.dup == nil && s.unknown == nil && s.big == nil && decodeFast(doc, v) {
 		return nil
 	}
 	// Errors about what a value is come first: a batch item or args that
@@ -95,6 +95,9 @@ func decode(data []byte, v any, deep, fast bool) error {
 	}
 	if s.unknown != nil {
 		return s.unknown
+	}
+	if s.big != nil {
+		return s.big
 	}
 	return nil
 }
