@@ -194,6 +194,8 @@ func TestParseErrors(t *testing.T) {
 		{"built-in name", "kinds:\n  - {name: double, run: external}\n", nil, 2, "kinds[0].name", `"double" is a built-in kind`},
 		{"bad kind name", "kinds:\n  - {name: 'has space', run: external}\n", nil, 2, "kinds[0].name", "invalid kind name"},
 		{"one-letter kind name", "kinds:\n  - {name: a, run: external}\n", nil, 2, "kinds[0].name", "invalid kind name"},
+		// river_job's kind_length constraint refuses 128 characters.
+		{"128-character kind name", "kinds:\n  - {name: a" + strings.Repeat("b", 127) + ", run: external}\n", nil, 2, "kinds[0].name", "2 to 127 characters"},
 		{"name missing", "kinds:\n  - {run: external}\n", nil, 2, "kinds[0].name", "is required"},
 		{"run missing", "kinds:\n  - name: a1\n    queue: q\n", nil, 2, "kinds[0].run", "is required"},
 		{"run invalid", "kinds:\n  - name: a1\n    run: grpc\n", nil, 3, "kinds[0].run", `must be http or external, not "grpc"`},

@@ -71,10 +71,12 @@ var httpOnlyKeys = []string{keyURL, keyHeaders, keySecret, keyAllowPrivate}
 // River's rule for kinds (rivercommon.UserSpecifiedIDOrKindRE, at least two
 // characters), which River enforces on the workers it is given, so that the
 // worker of an http kind is always accepted; starting with a letter keeps
-// names readable in URLs and logs.
-var kindNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.:/-]{1,127}$`)
+// names readable in URLs and logs. At most 127 characters: river_job's
+// kind_length constraint (River's migration 002) refuses 128, and every
+// submission of a longer kind failed its insert.
+var kindNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.:/-]{1,126}$`)
 
-const kindNameRule = "a kind name is 2 to 128 characters: a letter, then letters, digits, _ . : / or -"
+const kindNameRule = "a kind name is 2 to 127 characters: a letter, then letters, digits, _ . : / or -"
 
 // kinds reads the list of declared kinds into f.Kinds. A kind with any
 // problem is left out, after its problems are recorded.
