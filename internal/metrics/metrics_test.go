@@ -265,6 +265,25 @@ func TestMetrics(t *testing.T) {
 		waitMetric(t, p.URL, 10*time.Second, "0 once the client left", equals(0), "taskd_waiters")
 	})
 
+	// docs/API.md: OpenMetrics when the scraper asks for it (Prometheus
+	// does by default).
+	t.Run("OpenMetricsWhenAsked", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodGet, p.URL+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") || !bytes.HasSuffix(body, []byte("# EOF\n")) {
+			t.Errorf("Content-Type %q, body ending %q: want OpenMetrics (ending # EOF)", ct, body[max(0, len(body)-20):])
+		}
+	})
+
 	t.Run("PromtoolCheckMetrics", func(t *testing.T) {
 		promtool := needPromtool(t)
 		body := getMetrics(t, p.URL).body
