@@ -34,6 +34,58 @@ func (s *server) crossOrigin() func(http.Handler) http.Handler {
 	return cop.Handler
 }
 
+// corsAllowMethods are the methods a trusted origin's page may send after
+// a preflight: every method a route of taskd or the River UI takes.
+const corsAllowMethods = "GET, HEAD, POST, PUT, PATCH, DELETE"
+
+// corsExposeHeaders are the response headers taskd sets that a page needs
+// to read: where a created task is, when to come back, what a route
+// allows, and how to authenticate.
+const corsExposeHeaders = "Location, Retry-After, Allow, WWW-Authenticate"
+
+// cors answers the browser pages of Config.TrustedOrigins as CORS (the
+// Fetch standard) asks. crossOrigin lets their requests through, but
+// without Access-Control-Allow-Origin a page cannot read the answer, and
+// a request with an Authorization header or a JSON Content-Type is sent
+// only after a preflight (OPTIONS), which no route answers. Other origins
+// get no CORS headers: their pages can read nothing, and crossOrigin
+// refuses what they would change. No credentials are allowed: taskd
+// authenticates with bearer tokens, which a page sends itself, not with
+// cookies.
+func (s *server) cors(next http.Handler) http.Handler {
+	trusted := make(map[string]bool, len(s.TrustedOrigins))
+	for _, o := range s.TrustedOrigins {
+		trusted[o] = true
+	}
+	if len(trusted) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if !trusted[origin] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			// A preflight: answered here, before routing and
+			// authentication (a browser sends no credentials with it).
+			h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
+			h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+				h.Set("Access-Control-Allow-Headers", asked)
+			}
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+		next.ServeHTTP(w, r)
+	})
+}
+
 // deadlines gives every request a deadline for reading it and for writing
 // its answer, replacing the http.Server's ReadTimeout and WriteTimeout
 // (which run from the start of the request for every route alike and end

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +104,63 @@ func TestCrossOriginRefused(t *testing.T) {
 	wantStatus(t, b.post(t, "/v1/tasks", `{"kind":"double","args":{"value":5}}`, "Sec-Fetch-Site", "same-origin"), http.StatusCreated)
 	wantStatus(t, b.post(t, "/riverui/api/jobs/delete", `{"ids":["`+id+`"]}`, "Sec-Fetch-Site", "same-origin"), http.StatusOK)
 	wantStatus(t, b.get(t, "/v1/tasks/"+id), http.StatusNotFound)
+}
+
+// TestCORSForTrustedOrigins: a trusted origin's page can make the requests
+// a browser preflights (a JSON Content-Type, an Authorization header) and
+// read the answers; an untrusted origin's gets no CORS headers at all.
+func TestCORSForTrustedOrigins(t *testing.T) {
+	t.Parallel()
+	b := setupWithUI(t, func(c *taskdhttp.Config) {
+		c.TrustedOrigins = []string{"https://app.example.com"}
+	})
+	preflight := func(origin string) *response {
+		return b.do(t, "OPTIONS", "/v1/tasks", "", "Origin", origin,
+			"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type, idempotency-key")
+	}
+	r := preflight("https://app.example.com")
+	wantStatus(t, r, http.StatusNoContent)
+	for name, want := range map[string]string{
+		"Access-Control-Allow-Origin":  "https://app.example.com",
+		"Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
+		"Access-Control-Allow-Headers": "authorization, content-type, idempotency-key",
+		"Access-Control-Max-Age":       "600",
+	} {
+		if got := r.Header.Get(name); got != want {
+			t.Errorf("preflight of the trusted origin: %s = %q, want %q", name, got, want)
+		}
+	}
+	if r.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("preflight allows credentials: %q", r.Header.Get("Access-Control-Allow-Credentials"))
+	}
+
+	// The request itself, as a browser sends it after the preflight.
+	r = b.post(t, "/v1/tasks", `{"kind":"double","args":{"value":2}}`,
+		"Origin", "https://app.example.com", "Sec-Fetch-Site", "cross-site", "Content-Type", "application/json")
+	wantStatus(t, r, http.StatusCreated)
+	if got := r.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
+		t.Errorf("answer to the trusted origin: Access-Control-Allow-Origin = %q", got)
+	}
+	if got := r.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(got, "Location") {
+		t.Errorf("answer to the trusted origin: Access-Control-Expose-Headers = %q, want Location among them", got)
+	}
+	if got := r.Header.Values("Vary"); !slices.Contains(got, "Origin") {
+		t.Errorf("answer: Vary = %q, want Origin", got)
+	}
+
+	// Another origin: no preflight answer, no CORS headers, and what it
+	// would change is still refused.
+	r = preflight("https://evil.example")
+	if r.Status == http.StatusNoContent || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight of an untrusted origin: %s, Access-Control-Allow-Origin %q", r, r.Header.Get("Access-Control-Allow-Origin"))
+	}
+	r = b.do(t, "GET", "/v1/tasks", "", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	wantStatus(t, r, http.StatusOK)
+	if got := r.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("GET from an untrusted origin: Access-Control-Allow-Origin = %q", got)
+	}
+	wantStatus(t, b.post(t, "/v1/tasks", `{"kind":"double","args":{"value":3}}`,
+		"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"), http.StatusForbidden)
 }
 
 func TestHead(t *testing.T) {

@@ -27,6 +27,7 @@ func (s *server) routes() http.Handler {
 	// River UI's) sees a decoded, valid path and query.
 	r.Use(s.recoverer)
 	r.Use(s.deadlines) // first: even a refused request must not wait forever for its body
+	r.Use(s.cors)      // before crossOrigin and routing: it answers preflights
 	r.Use(s.crossOrigin())
 	r.Use(s.validURL)
 	// HEAD is served wherever GET is (net/http drops the body).
