@@ -32,6 +32,8 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// ?wait=0s asks for the batch form too, answered at once.
+	_, waitAsked := qp["wait"]
 	body, release, ok := s.readBody(w, r, s.MaxBatchBodyBytes)
 	if !ok {
 		return
@@ -56,7 +58,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 		if sub.Created {
 			status = http.StatusCreated
 		}
-		if sub.Created && wait == 0 {
+		if sub.Created && !waitAsked {
 			writeJSON(w, http.StatusCreated, batchCreatedJSON{ID: sub.BatchID, TaskIDs: sub.TaskIDs})
 			return
 		}
@@ -68,7 +70,7 @@ func (s *server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err, "")
 			return
 		}
-		if wait == 0 {
+		if !waitAsked {
 			writeJSON(w, status, batchCreatedJSON{ID: b.ID, TaskIDs: b.TaskIDs})
 			return
 		}

@@ -74,6 +74,16 @@ func TestWaitForBatch(t *testing.T) {
 		}
 	}
 
+	// ?wait=0s answers at once, in the batch form all the same (docs/API.md;
+	// it gave the short form, ids only).
+	r = b.post(t, "/v1/batches?wait=0s", `{"tasks":[{"kind":"sleep","args":{"ms":60000},"delay":"1h"}]}`)
+	wantStatus(t, r, http.StatusCreated)
+	var now client.Batch
+	decode(t, r, &now)
+	if now.Total != 1 || len(now.Tasks) != 1 || now.Done {
+		t.Errorf("POST /v1/batches?wait=0s: %s, want the batch form with its one task, not done", r.Body)
+	}
+
 	r = b.post(t, "/v1/batches", `{"tasks":[{"kind":"sleep","args":{"ms":60000}},{"kind":"double","args":{"value":1}},{"kind":"sleep","args":{"ms":60000},"delay":"1h"}]}`)
 	wantStatus(t, r, http.StatusCreated)
 	var created client.BatchCreated
