@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -22,6 +23,7 @@ import (
 	"github.com/taskd/taskd/internal/kinds"
 	"github.com/taskd/taskd/internal/kinds/builtin"
 	"github.com/taskd/taskd/internal/limits"
+	"github.com/taskd/taskd/internal/strictjson"
 )
 
 // testSecret is a valid Standard Webhooks secret of 32 bytes.
@@ -451,6 +453,20 @@ func TestDecodeFormatAsserted(t *testing.T) {
 	require.Nil(t, f.Kinds[0].Decode(json.RawMessage(`{"to": "not an address"}`), errs))
 	require.Len(t, errs.List, 1)
 	require.Equal(t, "args.to", errs.List[0].Field)
+}
+
+// TestDecodeClipsQuotedValues: a schema's message may quote the refused
+// value; a problem quotes at most strictjson.ClipLength characters of it
+// (a 900,000-character path came back whole).
+func TestDecodeClipsQuotedValues(t *testing.T) {
+	t.Parallel()
+	f, err := parse(t, "kinds:\n  - {name: media, run: external, args_schema: {properties: {path: {type: string, pattern: '^[a-z]+$'}}}}\n", nil)
+	require.NoError(t, err)
+	errs := &kinds.Errors{Prefix: "args"}
+	require.Nil(t, f.Kinds[0].Decode(json.RawMessage(`{"path": "`+strings.Repeat("A", 10000)+`"}`), errs))
+	require.Len(t, errs.List, 1)
+	require.Equal(t, "args.path", errs.List[0].Field)
+	require.LessOrEqual(t, utf8.RuneCountInString(errs.List[0].Message), strictjson.ClipLength+1)
 }
 
 func TestLoad(t *testing.T) {

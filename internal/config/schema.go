@@ -22,6 +22,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/taskd/taskd/internal/kinds"
+	"github.com/taskd/taskd/internal/strictjson"
 )
 
 // MaxViolations is how many problems one submission's args are reported
@@ -417,7 +418,9 @@ func decoder(name string, sch *jsonschema.Schema) func(json.RawMessage, *kinds.E
 						errs.Add("", "%d more problems not shown", len(list)-MaxViolations)
 						break
 					}
-					errs.Add(v.field, "%s", v.msg)
+					// A message may quote the value it refuses, whole:
+					// clipped, as every problem quotes client input.
+					errs.Add(v.field, "%s", strictjson.Clip(v.msg))
 				}
 				return nil
 			}
