@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -105,7 +106,11 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 		if len(pos) > 0 {
 			return usagef("tasks list: unexpected argument %q", pos[0])
 		}
-		if *limit < 0 {
+		// --limit 0 is refused as the API refuses limit=0, rather than
+		// read as the flag's default (the API's own limit).
+		limitSet := false
+		cf.f.fs.Visit(func(f *flag.Flag) { limitSet = limitSet || f.Name == "limit" })
+		if *limit < 0 || limitSet && *limit == 0 {
 			return usagef("tasks list: invalid --limit %d: must be positive", *limit)
 		}
 	default:

@@ -234,6 +234,7 @@ func TestCLITasks(t *testing.T) {
 		{"tasks", "get", "x1"},
 		{"tasks", "frob", "1"},
 		{"tasks", "list", "--limit", "-1"},
+		{"tasks", "list", "--limit", "0"},
 		{"queues", "pause"},
 		{"queues", "drain", "default"},
 		{"batch"},
