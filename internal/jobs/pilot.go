@@ -3,10 +3,15 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -117,13 +122,13 @@ func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riv
 // attempts the watchdog cancelled.
 func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
 	if p.watchdog == nil {
-		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+		return p.setStateIsolating(ctx, exec, params)
 	}
 	stale := p.watchdog.staleAmong(params.ID)
 	var rows []*rivertype.JobRow
 	var err error
 	if stale == nil {
-		rows, err = p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+		rows, err = p.setStateIsolating(ctx, exec, params)
 	} else {
 		rows, err = p.setStateGuarded(ctx, exec, params, stale)
 	}
@@ -139,6 +144,84 @@ func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executo
 		p.watchdog.forget(stale)
 	}
 	return rows, nil
+}
+
+// setStateIsolating is River's statement for params, except that a batch
+// PostgreSQL refuses for what a completion holds (refusedForData) is
+// written again in halves, down to the completions it refuses, which are
+// then saved without what they would have merged into their task's
+// metadata (the output among it) and with an error saying why
+// (unsavable). River's completer retries a failed batch whole, with every
+// later completion added to it, so one completion PostgreSQL cannot store
+// would stop every completion of the process until it restarts, and all
+// of them would run again (RELIABILITY.md, "Defects an outside probe
+// found"). What taskd knows to be unstorable is refused before it gets
+// here (strictjson.StorableNumber, FindNUL, FindBadText); this is for
+// what it does not know of.
+func (p *completionPilot) setStateIsolating(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	rows, err := p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	if err == nil || !refusedForData(err) {
+		return rows, err
+	}
+	if len(params.ID) == 1 {
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, unsavable(params, err))
+	}
+	half := len(params.ID) / 2
+	first, err := p.setStateIsolating(ctx, exec, sliceIDs(params, 0, half))
+	if err != nil {
+		return nil, err
+	}
+	rest, err := p.setStateIsolating(ctx, exec, sliceIDs(params, half, len(params.ID)))
+	if err != nil {
+		return nil, err
+	}
+	return append(first, rest...), nil
+}
+
+// refusedForData reports whether PostgreSQL refused a statement for a
+// value it holds: a data exception (SQLSTATE class 22, such as 22003, a
+// number out of numeric's range, or 22P05, a NUL character) or a program
+// limit (class 54, such as a jsonb value too large). Any other failure
+// (a lost connection, a deadline) is River's to retry.
+func refusedForData(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54"))
+}
+
+// unsavable is the single completion params without its metadata updates
+// and with an error, in River's form, naming why its outcome could not be
+// saved; its state stays the one River chose.
+func unsavable(params *riverdriver.JobSetStateIfRunningManyParams, err error) *riverdriver.JobSetStateIfRunningManyParams {
+	one := sliceIDs(params, 0, 1)
+	attempt := 0
+	if one.Attempt[0] != nil {
+		attempt = *one.Attempt[0]
+	}
+	e, _ := json.Marshal(rivertype.AttemptError{ // a struct of strings, a time and an int: cannot fail
+		At:      time.Now().UTC(),
+		Attempt: attempt,
+		Error:   "taskd: PostgreSQL refused to save this attempt's outcome as it was (" + err.Error() + "); it was saved without its result and metadata",
+	})
+	one.ErrData[0] = e
+	one.MetadataDoMerge[0] = false
+	one.MetadataUpdates[0] = nil
+	return one
+}
+
+// sliceIDs returns the completions of params from i to j.
+func sliceIDs(params *riverdriver.JobSetStateIfRunningManyParams, i, j int) *riverdriver.JobSetStateIfRunningManyParams {
+	return &riverdriver.JobSetStateIfRunningManyParams{
+		ID:              slices.Clone(params.ID[i:j]),
+		Attempt:         slices.Clone(params.Attempt[i:j]),
+		ErrData:         slices.Clone(params.ErrData[i:j]),
+		FinalizedAt:     slices.Clone(params.FinalizedAt[i:j]),
+		MetadataDoMerge: slices.Clone(params.MetadataDoMerge[i:j]),
+		MetadataUpdates: slices.Clone(params.MetadataUpdates[i:j]),
+		Now:             params.Now,
+		ScheduledAt:     slices.Clone(params.ScheduledAt[i:j]),
+		Schema:          params.Schema,
+		State:           slices.Clone(params.State[i:j]),
+	}
 }
 
 // setStateGuarded writes params in one transaction, without those of

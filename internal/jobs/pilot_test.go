@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -325,5 +326,59 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 	}
 	if !rowFirst {
 		t.Errorf("the completion was written before the attempt's row (state while the row waited: %s)", state)
+	}
+}
+
+// One completion PostgreSQL refuses (here a number numeric cannot hold, in
+// its output) is set aside, and the rest of its batch is saved: River's
+// completer retried the whole batch, with every later completion of the
+// process added to it, and none was saved until a restart.
+func TestCompletionPilotSetsAsideUnsavable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))}
+	exec := riverpgxv5.New(pool).GetExecutor()
+	var ids []int64
+	for range 5 {
+		var id int64
+		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+			VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	params := completedParams([]byte(`{"output":{"ok":true}}`), ids...)
+	bad := 3
+	params.MetadataUpdates[bad] = []byte(`{"output":{"n":1e200000}}`)
+
+	rows, err := p.JobSetStateIfRunningMany(ctx, exec, params)
+	if err != nil {
+		t.Fatalf("the batch failed: %v", err)
+	}
+	if len(rows) != len(ids) {
+		t.Errorf("%d rows returned, want %d", len(rows), len(ids))
+	}
+	got, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range got {
+		if j.State != rivertype.JobStateCompleted {
+			t.Errorf("job %d: state %s, want completed", j.ID, j.State)
+		}
+		var meta map[string]json.RawMessage
+		if err := json.Unmarshal(j.Metadata, &meta); err != nil {
+			t.Fatal(err)
+		}
+		if j.ID == ids[bad] {
+			if _, ok := meta["output"]; ok || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "PostgreSQL refused") || !strings.Contains(j.Errors[0].Error, "22003") {
+				t.Errorf("the unsavable job: metadata %s, errors %+v; want no output and one error naming the refusal", j.Metadata, j.Errors)
+			}
+			continue
+		}
+		if string(meta["output"]) != `{"ok": true}` || len(j.Errors) != 0 {
+			t.Errorf("job %d: output %s, errors %+v; want its output and no error", j.ID, meta["output"], j.Errors)
+		}
 	}
 }
