@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -36,8 +37,8 @@ var (
 	_ riverpilot.Pilot           = (*completionPilot)(nil)
 )
 
-func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet, recorder *attemptRecorder) *driver {
-	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held, recorder: recorder}}
+func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet, recorder *attemptRecorder, logger *slog.Logger) *driver {
+	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held, recorder: recorder, logger: logger}}
 }
 
 // PluginInit is called by river.NewClient; the pilot needs nothing of it.
@@ -75,6 +76,8 @@ type completionPilot struct {
 	// recorder's rows of a batch's attempts are written before the batch
 	// (attemptRecorder); nil when attempts are not recorded.
 	recorder *attemptRecorder
+	// logger tells of the completions set aside (saveable); nil in tests.
+	logger *slog.Logger
 }
 
 // JobSetStateIfRunningMany implements riverpilot.Pilot. River's completers
@@ -119,16 +122,31 @@ func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riv
 }
 
 // setState writes params with River's statement, guarded for the tasks of
-// attempts the watchdog cancelled.
+// attempts the watchdog cancelled (writeState), and sets aside the
+// completions PostgreSQL refuses (setAside).
 func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	rows, err := p.writeState(ctx, exec, params)
+	if err == nil || !refusedForData(err) {
+		return rows, err
+	}
+	fixed, ok := p.setAside(ctx, exec, params)
+	if !ok {
+		return nil, err
+	}
+	return p.writeState(ctx, exec, fixed)
+}
+
+// writeState writes params with River's statement, guarded for the tasks
+// of attempts the watchdog cancelled.
+func (p *completionPilot) writeState(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
 	if p.watchdog == nil {
-		return p.setStateIsolating(ctx, exec, params)
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 	}
 	stale := p.watchdog.staleAmong(params.ID)
 	var rows []*rivertype.JobRow
 	var err error
 	if stale == nil {
-		rows, err = p.setStateIsolating(ctx, exec, params)
+		rows, err = p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 	} else {
 		rows, err = p.setStateGuarded(ctx, exec, params, stale)
 	}
@@ -146,36 +164,118 @@ func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executo
 	return rows, nil
 }
 
-// setStateIsolating is River's statement for params, except that a batch
-// PostgreSQL refuses for what a completion holds (refusedForData) is
-// written again in halves, down to the completions it refuses, which are
-// then saved without what they would have merged into their task's
-// metadata (the output among it) and with an error saying why
-// (unsavable). River's completer retries a failed batch whole, with every
-// later completion added to it, so one completion PostgreSQL cannot store
-// would stop every completion of the process until it restarts, and all
-// of them would run again (RELIABILITY.md, "Defects an outside probe
-// found"). What taskd knows to be unstorable is refused before it gets
-// here (strictjson.StorableNumber, FindNUL, FindBadText); this is for
-// what it does not know of.
-func (p *completionPilot) setStateIsolating(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
-	rows, err := p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
-	if err == nil || !refusedForData(err) {
-		return rows, err
+// setAside is for a batch PostgreSQL refused for a value one of its
+// completions holds (refusedForData). River's completer retries a failed
+// batch whole, with every later completion of the process added to it, so
+// one completion PostgreSQL cannot store stopped every completion of the
+// process until it restarted, and then all of them ran again (RELIABILITY.md,
+// "Defects an outside probe found"). What taskd knows to be unstorable is
+// refused before it gets here (strictjson.StorableNumber, FindNUL,
+// FindBadText); this is for what it does not know of.
+//
+// In a transaction it always rolls back, setAside tries the batch in halves,
+// down to the completions PostgreSQL refuses, and returns params with each
+// of those replaced by what PostgreSQL takes of it (saveable). The caller
+// then writes the whole batch again as before, in one statement (or the
+// guarded transaction): nothing of it is saved unless all of it is, so
+// River's retry of a batch that fails for another reason replays nothing
+// already saved. ok is false when no single completion is refused (the
+// batch is refused as a whole) or the probe itself failed.
+func (p *completionPilot) setAside(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ *riverdriver.JobSetStateIfRunningManyParams, ok bool) {
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		return nil, false
 	}
-	if len(params.ID) == 1 {
-		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, unsavable(params, err))
+	defer func() { _ = tx.Rollback(ctx) }()
+	fixed := sliceIDs(params, 0, len(params.ID))
+	found := false
+	var walk func(i, j int) error
+	walk = func(i, j int) error {
+		refusal, err := p.refusedIn(ctx, tx, sliceIDs(fixed, i, j))
+		switch {
+		case err != nil || refusal == nil:
+			return err
+		case j-i > 1:
+			mid := (i + j) / 2
+			if err := walk(i, mid); err != nil {
+				return err
+			}
+			return walk(mid, j)
+		}
+		found = true
+		return p.saveable(ctx, tx, fixed, i, refusal)
 	}
-	half := len(params.ID) / 2
-	first, err := p.setStateIsolating(ctx, exec, sliceIDs(params, 0, half))
+	if err := walk(0, len(params.ID)); err != nil || !found {
+		return nil, false
+	}
+	return fixed, true
+}
+
+// refusedIn tries River's statement for params in a savepoint of tx, which
+// it rolls back, and returns PostgreSQL's refusal for data, if any; any
+// other failure is err.
+func (p *completionPilot) refusedIn(ctx context.Context, tx riverdriver.ExecutorTx, params *riverdriver.JobSetStateIfRunningManyParams) (refusal, err error) {
+	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rest, err := p.setStateIsolating(ctx, exec, sliceIDs(params, half, len(params.ID)))
-	if err != nil {
+	_, tried := p.StandardPilot.JobSetStateIfRunningMany(ctx, sp, params)
+	if err := sp.Rollback(ctx); err != nil {
 		return nil, err
 	}
-	return append(first, rest...), nil
+	switch {
+	case tried == nil:
+		return nil, nil
+	case refusedForData(tried):
+		return tried, nil
+	}
+	return nil, tried
+}
+
+// unsavedKey is the metadata key under which a completion set aside says
+// why its result and metadata were not saved.
+const unsavedKey = "unsaved_outcome"
+
+// saveable replaces completion i of params, which PostgreSQL refused with
+// refusal, with what it takes of it: first the same completion with, in
+// place of its metadata updates (its result among them), a note of the
+// refusal under unsavedKey; if that is refused too (the error the attempt
+// ended with cannot be stored either), also with its error replaced by one
+// naming the refusal, which counts as one more error in the task's errors.
+// The state River chose stays. It fails when PostgreSQL refuses even that.
+func (p *completionPilot) saveable(ctx context.Context, tx riverdriver.ExecutorTx, params *riverdriver.JobSetStateIfRunningManyParams, i int, refusal error) error {
+	id := params.ID[i]
+	why := "PostgreSQL refused to save this attempt's outcome as it was (" + refusal.Error() + "); it was saved without its result and metadata"
+	note, _ := json.Marshal(map[string]string{unsavedKey: why}) // strings: cannot fail
+	one := sliceIDs(params, i, i+1)
+	one.MetadataDoMerge[0], one.MetadataUpdates[0] = true, note
+	again, err := p.refusedIn(ctx, tx, one)
+	if err != nil {
+		return err
+	}
+	if again != nil {
+		rows, err := tx.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: []int64{id}, Schema: params.Schema})
+		if err != nil {
+			return fmt.Errorf("reading task %d: %w", id, err)
+		}
+		if len(rows) != 1 {
+			return again // deleted meanwhile: River's statement leaves it alone once it is saved
+		}
+		e, _ := json.Marshal(rivertype.AttemptError{At: time.Now().UTC(), Attempt: rows[0].Attempt, Error: why}) // cannot fail
+		one.ErrData[0] = e
+		if again, err = p.refusedIn(ctx, tx, one); err != nil {
+			return err
+		}
+		if again != nil {
+			return again
+		}
+	}
+	params.ErrData[i], params.MetadataDoMerge[i], params.MetadataUpdates[i] = one.ErrData[0], true, note
+	if p.logger != nil {
+		p.logger.Error("a completion PostgreSQL refused is saved without its result and metadata",
+			slog.Int64("task_id", id), slog.String("state", string(params.State[i])), slog.String("error", refusal.Error()))
+	}
+	return nil
 }
 
 // refusedForData reports whether PostgreSQL refused a statement for a
@@ -186,26 +286,6 @@ func (p *completionPilot) setStateIsolating(ctx context.Context, exec riverdrive
 func refusedForData(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54"))
-}
-
-// unsavable is the single completion params without its metadata updates
-// and with an error, in River's form, naming why its outcome could not be
-// saved; its state stays the one River chose.
-func unsavable(params *riverdriver.JobSetStateIfRunningManyParams, err error) *riverdriver.JobSetStateIfRunningManyParams {
-	one := sliceIDs(params, 0, 1)
-	attempt := 0
-	if one.Attempt[0] != nil {
-		attempt = *one.Attempt[0]
-	}
-	e, _ := json.Marshal(rivertype.AttemptError{ // a struct of strings, a time and an int: cannot fail
-		At:      time.Now().UTC(),
-		Attempt: attempt,
-		Error:   "taskd: PostgreSQL refused to save this attempt's outcome as it was (" + err.Error() + "); it was saved without its result and metadata",
-	})
-	one.ErrData[0] = e
-	one.MetadataDoMerge[0] = false
-	one.MetadataUpdates[0] = nil
-	return one
 }
 
 // sliceIDs returns the completions of params from i to j.

@@ -332,53 +332,101 @@ func TestCompletionWaitsForAttemptRow(t *testing.T) {
 // One completion PostgreSQL refuses (here a number numeric cannot hold, in
 // its output) is set aside, and the rest of its batch is saved: River's
 // completer retried the whole batch, with every later completion of the
-// process added to it, and none was saved until a restart.
+// process added to it, and none was saved until a restart. The same holds
+// for a batch with the completion of an attempt the watchdog cancelled in
+// it, which goes through the guarded transaction.
 func TestCompletionPilotSetsAsideUnsavable(t *testing.T) {
+	t.Parallel()
+	for _, guarded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("guarded=%v", guarded), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+			w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
+			p := &completionPilot{watchdog: w, logger: testLogger(t)}
+			exec := riverpgxv5.New(pool).GetExecutor()
+			var ids []int64
+			for range 5 {
+				var id int64
+				var at time.Time
+				if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+					VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id, attempted_at`).Scan(&id, &at); err != nil {
+					t.Fatal(err)
+				}
+				if guarded && len(ids) == 0 {
+					// The first task's attempt was cancelled, and still owns
+					// its row: its completion is written, guarded.
+					w.stale[id] = &staleAttempt{attempt: 1, attemptedAt: &at, done: make(chan struct{})}
+				}
+				ids = append(ids, id)
+			}
+			params := completedParams([]byte(`{"output":{"ok":true}}`), ids...)
+			const bad = 3
+			params.MetadataUpdates[bad] = []byte(`{"output":{"n":1e200000}}`)
+
+			rows, err := p.JobSetStateIfRunningMany(ctx, exec, params)
+			if err != nil {
+				t.Fatalf("the batch failed: %v", err)
+			}
+			if len(rows) != len(ids) {
+				t.Errorf("%d rows returned, want %d", len(rows), len(ids))
+			}
+			got, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: ids})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range got {
+				if j.State != rivertype.JobStateCompleted || j.Attempt != 1 || len(j.Errors) != 0 {
+					t.Errorf("job %d: state %s, attempt %d, errors %+v; want completed at attempt 1 without errors", j.ID, j.State, j.Attempt, j.Errors)
+				}
+				var meta map[string]json.RawMessage
+				if err := json.Unmarshal(j.Metadata, &meta); err != nil {
+					t.Fatal(err)
+				}
+				if j.ID == ids[bad] {
+					if _, ok := meta["output"]; ok || !strings.Contains(string(meta[unsavedKey]), "22003") {
+						t.Errorf("the unsavable job: metadata %s; want no output and a note of the refusal", j.Metadata)
+					}
+					continue
+				}
+				if string(meta["output"]) != `{"ok": true}` {
+					t.Errorf("job %d: output %s, want its own", j.ID, meta["output"])
+				}
+			}
+			if guarded && len(w.stale) != 0 {
+				t.Errorf("the cancelled attempt is still remembered after its completion was written")
+			}
+		})
+	}
+}
+
+// An attempt whose own error PostgreSQL cannot store either gets an error
+// naming the refusal instead, at its attempt number.
+func TestCompletionPilotReplacesUnsavableError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))}
 	exec := riverpgxv5.New(pool).GetExecutor()
-	var ids []int64
-	for range 5 {
-		var id int64
-		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
-			VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	params := completedParams([]byte(`{"output":{"ok":true}}`), ids...)
-	bad := 3
-	params.MetadataUpdates[bad] = []byte(`{"output":{"n":1e200000}}`)
-
-	rows, err := p.JobSetStateIfRunningMany(ctx, exec, params)
-	if err != nil {
-		t.Fatalf("the batch failed: %v", err)
-	}
-	if len(rows) != len(ids) {
-		t.Errorf("%d rows returned, want %d", len(rows), len(ids))
-	}
-	got, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: ids})
-	if err != nil {
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+		VALUES ('x', '{}', 'running', 2, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	for _, j := range got {
-		if j.State != rivertype.JobStateCompleted {
-			t.Errorf("job %d: state %s, want completed", j.ID, j.State)
-		}
-		var meta map[string]json.RawMessage
-		if err := json.Unmarshal(j.Metadata, &meta); err != nil {
-			t.Fatal(err)
-		}
-		if j.ID == ids[bad] {
-			if _, ok := meta["output"]; ok || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "PostgreSQL refused") || !strings.Contains(j.Errors[0].Error, "22003") {
-				t.Errorf("the unsavable job: metadata %s, errors %+v; want no output and one error naming the refusal", j.Metadata, j.Errors)
-			}
-			continue
-		}
-		if string(meta["output"]) != `{"ok": true}` || len(j.Errors) != 0 {
-			t.Errorf("job %d: output %s, errors %+v; want its output and no error", j.ID, meta["output"], j.Errors)
-		}
+	params := completedParams(nil, id)
+	params.State[0] = rivertype.JobStateRetryable
+	retryAt := time.Now().Add(time.Hour)
+	params.ScheduledAt[0], params.FinalizedAt[0] = &retryAt, nil
+	params.ErrData[0] = []byte(`{"at":"2026-01-01T00:00:00Z","attempt":2,"error":{"n":1e200000}}`)
+	if _, err := p.JobSetStateIfRunningMany(ctx, exec, params); err != nil {
+		t.Fatalf("the batch failed: %v", err)
+	}
+	got, err := exec.JobGetByIDMany(ctx, &riverdriver.JobGetByIDManyParams{ID: []int64{id}})
+	if err != nil || len(got) != 1 {
+		t.Fatal(err)
+	}
+	j := got[0]
+	if j.State != rivertype.JobStateRetryable || len(j.Errors) != 1 || j.Errors[0].Attempt != 2 || !strings.Contains(j.Errors[0].Error, "PostgreSQL refused") {
+		t.Errorf("state %s, errors %+v; want retryable with one error at attempt 2 naming the refusal", j.State, j.Errors)
 	}
 }
