@@ -122,8 +122,8 @@ func (b *bench) scenario1i(ctx context.Context) error {
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[1], Baseline: "taskd with the GIN indexes"})
 		b.compare(row{Scenario: name, Metric: m.metric + " taskd", A: m.v[0], B: m.v[2], Baseline: "bare River, full schema", Target: m.target})
 		if m.v == &rate {
-			// Rounds run back to back: a round's taskd and bare River
-			// runs are a pair.
+			// A round's taskd and bare River runs are a pair: they ran
+			// in the same round, minutes apart at most.
 			b.comparePairs(name, "tasks/s taskd / bare River, full schema,", m.v[0], m.v[2])
 		}
 		// A River-only row: its "taskd" column is bare River without them.

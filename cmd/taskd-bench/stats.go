@@ -113,25 +113,32 @@ type pairs struct {
 	// AtLeast1 counts the pairs whose ratio is 1.0 or more.
 	AtLeast1 int
 	// SignP is the one-sided sign test's p-value for "A is faster":
-	// the chance of AtLeast1 or more pairs of len(Ratios) at 1.0 or more
-	// if each pair were a coin toss. Small says A is faster; about 0.5
-	// or more says the pairs do not tell.
+	// the chance that as many of the pairs that are not ties (a ratio
+	// of exactly 1) or more have A ahead, if each were a coin toss.
+	// Small says A is faster; about 0.5 or more says the pairs do not
+	// tell.
 	SignP float64
 }
 
 func pairRatios(a, b []float64) pairs {
 	var p pairs
+	ahead, ties := 0, 0
 	for i := range min(len(a), len(b)) {
 		if b[i] == 0 {
 			continue
 		}
 		r := a[i] / b[i]
 		p.Ratios = append(p.Ratios, r)
-		if r >= 1 {
+		switch {
+		case r > 1:
+			ahead++
+			p.AtLeast1++
+		case r == 1:
+			ties++
 			p.AtLeast1++
 		}
 	}
-	p.SignP = signTest(p.AtLeast1, len(p.Ratios))
+	p.SignP = signTest(ahead, len(p.Ratios)-ties)
 	return p
 }
 

@@ -13,9 +13,13 @@ func TestPairRatios(t *testing.T) {
 	if p.AtLeast1 != 3 {
 		t.Errorf("at least 1.0: %d, want 3 (1.10, 1.00, 1.20)", p.AtLeast1)
 	}
-	// P(X >= 3) for 4 tosses: (4 + 1) / 16.
-	if math.Abs(p.SignP-5.0/16) > 1e-12 {
-		t.Errorf("sign test p = %v, want %v", p.SignP, 5.0/16)
+	// The tie (1.00) is left out of the test: P(X >= 2) for 3 tosses,
+	// (3 + 1) / 8.
+	if math.Abs(p.SignP-0.5) > 1e-12 {
+		t.Errorf("sign test p = %v, want 0.5", p.SignP)
+	}
+	if q := pairRatios([]float64{110, 120, 130}, []float64{100, 100, 100}); math.Abs(q.SignP-1.0/8) > 1e-12 {
+		t.Errorf("3 of 3 ahead: sign test p = %v, want 1/8", q.SignP)
 	}
 	if got := signTest(0, 7); got != 1 {
 		t.Errorf("signTest(0, 7) = %v, want 1", got)
