@@ -105,7 +105,7 @@ func (s *server) changeQueue(w http.ResponseWriter, r *http.Request, change func
 	}
 	if err != nil {
 		if errors.Is(err, jobs.ErrUnknownQueue) {
-			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist (no process works it or has worked it lately)"})
+			writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "queue " + quoteClip(name) + " does not exist (no process works it or has worked it lately, and it holds no unfinished task)"})
 			return
 		}
 		s.writeError(w, r, err, "")

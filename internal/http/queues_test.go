@@ -1,11 +1,13 @@
 package http_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/taskd/taskd/client"
+	"github.com/taskd/taskd/internal/store"
 )
 
 func (b *testBundle) queue(t *testing.T, name string) client.Queue {
@@ -93,6 +95,42 @@ func TestQueues(t *testing.T) {
 	}
 	wantStatus(t, b.post(t, "/v1/queues/nope/pause", ""), http.StatusNotFound)
 	wantStatus(t, b.post(t, "/v1/queues/nope/resume", ""), http.StatusNotFound)
+}
+
+// TestPauseUnworkedQueue: a queue no process works, as an external kind's
+// is, can be paused once it holds a task (it was a 404: River keeps no row
+// for it), and its pause outlives River's queue cleaner.
+func TestPauseUnworkedQueue(t *testing.T) {
+	t.Parallel()
+	b := setupRunning(t)
+	ctx := context.Background()
+	wantStatus(t, b.post(t, "/v1/queues/media2/pause", ""), http.StatusNotFound)
+	if _, err := b.pool.Exec(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state) VALUES ('{}', 'transcode', 3, 'media2', 'available')`); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, b.post(t, "/v1/queues/media2/pause", ""), http.StatusOK)
+	if q := b.queue(t, "media2"); !q.Paused {
+		t.Fatalf("paused unworked queue: %+v", q)
+	}
+	wantStatus(t, b.post(t, "/v1/queues/media2/pause", ""), http.StatusOK) // twice is once
+
+	// A day without updates would have River's cleaner drop the row, and
+	// the pause with it; taskd's maintenance keeps paused rows.
+	if _, err := b.pool.Exec(ctx, `UPDATE river_queue SET updated_at = now() - interval '2 days' WHERE name IN ('media2', 'default')`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.New(b.pool).QueuePausedKeep(ctx); err != nil || n != 1 {
+		t.Fatalf("QueuePausedKeep = %d, %v; want 1 (the paused queue only)", n, err)
+	}
+	var fresh bool
+	if err := b.pool.QueryRow(ctx, `SELECT updated_at > now() - interval '1 minute' FROM river_queue WHERE name = 'media2'`).Scan(&fresh); err != nil || !fresh {
+		t.Fatalf("the paused queue's row was not kept: %v", err)
+	}
+
+	wantStatus(t, b.post(t, "/v1/queues/media2/resume", ""), http.StatusOK)
+	if q := b.queue(t, "media2"); q.Paused {
+		t.Fatalf("resumed unworked queue: %+v", q)
+	}
 }
 
 func (b *testBundle) waitQueue(t *testing.T, name string, cond func(client.Queue) bool) client.Queue {

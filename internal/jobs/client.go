@@ -620,13 +620,23 @@ func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 }
 
 // PauseQueue pauses a queue in every process: no new task of it starts
-// until ResumeQueue; running ones finish.
+// until ResumeQueue; running ones finish. A queue no process works (River
+// keeps no row for it) is paused too when it holds unfinished tasks, as an
+// external kind's queue does: its claims skip it.
 func (c *Client) PauseQueue(ctx context.Context, name string) error {
 	// Pausing twice is pausing once: safe to retry.
-	if err := c.store.Retry(ctx, func() error { return c.river.QueuePause(ctx, name, nil) }); err != nil {
-		if errors.Is(err, rivertype.ErrNotFound) {
+	err := c.store.Retry(ctx, func() error { return c.river.QueuePause(ctx, name, nil) })
+	if errors.Is(err, rivertype.ErrNotFound) {
+		paused, err := c.store.QueuePauseUnworked(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !paused {
 			return ErrUnknownQueue
 		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("pausing queue %q: %w", name, err)
 	}
 	return nil

@@ -179,6 +179,11 @@ func (c *Client) clean(ctx context.Context) {
 	if _, err := c.store.BatchDeleteEmpty(ctx, batchCleanMinAge, 1000); err != nil && ctx.Err() == nil {
 		c.logger.Error("deleting empty batches", slog.String("error", err.Error()))
 	}
+	// A pause lasts until it is resumed, also for a queue no process
+	// works for a day (River's queue cleaner would drop its row).
+	if _, err := c.store.QueuePausedKeep(ctx); err != nil && ctx.Err() == nil {
+		c.logger.Error("keeping paused queues", slog.String("error", err.Error()))
+	}
 }
 
 // leaseExpireBatch bounds the leases one statement expires.

@@ -45,3 +45,29 @@ func (s *Store) QueueStats(ctx context.Context) (map[string]*QueueStats, error) 
 	}
 	return out, nil
 }
+
+// QueuePauseUnworked pauses queue name when River keeps no row for it
+// (no process works it) but it holds unfinished tasks; false when it holds
+// none, and so is unknown. See the query.
+func (s *Store) QueuePauseUnworked(ctx context.Context, name string) (bool, error) {
+	var n int64
+	err := s.Retry(ctx, func() (err error) {
+		n, err = s.q.QueuePauseUnworked(ctx, name)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("pausing queue %q: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// QueuePausedKeep marks the rows of paused queues updated, so that River's
+// queue cleaner keeps them and their pause (see the query), and returns how
+// many it marked.
+func (s *Store) QueuePausedKeep(ctx context.Context) (int64, error) {
+	n, err := s.q.QueuePausedKeep(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("keeping paused queues: %w", err)
+	}
+	return n, nil
+}

@@ -9,6 +9,46 @@ import (
 	"context"
 )
 
+const queuePauseUnworked = `-- name: QueuePauseUnworked :execrows
+INSERT INTO river_queue (name, created_at, metadata, paused_at, updated_at)
+SELECT $1::text, now(), '{}', now(), now()
+WHERE EXISTS (
+    SELECT 1 FROM river_job
+    WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending') AND queue = $1::text
+)
+ON CONFLICT (name) DO UPDATE SET paused_at = coalesce(river_queue.paused_at, now()), updated_at = now()
+`
+
+// QueuePauseUnworked pauses a queue River keeps no row for, because no
+// process works it (nor has in River's retention, a day), when it holds
+// unfinished tasks: an external kind's queue needs no workers, and its
+// claims skip paused queues. A name without unfinished tasks stays
+// unknown, so that a typo does not create a queue.
+func (q *Queries) QueuePauseUnworked(ctx context.Context, name string) (int64, error) {
+	result, err := q.db.Exec(ctx, queuePauseUnworked, name)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const queuePausedKeep = `-- name: QueuePausedKeep :execrows
+UPDATE river_queue SET updated_at = now()
+WHERE paused_at IS NOT NULL AND updated_at < now() - interval '1 hour'
+`
+
+// QueuePausedKeep keeps paused queues' rows: River's queue cleaner deletes
+// a row nothing updated for a day (River's producers update their queues'
+// rows), and with it the pause of a queue no process works, which would
+// then start again when a worker of it came back.
+func (q *Queries) QueuePausedKeep(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, queuePausedKeep)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const queueStats = `-- name: QueueStats :many
 SELECT
     j.queue,
