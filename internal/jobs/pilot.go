@@ -129,7 +129,7 @@ func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executo
 	if err == nil || !refusedForData(err) {
 		return rows, err
 	}
-	fixed, ok := p.setAside(ctx, exec, params)
+	fixed, ok := p.setAside(ctx, exec, params, err)
 	if !ok {
 		return nil, err
 	}
@@ -179,9 +179,10 @@ func (p *completionPilot) writeState(ctx context.Context, exec riverdriver.Execu
 // then writes the whole batch again as before, in one statement (or the
 // guarded transaction): nothing of it is saved unless all of it is, so
 // River's retry of a batch that fails for another reason replays nothing
-// already saved. ok is false when no single completion is refused (the
-// batch is refused as a whole) or the probe itself failed.
-func (p *completionPilot) setAside(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ *riverdriver.JobSetStateIfRunningManyParams, ok bool) {
+// already saved. refusal is the whole batch's, which is not tried again.
+// ok is false when no single completion is refused (the batch is refused
+// as a whole) or the probe itself failed.
+func (p *completionPilot) setAside(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams, refusal error) (_ *riverdriver.JobSetStateIfRunningManyParams, ok bool) {
 	tx, err := exec.Begin(ctx)
 	if err != nil {
 		return nil, false
@@ -189,23 +190,27 @@ func (p *completionPilot) setAside(ctx context.Context, exec riverdriver.Executo
 	defer func() { _ = tx.Rollback(ctx) }()
 	fixed := sliceIDs(params, 0, len(params.ID))
 	found := false
-	var walk func(i, j int) error
-	walk = func(i, j int) error {
-		refusal, err := p.refusedIn(ctx, tx, sliceIDs(fixed, i, j))
-		switch {
-		case err != nil || refusal == nil:
-			return err
-		case j-i > 1:
-			mid := (i + j) / 2
-			if err := walk(i, mid); err != nil {
+	// walk sets aside the refused completions from i to j; refusal is
+	// theirs when already known, nil when they are still to be tried.
+	var walk func(i, j int, refusal error) error
+	walk = func(i, j int, refusal error) error {
+		if refusal == nil {
+			var err error
+			if refusal, err = p.refusedIn(ctx, tx, sliceIDs(fixed, i, j)); err != nil || refusal == nil {
 				return err
 			}
-			return walk(mid, j)
+		}
+		if j-i > 1 {
+			mid := (i + j) / 2
+			if err := walk(i, mid, nil); err != nil {
+				return err
+			}
+			return walk(mid, j, nil)
 		}
 		found = true
 		return p.saveable(ctx, tx, fixed, i, refusal)
 	}
-	if err := walk(0, len(params.ID)); err != nil || !found {
+	if err := walk(0, len(params.ID), refusal); err != nil || !found {
 		return nil, false
 	}
 	return fixed, true
@@ -288,20 +293,9 @@ func refusedForData(err error) bool {
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54"))
 }
 
-// sliceIDs returns the completions of params from i to j.
+// sliceIDs returns the completions of params from i to j, a copy.
 func sliceIDs(params *riverdriver.JobSetStateIfRunningManyParams, i, j int) *riverdriver.JobSetStateIfRunningManyParams {
-	return &riverdriver.JobSetStateIfRunningManyParams{
-		ID:              slices.Clone(params.ID[i:j]),
-		Attempt:         slices.Clone(params.Attempt[i:j]),
-		ErrData:         slices.Clone(params.ErrData[i:j]),
-		FinalizedAt:     slices.Clone(params.FinalizedAt[i:j]),
-		MetadataDoMerge: slices.Clone(params.MetadataDoMerge[i:j]),
-		MetadataUpdates: slices.Clone(params.MetadataUpdates[i:j]),
-		Now:             params.Now,
-		ScheduledAt:     slices.Clone(params.ScheduledAt[i:j]),
-		Schema:          params.Schema,
-		State:           slices.Clone(params.State[i:j]),
-	}
+	return selectCompletions(params, func(k int) bool { return i <= k && k < j })
 }
 
 // setStateGuarded writes params in one transaction, without those of
@@ -392,9 +386,15 @@ func onlyIDs(params *riverdriver.JobSetStateIfRunningManyParams, keep map[int64]
 
 // filterIDs returns params with the completions of the tasks keep takes.
 func filterIDs(params *riverdriver.JobSetStateIfRunningManyParams, keep func(int64) bool) *riverdriver.JobSetStateIfRunningManyParams {
+	return selectCompletions(params, func(i int) bool { return keep(params.ID[i]) })
+}
+
+// selectCompletions returns a copy of params with the completions whose
+// index keep takes.
+func selectCompletions(params *riverdriver.JobSetStateIfRunningManyParams, keep func(int) bool) *riverdriver.JobSetStateIfRunningManyParams {
 	kept := &riverdriver.JobSetStateIfRunningManyParams{Now: params.Now, Schema: params.Schema}
 	for i, id := range params.ID {
-		if !keep(id) {
+		if !keep(i) {
 			continue
 		}
 		kept.ID = append(kept.ID, id)
