@@ -139,7 +139,7 @@ func result(body []byte) (json.RawMessage, error) {
 			return nil, fmt.Errorf("the response's JSON holds invalid UTF-8 or a lone surrogate at byte %d, which cannot be stored", offset)
 		}
 		if offset, found := strictjson.FindUnstorableNumber(trimmed); found {
-			return nil, fmt.Errorf("the response's JSON holds a number at byte %d outside the range PostgreSQL can store (at most 131072 digits before the decimal point and 16383 after it)", offset)
+			return nil, fmt.Errorf("the response's JSON holds a number at byte %d %s", offset, strictjson.NumberRange)
 		}
 		var buf bytes.Buffer
 		_ = json.Compact(&buf, trimmed) // cannot fail on valid JSON

@@ -17,9 +17,12 @@ const (
 	numericMaxExponent     = 1<<30 - 1 // (2³¹−1)/2, rounded down
 )
 
+// NumberRange says what is wrong with a number StorableNumber refuses.
+const NumberRange = "outside the range PostgreSQL can store (at most 131072 digits before the decimal point and 16383 after it)"
+
 // NumberRangeMessage is the problem a number outside PostgreSQL's numeric
 // range gets.
-const NumberRangeMessage = "number outside the range PostgreSQL can store (at most 131072 digits before the decimal point and 16383 after it)"
+const NumberRangeMessage = "number " + NumberRange
 
 // StorableNumber reports whether the valid JSON number num fits
 // PostgreSQL's numeric type (see numericMaxWeightDigits).
