@@ -350,7 +350,7 @@ func NewClient(cfg Config) (*Client, error) {
 	// task's own timeout is at most kinds.GoTimeoutMax, which is
 	// LeaseLifeMax (TestTimeoutBoundsUnderRescue).
 	longest := max(cfg.Kinds.LongestTimeout(cfg.JobTimeout), LeaseLifeMax)
-	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store.Pool(), c.watchdog, c.held, c.recorder, cfg.Logger), &river.Config{
+	rc, err := river.NewClient[pgx.Tx](newDriver(cfg.Store, c.watchdog, c.held, c.recorder, cfg.Logger), &river.Config{
 		ID:      c.id,
 		Logger:  cfg.Logger,
 		Queues:  queues,

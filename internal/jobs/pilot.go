@@ -13,12 +13,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivershared/baseservice"
 	"github.com/riverqueue/river/rivershared/riverpilot"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskd/taskd/internal/store"
 )
 
 // driver is River's pgx driver with taskd's pilot (completionPilot). River
@@ -37,8 +39,12 @@ var (
 	_ riverpilot.Pilot           = (*completionPilot)(nil)
 )
 
-func newDriver(pool *pgxpool.Pool, w *watchdog, held *heldSet, recorder *attemptRecorder, logger *slog.Logger) *driver {
-	return &driver{Driver: riverpgxv5.New(pool), pilot: &completionPilot{watchdog: w, held: held, recorder: recorder, logger: logger}}
+func newDriver(s *store.Store, w *watchdog, held *heldSet, recorder *attemptRecorder, logger *slog.Logger) *driver {
+	d := riverpgxv5.New(s.Pool())
+	return &driver{Driver: d, pilot: &completionPilot{
+		watchdog: w, held: held, recorder: recorder, logger: logger,
+		completions: &completer{store: s, pool: s.Pool(), unwrap: d.UnwrapTx},
+	}}
 }
 
 // PluginInit is called by river.NewClient; the pilot needs nothing of it.
@@ -76,6 +82,10 @@ type completionPilot struct {
 	// recorder's rows of a batch's attempts are written before the batch
 	// (attemptRecorder); nil when attempts are not recorded.
 	recorder *attemptRecorder
+	// completions writes batches of plain completions with taskd's leaner
+	// statement (completer.setStateMany); nil in tests, where every batch
+	// goes to River's.
+	completions *completer
 	// logger tells of the completions set aside (saveable); nil in tests.
 	logger *slog.Logger
 }
@@ -140,13 +150,13 @@ func (p *completionPilot) setState(ctx context.Context, exec riverdriver.Executo
 // of attempts the watchdog cancelled.
 func (p *completionPilot) writeState(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
 	if p.watchdog == nil {
-		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+		return p.setStateMany(ctx, exec, params)
 	}
 	stale := p.watchdog.staleAmong(params.ID)
 	var rows []*rivertype.JobRow
 	var err error
 	if stale == nil {
-		rows, err = p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+		rows, err = p.setStateMany(ctx, exec, params)
 	} else {
 		rows, err = p.setStateGuarded(ctx, exec, params, stale)
 	}
@@ -224,7 +234,7 @@ func (p *completionPilot) refusedIn(ctx context.Context, tx riverdriver.Executor
 	if err != nil {
 		return nil, err
 	}
-	_, tried := p.StandardPilot.JobSetStateIfRunningMany(ctx, sp, params)
+	_, tried := p.setStateMany(ctx, sp, params)
 	if err := sp.Rollback(ctx); err != nil {
 		return nil, err
 	}
@@ -281,6 +291,61 @@ func (p *completionPilot) saveable(ctx context.Context, tx riverdriver.ExecutorT
 			slog.Int64("task_id", id), slog.String("state", string(params.State[i])), slog.String("error", refusal.Error()))
 	}
 	return nil
+}
+
+// setStateMany runs River's JobSetStateIfRunningMany for params on exec,
+// with taskd's statement when the completer can (completer.setStateMany).
+func (p *completionPilot) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	if p.completions != nil {
+		if rows, ok, err := p.completions.setStateMany(ctx, exec, params); ok {
+			return rows, err
+		}
+	}
+	return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+}
+
+// completer writes the batches of River's completer that are completions
+// only (every task completed, with at most its metadata to merge: the
+// batches of River's batch completer, which takes only those) with
+// store.JobCompleteMany, a statement that does less than River's
+// JobSetStateIfRunningMany and changes the same rows in the same way. The
+// completion statement was River's costliest per task in taskd's
+// PostgreSQL (docs/PERFORMANCE.md, "Round 2, eleventh run").
+type completer struct {
+	store *store.Store
+	// pool runs the statements River sends to its pool's executor; unwrap
+	// is River's driver's, for its transactions (JobCompleteTx, and the
+	// pilot's own guarded and probing transactions).
+	pool   store.DBTX
+	unwrap func(riverdriver.ExecutorTx) pgx.Tx
+}
+
+// setStateMany writes params with store.JobCompleteMany if they are
+// completions only, on River's schema (the one taskd's statements name,
+// through the connection's search_path); ok is false when they are not,
+// for River's statement to write them.
+func (c *completer) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ []*rivertype.JobRow, ok bool, _ error) {
+	if params.Schema != "" {
+		return nil, false, nil
+	}
+	n := len(params.ID)
+	comp := store.JobCompletions{ID: params.ID, FinalizedAt: make([]time.Time, n), MetadataDoMerge: params.MetadataDoMerge, MetadataUpdates: params.MetadataUpdates}
+	for i := range n {
+		if params.State[i] != rivertype.JobStateCompleted || params.Attempt[i] != nil || params.ErrData[i] != nil || params.ScheduledAt[i] != nil || params.FinalizedAt[i] == nil {
+			return nil, false, nil
+		}
+		comp.FinalizedAt[i] = *params.FinalizedAt[i]
+	}
+	db := c.pool
+	if tx, isTx := exec.(riverdriver.ExecutorTx); isTx {
+		db = c.unwrap(tx)
+	}
+	rows, err := c.store.JobCompleteMany(ctx, db, comp)
+	if errors.Is(err, puddle.ErrClosedPool) {
+		// What River's driver answers, for its completer to stop retrying.
+		err = riverdriver.ErrClosedPool
+	}
+	return rows, true, err
 }
 
 // refusedForData reports whether PostgreSQL refused a statement for a
@@ -346,7 +411,7 @@ func (p *completionPilot) setStateGuarded(ctx context.Context, exec riverdriver.
 
 	rows := dropped
 	if kept := withoutIDs(params, drop); len(kept.ID) > 0 {
-		written, err := p.StandardPilot.JobSetStateIfRunningMany(ctx, tx, kept)
+		written, err := p.setStateMany(ctx, tx, kept)
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -37,7 +38,7 @@ func TestCompletionPilot(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
-	p := &completionPilot{watchdog: w}
+	p := &completionPilot{watchdog: w, completions: newCompleter(pool)}
 	exec := &beginCounter{Executor: riverpgxv5.New(pool).GetExecutor()}
 
 	// running inserts a running job at attempt, fetched at attemptedAt.
@@ -163,6 +164,70 @@ func completedParams(metadata []byte, ids ...int64) *riverdriver.JobSetStateIfRu
 	return params
 }
 
+// newCompleter is the pilot's completer as newDriver makes it.
+func newCompleter(pool *pgxpool.Pool) *completer {
+	return newDriver(store.New(pool), nil, nil, nil, nil).pilot.completions
+}
+
+// TestCompleterTakesRiversCompletions checks which batches taskd's
+// completion statement writes: those of River's batch completer, whose
+// completions River makes with riverdriver.JobSetStateCompleted (if River
+// gave them more, such as an attempt, they would all go back to River's
+// statement, and the statement's gain would be gone unnoticed), in a
+// transaction of River's too; not a batch with any other state, an error
+// or a snooze's time, nor a batch on a schema of its own.
+func TestCompleterTakesRiversCompletions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	c := newCompleter(pool)
+	exec := riverpgxv5.New(pool).GetExecutor()
+	var ids []int64
+	for range 3 {
+		var id int64
+		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
+			VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	params := completedParams([]byte(`{"output": 1}`), ids[0], ids[1])
+	rows, ok, err := c.setStateMany(ctx, exec, params)
+	if err != nil || !ok {
+		t.Fatalf("River's completions: taken %v, error %v", ok, err)
+	}
+	if len(rows) != 2 || rows[0].State != rivertype.JobStateCompleted || string(rows[1].Metadata) != `{"output": 1}` {
+		t.Fatalf("rows %+v", rows)
+	}
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if rows, ok, err := c.setStateMany(ctx, tx, completedParams(nil, ids[2])); err != nil || !ok || len(rows) != 1 || rows[0].State != rivertype.JobStateCompleted {
+		t.Fatalf("in a transaction: rows %+v, taken %v, error %v", rows, ok, err)
+	}
+
+	retry := time.Now()
+	failed := riverdriver.JobSetStateErrorRetryable(ids[2], retry, []byte(`{"error": "x"}`), nil)
+	snoozed := riverdriver.JobSetStateSnoozed(ids[2], retry, 1, nil)
+	for name, change := range map[string]func(*riverdriver.JobSetStateIfRunningManyParams){
+		"a retry": func(p *riverdriver.JobSetStateIfRunningManyParams) {
+			p.State[1], p.ErrData[1], p.ScheduledAt[1], p.FinalizedAt[1] = failed.State, failed.ErrData, failed.ScheduledAt, failed.FinalizedAt
+		},
+		"a snooze": func(p *riverdriver.JobSetStateIfRunningManyParams) {
+			p.State[1], p.Attempt[1], p.ScheduledAt[1], p.FinalizedAt[1] = snoozed.State, snoozed.Attempt, snoozed.ScheduledAt, snoozed.FinalizedAt
+		},
+		"a schema": func(p *riverdriver.JobSetStateIfRunningManyParams) { p.Schema = "elsewhere" },
+	} {
+		p := completedParams(nil, ids[0], ids[2])
+		change(p)
+		if _, ok, err := c.setStateMany(ctx, exec, p); ok || err != nil {
+			t.Errorf("a batch with %s: taken %v, error %v", name, ok, err)
+		}
+	}
+}
+
 // A returned fetch stays held until a batch with its completion
 // succeeded through the pilot; a failed batch (River retries it) leaves
 // it held.
@@ -171,7 +236,7 @@ func TestCompletionPilotSettlesHeld(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	held := newHeldSet()
-	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), held: held}
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), held: held, completions: newCompleter(pool)}
 	exec := riverpgxv5.New(pool).GetExecutor()
 	var id int64
 	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
@@ -343,7 +408,7 @@ func TestCompletionPilotSetsAsideUnsavable(t *testing.T) {
 			ctx := context.Background()
 			pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 			w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
-			p := &completionPilot{watchdog: w, logger: testLogger(t)}
+			p := &completionPilot{watchdog: w, logger: testLogger(t), completions: newCompleter(pool)}
 			exec := riverpgxv5.New(pool).GetExecutor()
 			var ids []int64
 			for range 5 {
@@ -406,7 +471,7 @@ func TestCompletionPilotReplacesUnsavableError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
-	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))}
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), completions: newCompleter(pool)}
 	exec := riverpgxv5.New(pool).GetExecutor()
 	var id int64
 	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
