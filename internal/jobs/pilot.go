@@ -43,7 +43,7 @@ func newDriver(s *store.Store, w *watchdog, held *heldSet, recorder *attemptReco
 	d := riverpgxv5.New(s.Pool())
 	return &driver{Driver: d, pilot: &completionPilot{
 		watchdog: w, held: held, recorder: recorder, logger: logger,
-		completions: &completer{store: s, pool: s.Pool(), unwrap: d.UnwrapTx},
+		statements: &statements{store: s, pool: s.Pool(), unwrap: d.UnwrapTx},
 	}}
 }
 
@@ -56,7 +56,8 @@ func (d *driver) PluginPilot() riverpilot.Pilot { return d.pilot }
 
 // completionPilot is River's standard pilot, except that it does not let a
 // completion of an attempt the watchdog cancelled overwrite another attempt
-// of the task.
+// of the task, and that it runs River's fetches and batches of completions
+// with taskd's own statements, which do less (statements).
 //
 // River writes an attempt's outcome with JobSetStateIfRunningMany, which
 // checks only that the job is running, not which attempt runs it. A process
@@ -82,10 +83,10 @@ type completionPilot struct {
 	// recorder's rows of a batch's attempts are written before the batch
 	// (attemptRecorder); nil when attempts are not recorded.
 	recorder *attemptRecorder
-	// completions writes batches of plain completions with taskd's leaner
-	// statement (completer.setStateMany); nil in tests, where every batch
-	// goes to River's.
-	completions *completer
+	// statements runs River's fetches and batches of completions with
+	// taskd's own statements, which do less (statements); nil in tests
+	// that want River's.
+	statements *statements
 	// logger tells of the completions set aside (saveable); nil in tests.
 	logger *slog.Logger
 }
@@ -294,24 +295,35 @@ func (p *completionPilot) saveable(ctx context.Context, tx riverdriver.ExecutorT
 }
 
 // setStateMany runs River's JobSetStateIfRunningMany for params on exec,
-// with taskd's statement when the completer can (completer.setStateMany).
+// with taskd's statement when it can (statements.setStateMany).
 func (p *completionPilot) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
-	if p.completions != nil {
-		if rows, ok, err := p.completions.setStateMany(ctx, exec, params); ok {
+	if p.statements != nil {
+		if rows, ok, err := p.statements.setStateMany(ctx, exec, params); ok {
 			return rows, err
 		}
 	}
 	return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
 }
 
-// completer writes the batches of River's completer that are completions
-// only (every task completed, with at most its metadata to merge: the
-// batches of River's batch completer, which takes only those) with
-// store.JobCompleteMany, a statement that does less than River's
-// JobSetStateIfRunningMany and changes the same rows in the same way. The
-// completion statement was River's costliest per task in taskd's
-// PostgreSQL (docs/PERFORMANCE.md, "Round 2, eleventh run").
-type completer struct {
+// JobGetAvailable implements riverpilot.Pilot: River's producers fetch
+// through it.
+func (p *completionPilot) JobGetAvailable(ctx context.Context, exec riverdriver.Executor, state riverpilot.ProducerState, params *riverdriver.JobGetAvailableParams) (*riverdriver.JobGetAvailableResult, error) {
+	if p.statements != nil && params.MaxToLock > 0 && params.Schema == "" {
+		return p.statements.fetch(ctx, exec, params)
+	}
+	return p.StandardPilot.JobGetAvailable(ctx, exec, state, params)
+}
+
+// statements runs two of River's statements, the ones every task pays for
+// in PostgreSQL beside its insert, as taskd's own, which change the same
+// rows in the same way and do less: the producer's fetch
+// (store.JobFetch: the locked rows found again by ctid, not by id) and
+// the batch completer's batches of completions (store.JobCompleteMany:
+// without the cases of other states and River's second look-up of every
+// job). Together they were about a tenth of taskd's PostgreSQL CPU a task
+// in scenario 1 (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything
+// else (other states, a schema of River's own) goes to River's statements.
+type statements struct {
 	store *store.Store
 	// pool runs the statements River sends to its pool's executor; unwrap
 	// is River's driver's, for its transactions (JobCompleteTx, and the
@@ -320,11 +332,47 @@ type completer struct {
 	unwrap func(riverdriver.ExecutorTx) pgx.Tx
 }
 
+// fetchTimeout bounds a fetch, as River's StandardPilot does (its
+// rivercommon.HotOperationTimeout, internal to River).
+const fetchTimeout = 10 * time.Second
+
+// db returns what runs a statement River sends to exec.
+func (c *statements) db(exec riverdriver.Executor) store.DBTX {
+	if tx, isTx := exec.(riverdriver.ExecutorTx); isTx {
+		return c.unwrap(tx)
+	}
+	return c.pool
+}
+
+// fetch is River's JobGetAvailable with store.JobFetch.
+func (c *statements) fetch(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobGetAvailableParams) (*riverdriver.JobGetAvailableResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	jobs, decodeErrs, err := c.store.JobFetch(ctx, c.db(exec), store.JobFetchParams{
+		Queue: params.Queue, Kind: params.Kind, Now: params.Now,
+		MaxToLock: params.MaxToLock, MaxAttemptedBy: params.MaxAttemptedBy, ClientID: params.ClientID,
+	})
+	if err != nil {
+		return nil, riverError(err)
+	}
+	return &riverdriver.JobGetAvailableResult{Jobs: jobs, DecodeErrors: decodeErrs}, nil
+}
+
+// riverError is err as River's driver would return it: a closed pool is
+// riverdriver.ErrClosedPool, which River's services stop on rather than
+// retry.
+func riverError(err error) error {
+	if errors.Is(err, puddle.ErrClosedPool) {
+		return riverdriver.ErrClosedPool
+	}
+	return err
+}
+
 // setStateMany writes params with store.JobCompleteMany if they are
 // completions only, on River's schema (the one taskd's statements name,
 // through the connection's search_path); ok is false when they are not,
 // for River's statement to write them.
-func (c *completer) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ []*rivertype.JobRow, ok bool, _ error) {
+func (c *statements) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ []*rivertype.JobRow, ok bool, _ error) {
 	if params.Schema != "" {
 		return nil, false, nil
 	}
@@ -336,16 +384,11 @@ func (c *completer) setStateMany(ctx context.Context, exec riverdriver.Executor,
 		}
 		comp.FinalizedAt[i] = *params.FinalizedAt[i]
 	}
-	db := c.pool
-	if tx, isTx := exec.(riverdriver.ExecutorTx); isTx {
-		db = c.unwrap(tx)
+	rows, err := c.store.JobCompleteMany(ctx, c.db(exec), comp)
+	if err != nil {
+		return nil, true, riverError(err)
 	}
-	rows, err := c.store.JobCompleteMany(ctx, db, comp)
-	if errors.Is(err, puddle.ErrClosedPool) {
-		// What River's driver answers, for its completer to stop retrying.
-		err = riverdriver.ErrClosedPool
-	}
-	return rows, true, err
+	return rows, true, nil
 }
 
 // refusedForData reports whether PostgreSQL refused a statement for a

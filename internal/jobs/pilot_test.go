@@ -38,7 +38,7 @@ func TestCompletionPilot(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
-	p := &completionPilot{watchdog: w, completions: newCompleter(pool)}
+	p := &completionPilot{watchdog: w, statements: newStatements(pool)}
 	exec := &beginCounter{Executor: riverpgxv5.New(pool).GetExecutor()}
 
 	// running inserts a running job at attempt, fetched at attemptedAt.
@@ -164,23 +164,23 @@ func completedParams(metadata []byte, ids ...int64) *riverdriver.JobSetStateIfRu
 	return params
 }
 
-// newCompleter is the pilot's completer as newDriver makes it.
-func newCompleter(pool *pgxpool.Pool) *completer {
-	return newDriver(store.New(pool), nil, nil, nil, nil).pilot.completions
+// newStatements is the pilot's statements as newDriver makes them.
+func newStatements(pool *pgxpool.Pool) *statements {
+	return newDriver(store.New(pool), nil, nil, nil, nil).pilot.statements
 }
 
-// TestCompleterTakesRiversCompletions checks which batches taskd's
+// TestStatementsTakeRiversCompletions checks which batches taskd's
 // completion statement writes: those of River's batch completer, whose
 // completions River makes with riverdriver.JobSetStateCompleted (if River
 // gave them more, such as an attempt, they would all go back to River's
 // statement, and the statement's gain would be gone unnoticed), in a
 // transaction of River's too; not a batch with any other state, an error
 // or a snooze's time, nor a batch on a schema of its own.
-func TestCompleterTakesRiversCompletions(t *testing.T) {
+func TestStatementsTakeRiversCompletions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
-	c := newCompleter(pool)
+	c := newStatements(pool)
 	exec := riverpgxv5.New(pool).GetExecutor()
 	var ids []int64
 	for range 3 {
@@ -236,7 +236,7 @@ func TestCompletionPilotSettlesHeld(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 	held := newHeldSet()
-	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), held: held, completions: newCompleter(pool)}
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), held: held, statements: newStatements(pool)}
 	exec := riverpgxv5.New(pool).GetExecutor()
 	var id int64
 	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
@@ -408,7 +408,7 @@ func TestCompletionPilotSetsAsideUnsavable(t *testing.T) {
 			ctx := context.Background()
 			pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
 			w := newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t))
-			p := &completionPilot{watchdog: w, logger: testLogger(t), completions: newCompleter(pool)}
+			p := &completionPilot{watchdog: w, logger: testLogger(t), statements: newStatements(pool)}
 			exec := riverpgxv5.New(pool).GetExecutor()
 			var ids []int64
 			for range 5 {
@@ -471,7 +471,7 @@ func TestCompletionPilotReplacesUnsavableError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
-	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), completions: newCompleter(pool)}
+	p := &completionPilot{watchdog: newWatchdog(2*time.Second, 500*time.Millisecond, testLogger(t)), statements: newStatements(pool)}
 	exec := riverpgxv5.New(pool).GetExecutor()
 	var id int64
 	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
@@ -493,5 +493,34 @@ func TestCompletionPilotReplacesUnsavableError(t *testing.T) {
 	j := got[0]
 	if j.State != rivertype.JobStateRetryable || len(j.Errors) != 1 || j.Errors[0].Attempt != 2 || !strings.Contains(j.Errors[0].Error, "PostgreSQL refused") {
 		t.Errorf("state %s, errors %+v; want retryable with one error at attempt 2 naming the refusal", j.State, j.Errors)
+	}
+}
+
+// The pilot fetches with taskd's statement (store.JobFetch, whose own
+// tests compare it with River's) when it has its statements, and with
+// River's otherwise: a job of another schema's queue is not one it can
+// fetch, and River's driver is asked for it.
+func TestPilotFetches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	exec := riverpgxv5.New(pool).GetExecutor()
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, max_attempts, queue, priority, metadata)
+		VALUES ('x', '{}', 'available', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	p := &completionPilot{statements: newStatements(pool)}
+	res, err := p.JobGetAvailable(ctx, exec, nil, &riverdriver.JobGetAvailableParams{ClientID: "c", MaxAttemptedBy: 100, MaxToLock: 10, Queue: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Jobs) != 1 || res.Jobs[0].ID != id || res.Jobs[0].State != rivertype.JobStateRunning || res.Jobs[0].AttemptedBy[0] != "c" {
+		t.Fatalf("fetched %+v", res.Jobs)
+	}
+	// River's statement on a schema that does not exist fails: the pilot
+	// gave the fetch to River.
+	if _, err := p.JobGetAvailable(ctx, exec, nil, &riverdriver.JobGetAvailableParams{ClientID: "c", MaxAttemptedBy: 100, MaxToLock: 10, Queue: "default", Schema: "nowhere"}); err == nil {
+		t.Error("a fetch on schema nowhere succeeded: it did not go to River's statement")
 	}
 }

@@ -3,7 +3,9 @@ package store
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -33,7 +35,7 @@ type JobCompletions struct {
 // (docs/PERFORMANCE.md, "Round 2, eleventh run"). Like River's, it returns
 // the rows of every job of c that still exists, updated or not, in id order,
 // as River's own type: the caller hands them back to River.
-// TestJobCompleteManyAgreesWithRiver runs both statements on the same rows.
+// TestJobCompleteManyAgreesWithRiver runs both statements on twin rows.
 func (s *Store) JobCompleteMany(ctx context.Context, db DBTX, c JobCompletions) ([]*rivertype.JobRow, error) {
 	q := dbsqlc.New(db)
 	updated, err := q.JobCompleteMany(ctx, dbsqlc.JobCompleteManyParams{
@@ -47,7 +49,8 @@ func (s *Store) JobCompleteMany(ctx context.Context, db DBTX, c JobCompletions) 
 	}
 	rows := make([]*rivertype.JobRow, 0, len(c.ID))
 	for i := range updated {
-		rows = append(rows, riverJobRow(&updated[i]))
+		row, _ := riverJobRow(&updated[i])
+		rows = append(rows, row)
 	}
 	if len(updated) < len(c.ID) {
 		// Jobs that no longer run, and whose completion had no metadata:
@@ -67,17 +70,73 @@ func (s *Store) JobCompleteMany(ctx context.Context, db DBTX, c JobCompletions) 
 			return nil, fmt.Errorf("reading jobs not completed: %w", err)
 		}
 		for i := range others {
-			rows = append(rows, riverJobRow(&others[i]))
+			row, _ := riverJobRow(&others[i])
+			rows = append(rows, row)
 		}
 	}
 	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
 	return rows, nil
 }
 
+// JobFetchParams are River's for its producer's fetch
+// (riverdriver.JobGetAvailableParams): up to MaxToLock available jobs of
+// Queue due by Now (nil: the database's now), of the kinds Kind (nil:
+// any), for the client ClientID, whose last MaxAttemptedBy entries of
+// attempted_by are kept.
+type JobFetchParams struct {
+	Queue          string
+	Kind           []string
+	Now            *time.Time
+	MaxToLock      int
+	MaxAttemptedBy int
+	ClientID       string
+}
+
+//go:embed statements/job_fetch.sql
+var jobFetchSQL string
+
+// JobFetch is River's JobGetAvailable with a statement that finds the rows
+// it locked by their ctid instead of by id (statements/job_fetch.sql);
+// jobs.completionPilot uses it for River's producers. Like River's, it
+// returns every job it moved to running, and the errors of those whose row
+// could not be decoded whole (their attempt is failed by River), by id.
+// TestJobFetchAgreesWithRiver runs both statements on twin queues.
+func (s *Store) JobFetch(ctx context.Context, db DBTX, p JobFetchParams) ([]*rivertype.JobRow, map[int64]error, error) {
+	rows, err := db.Query(ctx, jobFetchSQL, p.Queue, p.Kind, p.Now,
+		int32(min(p.MaxToLock, math.MaxInt32)), int32(min(p.MaxAttemptedBy, math.MaxInt32)), p.ClientID) //nolint:gosec // bounded
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetching jobs: %w", err)
+	}
+	defer rows.Close()
+	var jobs []*rivertype.JobRow
+	var decodeErrs map[int64]error
+	for rows.Next() {
+		var r dbsqlc.RiverJob
+		if err := rows.Scan(&r.ID, &r.State, &r.Attempt, &r.MaxAttempts, &r.AttemptedAt,
+			&r.CreatedAt, &r.FinalizedAt, &r.ScheduledAt, &r.Priority, &r.Args,
+			&r.AttemptedBy, &r.Errors, &r.Kind, &r.Metadata, &r.Queue,
+			&r.Tags, &r.UniqueKey, &r.UniqueStates); err != nil {
+			return nil, nil, fmt.Errorf("fetching jobs: %w", err)
+		}
+		job, err := riverJobRow(&r)
+		if err != nil {
+			if decodeErrs == nil {
+				decodeErrs = make(map[int64]error)
+			}
+			decodeErrs[job.ID] = err
+		}
+		jobs = append(jobs, job)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("fetching jobs: %w", err)
+	}
+	return jobs, decodeErrs, nil
+}
+
 // riverJobRow maps a river_job row to River's type as River's pgx driver
 // does (riverpgxv5's jobRowFromInternalPartial): times in UTC, errors
-// decoded, an error that cannot be decoded leaving the errors empty.
-func riverJobRow(r *dbsqlc.RiverJob) *rivertype.JobRow {
+// decoded; errors that cannot be decoded are left empty, and err says why.
+func riverJobRow(r *dbsqlc.RiverJob) (_ *rivertype.JobRow, err error) {
 	utc := func(t *time.Time) *time.Time {
 		if t == nil {
 			return nil
@@ -89,7 +148,8 @@ func riverJobRow(r *dbsqlc.RiverJob) *rivertype.JobRow {
 	if len(r.Errors) > 0 {
 		errs = make([]rivertype.AttemptError, len(r.Errors))
 		for i, raw := range r.Errors {
-			if err := riverdriver.UnmarshalAttemptError(raw, &errs[i]); err != nil {
+			if uerr := riverdriver.UnmarshalAttemptError(raw, &errs[i]); uerr != nil {
+				err = fmt.Errorf("error unmarshaling `errors`: %w", uerr)
 				errs = nil
 				break
 			}
@@ -120,5 +180,5 @@ func riverJobRow(r *dbsqlc.RiverJob) *rivertype.JobRow {
 		Tags:         r.Tags,
 		UniqueKey:    r.UniqueKey,
 		UniqueStates: uniquestates.UniqueBitmaskToStates(uniqueStates),
-	}
+	}, err
 }
