@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -314,15 +315,27 @@ func (p *completionPilot) JobGetAvailable(ctx context.Context, exec riverdriver.
 	return p.StandardPilot.JobGetAvailable(ctx, exec, state, params)
 }
 
-// statements runs two of River's statements, the ones every task pays for
-// in PostgreSQL beside its insert, as taskd's own, which change the same
-// rows in the same way and do less: the producer's fetch
-// (store.JobFetch: the locked rows found again by ctid, not by id) and
-// the batch completer's batches of completions (store.JobCompleteMany:
-// without the cases of other states and River's second look-up of every
-// job). Together they were about a tenth of taskd's PostgreSQL CPU a task
-// in scenario 1 (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything
-// else (other states, a schema of River's own) goes to River's statements.
+// JobInsertMany implements riverpilot.Pilot: River's inserts (InsertTx,
+// InsertManyTx) go through it.
+func (p *completionPilot) JobInsertMany(ctx context.Context, execTx riverdriver.ExecutorTx, params *riverdriver.JobInsertFastManyParams) ([]*riverdriver.JobInsertFastResult, error) {
+	if p.statements != nil {
+		if res, ok, err := p.statements.insert(ctx, execTx, params); ok {
+			return res, err
+		}
+	}
+	return p.StandardPilot.JobInsertMany(ctx, execTx, params)
+}
+
+// statements runs the three of River's statements every task pays for in
+// PostgreSQL as taskd's own, which change the same rows in the same way
+// and do less: the insert of jobs without a unique key (store.JobInsertMany:
+// without River's ON CONFLICT clause), the producer's fetch (store.JobFetch:
+// the locked rows found again by ctid, not by id) and the batch
+// completer's batches of completions (store.JobCompleteMany: without the
+// cases of other states and River's second look-up of every job). Together
+// they took about a sixth off taskd's PostgreSQL CPU a task in scenario 1
+// (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything else (unique
+// jobs, other states, a schema of River's own) goes to River's statements.
 type statements struct {
 	store *store.Store
 	// pool runs the statements River sends to its pool's executor; unwrap
@@ -366,6 +379,62 @@ func riverError(err error) error {
 		return riverdriver.ErrClosedPool
 	}
 	return err
+}
+
+// insert is River's JobInsertFastMany with store.JobInsertMany, for
+// params whose jobs have neither a unique key nor an id of their own; ok
+// is false otherwise. The jobs' fields get River's defaults
+// (riverpgxv5's JobInsertFastMany).
+func (c *statements) insert(ctx context.Context, execTx riverdriver.ExecutorTx, params *riverdriver.JobInsertFastManyParams) (_ []*riverdriver.JobInsertFastResult, ok bool, _ error) {
+	if params.Schema != "" {
+		return nil, false, nil
+	}
+	n := len(params.Jobs)
+	j := store.JobInserts{
+		Args: make([][]byte, n), CreatedAt: make([]time.Time, n), Kind: make([]string, n),
+		MaxAttempts: make([]int16, n), Metadata: make([][]byte, n), Priority: make([]int16, n),
+		Queue: make([]string, n), ScheduledAt: make([]time.Time, n), State: make([]string, n), Tags: make([]string, n),
+	}
+	now := time.Now().UTC()
+	for i, job := range params.Jobs {
+		if len(job.UniqueKey) > 0 || job.UniqueStates != 0 || job.ID != nil {
+			return nil, false, nil
+		}
+		j.Args[i] = orEmptyObject(job.EncodedArgs)
+		j.CreatedAt[i] = now
+		if job.CreatedAt != nil {
+			j.CreatedAt[i] = *job.CreatedAt
+		}
+		j.Kind[i] = job.Kind
+		j.MaxAttempts[i] = int16(min(job.MaxAttempts, math.MaxInt16)) //nolint:gosec // bounded
+		j.Metadata[i] = orEmptyObject(job.Metadata)
+		j.Priority[i] = int16(min(job.Priority, math.MaxInt16)) //nolint:gosec // bounded
+		j.Queue[i] = job.Queue
+		j.ScheduledAt[i] = now
+		if job.ScheduledAt != nil {
+			j.ScheduledAt[i] = *job.ScheduledAt
+		}
+		j.State[i] = string(job.State)
+		j.Tags[i] = strings.Join(job.Tags, ",")
+	}
+	rows, err := c.store.JobInsertMany(ctx, c.unwrap(execTx), j)
+	if err != nil {
+		return nil, true, riverError(err)
+	}
+	res := make([]*riverdriver.JobInsertFastResult, len(rows))
+	for i, row := range rows {
+		res[i] = &riverdriver.JobInsertFastResult{Job: row}
+	}
+	return res, true, nil
+}
+
+// orEmptyObject is b, or "{}" when b is empty, as River stores empty args
+// and metadata.
+func orEmptyObject(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte("{}")
+	}
+	return b
 }
 
 // setStateMany writes params with store.JobCompleteMany if they are

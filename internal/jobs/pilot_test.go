@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -522,5 +523,79 @@ func TestPilotFetches(t *testing.T) {
 	// gave the fetch to River.
 	if _, err := p.JobGetAvailable(ctx, exec, nil, &riverdriver.JobGetAvailableParams{ClientID: "c", MaxAttemptedBy: 100, MaxToLock: 10, Queue: "default", Schema: "nowhere"}); err == nil {
 		t.Error("a fetch on schema nowhere succeeded: it did not go to River's statement")
+	}
+}
+
+// The pilot inserts jobs without a unique key with taskd's statement, with
+// River's defaults for what a job leaves out (the rows equal those River's
+// own insert returns for the same parameters, times aside for the job that
+// leaves them to now), and leaves unique jobs, and jobs with an id of their
+// own, to River's.
+func TestStatementsInsertAgreesWithRiver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
+	c := newStatements(pool)
+	exec := riverpgxv5.New(pool).GetExecutor()
+	at := time.Date(2026, 12, 1, 8, 0, 0, 1000, time.UTC)
+	jobs := []*riverdriver.JobInsertFastParams{
+		{EncodedArgs: []byte(`{"value": 1}`), Kind: "double", MaxAttempts: 25, Priority: 1, Queue: "default", State: rivertype.JobStateAvailable, CreatedAt: &at, ScheduledAt: &at, Metadata: []byte(`{"batch_id": 1}`)},
+		{Kind: "empty", MaxAttempts: 70000, Priority: 4, Queue: "q", State: rivertype.JobStateScheduled, CreatedAt: &at, ScheduledAt: &at, Tags: []string{"x", "y"}},
+		{EncodedArgs: []byte(`{}`), Kind: "now", MaxAttempts: 1, Priority: 2, Queue: "default", State: rivertype.JobStateAvailable},
+	}
+	insert := func(f func(riverdriver.ExecutorTx) ([]*riverdriver.JobInsertFastResult, error)) []*riverdriver.JobInsertFastResult {
+		t.Helper()
+		tx, err := exec.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		res, err := f(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	params := &riverdriver.JobInsertFastManyParams{Jobs: jobs}
+	want := insert(func(tx riverdriver.ExecutorTx) ([]*riverdriver.JobInsertFastResult, error) {
+		return tx.JobInsertFastMany(ctx, params)
+	})
+	got := insert(func(tx riverdriver.ExecutorTx) ([]*riverdriver.JobInsertFastResult, error) {
+		res, ok, err := c.insert(ctx, tx, params)
+		if !ok {
+			t.Fatal("taskd's jobs went to River's insert")
+		}
+		return res, err
+	})
+	for i := range want {
+		w, g := *want[i].Job, *got[i].Job
+		g.ID = w.ID
+		if jobs[i].CreatedAt == nil {
+			if g.CreatedAt.Before(w.CreatedAt) || !g.ScheduledAt.Equal(g.CreatedAt) {
+				t.Errorf("job %d: created at %v, scheduled at %v; River's %v", i, g.CreatedAt, g.ScheduledAt, w.CreatedAt)
+			}
+			g.CreatedAt, g.ScheduledAt = w.CreatedAt, w.ScheduledAt
+		}
+		if !reflect.DeepEqual(g, w) || got[i].UniqueSkippedAsDuplicate {
+			t.Errorf("job %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+
+	id := int64(1 << 40)
+	for name, job := range map[string]*riverdriver.JobInsertFastParams{
+		"a unique key": {EncodedArgs: []byte(`{}`), Kind: "u", MaxAttempts: 1, Priority: 1, Queue: "default", State: rivertype.JobStateAvailable, UniqueKey: []byte("k"), UniqueStates: 0xff},
+		"an id":        {ID: &id, EncodedArgs: []byte(`{}`), Kind: "i", MaxAttempts: 1, Priority: 1, Queue: "default", State: rivertype.JobStateAvailable},
+	} {
+		tx, err := exec.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := c.insert(ctx, tx, &riverdriver.JobInsertFastManyParams{Jobs: []*riverdriver.JobInsertFastParams{jobs[0], job}}); ok || err != nil {
+			t.Errorf("a batch with %s: taken %v, error %v", name, ok, err)
+		}
+		_ = tx.Rollback(ctx)
 	}
 }

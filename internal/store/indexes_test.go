@@ -130,6 +130,22 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		_, err := exec.JobSetStateIfRunningMany(ctx, p)
 		return err
 	})
+	// taskd's statements for River's fetch and batch completion
+	// (jobs.statements), through the store.
+	inTx("taskd fetch", func(ctx context.Context, tx pgx.Tx, _ riverdriver.ExecutorTx) error {
+		_, _, err := New(pool).JobFetch(ctx, tx, JobFetchParams{ClientID: "test", Kind: []string{"double", "sleep"}, MaxAttemptedBy: 100, MaxToLock: 100, Queue: "default"})
+		return err
+	})
+	inTx("taskd completer", func(ctx context.Context, tx pgx.Tx, _ riverdriver.ExecutorTx) error {
+		c := JobCompletions{ID: running}
+		for range running {
+			c.FinalizedAt = append(c.FinalizedAt, now)
+			c.MetadataDoMerge = append(c.MetadataDoMerge, true)
+			c.MetadataUpdates = append(c.MetadataUpdates, []byte(`{"output":{"result":42}}`))
+		}
+		_, err := New(pool).JobCompleteMany(ctx, tx, c)
+		return err
+	})
 	inTx("River cancel check", func(ctx context.Context, _ pgx.Tx, exec riverdriver.ExecutorTx) error {
 		_, err := exec.JobGetCancelRequested(ctx, &riverdriver.JobGetCancelRequestedParams{ID: running})
 		return err
@@ -224,7 +240,11 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		// 'cancel_attempted_at' looks selective), by the primary key (its
 		// ids, at most 1,000) without.
 		"River cancel check": {index: "river_job_pkey"},
-		"River rescuer":      {},
+		// taskd's fetch finds the rows it locked again by ctid: the
+		// fetching index and no other.
+		"taskd fetch":     {index: "river_job_prioritized_fetching_index"},
+		"taskd completer": {index: "river_job_pkey"},
+		"River rescuer":   {},
 		// The cleaner and the scheduler find their jobs by an index and
 		// then join back to river_job by id, which the planner does by
 		// reading a table this small whole.

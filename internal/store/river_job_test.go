@@ -304,3 +304,76 @@ func TestJobFetchConcurrent(t *testing.T) {
 		t.Errorf("%d jobs not fetched once (%v)", left, err)
 	}
 }
+
+// TestJobInsertManyAgreesWithRiver inserts the same jobs with River's
+// JobInsertFastMany and with JobInsertMany (as jobs.completionPilot fills
+// its columns from River's parameters) and wants the same rows back, in
+// the order given.
+func TestJobInsertManyAgreesWithRiver(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	exec := riverpgxv5.New(s.pool).GetExecutor()
+	at := time.Date(2026, 12, 1, 8, 0, 0, 1000, time.UTC)
+	later := at.Add(time.Hour)
+	jobs := []*riverdriver.JobInsertFastParams{
+		{EncodedArgs: []byte(`{"value": 1}`), Kind: "double", MaxAttempts: 25, Priority: 1, Queue: "default", State: rivertype.JobStateAvailable, CreatedAt: &at, ScheduledAt: &at},
+		{EncodedArgs: []byte(`{"b": 2,  "a": [1, 2.50]}`), Kind: "k", MaxAttempts: 1, Priority: 4, Queue: "q", State: rivertype.JobStateScheduled, CreatedAt: &at, ScheduledAt: &later,
+			Metadata: []byte(`{"batch_id": 7}`), Tags: []string{"a", "b"}},
+		{Kind: "empty", MaxAttempts: 3, Priority: 2, Queue: "default", State: rivertype.JobStateAvailable, CreatedAt: &at, ScheduledAt: &at, Tags: []string{}},
+	}
+	for range 3 { // more than one of a kind, for the order
+		jobs = append(jobs, jobs[0])
+	}
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := tx.JobInsertFastMany(ctx, &riverdriver.JobInsertFastManyParams{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var in JobInserts
+	for _, j := range jobs {
+		args, meta := j.EncodedArgs, j.Metadata
+		if len(args) == 0 {
+			args = []byte("{}")
+		}
+		if len(meta) == 0 {
+			meta = []byte("{}")
+		}
+		in.Args = append(in.Args, args)
+		in.CreatedAt = append(in.CreatedAt, *j.CreatedAt)
+		in.Kind = append(in.Kind, j.Kind)
+		in.MaxAttempts = append(in.MaxAttempts, int16(j.MaxAttempts))
+		in.Metadata = append(in.Metadata, meta)
+		in.Priority = append(in.Priority, int16(j.Priority))
+		in.Queue = append(in.Queue, j.Queue)
+		in.ScheduledAt = append(in.ScheduledAt, *j.ScheduledAt)
+		in.State = append(in.State, string(j.State))
+		in.Tags = append(in.Tags, strings.Join(j.Tags, ","))
+	}
+	got, err := s.JobInsertMany(ctx, s.pool, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, River's %d", len(got), len(want))
+	}
+	for i := range want {
+		if want[i].UniqueSkippedAsDuplicate {
+			t.Fatalf("River's row %d is a duplicate", i)
+		}
+		g := *got[i]
+		if i > 0 && g.ID <= got[i-1].ID {
+			t.Errorf("row %d has id %d after %d: not in the order given", i, g.ID, got[i-1].ID)
+		}
+		g.ID = want[i].Job.ID
+		if !reflect.DeepEqual(&g, want[i].Job) {
+			t.Errorf("job %d:\n got %+v\nwant %+v", i, &g, want[i].Job)
+		}
+	}
+}

@@ -29,3 +29,37 @@ SELECT *
 FROM river_job
 WHERE id = ANY(@id::bigint[])
 ORDER BY id;
+
+-- name: JobInsertMany :many
+-- River's JobInsertFastMany for jobs without a unique key or an id of
+-- their own (taskd's): the same rows, in the order given (River's insert
+-- returns them so, and taskd's answers rely on it), without the ON
+-- CONFLICT clause on River's unique index, which makes every row of
+-- River's insert a speculative one.
+WITH raw_job_data AS (
+    SELECT
+        unnest(@args::jsonb[]) AS args,
+        unnest(@created_at::timestamptz[]) AS created_at,
+        unnest(@kind::text[]) AS kind,
+        unnest(@max_attempts::smallint[]) AS max_attempts,
+        unnest(@metadata::jsonb[]) AS metadata,
+        unnest(@priority::smallint[]) AS priority,
+        unnest(@queue::text[]) AS queue,
+        unnest(@scheduled_at::timestamptz[]) AS scheduled_at,
+        unnest(@state::text[]) AS state,
+        unnest(@tags::text[]) AS tags
+)
+INSERT INTO river_job (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags)
+SELECT
+    args,
+    created_at,
+    kind,
+    max_attempts,
+    metadata,
+    priority,
+    queue,
+    scheduled_at,
+    state::river_job_state,
+    string_to_array(tags, ',')::varchar(255)[]
+FROM raw_job_data
+RETURNING river_job.*;
