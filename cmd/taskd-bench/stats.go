@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -170,8 +171,18 @@ func (p pairs) String() string {
 	for i, r := range p.Ratios {
 		rs[i] = fmt.Sprintf("%.2f", r)
 	}
-	return fmt.Sprintf("%s | median %.2f | %d of %d at 1.0 or more (sign test, one-sided p = %.2f)",
-		strings.Join(rs, " "), summarize(p.Ratios).Median, p.AtLeast1, len(p.Ratios), p.SignP)
+	return fmt.Sprintf("%s | median %.2f | %d of %d at 1.0 or more (sign test, one-sided p = %s)",
+		strings.Join(rs, " "), summarize(p.Ratios).Median, p.AtLeast1, len(p.Ratios), formatP(p.SignP))
+}
+
+// formatP writes a probability with two decimals, or two significant
+// digits below 0.01, where two decimals would read 0.00 (8 of 8 pairs:
+// 0.0039).
+func formatP(p float64) string {
+	if p < 0.01 {
+		return strconv.FormatFloat(p, 'g', 2, 64)
+	}
+	return fmt.Sprintf("%.2f", p)
 }
 
 // comparePairs prints the pair ratios of a comparison whose runs ran in

@@ -31,3 +31,12 @@ func TestPairRatios(t *testing.T) {
 		t.Errorf("signTest(18, 35) = %v, want %v (35 is odd: X >= 18 is half)", got, want)
 	}
 }
+
+// A small p keeps two significant digits: 8 of 8 pairs is not "0.00".
+func TestFormatP(t *testing.T) {
+	for p, want := range map[float64]string{signTest(8, 8): "0.0039", 0.25: "0.25", signTest(7, 8): "0.04", 0.0099: "0.0099", 1: "1.00"} {
+		if got := formatP(p); got != want {
+			t.Errorf("formatP(%v) = %s, want %s", p, got, want)
+		}
+	}
+}

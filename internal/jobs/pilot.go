@@ -296,14 +296,57 @@ func (p *completionPilot) saveable(ctx context.Context, tx riverdriver.ExecutorT
 }
 
 // setStateMany runs River's JobSetStateIfRunningMany for params on exec,
-// with taskd's statement when it can (statements.setStateMany).
+// with taskd's statement for the completions it can take
+// (statements.complete) and River's for the others. River's completer
+// batches every outcome, so a batch may hold a failure or a snooze beside
+// its completions: the two statements then run in one transaction (a
+// savepoint when exec is one already), so that the batch is saved whole or
+// not at all, as with River's one statement.
 func (p *completionPilot) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
-	if p.statements != nil {
-		if rows, ok, err := p.statements.setStateMany(ctx, exec, params); ok {
-			return rows, err
+	if p.statements == nil || params.Schema != "" {
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	}
+	plain := 0
+	for i := range params.ID {
+		if plainCompletion(params, i) {
+			plain++
 		}
 	}
-	return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	switch plain {
+	case len(params.ID):
+		return p.statements.complete(ctx, exec, params)
+	case 0:
+		return p.StandardPilot.JobSetStateIfRunningMany(ctx, exec, params)
+	}
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("beginning a mixed batch of completions: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := p.statements.complete(ctx, tx, selectCompletions(params, func(i int) bool { return plainCompletion(params, i) }))
+	if err != nil {
+		return nil, err
+	}
+	others, err := p.StandardPilot.JobSetStateIfRunningMany(ctx, tx, selectCompletions(params, func(i int) bool { return !plainCompletion(params, i) }))
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("committing a mixed batch of completions: %w", err)
+	}
+	rows = append(rows, others...)
+	// In River's order.
+	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	return rows, nil
+}
+
+// plainCompletion reports whether completion i of params is one taskd's
+// statement writes (store.JobCompleteMany): to completed, with no attempt,
+// error or scheduled_at of its own, as riverdriver.JobSetStateCompleted
+// makes them.
+func plainCompletion(params *riverdriver.JobSetStateIfRunningManyParams, i int) bool {
+	return params.State[i] == rivertype.JobStateCompleted && params.Attempt[i] == nil && params.ErrData[i] == nil &&
+		params.ScheduledAt[i] == nil && params.FinalizedAt[i] != nil
 }
 
 // JobGetAvailable implements riverpilot.Pilot: River's producers fetch
@@ -437,27 +480,18 @@ func orEmptyObject(b []byte) []byte {
 	return b
 }
 
-// setStateMany writes params with store.JobCompleteMany if they are
-// completions only, on River's schema (the one taskd's statements name,
-// through the connection's search_path); ok is false when they are not,
-// for River's statement to write them.
-func (c *statements) setStateMany(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) (_ []*rivertype.JobRow, ok bool, _ error) {
-	if params.Schema != "" {
-		return nil, false, nil
-	}
-	n := len(params.ID)
-	comp := store.JobCompletions{ID: params.ID, FinalizedAt: make([]time.Time, n), MetadataDoMerge: params.MetadataDoMerge, MetadataUpdates: params.MetadataUpdates}
-	for i := range n {
-		if params.State[i] != rivertype.JobStateCompleted || params.Attempt[i] != nil || params.ErrData[i] != nil || params.ScheduledAt[i] != nil || params.FinalizedAt[i] == nil {
-			return nil, false, nil
-		}
-		comp.FinalizedAt[i] = *params.FinalizedAt[i]
+// complete writes params, plain completions all (plainCompletion), with
+// store.JobCompleteMany.
+func (c *statements) complete(ctx context.Context, exec riverdriver.Executor, params *riverdriver.JobSetStateIfRunningManyParams) ([]*rivertype.JobRow, error) {
+	comp := store.JobCompletions{ID: params.ID, FinalizedAt: make([]time.Time, len(params.ID)), MetadataDoMerge: params.MetadataDoMerge, MetadataUpdates: params.MetadataUpdates}
+	for i, at := range params.FinalizedAt {
+		comp.FinalizedAt[i] = *at
 	}
 	rows, err := c.store.JobCompleteMany(ctx, c.db(exec), comp)
 	if err != nil {
-		return nil, true, riverError(err)
+		return nil, riverError(err)
 	}
-	return rows, true, nil
+	return rows, nil
 }
 
 // refusedForData reports whether PostgreSQL refused a statement for a

@@ -3,13 +3,16 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -170,62 +173,70 @@ func newStatements(pool *pgxpool.Pool) *statements {
 	return newDriver(store.New(pool), nil, nil, nil, nil).pilot.statements
 }
 
-// TestStatementsTakeRiversCompletions checks which batches taskd's
-// completion statement writes: those of River's batch completer, whose
-// completions River makes with riverdriver.JobSetStateCompleted (if River
-// gave them more, such as an attempt, they would all go back to River's
-// statement, and the statement's gain would be gone unnoticed), in a
-// transaction of River's too; not a batch with any other state, an error
-// or a snooze's time, nor a batch on a schema of its own.
+// TestStatementsTakeRiversCompletions checks which completions taskd's
+// statement writes: those River makes with riverdriver.JobSetStateCompleted
+// (if River gave them more, such as an attempt, they would all go back to
+// River's statement, and the statement's gain would be gone unnoticed), not
+// a retry or a snooze; and that a batch mixing the two is written whole,
+// with each completion's own outcome, or not at all.
 func TestStatementsTakeRiversCompletions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t), 0)
-	c := newStatements(pool)
+	p := &completionPilot{statements: newStatements(pool)}
 	exec := riverpgxv5.New(pool).GetExecutor()
-	var ids []int64
-	for range 3 {
+	running := func() int64 {
+		t.Helper()
 		var id int64
 		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, attempted_by, max_attempts, queue, priority, metadata)
 			VALUES ('x', '{}', 'running', 1, now(), '{a}', 25, 'default', 1, '{}') RETURNING id`).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
+		return id
 	}
-	params := completedParams([]byte(`{"output": 1}`), ids[0], ids[1])
-	rows, ok, err := c.setStateMany(ctx, exec, params)
-	if err != nil || !ok {
-		t.Fatalf("River's completions: taken %v, error %v", ok, err)
+	retry := time.Now().Add(time.Hour)
+	failed := riverdriver.JobSetStateErrorRetryable(0, retry, []byte(`{"error": "x", "attempt": 1, "at": "2026-12-06T10:00:00Z"}`), nil)
+	snoozed := riverdriver.JobSetStateSnoozed(0, retry, 1, nil)
+	setFailed := func(params *riverdriver.JobSetStateIfRunningManyParams, i int, errData []byte) {
+		params.State[i], params.ErrData[i], params.ScheduledAt[i], params.FinalizedAt[i] = failed.State, errData, failed.ScheduledAt, failed.FinalizedAt
 	}
-	if len(rows) != 2 || rows[0].State != rivertype.JobStateCompleted || string(rows[1].Metadata) != `{"output": 1}` {
-		t.Fatalf("rows %+v", rows)
+
+	params := completedParams([]byte(`{"output": 1}`), 1, 2, 3)
+	params.State[2], params.Attempt[2], params.ScheduledAt[2], params.FinalizedAt[2] = snoozed.State, snoozed.Attempt, snoozed.ScheduledAt, snoozed.FinalizedAt
+	setFailed(params, 1, failed.ErrData)
+	for i, want := range []bool{true, false, false} {
+		if got := plainCompletion(params, i); got != want {
+			t.Errorf("completion %d (%s): plain %v, want %v", i, params.State[i], got, want)
+		}
 	}
-	tx, err := exec.Begin(ctx)
+
+	// A mixed batch: a completion, a failure, a completion.
+	ids := []int64{running(), running(), running()}
+	mixed := completedParams([]byte(`{"output": 1}`), ids...)
+	setFailed(mixed, 1, failed.ErrData)
+	rows, err := p.setStateMany(ctx, exec, mixed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if rows, ok, err := c.setStateMany(ctx, tx, completedParams(nil, ids[2])); err != nil || !ok || len(rows) != 1 || rows[0].State != rivertype.JobStateCompleted {
-		t.Fatalf("in a transaction: rows %+v, taken %v, error %v", rows, ok, err)
+	if len(rows) != 3 || rows[0].ID != ids[0] || rows[1].ID != ids[1] || rows[2].ID != ids[2] {
+		t.Fatalf("rows %+v, want tasks %v in order", rows, ids)
+	}
+	if rows[0].State != rivertype.JobStateCompleted || string(rows[0].Metadata) != `{"output": 1}` || rows[2].State != rivertype.JobStateCompleted ||
+		rows[1].State != rivertype.JobStateRetryable || len(rows[1].Errors) != 1 {
+		t.Fatalf("mixed batch: rows %+v", rows)
 	}
 
-	retry := time.Now()
-	failed := riverdriver.JobSetStateErrorRetryable(ids[2], retry, []byte(`{"error": "x"}`), nil)
-	snoozed := riverdriver.JobSetStateSnoozed(ids[2], retry, 1, nil)
-	for name, change := range map[string]func(*riverdriver.JobSetStateIfRunningManyParams){
-		"a retry": func(p *riverdriver.JobSetStateIfRunningManyParams) {
-			p.State[1], p.ErrData[1], p.ScheduledAt[1], p.FinalizedAt[1] = failed.State, failed.ErrData, failed.ScheduledAt, failed.FinalizedAt
-		},
-		"a snooze": func(p *riverdriver.JobSetStateIfRunningManyParams) {
-			p.State[1], p.Attempt[1], p.ScheduledAt[1], p.FinalizedAt[1] = snoozed.State, snoozed.Attempt, snoozed.ScheduledAt, snoozed.FinalizedAt
-		},
-		"a schema": func(p *riverdriver.JobSetStateIfRunningManyParams) { p.Schema = "elsewhere" },
-	} {
-		p := completedParams(nil, ids[0], ids[2])
-		change(p)
-		if _, ok, err := c.setStateMany(ctx, exec, p); ok || err != nil {
-			t.Errorf("a batch with %s: taken %v, error %v", name, ok, err)
-		}
+	// The same, with a failure PostgreSQL refuses (its error is not JSON):
+	// nothing of the batch is saved.
+	ids = []int64{running(), running()}
+	mixed = completedParams(nil, ids...)
+	setFailed(mixed, 1, []byte(`{not json`))
+	if _, err := p.setStateMany(ctx, exec, mixed); err == nil || !refusedForData(err) {
+		t.Fatalf("a batch PostgreSQL refuses: error %v", err)
+	}
+	var stillRunning int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE id = ANY($1) AND state = 'running'`, ids).Scan(&stillRunning); err != nil || stillRunning != 2 {
+		t.Errorf("%d of the refused batch's 2 tasks still running (%v): the completion was saved without the rest", stillRunning, err)
 	}
 }
 
@@ -597,5 +608,52 @@ func TestStatementsInsertAgreesWithRiver(t *testing.T) {
 			t.Errorf("a batch with %s: taken %v, error %v", name, ok, err)
 		}
 		_ = tx.Rollback(ctx)
+	}
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, ok, err := c.insert(ctx, tx, &riverdriver.JobInsertFastManyParams{Jobs: jobs[:1], Schema: "elsewhere"}); ok || err != nil {
+		t.Errorf("a batch on a schema of its own: taken %v, error %v", ok, err)
+	}
+}
+
+// TestRiverParamsKnown fails when River's parameters for the three
+// statements taskd writes itself (statements) gain or lose a field: a new
+// one would be ignored by taskd's statements, whatever it asks for, and
+// the agreement tests would pass unless one of their rows set it. Read
+// what River does with it, in riverpgxv5 and its SQL, before adding it
+// here.
+func TestRiverParamsKnown(t *testing.T) {
+	for typ, want := range map[reflect.Type][]string{
+		reflect.TypeFor[riverdriver.JobInsertFastManyParams](): {"Jobs", "Schema"},
+		reflect.TypeFor[riverdriver.JobInsertFastParams](): {"ID", "Args", "CreatedAt", "EncodedArgs", "Kind", "MaxAttempts",
+			"Metadata", "Priority", "Queue", "ScheduledAt", "State", "Tags", "UniqueKey", "UniqueStates"},
+		// ProducerID is River's too: its own statement does not use it.
+		reflect.TypeFor[riverdriver.JobGetAvailableParams](): {"ClientID", "Kind", "MaxAttemptedBy", "MaxToLock", "Now", "ProducerID", "Queue", "Schema"},
+		// Now is used by River's statement only for a cancelled retry.
+		reflect.TypeFor[riverdriver.JobSetStateIfRunningManyParams](): {"ID", "Attempt", "ErrData", "FinalizedAt", "MetadataDoMerge",
+			"MetadataUpdates", "Now", "ScheduledAt", "Schema", "State"},
+	} {
+		var got []string
+		for i := range typ.NumField() {
+			got = append(got, typ.Field(i).Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%v has fields %v; taskd's statements know %v", typ, got, want)
+		}
+	}
+}
+
+// A closed pool is River's ErrClosedPool, on which River's services stop
+// instead of retrying, whatever wraps it.
+func TestRiverError(t *testing.T) {
+	if err := riverError(fmt.Errorf("fetching jobs: %w", puddle.ErrClosedPool)); !errors.Is(err, riverdriver.ErrClosedPool) {
+		t.Errorf("closed pool: %v", err)
+	}
+	other := errors.New("x")
+	if err := riverError(other); err != other {
+		t.Errorf("another error became %v", err)
 	}
 }

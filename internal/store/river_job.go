@@ -28,17 +28,16 @@ type JobCompletions struct {
 }
 
 // JobCompleteMany is River's JobSetStateIfRunningMany for a batch of
-// completions only, with a statement that does less (queries/completions.sql:
+// completions only, with a statement that does less (queries/river_job.sql:
 // River's serves every state, and looks every job up by id a second time
 // for the rows it did not update); jobs.completionPilot uses it for the
-// batches of River's completer, most of every task's completion
-// (docs/PERFORMANCE.md, "Round 2, eleventh run"). Like River's, it returns
-// the rows of every job of c that still exists, updated or not, in id order,
-// as River's own type: the caller hands them back to River.
-// TestJobCompleteManyAgreesWithRiver runs both statements on twin rows.
+// batches of River's completer that hold completions only. Like River's,
+// it returns the rows of every job of c that still exists, updated or not,
+// read in the statement's snapshot, in id order, as River's own type: the
+// caller hands them back to River. TestJobCompleteManyAgreesWithRiver runs
+// both statements on twin rows.
 func (s *Store) JobCompleteMany(ctx context.Context, db DBTX, c JobCompletions) ([]*rivertype.JobRow, error) {
-	q := dbsqlc.New(db)
-	updated, err := q.JobCompleteMany(ctx, dbsqlc.JobCompleteManyParams{
+	got, err := dbsqlc.New(db).JobCompleteMany(ctx, dbsqlc.JobCompleteManyParams{
 		ID:              c.ID,
 		FinalizedAt:     c.FinalizedAt,
 		MetadataDoMerge: c.MetadataDoMerge,
@@ -47,32 +46,9 @@ func (s *Store) JobCompleteMany(ctx context.Context, db DBTX, c JobCompletions) 
 	if err != nil {
 		return nil, fmt.Errorf("completing jobs: %w", err)
 	}
-	rows := make([]*rivertype.JobRow, 0, len(c.ID))
-	for i := range updated {
-		row, _ := riverJobRow(&updated[i])
-		rows = append(rows, row)
-	}
-	if len(updated) < len(c.ID) {
-		// Jobs that no longer run, and whose completion had no metadata:
-		// River returns them unchanged.
-		seen := make(map[int64]bool, len(updated))
-		for _, r := range updated {
-			seen[r.ID] = true
-		}
-		var rest []int64
-		for _, id := range c.ID {
-			if !seen[id] {
-				rest = append(rest, id)
-			}
-		}
-		others, err := q.JobGetByIDMany(ctx, rest)
-		if err != nil {
-			return nil, fmt.Errorf("reading jobs not completed: %w", err)
-		}
-		for i := range others {
-			row, _ := riverJobRow(&others[i])
-			rows = append(rows, row)
-		}
+	rows := make([]*rivertype.JobRow, len(got))
+	for i := range got {
+		rows[i], _ = riverJobRow((*dbsqlc.RiverJob)(&got[i]))
 	}
 	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
 	return rows, nil

@@ -177,6 +177,7 @@ func TestJobFetchAgreesWithRiver(t *testing.T) {
 	}{
 		{[]string{"double"}, 3},   // 3 of the 5 due doubles, by priority, time, id
 		{[]string{"nothing"}, 10}, // a kind no job has: none
+		{[]string{}, 1},           // an empty list of kinds: as River's
 		{nil, 10},                 // any kind: the rest
 		{nil, 10},                 // nothing left
 	} {

@@ -8,6 +8,8 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const jobCompleteMany = `-- name: JobCompleteMany :many
@@ -17,16 +19,23 @@ WITH job_input AS (
         unnest($2::timestamptz[]) AS finalized_at,
         unnest($3::boolean[]) AS metadata_do_merge,
         unnest($4::jsonb[]) AS metadata_updates
+),
+updated AS (
+    UPDATE river_job
+    SET
+        finalized_at = CASE WHEN river_job.state = 'running' THEN job_input.finalized_at ELSE river_job.finalized_at END,
+        metadata = CASE WHEN job_input.metadata_do_merge THEN river_job.metadata || job_input.metadata_updates ELSE river_job.metadata END,
+        state = CASE WHEN river_job.state = 'running' THEN 'completed'::river_job_state ELSE river_job.state END
+    FROM job_input
+    WHERE river_job.id = job_input.id
+        AND (river_job.state = 'running' OR job_input.metadata_do_merge)
+    RETURNING river_job.id, river_job.state, river_job.attempt, river_job.max_attempts, river_job.attempted_at, river_job.created_at, river_job.finalized_at, river_job.scheduled_at, river_job.priority, river_job.args, river_job.attempted_by, river_job.errors, river_job.kind, river_job.metadata, river_job.queue, river_job.tags, river_job.unique_key, river_job.unique_states
 )
-UPDATE river_job
-SET
-    finalized_at = CASE WHEN river_job.state = 'running' THEN job_input.finalized_at ELSE river_job.finalized_at END,
-    metadata = CASE WHEN job_input.metadata_do_merge THEN river_job.metadata || job_input.metadata_updates ELSE river_job.metadata END,
-    state = CASE WHEN river_job.state = 'running' THEN 'completed'::river_job_state ELSE river_job.state END
-FROM job_input
-WHERE river_job.id = job_input.id
-    AND (river_job.state = 'running' OR job_input.metadata_do_merge)
-RETURNING river_job.id, river_job.state, river_job.attempt, river_job.max_attempts, river_job.attempted_at, river_job.created_at, river_job.finalized_at, river_job.scheduled_at, river_job.priority, river_job.args, river_job.attempted_by, river_job.errors, river_job.kind, river_job.metadata, river_job.queue, river_job.tags, river_job.unique_key, river_job.unique_states
+SELECT id, state, attempt, max_attempts, attempted_at, created_at, finalized_at, scheduled_at, priority, args, attempted_by, errors, kind, metadata, queue, tags, unique_key, unique_states FROM updated
+UNION ALL
+SELECT river_job.id, river_job.state, river_job.attempt, river_job.max_attempts, river_job.attempted_at, river_job.created_at, river_job.finalized_at, river_job.scheduled_at, river_job.priority, river_job.args, river_job.attempted_by, river_job.errors, river_job.kind, river_job.metadata, river_job.queue, river_job.tags, river_job.unique_key, river_job.unique_states
+FROM river_job
+WHERE river_job.id = ANY(ARRAY(SELECT id FROM job_input EXCEPT SELECT id FROM updated))
 `
 
 type JobCompleteManyParams struct {
@@ -36,14 +45,36 @@ type JobCompleteManyParams struct {
 	MetadataUpdates [][]byte
 }
 
+type JobCompleteManyRow struct {
+	ID           int64
+	State        RiverJobState
+	Attempt      int16
+	MaxAttempts  int16
+	AttemptedAt  *time.Time
+	CreatedAt    time.Time
+	FinalizedAt  *time.Time
+	ScheduledAt  time.Time
+	Priority     int16
+	Args         []byte
+	AttemptedBy  []string
+	Errors       [][]byte
+	Kind         string
+	Metadata     []byte
+	Queue        string
+	Tags         []string
+	UniqueKey    []byte
+	UniqueStates pgtype.Bits
+}
+
 // River's JobSetStateIfRunningMany for a batch of completions only (every
 // one to completed, with no attempt, error or scheduled_at of its own): the
-// same rows changed in the same way, without the CASEs for the other states
-// and without River's second look-up of every job by id for the rows it
-// did not update (its UNION ALL); the caller reads those few itself
-// (JobGetByIDMany). As in River's statement, a completion's metadata is
+// same rows changed in the same way, without the CASEs for the other states,
+// and without River's second look-up by id of every job of the batch (its
+// UNION ALL returns the rows it did not update): only the jobs the UPDATE
+// left, usually none, are looked up, in the same statement and so the same
+// snapshot as River's. As in River's statement, a completion's metadata is
 // merged even into a job that no longer runs.
-func (q *Queries) JobCompleteMany(ctx context.Context, arg JobCompleteManyParams) ([]RiverJob, error) {
+func (q *Queries) JobCompleteMany(ctx context.Context, arg JobCompleteManyParams) ([]JobCompleteManyRow, error) {
 	rows, err := q.db.Query(ctx, jobCompleteMany,
 		arg.ID,
 		arg.FinalizedAt,
@@ -54,56 +85,9 @@ func (q *Queries) JobCompleteMany(ctx context.Context, arg JobCompleteManyParams
 		return nil, err
 	}
 	defer rows.Close()
-	var items []RiverJob
+	var items []JobCompleteManyRow
 	for rows.Next() {
-		var i RiverJob
-		if err := rows.Scan(
-			&i.ID,
-			&i.State,
-			&i.Attempt,
-			&i.MaxAttempts,
-			&i.AttemptedAt,
-			&i.CreatedAt,
-			&i.FinalizedAt,
-			&i.ScheduledAt,
-			&i.Priority,
-			&i.Args,
-			&i.AttemptedBy,
-			&i.Errors,
-			&i.Kind,
-			&i.Metadata,
-			&i.Queue,
-			&i.Tags,
-			&i.UniqueKey,
-			&i.UniqueStates,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const jobGetByIDMany = `-- name: JobGetByIDMany :many
-SELECT id, state, attempt, max_attempts, attempted_at, created_at, finalized_at, scheduled_at, priority, args, attempted_by, errors, kind, metadata, queue, tags, unique_key, unique_states
-FROM river_job
-WHERE id = ANY($1::bigint[])
-ORDER BY id
-`
-
-// River's statement of the same name, for JobCompleteMany's caller.
-func (q *Queries) JobGetByIDMany(ctx context.Context, id []int64) ([]RiverJob, error) {
-	rows, err := q.db.Query(ctx, jobGetByIDMany, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []RiverJob
-	for rows.Next() {
-		var i RiverJob
+		var i JobCompleteManyRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.State,
