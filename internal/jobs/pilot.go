@@ -373,9 +373,10 @@ func (p *completionPilot) JobInsertMany(ctx context.Context, execTx riverdriver.
 // PostgreSQL as taskd's own, which change the same rows in the same way
 // and do less: the insert of jobs without a unique key (store.JobInsertMany:
 // without River's ON CONFLICT clause), the producer's fetch (store.JobFetch:
-// the locked rows found again by ctid, not by id) and the batch
-// completer's batches of completions (store.JobCompleteMany: without the
-// cases of other states and River's second look-up of every job). Together
+// the locked rows found again by ctid, not by id) and the plain
+// completions of River's completer's batches (store.JobCompleteMany:
+// without the cases of other states and River's second look-up of every
+// job). Together
 // they took about a sixth off taskd's PostgreSQL CPU a task in scenario 1
 // (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything else (unique
 // jobs, other states, a schema of River's own) goes to River's statements.
