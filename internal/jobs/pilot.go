@@ -44,7 +44,7 @@ func newDriver(s *store.Store, w *watchdog, held *heldSet, recorder *attemptReco
 	d := riverpgxv5.New(s.Pool())
 	return &driver{Driver: d, pilot: &completionPilot{
 		watchdog: w, held: held, recorder: recorder, logger: logger,
-		statements: &statements{store: s, pool: s.Pool(), unwrap: d.UnwrapTx},
+		statements: &statements{store: s, unwrap: d.UnwrapTx},
 	}}
 }
 
@@ -57,8 +57,8 @@ func (d *driver) PluginPilot() riverpilot.Pilot { return d.pilot }
 
 // completionPilot is River's standard pilot, except that it does not let a
 // completion of an attempt the watchdog cancelled overwrite another attempt
-// of the task, and that it runs River's fetches and batches of completions
-// with taskd's own statements, which do less (statements).
+// of the task, and that it runs River's inserts, fetches and completions
+// with taskd's own statements where they can, which do less (statements).
 //
 // River writes an attempt's outcome with JobSetStateIfRunningMany, which
 // checks only that the job is running, not which attempt runs it. A process
@@ -84,8 +84,8 @@ type completionPilot struct {
 	// recorder's rows of a batch's attempts are written before the batch
 	// (attemptRecorder); nil when attempts are not recorded.
 	recorder *attemptRecorder
-	// statements runs River's fetches and batches of completions with
-	// taskd's own statements, which do less (statements); nil in tests
+	// statements runs River's inserts, fetches and completions with
+	// taskd's own statements where they can (statements); nil in tests
 	// that want River's.
 	statements *statements
 	// logger tells of the completions set aside (saveable); nil in tests.
@@ -128,8 +128,7 @@ func (p *completionPilot) JobSetStateIfRunningMany(ctx context.Context, exec riv
 		return nil, err
 	}
 	rows = append(rows, more...)
-	// In River's order.
-	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(rows)
 	return rows, nil
 }
 
@@ -335,9 +334,14 @@ func (p *completionPilot) setStateMany(ctx context.Context, exec riverdriver.Exe
 		return nil, fmt.Errorf("committing a mixed batch of completions: %w", err)
 	}
 	rows = append(rows, others...)
-	// In River's order.
-	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(rows)
 	return rows, nil
+}
+
+// sortByID puts rows in the order River's JobSetStateIfRunningMany returns
+// them: by id.
+func sortByID(rows []*rivertype.JobRow) {
+	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
 }
 
 // plainCompletion reports whether completion i of params is one taskd's
@@ -376,16 +380,16 @@ func (p *completionPilot) JobInsertMany(ctx context.Context, execTx riverdriver.
 // the locked rows found again by ctid, not by id) and the plain
 // completions of River's completer's batches (store.JobCompleteMany:
 // without the cases of other states and River's second look-up of every
-// job). Together
-// they took about a sixth off taskd's PostgreSQL CPU a task in scenario 1
-// (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything else (unique
-// jobs, other states, a schema of River's own) goes to River's statements.
+// job). Together they took about a sixth off taskd's PostgreSQL CPU a task
+// in scenario 1 (docs/PERFORMANCE.md, "Round 2, eleventh run"). Everything
+// else (unique jobs, other states, a schema of River's own) goes to
+// River's statements.
 type statements struct {
-	store *store.Store
-	// pool runs the statements River sends to its pool's executor; unwrap
-	// is River's driver's, for its transactions (JobCompleteTx, and the
-	// pilot's own guarded and probing transactions).
-	pool   store.DBTX
+	// store runs the statements River sends to its pool's executor on the
+	// store's pool, the one River's driver has; unwrap is River's driver's,
+	// for its transactions (JobCompleteTx, and the pilot's own guarded and
+	// probing transactions).
+	store  *store.Store
 	unwrap func(riverdriver.ExecutorTx) pgx.Tx
 }
 
@@ -398,7 +402,7 @@ func (c *statements) db(exec riverdriver.Executor) store.DBTX {
 	if tx, isTx := exec.(riverdriver.ExecutorTx); isTx {
 		return c.unwrap(tx)
 	}
-	return c.pool
+	return c.store.Pool()
 }
 
 // fetch is River's JobGetAvailable with store.JobFetch.
@@ -567,8 +571,7 @@ func (p *completionPilot) setStateGuarded(ctx context.Context, exec riverdriver.
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("committing guarded completion: %w", err)
 	}
-	// In River's order.
-	slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(rows)
 	return rows, nil
 }
 

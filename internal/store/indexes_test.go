@@ -240,8 +240,8 @@ func TestRiverJobIndexPlans(t *testing.T) {
 		// 'cancel_attempted_at' looks selective), by the primary key (its
 		// ids, at most 1,000) without.
 		"River cancel check": {index: "river_job_pkey"},
-		// taskd's fetch finds the rows it locked again by ctid: the
-		// fetching index and no other.
+		// taskd's fetch finds the rows it locked again by ctid
+		// (TestJobFetchConcurrent checks that it uses no other index).
 		"taskd fetch":     {index: "river_job_prioritized_fetching_index"},
 		"taskd completer": {index: "river_job_pkey"},
 		"River rescuer":   {},

@@ -31,7 +31,7 @@ type JobCompletions struct {
 // completions only, with a statement that does less (queries/river_job.sql:
 // River's serves every state, and looks every job up by id a second time
 // for the rows it did not update); jobs.completionPilot uses it for the
-// batches of River's completer that hold completions only. Like River's,
+// plain completions of River's completer's batches. Like River's,
 // it returns the rows of every job of c that still exists, updated or not,
 // read in the statement's snapshot, in id order, as River's own type: the
 // caller hands them back to River. TestJobCompleteManyAgreesWithRiver runs
@@ -120,18 +120,13 @@ func riverJobRow(r *dbsqlc.RiverJob) (_ *rivertype.JobRow, err error) {
 		u := t.UTC()
 		return &u
 	}
-	var errs []rivertype.AttemptError
-	if len(r.Errors) > 0 {
-		errs = make([]rivertype.AttemptError, len(r.Errors))
-		for i, raw := range r.Errors {
-			if uerr := riverdriver.UnmarshalAttemptError(raw, &errs[i]); uerr != nil {
-				err = fmt.Errorf("error unmarshaling `errors`: %w", uerr)
-				errs = nil
-				break
-			}
+	errs := make([]rivertype.AttemptError, len(r.Errors))
+	for i, raw := range r.Errors {
+		if uerr := riverdriver.UnmarshalAttemptError(raw, &errs[i]); uerr != nil {
+			err = fmt.Errorf("error unmarshaling `errors`: %w", uerr)
+			errs = nil
+			break
 		}
-	} else {
-		errs = []rivertype.AttemptError{}
 	}
 	var uniqueStates byte
 	if r.UniqueStates.Valid && len(r.UniqueStates.Bytes) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -238,25 +239,17 @@ func TestJobFetchConcurrent(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, `ANALYZE river_job`); err != nil {
 		t.Fatal(err)
 	}
-	var plan strings.Builder
-	rows, err := s.pool.Query(ctx, "EXPLAIN "+jobFetchSQL, "default", []string{"double"}, nil, 100, 100, "c")
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(line + "\n")
+	p, err := explain(ctx, conn.Conn(), jobFetchSQL, []any{"default", []string{"double"}, nil, 100, 100, "c"})
+	conn.Release()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
-	for _, want := range []string{"Tid Scan", "river_job_prioritized_fetching_index"} {
-		if !strings.Contains(plan.String(), want) {
-			t.Errorf("the fetch's plan has no %s:\n%s", want, plan.String())
-		}
+	if !slices.Equal(p.indexes, []string{"river_job_prioritized_fetching_index"}) || p.seqScan || !strings.Contains(p.text, `"Tid Scan"`) {
+		t.Errorf("the fetch's plan uses indexes %v (sequential scan %v), want the fetching index and a Tid Scan:\n%s", p.indexes, p.seqScan, p.text)
 	}
 
 	var mu sync.Mutex
